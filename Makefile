@@ -1,0 +1,199 @@
+# lmc - build, test, install.
+#
+#   make            static + shared library, tools, pkg-config file
+#   make test       install missing Debian packages, build, run every test
+#                   (plain build, then ASan+UBSan, then TSan on threaded tests)
+#   make check      the unit tests of the plain build only (fast)
+#   make demo       the prefork demo: 4 workers sharing one cache
+#   make SANITIZER=address|undefined|thread ...   sanitizer builds (own dir)
+#   make valgrind   the unit tests under valgrind
+#   make install / uninstall / test-install   (PREFIX, DESTDIR honoured)
+#
+# Build outputs go to build/<variant>/ and are never committed.
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define LMC_VERSION_MAJOR \([0-9]*\)$$/\1/p' include/lmc.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define LMC_VERSION_MINOR \([0-9]*\)$$/\1/p' include/lmc.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define LMC_VERSION_PATCH \([0-9]*\)$$/\1/p' include/lmc.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+prefix ?= $(PREFIX)
+bindir ?= $(prefix)/bin
+libdir ?= $(prefix)/lib
+includedir ?= $(prefix)/include
+pkgconfigdir ?= $(libdir)/pkgconfig
+
+CC ?= cc
+WERROR ?= 1
+SANITIZER ?=
+V ?= 0
+
+ifeq ($(V),0)
+Q := @
+E := @echo
+else
+Q :=
+E := @:
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wcast-qual \
+        -Wpointer-arith -Wundef -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+OPT ?= -O2
+BASE_CFLAGS := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) -Iinclude
+BASE_LDFLAGS :=
+
+ifeq ($(SANITIZER),)
+VARIANT := release
+else ifeq ($(SANITIZER),address)
+VARIANT := asan
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZER),undefined)
+VARIANT := ubsan
+SAN := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZER),thread)
+VARIANT := tsan
+SAN := -fsanitize=thread -fno-omit-frame-pointer
+else
+$(error SANITIZER must be address, undefined or thread, not '$(SANITIZER)')
+endif
+BASE_CFLAGS += $(SAN)
+BASE_LDFLAGS += $(SAN)
+
+# User flags come last so that they win.
+ALL_CFLAGS = $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
+LIBS := -llmdb -lpthread
+
+B := build/$(VARIANT)
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC))
+STATIC := $(B)/liblmc.a
+SHARED := $(B)/liblmc.so.$(VERSION)
+SONAME := liblmc.so.$(VERSION_MAJOR)
+PC := $(B)/lmc.pc
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+# Tests that use threads; ThreadSanitizer runs these.
+THREAD_TESTS := $(B)/tests/test_threads
+
+# Debian packages the build and the tests need.
+DEB_PKGS := liblmdb-dev libcmocka-dev pkg-config
+
+.PHONY: all lib deps test check check-threads test-sanitizers test-exports demo valgrind \
+        install uninstall test-install clean
+.DEFAULT_GOAL := all
+
+all: lib
+
+lib: $(STATIC) $(SHARED) $(B)/liblmc.so $(PC)
+
+$(B)/lib/%.o: lib/%.c lib/internal.h lib/fmacros.h include/lmc.h
+	@mkdir -p $(@D)
+	$(E) "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(STATIC): $(LIB_OBJ)
+	$(E) "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(E) "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/liblmc.so: $(SHARED)
+	$(Q)ln -sf liblmc.so.$(VERSION) $(B)/$(SONAME) && ln -sf liblmc.so.$(VERSION) $@
+
+$(PC): lmc.pc.in include/lmc.h
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' \
+	    -e 's|@INCLUDEDIR@|$(includedir)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# Tests link the static library so that they can reach the internal test
+# hooks (clock, allocation failures); -Wl,--wrap lets test_faults inject LMDB
+# errors.
+TEST_CFLAGS = $(ALL_CFLAGS) -Ilib -Wno-cast-qual
+$(B)/tests/%: tests/%.c tests/util.h $(STATIC)
+	@mkdir -p $(@D)
+	$(E) "  CC      $@"
+	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(if $(filter %test_faults,$@),$(FAULT_WRAP)) \
+	    $(STATIC) $(ALL_LDFLAGS) -lcmocka $(LIBS)
+
+FAULT_WRAP := -Wl,--wrap=mdb_put -Wl,--wrap=mdb_txn_commit -Wl,--wrap=mdb_txn_begin \
+              -Wl,--wrap=mdb_get
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PKGS) $(EXTRA_DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	    elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	    else echo "lmc needs these Debian packages:$$missing (run as root to install)" >&2; exit 1; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+
+# The unit tests of this build variant, TAP output.
+check: lib $(TEST_BIN)
+	$(Q)fail=0; for t in $(TEST_BIN); do \
+	    echo "# $$t"; \
+	    CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; \
+	done; exit $$fail
+
+check-threads: lib $(THREAD_TESTS)
+	$(Q)fail=0; for t in $(THREAD_TESTS); do \
+	    echo "# $$t"; CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; done; exit $$fail
+
+test-exports: $(SHARED)
+	$(Q)sh tests/check-exports.sh $(SHARED) include/lmc.h
+
+test-sanitizers:
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address check
+	$(Q)$(MAKE) --no-print-directory SANITIZER=thread check-threads
+
+# Everything: what CI runs.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check
+	$(Q)$(MAKE) --no-print-directory test-exports
+	$(Q)$(MAKE) --no-print-directory test-sanitizers
+	@echo "all tests passed"
+
+valgrind: lib $(TEST_BIN)
+	$(Q)fail=0; for t in $(TEST_BIN); do \
+	    echo "# valgrind $$t"; \
+	    LMC_TEST_SLOW=1 valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	        --trace-children=no $$t || fail=1; \
+	done; exit $$fail
+
+install: lib
+	install -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
+	install -m 644 include/lmc.h $(DESTDIR)$(includedir)/lmc.h
+	install -m 644 $(STATIC) $(DESTDIR)$(libdir)/liblmc.a
+	install -m 755 $(SHARED) $(DESTDIR)$(libdir)/liblmc.so.$(VERSION)
+	ln -sf liblmc.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf liblmc.so.$(VERSION) $(DESTDIR)$(libdir)/liblmc.so
+	install -m 644 $(PC) $(DESTDIR)$(pkgconfigdir)/lmc.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(includedir)/lmc.h $(DESTDIR)$(libdir)/liblmc.a \
+	    $(DESTDIR)$(libdir)/liblmc.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
+	    $(DESTDIR)$(libdir)/liblmc.so $(DESTDIR)$(pkgconfigdir)/lmc.pc
+
+# Install into a temporary DESTDIR and build a program against it.
+test-install: lib
+	$(Q)d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(MAKE) --no-print-directory install DESTDIR=$$d PREFIX=/usr >/dev/null && \
+	PKG_CONFIG_SYSROOT_DIR=$$d PKG_CONFIG_LIBDIR=$$d/usr/lib/pkgconfig \
+	    $(CC) -o $$d/hello tests/install-hello.c $$(PKG_CONFIG_SYSROOT_DIR=$$d PKG_CONFIG_LIBDIR=$$d/usr/lib/pkgconfig pkg-config --cflags --libs lmc) && \
+	LD_LIBRARY_PATH=$$d/usr/lib $$d/hello && echo "test-install: ok"
+
+clean:
+	rm -rf build

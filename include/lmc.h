@@ -1,0 +1,587 @@
+/*
+ * lmc.h - one cache shared by every process on a host, stored in LMDB.
+ *
+ * lmc gives prefork workers (gunicorn, uWSGI, Apache prefork, C servers) one
+ * shared cache without a server: every process maps the same LMDB environment,
+ * reads cost a B-tree lookup and a copy, and writes are short LMDB write
+ * transactions.  Entries carry a TTL in milliseconds, keys can be invalidated
+ * by prefix, and a sweeper (lmc_sweep) evicts expired and overflow entries.
+ *
+ * Conventions used throughout this header:
+ * - Every function that can fail returns an int: LMC_OK (0) or one of the
+ *   negative LMC_* codes below.  New codes may be added in later minor
+ *   versions; treat any unknown negative value as an error and print it with
+ *   lmc_strerror().
+ * - Ownership of every pointer is stated as *borrowed* (valid until a stated
+ *   event, the caller must not free it), *new* (the caller frees it with the
+ *   named function) or *copied* (the library keeps no reference).
+ * - Input buffers are always copied.  Nothing is retained after a call returns
+ *   except what the handle owns.
+ * - A handle is safe to use from many threads at once, and keeps working in a
+ *   child process after fork() without any call from the user.
+ *
+ * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  Public
+ * structs are only extended in a new major version, and each struct that may
+ * grow carries reserved space for that purpose.
+ */
+#ifndef LMC_H
+#define LMC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define LMC_VERSION_MAJOR 0
+#define LMC_VERSION_MINOR 1
+#define LMC_VERSION_PATCH 0
+/** One integer that orders versions: major * 10000 + minor * 100 + patch. */
+#define LMC_VERSION_NUMBER \
+    (LMC_VERSION_MAJOR * 10000 + LMC_VERSION_MINOR * 100 + LMC_VERSION_PATCH)
+#define LMC_VERSION_STRING "0.1.0"
+
+/* Symbol visibility: the library is built with -fvisibility=hidden and only
+ * what carries LMC_API is exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LMC_API __attribute__((visibility("default")))
+#define LMC_NODISCARD __attribute__((warn_unused_result))
+#define LMC_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
+#else
+#define LMC_API
+#define LMC_NODISCARD
+#define LMC_NONNULL(...)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Return codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * All codes are negative and live in a range of their own (-33001 and below),
+ * so they never collide with -errno values or with LMDB's codes.  The table
+ * drives the enum, lmc_strerror() and lmc_errname().
+ */
+#define LMC_ERRNO_MAP(X)                                                            \
+    X(NOTFOUND, -33001, "no such entry (a miss)")                                  \
+    X(EXISTS, -33002, "a live entry already exists for this key")                  \
+    X(EINVAL, -33003, "invalid argument")                                          \
+    X(ERANGE, -33004, "buffer too small, or number out of range")                  \
+    X(ETOOBIG, -33005, "key or value can never fit in this cache")                 \
+    X(ENOSPC, -33006, "no room left in the cache after eviction")                  \
+    X(ENOTNUM, -33007, "stored value is not a decimal integer")                    \
+    X(ECHANGED, -33008, "entry changed since its version was read")                \
+    X(EPERM, -33009, "unsafe or forbidden path or permission")                     \
+    X(ECORRUPT, -33010, "not an lmc cache, or its files are damaged")              \
+    X(EVERSION, -33011, "cache written by an incompatible format version")         \
+    X(ENOMEM, -33012, "out of memory")                                             \
+    X(EIO, -33013, "I/O or system error")                                          \
+    X(EREADONLY, -33014, "handle was opened read-only")                            \
+    X(EBUSY, -33015, "resource busy: reader table full, or call made from a callback")
+
+enum {
+    LMC_OK = 0,
+#define LMC__ERRNO_ENUM(name, value, text) LMC_##name = (value),
+    LMC_ERRNO_MAP(LMC__ERRNO_ENUM)
+#undef LMC__ERRNO_ENUM
+};
+
+/* ------------------------------------------------------------------------ */
+/* Opening and closing                                                      */
+/* ------------------------------------------------------------------------ */
+
+/** An open cache.  Opaque; one per process and cache path (opening the same
+ *  path again in one process shares the underlying environment); safe to use
+ *  from many threads; fork-aware. */
+typedef struct lmc lmc;
+
+/** Open flags, for lmc_options.flags. */
+#define LMC_OPEN_RDONLY 0x1u   /**< no writes; never creates anything */
+#define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_NOTFOUND if there is no cache */
+#define LMC_OPEN_RESET 0x4u    /**< start empty: wipe damaged or foreign files and
+                                    recreate them; empty a valid cache (recreated
+                                    with the given map_size if no other process
+                                    has it open, emptied in place otherwise) */
+
+/** Options for lmc_open().  Zero-initialised means all defaults. */
+typedef struct lmc_options {
+    uint64_t map_size;      /**< capacity in bytes when creating; 0 = 1 GiB.
+                                 Rounded up to the page size, at least 1 MiB.
+                                 An existing cache keeps the size it was created
+                                 with (see LMC_OPEN_RESET). */
+    int64_t default_ttl_ms; /**< TTL used by LMC_TTL_DEFAULT; 0 = never expire */
+    unsigned mode;          /**< permission bits of the files; 0 = 0600 (files)
+                                 and 0700 (directory).  Group bits (e.g. 0660)
+                                 share the cache with the group; the directory
+                                 gets the matching x bits.  The umask is not
+                                 applied. */
+    unsigned max_readers;   /**< LMDB reader slots (one per thread using the
+                                 cache); 0 = 1024.  Only the first process to
+                                 open the cache sizes the table. */
+    unsigned flags;         /**< LMC_OPEN_* bits; unknown bits are LMC_EINVAL */
+} lmc_options;
+
+/** ttl_ms argument: use the handle's default_ttl_ms. */
+#define LMC_TTL_DEFAULT (-1)
+/** ttl_ms argument: never expire.  Any value > 0 is milliseconds from now. */
+#define LMC_TTL_NEVER 0
+
+/** Largest key, in bytes.  Keys are 1 .. LMC_MAX_KEY bytes of any value. */
+#define LMC_MAX_KEY 65536u
+
+/**
+ * @brief Open (and by default create) the cache stored in directory @p path.
+ *
+ * The directory is created with the requested mode if missing.  Open refuses
+ * a directory or file that is a symbolic link, is owned by a user other than
+ * the caller or root (unless mode shares with the group and the object belongs
+ * to one of the caller's groups), is writable by others, or is group-writable
+ * when mode does not share with the group: LMC_EPERM, with a message naming
+ * the path.  Files that are not an lmc cache give LMC_ECORRUPT, and a cache of
+ * another format version LMC_EVERSION, unless LMC_OPEN_RESET is given.  A cache
+ * on a disk filesystem that was not shut down cleanly before a reboot is wiped
+ * (its unsynced writes cannot be trusted); on tmpfs a reboot empties it anyway.
+ *
+ * @param[out] out   the new handle; set to NULL on failure.  *new*: release
+ *                   with lmc_close().
+ * @param[in]  path  directory of the cache; *copied*.  Best on tmpfs, e.g.
+ *                   "/dev/shm/myapp".
+ * @param[in]  opts  options, or NULL for all defaults; *copied*.
+ * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option);
+ *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY);
+ *         LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the filesystem
+ *         cannot hold map_size: the capacity is reserved at creation);
+ *         LMC_EBUSY (already open read-only in this process and now asked
+ *         read-write); LMC_ENOMEM; LMC_EIO.
+ *         On failure, lmc_errmsg(NULL) gives the detailed message.
+ */
+LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_options *opts);
+
+/**
+ * @brief Close a handle.  NULL is fine.
+ *
+ * Releases this process's reader slots and stats slot.  Must not be called
+ * while another thread is still using the handle or from inside a callback.
+ * In a child process that inherited the handle across fork(), closing touches
+ * nothing that belongs to the parent.
+ */
+LMC_API void lmc_close(lmc *c);
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * All writes are one short LMDB write transaction each and are atomic across
+ * processes.  When the map is full they evict (expired entries first, then the
+ * entries closest to expiry, then entries without TTL by approximate LRU) and
+ * retry.  Common return codes of every write:
+ *   LMC_EINVAL    NULL handle, NULL key, key of 0 bytes, NULL val with vlen > 0,
+ *                 ttl_ms < -1;
+ *   LMC_ETOOBIG   key longer than LMC_MAX_KEY, or an entry larger than the
+ *                 whole map could ever hold;
+ *   LMC_ENOSPC    eviction could not make room (e.g. a reader stuck on an old
+ *                 snapshot pins the freed pages, or fragmentation);
+ *   LMC_EREADONLY the handle is read-only;
+ *   LMC_EBUSY     called from inside an lmc callback on this handle;
+ *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT.
+ */
+
+/** Store @p val under @p key, replacing any existing entry.
+ *  @param ttl_ms LMC_TTL_DEFAULT, LMC_TTL_NEVER or milliseconds from now.
+ *  @return LMC_OK or a common write code. */
+LMC_API int lmc_set(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                    int64_t ttl_ms);
+
+/** Store only if no live entry exists (an expired one is replaced).
+ *  @return LMC_OK; LMC_EXISTS if a live entry exists; a common write code. */
+LMC_API int lmc_add(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                    int64_t ttl_ms);
+
+/** Store only if a live entry exists.
+ *  @return LMC_OK; LMC_NOTFOUND if there is no live entry; a common write code. */
+LMC_API int lmc_replace(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                        int64_t ttl_ms);
+
+/**
+ * @brief Compare-and-swap: store only if the live entry still has @p version.
+ *
+ * Read the version with lmc_get_cas(), lmc_get_view() or lmc_get_many().
+ * Every write of an entry gives it a new version (lmc_touch keeps it).
+ * @return LMC_OK; LMC_NOTFOUND if there is no live entry; LMC_ECHANGED if the
+ *         entry's version differs; a common write code.
+ */
+LMC_API int lmc_cas(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                    int64_t ttl_ms, uint64_t version);
+
+/** Delete an entry.
+ *  @return LMC_OK; LMC_NOTFOUND if there was no live entry (an expired entry
+ *          is still removed); a common write code. */
+LMC_API int lmc_delete(lmc *c, const void *key, size_t klen);
+
+/**
+ * @brief Delete every entry whose key starts with @p prefix (exact for
+ * prefixes of any length).
+ *
+ * Runs in transactions of at most about 1000 deletions so that other writers
+ * are never starved; readers are never blocked.  Entries that matched when the
+ * call began are gone when it returns (entries written concurrently under the
+ * prefix may or may not be).
+ * @param[out] removed number of entries removed; may be NULL.
+ * @return LMC_OK (also when nothing matched); LMC_EINVAL for plen == 0 (use
+ *         lmc_clear); a common write code.  On an error, *removed counts what
+ *         was already removed.
+ */
+LMC_API int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed);
+
+/** Delete every entry.  @return LMC_OK or a common write code. */
+LMC_API int lmc_clear(lmc *c);
+
+/**
+ * @brief Add @p delta to the integer stored under @p key, atomically across
+ * processes.
+ *
+ * The value is kept as decimal text ("-12"), so lmc_get() reads it and
+ * lmc_set() of decimal text can be incremented.  A missing or expired key
+ * starts at 0 and is created with @p ttl_ms; an existing entry keeps its TTL.
+ * @param[out] result the new value; may be NULL.
+ * @return LMC_OK; LMC_ENOTNUM if the stored value is not a decimal integer
+ *         (optional '-', 1 to 19 digits); LMC_ERANGE if the result overflows
+ *         int64_t (nothing is written); a common write code.
+ */
+LMC_API int lmc_incr(lmc *c, const void *key, size_t klen, int64_t delta, int64_t *result,
+                     int64_t ttl_ms);
+
+/** Give a live entry a new TTL (LMC_TTL_NEVER removes its expiry).  The value
+ *  and version are unchanged.
+ *  @return LMC_OK; LMC_NOTFOUND if there is no live entry; a common write code. */
+LMC_API int lmc_touch(lmc *c, const void *key, size_t klen, int64_t ttl_ms);
+
+/** One item of lmc_set_many().  All pointers are *copied* by the call. */
+typedef struct lmc_item {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+    int64_t ttl_ms; /**< LMC_TTL_DEFAULT, LMC_TTL_NEVER or milliseconds */
+} lmc_item;
+
+/** Store @p n items in one transaction: all of them or none.
+ *  @return LMC_OK; a common write code (LMC_EINVAL if any item is invalid,
+ *          before anything is written; n == 0 is LMC_OK). */
+LMC_API int lmc_set_many(lmc *c, const lmc_item *items, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Reads never write to LMDB: an expired entry reads as a miss (counted as
+ * "expired") and is removed later by the sweeper or a writer.  An entry whose
+ * stored header is malformed reads as a miss and is counted as "malformed".
+ * Common return codes of every read: LMC_NOTFOUND (a miss; no message is set),
+ * LMC_EINVAL (NULL handle or key, empty key), LMC_ETOOBIG (key longer than
+ * LMC_MAX_KEY), LMC_EBUSY (reader table full even after clearing stale slots,
+ * or called from inside a callback on this handle), LMC_EIO.
+ */
+
+/**
+ * @brief Copy the value stored under @p key into @p buf.
+ * @param[out] buf  destination of @p cap bytes; may be NULL when cap is 0.
+ * @param[out] vlen the value's length; may be NULL.  Set on LMC_OK and
+ *                  LMC_ERANGE.
+ * @return LMC_OK; LMC_ERANGE if cap is smaller than the value (nothing is
+ *         copied; *vlen says how much is needed); a common read code.
+ */
+LMC_API int lmc_get(lmc *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
+
+/** Like lmc_get(), and also return the entry's version for lmc_cas().
+ *  @param[out] version may be NULL. */
+LMC_API int lmc_get_cas(lmc *c, const void *key, size_t klen, void *buf, size_t cap,
+                        size_t *vlen, uint64_t *version);
+
+/**
+ * @brief Return a copy of the value in a new buffer.
+ * @param[out] val  *new*: free with lmc_free().  Never NULL on LMC_OK (a
+ *                  value of 0 bytes gives a valid 1-byte allocation).
+ * @param[out] vlen the value's length.
+ * @return LMC_OK; LMC_ENOMEM; a common read code.
+ */
+LMC_API int lmc_get_alloc(lmc *c, const void *key, size_t klen, void **val, size_t *vlen);
+
+/** Free a buffer returned by lmc_get_alloc().  NULL is fine. */
+LMC_API void lmc_free(void *p);
+
+/** What a zero-copy read sees.  All pointers are *borrowed*: valid only until
+ *  the callback returns; never modify or free them. */
+typedef struct lmc_value {
+    const void *key;       /**< the whole key */
+    size_t klen;
+    const void *data;      /**< the value, inside the shared map */
+    size_t len;
+    uint64_t version;      /**< for lmc_cas() */
+    int64_t expires_at_ms; /**< ms since the Unix epoch; 0 = never */
+} lmc_value;
+
+/** Callback of lmc_get_view(): return 0, or any non-zero int that the call
+ *  then returns unchanged (use positive values to tell them apart from lmc
+ *  codes).  It runs inside a read transaction: keep it short, and do not call
+ *  lmc functions on the same handle from it (they return LMC_EBUSY). */
+typedef int (*lmc_view_fn)(void *arg, const lmc_value *v);
+
+/**
+ * @brief Zero-copy read: call @p fn with the entry, inside the read
+ * transaction, without copying the value.
+ * @return LMC_OK; fn's non-zero return; a common read code (fn is not called
+ *         on a miss).
+ */
+LMC_API int lmc_get_view(lmc *c, const void *key, size_t klen, lmc_view_fn fn, void *arg);
+
+/** A key for lmc_get_many().  *copied* (only read during the call). */
+typedef struct lmc_key {
+    const void *key;
+    size_t klen;
+} lmc_key;
+
+/** Callback of lmc_get_many(), called once per key in order.  @p v is NULL on
+ *  a miss; otherwise *borrowed* as in lmc_view_fn.  Return 0 to go on, or a
+ *  non-zero int to stop; the call then returns it. */
+typedef int (*lmc_many_fn)(void *arg, size_t index, const lmc_value *v);
+
+/**
+ * @brief Read @p n keys in one read transaction (one consistent snapshot).
+ * @return LMC_OK (misses are reported through the callback, not as an error);
+ *         fn's non-zero return; LMC_EINVAL if any key is invalid (checked
+ *         before the first callback); a common read code.
+ */
+LMC_API int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *arg);
+
+/** Callback of lmc_scan(); @p e is *borrowed* as in lmc_view_fn.  Return 0 to
+ *  go on or non-zero to stop (the call returns it). */
+typedef int (*lmc_scan_fn)(void *arg, const lmc_value *e);
+
+/**
+ * @brief Visit the live entries whose key starts with @p prefix, in key order
+ * (bytewise, for keys shorter than 448 bytes; longer keys sort by their first
+ * 448 bytes and then by hash).
+ *
+ * The scan reads in batches of short read transactions, so it never pins old
+ * pages for long; it is not one snapshot: entries written during the scan may
+ * or may not be visited.  plen == 0 visits every entry.
+ * @return LMC_OK; fn's non-zero return; a common read code.
+ */
+LMC_API int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Sweeping and eviction                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Options of lmc_sweep().  Zero-initialised means all defaults. */
+typedef struct lmc_sweep_options {
+    double high_watermark; /**< evict when fill is above this; 0 = 0.80 */
+    double low_watermark;  /**< ... down to this; 0 = 0.70; must be <= high */
+    unsigned batch;        /**< deletions per write transaction; 0 = 1000 */
+    uint64_t max_keys;     /**< stop after this many deletions; 0 = no limit */
+    uint64_t max_time_ms;  /**< stop after about this long; 0 = no limit */
+    unsigned flags;        /**< LMC_SWEEP_* bits */
+    uint64_t reserved[4];  /**< must be zero */
+} lmc_sweep_options;
+
+#define LMC_SWEEP_NOEVICT 0x1u /**< only remove expired entries */
+#define LMC_SWEEP_FORCE 0x2u   /**< evict down to the low watermark even if
+                                    fill is not above the high one */
+
+/** What one lmc_sweep() did. */
+typedef struct lmc_sweep_result {
+    uint64_t expired;         /**< expired entries removed */
+    uint64_t evicted_soonest; /**< live entries with a TTL evicted, soonest
+                                   to expire first */
+    uint64_t evicted_lru;     /**< entries without TTL evicted, coldest first */
+    uint64_t readers_cleared; /**< stale reader slots of dead processes */
+    uint64_t transactions;    /**< write transactions committed */
+    double fill_before;       /**< fill ratio before the pass (0..1) */
+    double fill_after;        /**< fill ratio after the pass */
+    uint64_t elapsed_us;      /**< wall time of the pass */
+    int complete;             /**< 1 if the pass finished its work, 0 if a
+                                   budget (max_keys, max_time_ms) stopped it */
+    int reserved_int;
+    uint64_t reserved[4];
+} lmc_sweep_result;
+
+/**
+ * @brief One sweeper pass: clear stale reader slots, delete expired entries
+ * through the expiry index, and if fill is above the high watermark evict
+ * down to the low one (soonest-to-expire first, then entries without TTL by
+ * approximate LRU).  Every write transaction holds at most @c batch deletions.
+ * @param opts   may be NULL for defaults.
+ * @param[out] res may be NULL.
+ * @return LMC_OK; LMC_EINVAL (bad watermarks, reserved fields not zero);
+ *         LMC_EREADONLY; a common write code.
+ */
+LMC_API int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Counters (monotonic, summed over every process that ever used the cache
+ * since it was created).  X(name, help).
+ */
+#define LMC_COUNTERS(X)                                                                   \
+    X(gets, "key lookups (hits + misses)")                                                \
+    X(hits, "lookups that found a live entry")                                            \
+    X(misses, "lookups that found no live entry")                                         \
+    X(expired, "misses because the entry had expired")                                    \
+    X(malformed, "misses because the stored entry was malformed")                         \
+    X(sets, "entries stored by set, add, replace, cas, set_many and incr")                \
+    X(adds, "add calls")                                                                  \
+    X(add_conflicts, "add calls refused because a live entry existed")                    \
+    X(deletes, "entries deleted by delete")                                               \
+    X(prefix_deletes, "delete_prefix calls")                                              \
+    X(prefix_deleted_keys, "entries removed by delete_prefix")                            \
+    X(clears, "clear calls")                                                              \
+    X(incrs, "incr calls")                                                                \
+    X(touches, "touch calls")                                                             \
+    X(cas, "cas calls")                                                                   \
+    X(cas_conflicts, "cas calls refused because the version changed")                     \
+    X(evictions_expired, "expired entries removed by sweeps and by writers")              \
+    X(evictions_soonest, "live entries with TTL evicted for room, soonest to expire first") \
+    X(evictions_lru, "entries without TTL evicted for room, coldest first")               \
+    X(sweeps, "sweeper passes")                                                           \
+    X(map_full, "writes that found the map full and had to evict")                        \
+    X(readers_cleared, "stale reader slots cleared")                                      \
+    X(bytes_read, "value bytes returned by hits")                                         \
+    X(bytes_written, "value bytes stored")
+
+/*
+ * Gauges (computed when read).  X(name, type, help).
+ */
+#define LMC_GAUGES(X)                                                                     \
+    X(entries, uint64_t, "live and not yet swept entries")                                \
+    X(entries_with_ttl, uint64_t, "entries that have an expiry time")                     \
+    X(key_bytes, uint64_t, "bytes of keys stored")                                        \
+    X(value_bytes, uint64_t, "bytes of values stored")                                    \
+    X(map_size, uint64_t, "capacity of the map in bytes")                                 \
+    X(page_size, uint64_t, "LMDB page size in bytes")                                     \
+    X(total_pages, uint64_t, "pages in the map")                                          \
+    X(used_pages, uint64_t, "pages in use (file high-water mark minus free pages)")       \
+    X(free_pages, uint64_t, "pages freed and reusable once no reader needs them")         \
+    X(fill, double, "used_pages / total_pages")                                           \
+    X(readers, uint64_t, "reader slots held by live processes")                           \
+    X(readers_active, uint64_t, "readers inside a read transaction now")                  \
+    X(reader_lag, uint64_t, "transactions the oldest active reader is behind")            \
+    X(max_readers, uint64_t, "size of the reader table")                                  \
+    X(processes, uint64_t, "processes attached (holding a stats slot)")                   \
+    X(last_txnid, uint64_t, "id of the last committed write transaction")
+
+/** Counters and gauges of a cache, filled by lmc_stats(). */
+typedef struct lmc_stat {
+#define LMC__STAT_COUNTER(name, help) uint64_t name;
+    LMC_COUNTERS(LMC__STAT_COUNTER)
+#undef LMC__STAT_COUNTER
+#define LMC__STAT_GAUGE(name, type, help) type name;
+    LMC_GAUGES(LMC__STAT_GAUGE)
+#undef LMC__STAT_GAUGE
+    uint64_t reserved[16];
+} lmc_stat;
+
+/**
+ * @brief Read every counter and gauge.  Costs one short read transaction and
+ * a walk of LMDB's free list; meant for tools and dashboards, not hot paths.
+ * @param[out] st filled completely on LMC_OK.
+ * @return LMC_OK; LMC_EINVAL; a common read code.
+ */
+LMC_API int lmc_stats(lmc *c, lmc_stat *st);
+
+/** Counters of one process, from lmc_stats_processes(). */
+typedef struct lmc_proc_stat {
+    int64_t pid;           /**< the process; 0 for the shared overflow slot */
+    int64_t started_ms;    /**< when it attached, ms since the Unix epoch */
+    int alive;             /**< 1 if the process still holds its slot */
+    int reserved_int;
+#define LMC__PROC_COUNTER(name, help) uint64_t name;
+    LMC_COUNTERS(LMC__PROC_COUNTER)
+#undef LMC__PROC_COUNTER
+} lmc_proc_stat;
+
+/**
+ * @brief Counters of each process attached to the cache now (and the shared
+ * slot used by processes beyond the slot table, if it was ever used).
+ * @param[out] out array of @p cap entries; may be NULL when cap is 0.
+ * @param[out] n   number of processes found (may exceed cap; only cap are
+ *                 written).
+ * @return LMC_OK; LMC_EINVAL.
+ */
+LMC_API int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n);
+
+/** Kind of a field in lmc_stat, for generic printers. */
+enum { LMC_FIELD_COUNTER = 1, LMC_FIELD_GAUGE_U64 = 2, LMC_FIELD_GAUGE_DOUBLE = 3 };
+
+/** Describes one field of lmc_stat. */
+typedef struct lmc_stat_field {
+    const char *name;   /**< e.g. "hits"; static, must not be freed */
+    const char *help;   /**< one line of help; static */
+    int kind;           /**< LMC_FIELD_* */
+    size_t offset;      /**< offsetof(lmc_stat, name) */
+} lmc_stat_field;
+
+/** @brief The table of lmc_stat fields, in declaration order.
+ *  @param[out] n number of entries; may be NULL.
+ *  @return static array, must not be freed. */
+LMC_API const lmc_stat_field *lmc_stat_fields(size_t *n);
+
+/** Facts about an open cache, from lmc_info(). */
+typedef struct lmc_info {
+    const char *path;        /**< *borrowed*: valid until lmc_close() */
+    uint64_t map_size;       /**< capacity in bytes */
+    uint64_t page_size;
+    int64_t created_ms;      /**< when the cache was created */
+    int64_t default_ttl_ms;  /**< of this handle */
+    unsigned format_version; /**< on-disk format of the entries */
+    unsigned max_readers;
+    int on_tmpfs;            /**< 1 if the files live on tmpfs/ramfs */
+    int read_only;           /**< 1 if this handle is read-only */
+    const char *lmdb_version; /**< static string */
+    uint64_t reserved[8];
+} lmc_info;
+
+/** @brief Describe an open cache.  @return LMC_OK; LMC_EINVAL. */
+LMC_API int lmc_info_get(lmc *c, lmc_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* Errors and version                                                       */
+/* ------------------------------------------------------------------------ */
+
+/** @brief Text of any return code, starting with its name
+ *  ("LMC_NOTFOUND: no such entry (a miss)").  Also names -errno values.
+ *  @return static string, must not be freed; never NULL. */
+LMC_API const char *lmc_strerror(int rc);
+
+/** @brief Name of a return code ("LMC_NOTFOUND"), or "LMC_UNKNOWN".
+ *  @return static string, must not be freed; never NULL. */
+LMC_API const char *lmc_errname(int rc);
+
+/**
+ * @brief The detailed message of the last error of @p c on the calling thread
+ * (e.g. "refusing /dev/shm/app: owned by uid 1001").  With c == NULL: the last
+ * message of a failed lmc_open() on this thread.
+ * @return *borrowed*: valid until the next lmc call on this thread; "" if
+ *         there is none.  Misses (LMC_NOTFOUND from reads) set no message.
+ */
+LMC_API const char *lmc_errmsg(const lmc *c);
+
+/** @brief Runtime version.  Each out pointer may be NULL.
+ *  @return "0.1.0", static. */
+LMC_API const char *lmc_version(int *major, int *minor, int *patch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LMC_H */

@@ -1,0 +1,911 @@
+/*
+ * env.c - opening and closing caches, and surviving fork().
+ *
+ * A cache is a directory holding an LMDB environment (data.mdb, lock.mdb), a
+ * stats file and a recency file.  Opening it takes an flock on the directory
+ * so that creation, validation and wiping never race with another process's
+ * open; checks every object against the security rules (file.c); validates
+ * LMDB's meta pages itself before LMDB maps the file (a truncated data.mdb
+ * would otherwise be extended with zeros by MDB_WRITEMAP's ftruncate, or
+ * SIGBUS a reader); and on a disk filesystem wipes a cache that was not shut
+ * down cleanly before the last reboot, because its unsynced writes cannot be
+ * trusted.
+ *
+ * Within a process one "core" (the LMDB environment and the shared files) is
+ * kept per cache directory, shared by every lmc handle that opens it: LMDB
+ * forbids opening one environment twice in a process, because closing any
+ * descriptor of lock.mdb drops all of the process's fcntl locks on it.
+ *
+ * Fork: a pthread_atfork child handler bumps a global generation.  Every call
+ * compares its core's generation with it (lmc__enter), and the first call in
+ * a child closes the inherited environment (safe since LMDB 0.9.23: it only
+ * clears reader slots carrying the child's own pid) and opens its own, as
+ * lmdb-rules section 1 requires.  Nothing the parent owns is touched: the
+ * parent's read transactions are forgotten, not aborted, since aborting them
+ * would clear the parent's reader slots in shared memory.
+ */
+#include "fmacros.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* LMDB flags of every read-write process.  They must be identical in all
+ * processes (lmdb-rules 8).  WRITEMAP|NOSYNC measured 4.5x faster sets than
+ * NOSYNC alone on tmpfs here (README, "Choice of LMDB flags"); the file is
+ * preallocated so that a full filesystem gives LMC_ENOSPC at open instead of
+ * SIGBUS in a worker. */
+#define LMC__ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP)
+#define LMC__ENV_FLAGS_RDONLY (MDB_NOTLS | MDB_RDONLY)
+
+#define LMC__MIN_MAP ((uint64_t)1 << 20)
+#define LMC__DEFAULT_MAP ((uint64_t)1 << 30)
+#define LMC__DEFAULT_READERS 1024u
+#define LMC__MAX_READERS (1u << 20)
+#define LMC__OPEN_LOCK_TIMEOUT_MS 60000
+
+/* Key of the byte totals in LMDB's main (unnamed) database, see write.c. */
+extern const MDB_val lmc__totals_key;
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* Protects the core registry and every core's list of read txns; held only
+ * briefly, and taken by the atfork prepare handler so that the child sees
+ * consistent lists. */
+pthread_mutex_t lmc__g_lock = PTHREAD_MUTEX_INITIALIZER;
+#define g_lock lmc__g_lock
+/* Serialises open, close and reopen-after-fork within the process.  It may
+ * be held while waiting for another process's open, so atfork does not take
+ * it; the child re-initialises it instead. */
+static pthread_mutex_t g_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static lmc__core *g_cores;
+
+_Atomic unsigned lmc__fork_gen = 1;
+_Thread_local const lmc__core *lmc__tl_callback __attribute__((tls_model("initial-exec")));
+
+/* Resolved options of an open request, kept in the core for reopening in a
+ * child after fork. */
+typedef struct open_req {
+    uint64_t map_size;
+    unsigned max_readers;
+    unsigned flags;
+    lmc__perm perm;
+} open_req;
+
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void atfork_child(void)
+{
+    /* Only the forking thread exists in the child; the locks may have been
+     * held by threads that are gone, so start them afresh. */
+    pthread_mutex_init(&g_lock, NULL);
+    pthread_mutex_init(&g_open_lock, NULL);
+    atomic_fetch_add(&lmc__fork_gen, 1);
+}
+
+static void global_init(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Directory, locks, boot id                                                */
+/* ------------------------------------------------------------------------ */
+
+static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm *p, int *dirfd,
+                    struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (mkdir(path, 0700) == 0) {
+            fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            /* mkdir applies the umask; set exactly the requested mode. */
+            if (fd >= 0 && fchmod(fd, p->dir_mode) != 0) {
+                int e = errno;
+                close(fd);
+                return lmc__sys_err(h, e, "chmod %s", path);
+            }
+        } else if (errno == EEXIST) {
+            fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        } else {
+            return lmc__sys_err(h, errno, "mkdir %s", path);
+        }
+    }
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return lmc__err(h, LMC_NOTFOUND, "no cache at %s", path);
+        if (e == ELOOP)
+            return lmc__err(h, LMC_EPERM, "refusing %s: it is a symbolic link", path);
+        if (e == ENOTDIR)
+            return lmc__err(h, LMC_EPERM, "refusing %s: not a directory", path);
+        return lmc__sys_err(h, e, "open %s", path);
+    }
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return lmc__sys_err(h, e, "fstat %s", path);
+    }
+    int rc = lmc__check_owner(h, path, st, p, true);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *dirfd = fd;
+    return 0;
+}
+
+/* flock the directory, waiting at most LMC__OPEN_LOCK_TIMEOUT_MS: a process
+ * stopped in the middle of its open must not hang every later open. */
+static int lock_dir(const lmc *h, int dirfd, const char *path, int how)
+{
+    struct timespec pause = {0, 1000000};
+    for (int waited = 0;; waited++) {
+        if (flock(dirfd, how | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return lmc__sys_err(h, errno, "flock %s", path);
+        if (waited >= LMC__OPEN_LOCK_TIMEOUT_MS)
+            return lmc__err(h, LMC_EBUSY, "another process has held the open lock of %s "
+                            "for %d s", path, LMC__OPEN_LOCK_TIMEOUT_MS / 1000);
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* The kernel's boot id, or "" when it cannot be read. */
+static void read_boot_id(char out[40])
+{
+    out[0] = 0;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, 39);
+    close(fd);
+    if (n <= 0) {
+        out[0] = 0;
+        return;
+    }
+    out[n] = 0;
+    char *nl = strchr(out, '\n');
+    if (nl)
+        *nl = 0;
+}
+
+/* Remove the cache's files (not the directory).  Only called while holding
+ * the directory's exclusive lock and with no live user of the files. */
+static int wipe_files(const lmc *h, int dirfd, const char *path)
+{
+    static const char *const names[] = {"data.mdb", "lock.mdb", "stats", "recency"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (unlinkat(dirfd, names[i], 0) != 0 && errno != ENOENT)
+            return lmc__sys_err(h, errno, "remove %s/%s", path, names[i]);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* LMDB meta pages                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The fields of LMDB's meta page (format version 1, LMDB 0.9.x on LP64) that
+ * open needs before handing the file to LMDB.  Offsets are from the start of
+ * a meta page: a 16-byte page header (flags at 10), then MDB_meta: magic at
+ * 0, version 4, mapsize 16, the FREE_DBI record at 24 (its first u32 is the
+ * page size), last_pg at 120, txnid at 128.
+ */
+typedef struct lmdb_meta {
+    uint64_t mapsize, last_pg, txnid;
+    unsigned psize;
+} lmdb_meta;
+
+#define MDBM_PAGEHDR 16
+#define MDBM_P_META 0x08
+#define MDBM_MAGIC 0xBEEFC0DEu
+#define MDBM_VERSION 1u
+
+static int parse_meta_page(const unsigned char *pg, lmdb_meta *m, uint32_t *version)
+{
+    uint16_t flags;
+    uint32_t magic;
+    memcpy(&flags, pg + 10, 2);
+    memcpy(&magic, pg + MDBM_PAGEHDR, 4);
+    memcpy(version, pg + MDBM_PAGEHDR + 4, 4);
+    if (!(flags & MDBM_P_META) || magic != MDBM_MAGIC)
+        return -1;
+    uint32_t psize;
+    memcpy(&m->mapsize, pg + MDBM_PAGEHDR + 16, 8);
+    memcpy(&psize, pg + MDBM_PAGEHDR + 24, 4);
+    memcpy(&m->last_pg, pg + MDBM_PAGEHDR + 120, 8);
+    memcpy(&m->txnid, pg + MDBM_PAGEHDR + 128, 8);
+    m->psize = psize;
+    return 0;
+}
+
+static int read_lmdb_meta(const lmc *h, int fd, const char *path, uint64_t fsize, lmdb_meta *out)
+{
+    unsigned char pg[MDBM_PAGEHDR + 136];
+    lmdb_meta m[2];
+    uint32_t ver[2];
+    off_t off = 0;
+    for (int i = 0; i < 2; i++) {
+        ssize_t n = pread(fd, pg, sizeof pg, off);
+        if (n != (ssize_t)sizeof pg || parse_meta_page(pg, &m[i], &ver[i]) != 0)
+            return lmc__err(h, LMC_ECORRUPT, "%s/data.mdb is not an LMDB file (bad meta page %d)",
+                            path, i);
+        if (ver[i] != MDBM_VERSION)
+            return lmc__err(h, LMC_EVERSION, "%s/data.mdb has LMDB data format %u, expected %u",
+                            path, ver[i], MDBM_VERSION);
+        if (i == 0) {
+            unsigned ps = m[0].psize;
+            if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
+                return lmc__err(h, LMC_ECORRUPT, "%s/data.mdb has a bad page size %u", path, ps);
+            off = (off_t)ps;
+        }
+    }
+    lmdb_meta *best = m[1].txnid > m[0].txnid ? &m[1] : &m[0];
+    best->psize = m[0].psize;
+    if (best->last_pg >= (UINT64_MAX / best->psize) - 1 ||
+        fsize < (best->last_pg + 1) * best->psize)
+        return lmc__err(h, LMC_ECORRUPT,
+                        "%s/data.mdb is truncated: %llu bytes, but its last page ends at %llu",
+                        path, (unsigned long long)fsize,
+                        (unsigned long long)((best->last_pg + 1) * best->psize));
+    *out = *best;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Meta database                                                            */
+/* ------------------------------------------------------------------------ */
+
+static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, const void *v, size_t n)
+{
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name};
+    MDB_val d = {n, (void *)(uintptr_t)v};
+    return mdb_put(txn, dbi, &k, &d, 0);
+}
+
+/* Read a meta value; returns the length copied (0 if absent or too long). */
+static size_t meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, void *out, size_t cap)
+{
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name};
+    MDB_val d;
+    if (mdb_get(txn, dbi, &k, &d) != 0 || d.mv_size > cap)
+        return 0;
+    memcpy(out, d.mv_data, d.mv_size);
+    return d.mv_size;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Create the databases and meta of a new cache. */
+static int init_new(const lmc *h, lmc__core *k, const char *boot)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(k->env, NULL, 0, &txn);
+    if (rc)
+        return lmc__mdb_err(h, rc, "mdb_txn_begin (create)");
+    uint32_t fmt = LMC__FORMAT_VERSION;
+    int64_t created = lmc__now_ms();
+    /* Versions are version_base + LMDB txn id.  Starting from the creation
+     * time in ns keeps them above every version a previous incarnation of the
+     * cache can have handed out (at most one txn per ns), so a stale CAS
+     * token never matches after a reset. */
+    uint64_t vbase = (uint64_t)now_ns();
+    uint8_t clean = 0;
+    uint64_t totals[2] = {0, 0};
+    const char *what = "mdb_dbi_open";
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
+        (rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &k->dbi_entries)) ||
+        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &k->dbi_expiry)) ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &k->dbi_meta)))
+        goto fail;
+    what = "mdb_put (meta)";
+    if ((rc = meta_put(txn, k->dbi_meta, "format", &fmt, sizeof fmt)) ||
+        (rc = meta_put(txn, k->dbi_meta, "created_ms", &created, sizeof created)) ||
+        (rc = meta_put(txn, k->dbi_meta, "version_base", &vbase, sizeof vbase)) ||
+        (rc = meta_put(txn, k->dbi_meta, "map_size", &k->map_size, sizeof k->map_size)) ||
+        (rc = meta_put(txn, k->dbi_meta, "boot_id", boot, strlen(boot))) ||
+        (rc = meta_put(txn, k->dbi_meta, "clean", &clean, 1)))
+        goto fail;
+    MDB_val tk = lmc__totals_key, tv = {sizeof totals, totals};
+    if ((rc = mdb_put(txn, k->dbi_main, &tk, &tv, 0)))
+        goto fail;
+    what = "mdb_txn_commit (create)";
+    if ((rc = mdb_txn_commit(txn)))
+        return lmc__mdb_err(h, rc == MDB_MAP_FULL ? ENOSPC : rc, what);
+    k->created_ms = created;
+    k->version_base = vbase;
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    return lmc__mdb_err(h, rc == MDB_MAP_FULL ? ENOSPC : rc, what);
+}
+
+/* State read from the meta database of an existing cache. */
+typedef struct meta_state {
+    char boot[40];
+    uint8_t clean;
+} meta_state;
+
+static int load_existing(const lmc *h, lmc__core *k, meta_state *ms)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmc__mdb_err(h, rc, "mdb_txn_begin (open)");
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
+        (rc = mdb_dbi_open(txn, "entries", 0, &k->dbi_entries)) ||
+        (rc = mdb_dbi_open(txn, "expiry", 0, &k->dbi_expiry)) ||
+        (rc = mdb_dbi_open(txn, "meta", 0, &k->dbi_meta))) {
+        mdb_txn_abort(txn);
+        if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+            return lmc__err(h, LMC_ECORRUPT, "%s is an LMDB environment but not an lmc cache",
+                            k->path);
+        return lmc__mdb_err(h, rc, "mdb_dbi_open");
+    }
+    uint32_t fmt = 0;
+    if (meta_get(txn, k->dbi_meta, "format", &fmt, sizeof fmt) != sizeof fmt ||
+        meta_get(txn, k->dbi_meta, "created_ms", &k->created_ms, 8) != 8 ||
+        meta_get(txn, k->dbi_meta, "version_base", &k->version_base, 8) != 8) {
+        mdb_txn_abort(txn);
+        return lmc__err(h, LMC_ECORRUPT, "%s: the lmc meta data is missing or damaged", k->path);
+    }
+    if (fmt != LMC__FORMAT_VERSION) {
+        mdb_txn_abort(txn);
+        return lmc__err(h, LMC_EVERSION, "%s has entry format %u; this library reads format %u",
+                        k->path, fmt, LMC__FORMAT_VERSION);
+    }
+    size_t n = meta_get(txn, k->dbi_meta, "boot_id", ms->boot, sizeof ms->boot - 1);
+    ms->boot[n] = 0;
+    ms->clean = 0;
+    meta_get(txn, k->dbi_meta, "clean", &ms->clean, 1);
+    /* Committing a read txn keeps the DBI handles it opened for the env. */
+    rc = mdb_txn_commit(txn);
+    if (rc)
+        return lmc__mdb_err(h, rc, "mdb_txn_commit (open)");
+    return 0;
+}
+
+/* Record the current boot and mark the cache in use (not clean). */
+static int mark_in_use(const lmc *h, lmc__core *k, const char *boot, uint8_t clean)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(k->env, NULL, 0, &txn);
+    if (rc)
+        return lmc__mdb_err(h, rc, "mdb_txn_begin (boot id)");
+    if ((rc = meta_put(txn, k->dbi_meta, "boot_id", boot, strlen(boot))) ||
+        (rc = meta_put(txn, k->dbi_meta, "clean", &clean, 1))) {
+        mdb_txn_abort(txn);
+        return lmc__mdb_err(h, rc, "mdb_put (boot id)");
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? lmc__mdb_err(h, rc, "mdb_txn_commit (boot id)") : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Core open and close                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Forget everything a core holds, without touching what belongs to another
+ * process: used on a failed open, on close, and in a child after fork. */
+static void core_release(lmc__core *k, bool owned)
+{
+    lmc__rtxn_release_all(k, owned);
+    if (k->key_live) {
+        pthread_key_delete(k->tkey);
+        k->key_live = false;
+    }
+    if (k->env) {
+        /* Safe on an inherited env too: LMDB only clears reader slots that
+         * carry this process's pid. */
+        mdb_env_close(k->env);
+        k->env = NULL;
+    }
+    lmc__stats_close(k, owned);
+    lmc__recency_close(k);
+}
+
+static bool has_proc_fd(void)
+{
+    return access("/proc/self/fd", X_OK) == 0;
+}
+
+/* Count live users of an existing cache from its stats file (for RESET). */
+static unsigned count_users(lmc__core *k, int dirfd)
+{
+    lmc__core tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.stats_fd = -1;
+    tmp.rec_fd = -1;
+    tmp.path = k->path;
+    tmp.rdonly = true;
+    tmp.slot = &tmp.local_slot;
+    lmc__perm p;
+    lmc__perm_from_mode(0660, &p);
+    if (lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL) != 0)
+        return 0;
+    unsigned n = lmc__stats_other_users(&tmp);
+    lmc__stats_close(&tmp, false);
+    return n;
+}
+
+/*
+ * Open the cache of k->path into k: the whole sequence described at the top
+ * of this file.  On failure everything opened here is released again.
+ */
+static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_in_place)
+{
+    const bool rdonly = (r->flags & LMC_OPEN_RDONLY) != 0;
+    const bool create = !(r->flags & (LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE));
+    const bool reset = (r->flags & LMC_OPEN_RESET) != 0;
+    int dirfd = -1, rc;
+    bool wiped = false;
+    struct stat st;
+    char boot[40];
+
+    *reset_in_place = false;
+    k->stats_fd = -1;
+    k->rec_fd = -1;
+    k->slot = &k->local_slot;
+    k->rdonly = rdonly;
+
+    rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st);
+    if (rc)
+        return rc;
+    k->dev = st.st_dev;
+    k->ino = st.st_ino;
+    rc = lock_dir(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
+    if (rc) {
+        close(dirfd);
+        return rc;
+    }
+    struct statfs sfs;
+    k->on_tmpfs = fstatfs(dirfd, &sfs) == 0 &&
+                  (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+    read_boot_id(boot);
+
+again:;
+    /* 1. The data file: validate LMDB's meta pages before LMDB maps it. */
+    int fd = -1;
+    bool exists = false;
+    lmdb_meta meta;
+    memset(&meta, 0, sizeof meta);
+    rc = lmc__open_file(h, dirfd, k->path, "data.mdb", create, rdonly, &r->perm, &fd, NULL);
+    if (rc == LMC_NOTFOUND) {
+        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s", k->path);
+        goto fail;
+    }
+    if (rc)
+        goto fail;
+    if (fstat(fd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/data.mdb", k->path);
+        close(fd);
+        goto fail;
+    }
+    if (st.st_size > 0) {
+        exists = true;
+        rc = read_lmdb_meta(h, fd, k->path, (uint64_t)st.st_size, &meta);
+    }
+    close(fd);
+    if (rc == 0 && !exists && !create) {
+        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (data.mdb is empty)", k->path);
+        goto fail;
+    }
+    if (rc == LMC_ECORRUPT || rc == LMC_EVERSION)
+        goto damaged;
+    if (rc)
+        goto fail;
+
+    /* 2. LMC_OPEN_RESET of a valid cache: recreate it if nobody uses it,
+     * otherwise empty it in place once open (other processes keep sharing
+     * the same files). */
+    if (exists && reset && !wiped) {
+        if (count_users(k, dirfd) == 0) {
+            if ((rc = wipe_files(h, dirfd, k->path)))
+                goto fail;
+            wiped = true;
+            goto again;
+        }
+        *reset_in_place = true;
+    }
+
+    /* 3. The lock file: LMDB opens it read-write even for readers. */
+    rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &fd, NULL);
+    if (rc == LMC_NOTFOUND)
+        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (lock.mdb is missing)", k->path);
+    if (rc)
+        goto fail;
+    close(fd); /* LMDB holds no lock on it in this process yet */
+
+    /* 4. The environment. */
+    if ((rc = mdb_env_create(&k->env))) {
+        rc = lmc__mdb_err(h, rc, "mdb_env_create");
+        goto fail;
+    }
+    uint64_t mapsize = exists ? meta.mapsize : r->map_size;
+    mdb_env_set_maxreaders(k->env, r->max_readers);
+    mdb_env_set_maxdbs(k->env, 4);
+    if ((rc = mdb_env_set_mapsize(k->env, (size_t)mapsize))) {
+        rc = lmc__mdb_err(h, rc, "mdb_env_set_mapsize");
+        goto fail;
+    }
+    char envpath[64];
+    const char *ep = k->path;
+    if (has_proc_fd()) {
+        /* Hand LMDB the directory we checked, not a path an attacker with
+         * access to the parent could swap in between. */
+        snprintf(envpath, sizeof envpath, "/proc/self/fd/%d", dirfd);
+        ep = envpath;
+    }
+    k->env_flags = rdonly ? LMC__ENV_FLAGS_RDONLY : LMC__ENV_FLAGS;
+    rc = mdb_env_open(k->env, ep, k->env_flags, r->perm.file_mode);
+    if (rc) {
+        int code = lmc__code_from_mdb(rc);
+        rc = lmc__err(h, code == LMC__EMAPFULL ? LMC_ENOSPC : code, "mdb_env_open %s: %s",
+                      k->path, mdb_strerror(rc));
+        if (rc == LMC_ECORRUPT || rc == LMC_EVERSION)
+            goto damaged;
+        goto fail;
+    }
+    MDB_envinfo info;
+    MDB_stat mst;
+    mdb_env_info(k->env, &info);
+    mdb_env_stat(k->env, &mst);
+    k->map_size = info.me_mapsize;
+    k->psize = mst.ms_psize;
+    mdb_env_get_maxreaders(k->env, &k->max_readers);
+
+    /* 5. Reserve the whole map: with MDB_WRITEMAP a write to a page the
+     * filesystem cannot back is a SIGBUS, so fail here instead. */
+    if (!rdonly) {
+        int dfd;
+        mdb_env_get_fd(k->env, &dfd);
+        if (fstat(dfd, &st) == 0 && (uint64_t)st.st_blocks * 512 < k->map_size) {
+            int e = posix_fallocate(dfd, 0, (off_t)k->map_size);
+            if (e) {
+                rc = lmc__sys_err(h, e, "reserving %llu bytes for %s/data.mdb (map_size)",
+                                  (unsigned long long)k->map_size, k->path);
+                if (!exists) {
+                    mdb_env_close(k->env);
+                    k->env = NULL;
+                    wipe_files(NULL, dirfd, k->path);
+                }
+                goto fail;
+            }
+        }
+    }
+    int dead = 0;
+    mdb_reader_check(k->env, &dead);
+
+    /* 6. Databases and meta. */
+    if (!exists) {
+        if ((rc = init_new(h, k, boot)))
+            goto fail;
+    } else {
+        meta_state ms;
+        rc = load_existing(h, k, &ms);
+        if (rc == LMC_ECORRUPT || rc == LMC_EVERSION)
+            goto damaged;
+        if (rc)
+            goto fail;
+        /* 7. A disk cache written without sync is only trusted within the
+         * boot that wrote it, or after a clean shutdown (lmdb-rules 5). */
+        if (!k->on_tmpfs && boot[0] && strcmp(ms.boot, boot) != 0 && !ms.clean) {
+            if (rdonly) {
+                rc = lmc__err(h, LMC_ECORRUPT, "%s was not shut down cleanly before the last "
+                              "reboot; open it read-write once to wipe it", k->path);
+                goto fail;
+            }
+            mdb_env_close(k->env);
+            k->env = NULL;
+            if ((rc = wipe_files(h, dirfd, k->path)))
+                goto fail;
+            wiped = true;
+            goto again;
+        }
+        if (!rdonly && !k->on_tmpfs && boot[0] && (strcmp(ms.boot, boot) != 0 || ms.clean)) {
+            if ((rc = mark_in_use(h, k, boot, 0)))
+                goto fail;
+        }
+    }
+
+    /* 8. Stats and recency files. */
+    if ((rc = lmc__stats_open(k, dirfd, !rdonly, r->perm.file_mode, h)))
+        goto fail;
+    if ((rc = lmc__recency_open(k, dirfd, !rdonly, r->perm.file_mode, h)))
+        goto fail;
+    if ((rc = pthread_key_create(&k->tkey, lmc__rtxn_destructor))) {
+        rc = lmc__sys_err(h, rc, "pthread_key_create");
+        goto fail;
+    }
+    k->key_live = true;
+    if (!rdonly)
+        lmc__stats_claim(k);
+    k->pid = getpid();
+    flock(dirfd, LOCK_UN);
+    close(dirfd);
+    return 0;
+
+damaged:
+    if (reset && !wiped) {
+        core_release(k, true);
+        k->slot = &k->local_slot;
+        if ((rc = wipe_files(h, dirfd, k->path)))
+            goto fail;
+        wiped = true;
+        goto again;
+    }
+fail:
+    core_release(k, true);
+    k->slot = &k->local_slot;
+    flock(dirfd, LOCK_UN);
+    close(dirfd);
+    return rc;
+}
+
+/* Last user of a disk cache: flush it and record a clean shutdown so that
+ * the next boot keeps it. */
+static void clean_shutdown(lmc__core *k)
+{
+    if (k->rdonly || k->on_tmpfs || !k->env)
+        return;
+    int dirfd = open(k->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0)
+        return;
+    struct stat st;
+    if (fstat(dirfd, &st) == 0 && st.st_dev == k->dev && st.st_ino == k->ino &&
+        flock(dirfd, LOCK_EX | LOCK_NB) == 0) {
+        if (lmc__stats_other_users(k) == 0 && mdb_env_sync(k->env, 1) == 0) {
+            char boot[40];
+            read_boot_id(boot);
+            if (boot[0] && mark_in_use(NULL, k, boot, 1) == 0)
+                mdb_env_sync(k->env, 1);
+        }
+        flock(dirfd, LOCK_UN);
+    }
+    close(dirfd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int resolve_options(const lmc_options *opts, open_req *r, int64_t *ttl)
+{
+    lmc_options o;
+    memset(&o, 0, sizeof o);
+    if (opts)
+        o = *opts;
+    const unsigned known = LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE | LMC_OPEN_RESET;
+    if (o.flags & ~known)
+        return lmc__err(NULL, LMC_EINVAL, "unknown open flags 0x%x", o.flags & ~known);
+    if ((o.flags & LMC_OPEN_RDONLY) && (o.flags & LMC_OPEN_RESET))
+        return lmc__err(NULL, LMC_EINVAL, "LMC_OPEN_RESET needs a read-write open");
+    if (o.mode & ~0777u)
+        return lmc__err(NULL, LMC_EINVAL, "mode %o has bits other than permissions", o.mode);
+    if (o.mode & 0002u)
+        return lmc__err(NULL, LMC_EINVAL, "mode %04o lets others write the cache", o.mode);
+    if (o.default_ttl_ms < 0)
+        return lmc__err(NULL, LMC_EINVAL, "default_ttl_ms %lld is negative",
+                        (long long)o.default_ttl_ms);
+    uint64_t ms = o.map_size ? o.map_size : LMC__DEFAULT_MAP;
+    if (ms < LMC__MIN_MAP)
+        return lmc__err(NULL, LMC_EINVAL, "map_size %llu is below the minimum of 1 MiB",
+                        (unsigned long long)ms);
+    if (ms > ((uint64_t)1 << 46))
+        return lmc__err(NULL, LMC_EINVAL, "map_size %llu is above the maximum of 64 TiB",
+                        (unsigned long long)ms);
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps > 0)
+        ms = (ms + (uint64_t)ps - 1) / (uint64_t)ps * (uint64_t)ps;
+    unsigned mr = o.max_readers ? o.max_readers : LMC__DEFAULT_READERS;
+    if (mr > LMC__MAX_READERS)
+        return lmc__err(NULL, LMC_EINVAL, "max_readers %u is above %u", mr, LMC__MAX_READERS);
+    r->map_size = ms;
+    r->max_readers = mr;
+    r->flags = o.flags;
+    lmc__perm_from_mode(o.mode, &r->perm);
+    *ttl = o.default_ttl_ms;
+    return 0;
+}
+
+int lmc_open(lmc **out, const char *path, const lmc_options *opts)
+{
+    if (!out)
+        return lmc__err(NULL, LMC_EINVAL, "out is NULL");
+    *out = NULL;
+    if (!path || !*path)
+        return lmc__err(NULL, LMC_EINVAL, "path is NULL or empty");
+    if (strlen(path) >= 4000)
+        return lmc__err(NULL, LMC_EINVAL, "path is too long");
+    open_req r;
+    int64_t ttl = 0;
+    int rc = resolve_options(opts, &r, &ttl);
+    if (rc)
+        return rc;
+    pthread_once(&g_once, global_init);
+
+    lmc *h = lmc__calloc(1, sizeof *h);
+    if (!h)
+        return lmc__err(NULL, LMC_ENOMEM, "out of memory opening %s", path);
+    h->default_ttl_ms = ttl;
+    h->rdonly = (r.flags & LMC_OPEN_RDONLY) != 0;
+
+    pthread_mutex_lock(&g_open_lock);
+    /* Share the core of a cache this process already has open. */
+    struct stat st;
+    lmc__core *k = NULL;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        pthread_mutex_lock(&g_lock);
+        for (lmc__core *c = g_cores; c; c = c->next)
+            if (c->dev == st.st_dev && c->ino == st.st_ino) {
+                k = c;
+                break;
+            }
+        if (k && k->rdonly && !h->rdonly) {
+            pthread_mutex_unlock(&g_lock);
+            pthread_mutex_unlock(&g_open_lock);
+            lmc__free(h);
+            return lmc__err(NULL, LMC_EBUSY, "%s is already open read-only in this process; "
+                            "close it before opening it read-write", path);
+        }
+        if (k)
+            k->refs++;
+        pthread_mutex_unlock(&g_lock);
+    }
+    bool reset_in_place = false;
+    if (k) {
+        h->core = k;
+        reset_in_place = (r.flags & LMC_OPEN_RESET) != 0;
+    } else {
+        k = lmc__calloc(1, sizeof *k);
+        char *p = k ? lmc__strdup(path) : NULL;
+        if (!p) {
+            lmc__free(k);
+            pthread_mutex_unlock(&g_open_lock);
+            lmc__free(h);
+            return lmc__err(NULL, LMC_ENOMEM, "out of memory opening %s", path);
+        }
+        k->path = p;
+        k->refs = 1;
+        k->env = NULL;
+        k->perm = r.perm; /* kept for the reopen in a child after fork */
+        rc = core_open(NULL, k, &r, &reset_in_place);
+        if (rc) {
+            pthread_mutex_unlock(&g_open_lock);
+            lmc__free(k->path);
+            lmc__free(k);
+            lmc__free(h);
+            return rc;
+        }
+        atomic_store_explicit(&k->gen, atomic_load(&lmc__fork_gen), memory_order_release);
+        pthread_mutex_lock(&g_lock);
+        k->next = g_cores;
+        g_cores = k;
+        pthread_mutex_unlock(&g_lock);
+        h->core = k;
+    }
+    pthread_mutex_unlock(&g_open_lock);
+    if (reset_in_place) {
+        rc = lmc_clear(h);
+        if (rc) {
+            /* lmc_clear set the message on h; move it to the open message. */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", lmc_errmsg(h));
+            lmc_close(h);
+            return lmc__err(NULL, rc, "emptying %s for LMC_OPEN_RESET: %s", path, msg);
+        }
+    }
+    *out = h;
+    return 0;
+}
+
+void lmc_close(lmc *c)
+{
+    if (!c)
+        return;
+    lmc__core *k = c->core;
+    pthread_mutex_lock(&g_open_lock);
+    pthread_mutex_lock(&g_lock);
+    bool last = --k->refs == 0;
+    if (last) {
+        for (lmc__core **pp = &g_cores; *pp; pp = &(*pp)->next)
+            if (*pp == k) {
+                *pp = k->next;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (last) {
+        /* In a child that never used the inherited core, nothing of it is
+         * ours: forget it without touching LMDB's shared state. */
+        bool owned = k->pid == getpid() &&
+                     atomic_load(&k->gen) == atomic_load(&lmc__fork_gen);
+        lmc__rtxn_release_all(k, owned);
+        if (owned)
+            clean_shutdown(k);
+        core_release(k, owned);
+        lmc__free(k->path);
+        lmc__free(k);
+    }
+    pthread_mutex_unlock(&g_open_lock);
+    lmc__free(c);
+}
+
+int lmc__reopen(lmc *h)
+{
+    lmc__core *k = h->core;
+    pthread_mutex_lock(&g_open_lock);
+    unsigned g = atomic_load(&lmc__fork_gen);
+    int rc = 0;
+    if (atomic_load(&k->gen) != g) {
+        /* Drop the parent's state: rtxns forgotten, env closed (only our own
+         * pid's reader slots are touched), our copies of the maps unmapped. */
+        core_release(k, false);
+        open_req r = {k->map_size, k->max_readers, k->rdonly ? LMC_OPEN_RDONLY : 0, k->perm};
+        bool unused;
+        rc = core_open(h, k, &r, &unused);
+        if (rc == 0)
+            atomic_store_explicit(&k->gen, g, memory_order_release);
+    }
+    pthread_mutex_unlock(&g_open_lock);
+    return rc;
+}
+
+int lmc_info_get(lmc *c, lmc_info *info)
+{
+    if (!c || !info)
+        return lmc__err(c, LMC_EINVAL, "NULL argument");
+    int rc = lmc__enter(c);
+    if (rc)
+        return rc;
+    lmc__core *k = c->core;
+    memset(info, 0, sizeof *info);
+    info->path = k->path;
+    info->map_size = k->map_size;
+    info->page_size = k->psize;
+    info->created_ms = k->created_ms;
+    info->default_ttl_ms = c->default_ttl_ms;
+    info->format_version = LMC__FORMAT_VERSION;
+    info->max_readers = k->max_readers;
+    info->on_tmpfs = k->on_tmpfs;
+    info->read_only = c->rdonly;
+    info->lmdb_version = mdb_version(NULL, NULL, NULL);
+    return 0;
+}
+
+const char *lmc_version(int *major, int *minor, int *patch)
+{
+    if (major)
+        *major = LMC_VERSION_MAJOR;
+    if (minor)
+        *minor = LMC_VERSION_MINOR;
+    if (patch)
+        *patch = LMC_VERSION_PATCH;
+    return LMC_VERSION_STRING;
+}

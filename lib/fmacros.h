@@ -1,0 +1,13 @@
+/*
+ * fmacros.h - feature-test macros, included first by every lib/ source file so
+ * that every translation unit sees the same libc declarations (O_NOFOLLOW,
+ * CLOCK_REALTIME_COARSE, posix_fallocate, F_OFD_* and friends).
+ */
+#ifndef LMC_FMACROS_H
+#define LMC_FMACROS_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#endif /* LMC_FMACROS_H */

@@ -1,0 +1,413 @@
+/*
+ * internal.h - declarations shared by the lib/ sources and the white-box
+ * tests, never installed.  Non-static helpers are named lmc__*; nothing here
+ * is exported from the shared library (-fvisibility=hidden), but the tests
+ * link the static library and may call these directly.
+ */
+#ifndef LMC_INTERNAL_H
+#define LMC_INTERNAL_H
+
+#include "fmacros.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "lmc.h"
+
+#define LMC__LIKELY(x) __builtin_expect(!!(x), 1)
+#define LMC__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LMC__PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* ------------------------------------------------------------------------ */
+/* On-disk format                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Format of the entries; stored in the meta DB and checked on open. */
+#define LMC__FORMAT_VERSION 1u
+
+/*
+ * Stored keys.  LMDB keys stop at 511 bytes and the expiry index adds 8, so a
+ * user key of LMC__KEY_INLINE bytes or more is stored as its first
+ * LMC__KEY_INLINE bytes followed by a 16-byte hash of the whole key, and the
+ * whole key is kept in the value to confirm a hit.
+ */
+#define LMC__KEY_INLINE 448u
+#define LMC__KEY_HASH 16u
+#define LMC__KEY_STORED_LONG (LMC__KEY_INLINE + LMC__KEY_HASH)
+#define LMC__EXPKEY_MAX (8u + LMC__KEY_STORED_LONG)
+
+typedef struct lmc__skey {
+    MDB_val v;    /* the stored key: points at the user's key or at buf */
+    int is_long;  /* 1 if the long-key encoding is used */
+    unsigned char buf[LMC__KEY_STORED_LONG];
+} lmc__skey;
+
+void lmc__skey_make(lmc__skey *s, const void *key, size_t klen);
+
+/*
+ * Value layout: a 24-byte header, then (long keys only) the whole key, then
+ * the user's value.  Header fields are host-endian (the cache never leaves
+ * the host) and read with memcpy because LMDB only 2-byte-aligns values.
+ *   0  u8  format (LMC__ENTRY_FORMAT)
+ *   1  u8  flags  (LMC__EF_*)
+ *   2  u16 reserved, zero
+ *   4  u32 length of the whole key (long keys), else 0
+ *   8  u64 expires_at, ms since the Unix epoch, 0 = never
+ *  16  u64 version, for compare-and-swap
+ */
+#define LMC__HDR_SIZE 24u
+#define LMC__ENTRY_FORMAT 0xC1u
+#define LMC__EF_LONGKEY 0x01u
+
+typedef struct lmc__entry {
+    uint64_t expires_at;
+    uint64_t version;
+    const unsigned char *key; /* the whole user key */
+    size_t klen;
+    const unsigned char *val;
+    size_t vlen;
+} lmc__entry;
+
+/* Parse a stored entry; returns 0, or -1 if it is malformed. */
+int lmc__entry_parse(const MDB_val *skey, const MDB_val *data, lmc__entry *e);
+size_t lmc__entry_size(size_t klen, size_t vlen, int is_long);
+void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_long,
+                      const void *val, size_t vlen, uint64_t expires_at, uint64_t version);
+/* Whole user key of an entry whose stored key is skey. */
+int lmc__entry_key_matches(const lmc__entry *e, const void *key, size_t klen);
+
+/* Expiry index key: BE64(expires_at) | stored key. */
+size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey);
+uint64_t lmc__be64_get(const unsigned char *p);
+
+/* ------------------------------------------------------------------------ */
+/* Stats file                                                               */
+/* ------------------------------------------------------------------------ */
+
+enum {
+#define LMC__CTR_ENUM(name, help) LMC__C_##name,
+    LMC_COUNTERS(LMC__CTR_ENUM)
+#undef LMC__CTR_ENUM
+    LMC__NCTR
+};
+
+#define LMC__SLOT_CTRS 32u /* room for counters added in later versions */
+
+/* One process's counters.  Only the owner writes ctr[] (relaxed atomic adds,
+ * because its threads share the slot); base[] holds the counters the slot had
+ * when its owner claimed it, so per-process figures are ctr - base while the
+ * totals simply sum ctr over all slots and never go backwards. */
+typedef struct lmc__slot {
+    _Atomic uint64_t ctr[LMC__SLOT_CTRS];
+    uint64_t base[LMC__SLOT_CTRS];
+    _Atomic int64_t pid;
+    _Atomic int64_t started_ms;
+    uint64_t pad[6];
+} lmc__slot;
+
+/* Mode bits requested by the options: file mode and whether the group is
+ * trusted. */
+typedef struct lmc__perm {
+    unsigned file_mode;
+    unsigned dir_mode;
+    bool group;
+} lmc__perm;
+
+/* ------------------------------------------------------------------------ */
+/* Handles                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A thread's reusable read transaction on one core (MDB_NOTLS: the txn
+ * object owns the reader slot, so each thread keeps its own and renews it). */
+typedef struct lmc__rtxn {
+    MDB_txn *txn;
+    struct lmc__core *core;
+    pid_t pid;      /* process that created it: never touched by another */
+    unsigned gen;   /* core generation it belongs to */
+    struct lmc__rtxn *prev, *next;
+} lmc__rtxn;
+
+/* The per-process state of one cache, shared by every lmc handle of this
+ * process that opened the same directory. */
+typedef struct lmc__core {
+    /* Hot fields, read on every call. */
+    MDB_env *env;
+    MDB_dbi dbi_main, dbi_entries, dbi_expiry, dbi_meta;
+    _Atomic unsigned gen;        /* == lmc__fork_gen while valid in this process */
+    pthread_key_t tkey;          /* -> lmc__rtxn of the calling thread */
+    lmc__slot *slot;             /* this process's stats slot */
+    _Atomic uint32_t *recency;   /* shared access times, see recency.c */
+    uint64_t recency_mask;
+    int64_t created_ms;
+    uint64_t version_base;
+    bool rdonly;
+
+    /* Cold fields. */
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    int refs;                    /* lmc handles using this core */
+    unsigned env_flags;
+    lmc__perm perm;              /* permission rules of the open, for reopen */
+    uint64_t map_size;
+    unsigned psize;
+    unsigned max_readers;
+    bool on_tmpfs;
+    pid_t pid;                   /* process that opened env */
+    bool key_live;               /* tkey was created in this process */
+    lmc__rtxn *rtxns;            /* every thread's read txn, for close */
+
+    int stats_fd;
+    unsigned char *stats_map;
+    size_t stats_size;
+    unsigned nslots;
+    unsigned slot_index;         /* 0 = shared overflow slot or none */
+    lmc__slot local_slot;        /* used by read-only handles */
+
+    int rec_fd;
+    void *rec_map;
+    size_t rec_size;
+
+    /* Approximate-LRU hand: where the last LRU window ended (writer-only,
+     * protected by LMDB's writer lock). */
+    unsigned char lru_hand[LMC__KEY_STORED_LONG];
+    size_t lru_hand_len;
+
+    struct lmc__core *next;      /* registry of this process's cores */
+} lmc__core;
+
+struct lmc {
+    lmc__core *core;
+    int64_t default_ttl_ms;
+    bool rdonly;
+};
+
+/* Global fork generation, bumped in the pthread_atfork child handler. */
+extern _Atomic unsigned lmc__fork_gen;
+/* The core whose callback the calling thread is running, if any. */
+extern _Thread_local const lmc__core *lmc__tl_callback __attribute__((tls_model("initial-exec")));
+
+int lmc__reopen(lmc *h);
+
+/*
+ * Entry check of every call on a handle: reopens the environment in a child
+ * after fork (slow path), and refuses calls from inside a callback.  The fast
+ * path is two loads and two compares.
+ */
+static inline int lmc__enter(lmc *h)
+{
+    lmc__core *k = h->core;
+    if (LMC__UNLIKELY(atomic_load_explicit(&k->gen, memory_order_acquire) !=
+                      atomic_load_explicit(&lmc__fork_gen, memory_order_relaxed))) {
+        int rc = lmc__reopen(h);
+        if (rc)
+            return rc;
+    }
+    if (LMC__UNLIKELY(lmc__tl_callback == k))
+        return LMC_EBUSY;
+    return 0;
+}
+
+static inline void lmc__count(lmc__core *k, unsigned idx, uint64_t n)
+{
+    atomic_fetch_add_explicit(&k->slot->ctr[idx], n, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors (error.c)                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Internal only: a write found the map full; the write loop evicts and
+ * retries.  Never returned to users. */
+#define LMC__EMAPFULL (-33100)
+
+/* Record a message for (h, this thread) and return code. h may be NULL. */
+int lmc__err(const lmc *h, int code, const char *fmt, ...) LMC__PRINTF(3, 4);
+/* Map an LMDB result to an lmc code with a message naming the call. */
+int lmc__mdb_err(const lmc *h, int mdb_rc, const char *what);
+/* Map an errno value to an lmc code with a message. */
+int lmc__sys_err(const lmc *h, int err, const char *fmt, ...) LMC__PRINTF(3, 4);
+int lmc__code_from_mdb(int mdb_rc);
+
+/* ------------------------------------------------------------------------ */
+/* Allocation (alloc.c)                                                     */
+/* ------------------------------------------------------------------------ */
+
+void *lmc__malloc(size_t n);
+void *lmc__calloc(size_t n, size_t size);
+void lmc__free(void *p);
+char *lmc__strdup(const char *s);
+/* Tests: fail the nth allocation from now (1 = the next one); with
+ * persistent, every allocation after it fails too.  n = 0 disables. */
+void lmc__test_fail_alloc(unsigned long n, bool persistent);
+unsigned long lmc__test_alloc_count(void);
+
+/* ------------------------------------------------------------------------ */
+/* Clock and hashing (util.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+int64_t lmc__now_ms(void);    /* CLOCK_REALTIME, ms */
+int64_t lmc__coarse_ms(void); /* CLOCK_REALTIME_COARSE, ms (a few ms old) */
+/* Tests: replace the clock (NULL restores the real one). */
+void lmc__test_set_clock(int64_t (*fn)(void));
+
+uint64_t lmc__hash64(const void *p, size_t n, uint64_t seed);
+
+/* Expiry time for a ttl argument; returns 0 or LMC_EINVAL. */
+int lmc__expiry(const lmc *h, int64_t ttl_ms, int64_t now, uint64_t *expires_at);
+
+/* Validate a key argument; returns 0, LMC_EINVAL or LMC_ETOOBIG with message. */
+int lmc__check_key(const lmc *h, const void *key, size_t klen);
+/* The same check without a message: 0 or the code, and *why. */
+int lmc__key_problem(const void *key, size_t klen, const char **why);
+
+/* ------------------------------------------------------------------------ */
+/* Transactions (txn.c)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The calling thread's read txn, renewed; end it with lmc__rend(). */
+int lmc__rbegin(lmc *h, lmc__rtxn **out);
+static inline void lmc__rend(lmc__rtxn *r)
+{
+    mdb_txn_reset(r->txn);
+}
+/* Release every read txn of a core (close), or forget them (after fork). */
+void lmc__rtxn_release_all(lmc__core *k, bool owned);
+void lmc__rtxn_destructor(void *p);
+
+int lmc__wbegin(lmc *h, MDB_txn **txn);
+/* Commit; MDB_MAP_FULL becomes LMC__EMAPFULL.  The txn is gone either way. */
+int lmc__wcommit(lmc *h, MDB_txn *txn);
+
+/* ------------------------------------------------------------------------ */
+/* Writes (write.c)                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* State of one write transaction. */
+typedef struct lmc__wctx {
+    lmc *h;
+    lmc__core *k;
+    MDB_txn *txn;
+    int64_t now;
+    uint64_t version;        /* version given to entries written now */
+    int64_t d_key_bytes;     /* change of the key/value byte totals */
+    int64_t d_value_bytes;
+    uint64_t ctr[LMC__NCTR]; /* counter deltas, applied after commit */
+    bool map_full;           /* this attempt hit MDB_MAP_FULL */
+    int result;              /* returned by lmc__write after a commit */
+} lmc__wctx;
+
+typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
+
+/* Run op in a write transaction; on a full map evict and retry. */
+int lmc__write(lmc *h, lmc__wop op, void *arg);
+
+/* Store an entry with the given version, removing the expiry row of the
+ * entry it replaces (old may be NULL when there is none).  Counting the write
+ * is the caller's business. */
+int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
+                     const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
+                     const MDB_val *old);
+/* Remove the entry under skey whose stored data is old, with its expiry row.
+ * With cur non-NULL, the entry is removed through that cursor, which must be
+ * positioned on it. */
+int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old);
+
+/* Remove an entry found through the expiry index (the caller deletes the
+ * index row itself, through its cursor). */
+int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *old);
+/* Map an LMDB result inside a write op (MDB_MAP_FULL -> LMC__EMAPFULL). */
+int lmc__wfail(lmc__wctx *w, int rc, const char *what);
+/* Byte totals of the cache. */
+int lmc__totals_get(MDB_txn *txn, const lmc__core *k, uint64_t *key_bytes, uint64_t *value_bytes);
+int lmc__totals_zero(lmc__wctx *w);
+/* Fold the txn's byte-total deltas into the stored totals. */
+int lmc__totals_apply(lmc__wctx *w);
+
+/* Largest value that could ever be stored with a key of klen bytes. */
+int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long);
+
+/* ------------------------------------------------------------------------ */
+/* Eviction, fill and sweeping (evict.c)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Walk the expiry index from the soonest entry: remove expired entries (and,
+ * unless only_expired, live ones too) until budget removals. */
+int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint64_t *removed);
+/* Evict up to budget entries without TTL, coldest first among a window of
+ * candidates read from the LRU hand on. */
+int lmc__evict_lru(lmc__wctx *w, uint64_t budget, uint64_t window, uint64_t *removed);
+/* A write found the map full: free room for the retry (round = attempt). */
+int lmc__make_room(lmc *h, unsigned round);
+
+typedef struct lmc__fill {
+    uint64_t total_pages, used_pages, free_pages, last_pgno, last_txnid;
+    unsigned psize;
+    double fill;
+} lmc__fill;
+int lmc__fill_get(lmc *h, lmc__fill *f);
+
+/* ------------------------------------------------------------------------ */
+/* Recency (recency.c)                                                      */
+/* ------------------------------------------------------------------------ */
+
+static inline uint32_t lmc__recency_now(const lmc__core *k, int64_t now_ms)
+{
+    int64_t d = now_ms - k->created_ms;
+    if (d < 0)
+        d = 0;
+    /* 64 ms units, +1 so that 0 means "never seen". */
+    return (uint32_t)((uint64_t)d >> 6) + 1u;
+}
+
+static inline _Atomic uint32_t *lmc__recency_cell(const lmc__core *k, const MDB_val *skey)
+{
+    return &k->recency[lmc__hash64(skey->mv_data, skey->mv_size, 0x6c6d63) & k->recency_mask];
+}
+
+/* Stamp the access time of skey, writing only when the stored time is stale,
+ * so that a hot key costs one shared-memory write per 64 ms. */
+static inline void lmc__recency_touch(const lmc__core *k, const MDB_val *skey, int64_t now_ms)
+{
+    if (!k->recency)
+        return;
+    _Atomic uint32_t *cell = lmc__recency_cell(k, skey);
+    uint32_t now = lmc__recency_now(k, now_ms);
+    if (atomic_load_explicit(cell, memory_order_relaxed) != now)
+        atomic_store_explicit(cell, now, memory_order_relaxed);
+}
+
+int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h);
+void lmc__recency_close(lmc__core *k);
+
+/* ------------------------------------------------------------------------ */
+/* Stats file (stats.c)                                                     */
+/* ------------------------------------------------------------------------ */
+
+int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h);
+/* Claim a slot for this process (after open and in a child after fork). */
+void lmc__stats_claim(lmc__core *k);
+/* Count the processes other than this one that hold a slot. */
+unsigned lmc__stats_other_users(lmc__core *k);
+/* Unmap the stats file; with owned, also give up this process's slot. */
+void lmc__stats_close(lmc__core *k, bool owned);
+
+/* ------------------------------------------------------------------------ */
+/* Files and security (file.c)                                              */
+/* ------------------------------------------------------------------------ */
+
+void lmc__perm_from_mode(unsigned mode, lmc__perm *p);
+/* Check an existing object for the security rules; 0 or LMC_EPERM. */
+int lmc__check_owner(const lmc *h, const char *what, const struct stat *st, const lmc__perm *p,
+                     bool want_dir);
+/* Open (create if allowed) a file in dirfd with the exact mode, checked. */
+int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *name, bool create,
+                   bool rdonly, const lmc__perm *p, int *fd_out, bool *created);
+
+#endif /* LMC_INTERNAL_H */

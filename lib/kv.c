@@ -1,0 +1,916 @@
+/*
+ * kv.c - the key-value calls: get and its variants, set/add/replace/cas,
+ * delete, prefix delete, clear, incr, touch, set_many, get_many and scan.
+ *
+ * Reads run in the calling thread's reusable read transaction and never
+ * write to LMDB: an expired entry is a miss and stays until the sweeper or a
+ * writer removes it.  The get path is kept to a renew, a lookup, a copy and a
+ * reset, plus two relaxed counter adds and, for entries without TTL, a
+ * recency stamp that is written only when stale.
+ *
+ * Writes describe their work as an operation run by lmc__write (write.c) in
+ * one transaction, so that a full map can be handled in one place.
+ */
+#include "fmacros.h"
+
+#include <string.h>
+
+#include "internal.h"
+
+/* Deletions per transaction of prefix deletes and batched clears. */
+#define LMC__PREFIX_BATCH 1000u
+/* Entries per read transaction of a scan. */
+#define LMC__SCAN_BATCH 256u
+
+/* ------------------------------------------------------------------------ */
+/* Common checks                                                            */
+/* ------------------------------------------------------------------------ */
+
+static int enter_fail(lmc *c, int rc)
+{
+    if (rc == LMC_EBUSY)
+        return lmc__err(c, LMC_EBUSY, "lmc call on a handle from inside one of its callbacks");
+    return rc;
+}
+
+/* Check the handle and the key, and run the fork check. */
+static inline int begin_call(lmc *c, const void *key, size_t klen)
+{
+    if (LMC__UNLIKELY(!c))
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    int rc = lmc__enter(c);
+    if (LMC__UNLIKELY(rc))
+        return enter_fail(c, rc);
+    if (LMC__UNLIKELY(!key || klen - 1 >= LMC_MAX_KEY))
+        return lmc__check_key(c, key, klen);
+    return 0;
+}
+
+static inline int begin_write(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                              int64_t ttl_ms)
+{
+    int rc = begin_call(c, key, klen);
+    if (rc)
+        return rc;
+    if (LMC__UNLIKELY(!val && vlen))
+        return lmc__err(c, LMC_EINVAL, "val is NULL but vlen is %zu", vlen);
+    if (LMC__UNLIKELY(ttl_ms < LMC_TTL_DEFAULT))
+        return lmc__err(c, LMC_EINVAL, "ttl_ms %lld is negative (use LMC_TTL_DEFAULT, "
+                        "LMC_TTL_NEVER or milliseconds)", (long long)ttl_ms);
+    if (LMC__UNLIKELY(c->rdonly))
+        return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reads                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct found {
+    lmc__rtxn *r;
+    lmc__entry e;
+} found;
+
+/* Why an entry that is present is not a hit; 0 if it is live. */
+static inline int entry_state(const lmc__skey *sk, const MDB_val *d, const void *key,
+                              size_t klen, lmc__entry *e, int64_t *now)
+{
+    if (LMC__UNLIKELY(lmc__entry_parse(&sk->v, d, e) != 0))
+        return LMC__C_malformed;
+    if (LMC__UNLIKELY(sk->is_long && !lmc__entry_key_matches(e, key, klen)))
+        return LMC__C_misses; /* another key with the same stored key */
+    if (e->expires_at) {
+        if (!*now)
+            *now = lmc__now_ms();
+        if (e->expires_at <= (uint64_t)*now)
+            return LMC__C_expired;
+    }
+    return 0;
+}
+
+/*
+ * Find the live entry of key.  On LMC_OK the read txn stays open and f->e
+ * points into the map: the caller copies what it needs and ends the txn with
+ * lmc__rend(f->r).  On any other result the txn is already ended.
+ */
+static inline int lookup(lmc *c, const void *key, size_t klen, lmc__skey *sk, found *f)
+{
+    lmc__core *k = c->core;
+    lmc__skey_make(sk, key, klen);
+    int rc = lmc__rbegin(c, &f->r);
+    if (LMC__UNLIKELY(rc))
+        return rc;
+    MDB_val d;
+    rc = mdb_get(f->r->txn, k->dbi_entries, &sk->v, &d);
+    if (LMC__LIKELY(rc == 0)) {
+        int64_t now = 0;
+        int why = entry_state(sk, &d, key, klen, &f->e, &now);
+        if (LMC__LIKELY(why == 0))
+            return 0;
+        lmc__rend(f->r);
+        if (why != LMC__C_misses)
+            lmc__count(k, (unsigned)why, 1);
+        lmc__count(k, LMC__C_misses, 1);
+        return LMC_NOTFOUND;
+    }
+    lmc__rend(f->r);
+    if (rc == MDB_NOTFOUND) {
+        lmc__count(k, LMC__C_misses, 1);
+        return LMC_NOTFOUND;
+    }
+    return lmc__mdb_err(c, rc, "mdb_get");
+}
+
+/* Bookkeeping of a hit, after the read txn has ended. */
+static inline void hit_done(lmc *c, const lmc__skey *sk, uint64_t expires_at, size_t vlen)
+{
+    lmc__core *k = c->core;
+    lmc__count(k, LMC__C_hits, 1);
+    lmc__count(k, LMC__C_bytes_read, vlen);
+    if (!expires_at)
+        lmc__recency_touch(k, &sk->v, lmc__coarse_ms());
+}
+
+static int get_copy(lmc *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+                    uint64_t *version)
+{
+    int rc = begin_call(c, key, klen);
+    if (LMC__UNLIKELY(rc))
+        return rc;
+    if (LMC__UNLIKELY(!buf && cap))
+        return lmc__err(c, LMC_EINVAL, "buf is NULL but cap is %zu", cap);
+    lmc__skey sk;
+    found f;
+    rc = lookup(c, key, klen, &sk, &f);
+    if (rc)
+        return rc;
+    size_t n = f.e.vlen;
+    uint64_t exp = f.e.expires_at;
+    if (LMC__UNLIKELY(n > cap)) {
+        lmc__rend(f.r);
+        if (vlen)
+            *vlen = n;
+        return lmc__err(c, LMC_ERANGE, "value of %zu bytes does not fit in a buffer of %zu",
+                        n, cap);
+    }
+    if (n)
+        memcpy(buf, f.e.val, n);
+    if (version)
+        *version = f.e.version;
+    lmc__rend(f.r);
+    if (vlen)
+        *vlen = n;
+    hit_done(c, &sk, exp, n);
+    return 0;
+}
+
+int lmc_get(lmc *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+    return get_copy(c, key, klen, buf, cap, vlen, NULL);
+}
+
+int lmc_get_cas(lmc *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+                uint64_t *version)
+{
+    return get_copy(c, key, klen, buf, cap, vlen, version);
+}
+
+int lmc_get_alloc(lmc *c, const void *key, size_t klen, void **val, size_t *vlen)
+{
+    if (val)
+        *val = NULL;
+    int rc = begin_call(c, key, klen);
+    if (rc)
+        return rc;
+    if (!val || !vlen)
+        return lmc__err(c, LMC_EINVAL, "val and vlen must not be NULL");
+    lmc__skey sk;
+    found f;
+    rc = lookup(c, key, klen, &sk, &f);
+    if (rc)
+        return rc;
+    size_t n = f.e.vlen;
+    uint64_t exp = f.e.expires_at;
+    void *p = lmc__malloc(n ? n : 1);
+    if (!p) {
+        lmc__rend(f.r);
+        return lmc__err(c, LMC_ENOMEM, "out of memory for a value of %zu bytes", n);
+    }
+    if (n)
+        memcpy(p, f.e.val, n);
+    lmc__rend(f.r);
+    *val = p;
+    *vlen = n;
+    hit_done(c, &sk, exp, n);
+    return 0;
+}
+
+static void value_from_entry(lmc_value *v, const lmc__entry *e)
+{
+    v->key = e->key;
+    v->klen = e->klen;
+    v->data = e->val;
+    v->len = e->vlen;
+    v->version = e->version;
+    v->expires_at_ms = (int64_t)e->expires_at;
+}
+
+int lmc_get_view(lmc *c, const void *key, size_t klen, lmc_view_fn fn, void *arg)
+{
+    int rc = begin_call(c, key, klen);
+    if (rc)
+        return rc;
+    if (!fn)
+        return lmc__err(c, LMC_EINVAL, "callback is NULL");
+    lmc__skey sk;
+    found f;
+    rc = lookup(c, key, klen, &sk, &f);
+    if (rc)
+        return rc;
+    lmc_value v;
+    value_from_entry(&v, &f.e);
+    uint64_t exp = f.e.expires_at;
+    lmc__tl_callback = c->core;
+    int r = fn(arg, &v);
+    lmc__tl_callback = NULL;
+    lmc__rend(f.r);
+    hit_done(c, &sk, exp, v.len);
+    return r;
+}
+
+int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *arg)
+{
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    int rc = lmc__enter(c);
+    if (rc)
+        return enter_fail(c, rc);
+    if (!fn || (!keys && n))
+        return lmc__err(c, LMC_EINVAL, "keys or callback is NULL");
+    for (size_t i = 0; i < n; i++) {
+        const char *why;
+        if ((rc = lmc__key_problem(keys[i].key, keys[i].klen, &why)))
+            return lmc__err(c, rc, "key %zu: %s", i, why);
+    }
+    if (n == 0)
+        return 0;
+    lmc__core *k = c->core;
+    lmc__rtxn *r;
+    if ((rc = lmc__rbegin(c, &r)))
+        return rc;
+    uint64_t hits = 0, misses = 0, expired = 0, malformed = 0, bytes = 0;
+    int64_t now = 0;
+    int out = 0;
+    lmc__tl_callback = k;
+    for (size_t i = 0; i < n; i++) {
+        lmc__skey sk;
+        lmc__skey_make(&sk, keys[i].key, keys[i].klen);
+        MDB_val d;
+        lmc__entry e;
+        rc = mdb_get(r->txn, k->dbi_entries, &sk.v, &d);
+        int why = LMC__C_misses;
+        if (rc == 0)
+            why = entry_state(&sk, &d, keys[i].key, keys[i].klen, &e, &now);
+        else if (rc != MDB_NOTFOUND) {
+            out = lmc__mdb_err(c, rc, "mdb_get");
+            break;
+        }
+        if (why == 0) {
+            lmc_value v;
+            value_from_entry(&v, &e);
+            hits++;
+            bytes += v.len;
+            if (!e.expires_at) {
+                if (!now)
+                    now = lmc__coarse_ms();
+                lmc__recency_touch(k, &sk.v, now);
+            }
+            out = fn(arg, i, &v);
+        } else {
+            misses++;
+            expired += why == LMC__C_expired;
+            malformed += why == LMC__C_malformed;
+            out = fn(arg, i, NULL);
+        }
+        if (out)
+            break;
+    }
+    lmc__tl_callback = NULL;
+    lmc__rend(r);
+    lmc__count(k, LMC__C_hits, hits);
+    lmc__count(k, LMC__C_misses, misses);
+    if (expired)
+        lmc__count(k, LMC__C_expired, expired);
+    if (malformed)
+        lmc__count(k, LMC__C_malformed, malformed);
+    lmc__count(k, LMC__C_bytes_read, bytes);
+    return out;
+}
+
+int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
+{
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    int rc = lmc__enter(c);
+    if (rc)
+        return enter_fail(c, rc);
+    if (!fn || (!prefix && plen))
+        return lmc__err(c, LMC_EINVAL, "prefix or callback is NULL");
+    if (plen > LMC_MAX_KEY)
+        return 0; /* no key can start with it */
+    lmc__core *k = c->core;
+    const size_t slen = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
+    unsigned char resume[LMC__KEY_STORED_LONG];
+    size_t rlen = 0;
+    bool has_resume = false;
+    for (;;) {
+        lmc__rtxn *r;
+        if ((rc = lmc__rbegin(c, &r)))
+            return rc;
+        MDB_cursor *cur;
+        if ((rc = mdb_cursor_open(r->txn, k->dbi_entries, &cur))) {
+            lmc__rend(r);
+            return lmc__mdb_err(c, rc, "mdb_cursor_open");
+        }
+        MDB_val key, d;
+        if (has_resume) {
+            key.mv_size = rlen;
+            key.mv_data = resume;
+            rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+            if (rc == 0 && key.mv_size == rlen && memcmp(key.mv_data, resume, rlen) == 0)
+                rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+        } else if (slen) {
+            key.mv_size = slen;
+            key.mv_data = (void *)(uintptr_t)prefix;
+            rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+        } else {
+            rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
+        }
+        int64_t now = lmc__now_ms();
+        unsigned n = 0;
+        bool done = true;
+        int out = 0;
+        while (rc == 0) {
+            if (key.mv_size < slen || memcmp(key.mv_data, prefix, slen) != 0)
+                break;
+            if (n >= LMC__SCAN_BATCH) {
+                memcpy(resume, key.mv_data, key.mv_size);
+                rlen = key.mv_size;
+                has_resume = true;
+                done = false;
+                break;
+            }
+            n++;
+            lmc__entry e;
+            if (lmc__entry_parse(&key, &d, &e) == 0 &&
+                !(e.expires_at && e.expires_at <= (uint64_t)now) &&
+                (plen <= slen || (e.klen >= plen && memcmp(e.key, prefix, plen) == 0))) {
+                lmc_value v;
+                value_from_entry(&v, &e);
+                lmc__tl_callback = k;
+                out = fn(arg, &v);
+                lmc__tl_callback = NULL;
+                if (out)
+                    break;
+            }
+            rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        lmc__rend(r);
+        if (out)
+            return out;
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return lmc__mdb_err(c, rc, "mdb_cursor_get");
+        if (done)
+            return 0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writes                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* What a write txn finds under a key. */
+typedef struct wfound {
+    MDB_val old;   /* stored data, valid until the entries DB changes */
+    bool exists;   /* something is stored under the stored key */
+    bool mine;     /* ... and it belongs to this key (or is malformed) */
+    bool live;     /* ... and it is a live, well-formed entry */
+    lmc__entry e;  /* parsed, when live */
+} wfound;
+
+static int wlookup(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen, wfound *f)
+{
+    int rc = mdb_get(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)&sk->v, &f->old);
+    f->exists = f->mine = f->live = false;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmc__wfail(w, rc, "mdb_get");
+    f->exists = true;
+    if (lmc__entry_parse(&sk->v, &f->old, &f->e) != 0) {
+        f->mine = true; /* malformed: ours to overwrite or remove */
+        return 0;
+    }
+    if (sk->is_long && !lmc__entry_key_matches(&f->e, key, klen))
+        return 0; /* another long key with the same stored key */
+    f->mine = true;
+    f->live = !(f->e.expires_at && f->e.expires_at <= (uint64_t)w->now);
+    return 0;
+}
+
+enum { MODE_SET, MODE_ADD, MODE_REPLACE, MODE_CAS };
+
+typedef struct store_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+    int64_t ttl;
+    int mode;
+    uint64_t version;
+} store_arg;
+
+static int op_store(lmc__wctx *w, void *p)
+{
+    store_arg *a = p;
+    uint64_t exp;
+    int rc = lmc__expiry(w->h, a->ttl, w->now, &exp);
+    if (rc)
+        return rc;
+    wfound f;
+    if ((rc = wlookup(w, a->sk, a->key, a->klen, &f)))
+        return rc;
+    switch (a->mode) {
+    case MODE_ADD:
+        w->ctr[LMC__C_adds]++;
+        if (f.live) {
+            w->ctr[LMC__C_add_conflicts]++;
+            return LMC_EXISTS;
+        }
+        break;
+    case MODE_REPLACE:
+        if (!f.live)
+            return LMC_NOTFOUND;
+        break;
+    case MODE_CAS:
+        w->ctr[LMC__C_cas]++;
+        if (!f.live)
+            return LMC_NOTFOUND;
+        if (f.e.version != a->version) {
+            w->ctr[LMC__C_cas_conflicts]++;
+            return LMC_ECHANGED;
+        }
+        break;
+    default:
+        break;
+    }
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, a->val, a->vlen, exp, w->version,
+                          f.exists ? &f.old : NULL);
+    if (rc == 0) {
+        w->ctr[LMC__C_sets]++;
+        w->ctr[LMC__C_bytes_written] += a->vlen;
+    }
+    return rc;
+}
+
+static int store(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                 int64_t ttl_ms, int mode, uint64_t version)
+{
+    int rc = begin_write(c, key, klen, val, vlen, ttl_ms);
+    if (rc)
+        return rc;
+    lmc__skey sk;
+    lmc__skey_make(&sk, key, klen);
+    if ((rc = lmc__check_size(c, klen, vlen, sk.is_long)))
+        return rc;
+    store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version};
+    return lmc__write(c, op_store, &a);
+}
+
+int lmc_set(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_SET, 0);
+}
+
+int lmc_add(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_ADD, 0);
+}
+
+int lmc_replace(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                int64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_REPLACE, 0);
+}
+
+int lmc_cas(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms,
+            uint64_t version)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_CAS, version);
+}
+
+typedef struct many_arg {
+    const lmc_item *items;
+    size_t n;
+} many_arg;
+
+static int op_set_many(lmc__wctx *w, void *p)
+{
+    many_arg *a = p;
+    for (size_t i = 0; i < a->n; i++) {
+        const lmc_item *it = &a->items[i];
+        lmc__skey sk;
+        lmc__skey_make(&sk, it->key, it->klen);
+        uint64_t exp;
+        int rc = lmc__expiry(w->h, it->ttl_ms, w->now, &exp);
+        if (rc)
+            return rc;
+        wfound f;
+        if ((rc = wlookup(w, &sk, it->key, it->klen, &f)))
+            return rc;
+        rc = lmc__entry_store(w, &sk, it->key, it->klen, it->val, it->vlen, exp, w->version,
+                              f.exists ? &f.old : NULL);
+        if (rc)
+            return rc;
+        w->ctr[LMC__C_sets]++;
+        w->ctr[LMC__C_bytes_written] += it->vlen;
+    }
+    return 0;
+}
+
+int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
+{
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    int rc = lmc__enter(c);
+    if (rc)
+        return enter_fail(c, rc);
+    if (!items && n)
+        return lmc__err(c, LMC_EINVAL, "items is NULL");
+    if (c->rdonly)
+        return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const lmc_item *it = &items[i];
+        const char *why;
+        if ((rc = lmc__key_problem(it->key, it->klen, &why)))
+            return lmc__err(c, rc, "item %zu: %s", i, why);
+        if (!it->val && it->vlen)
+            return lmc__err(c, LMC_EINVAL, "item %zu: val is NULL but vlen is %zu", i, it->vlen);
+        if (it->ttl_ms < LMC_TTL_DEFAULT)
+            return lmc__err(c, LMC_EINVAL, "item %zu: ttl_ms %lld is negative", i,
+                            (long long)it->ttl_ms);
+        int is_long = it->klen >= LMC__KEY_INLINE;
+        if ((rc = lmc__check_size(c, it->klen, it->vlen, is_long)))
+            return rc;
+        total += lmc__entry_size(it->klen, it->vlen, is_long) + it->klen;
+        if (total > c->core->map_size)
+            return lmc__err(c, LMC_ETOOBIG, "the %zu items together can never fit in the map", n);
+    }
+    if (n == 0)
+        return 0;
+    many_arg a = {items, n};
+    return lmc__write(c, op_set_many, &a);
+}
+
+typedef struct del_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+} del_arg;
+
+static int op_delete(lmc__wctx *w, void *p)
+{
+    del_arg *a = p;
+    wfound f;
+    int rc = wlookup(w, a->sk, a->key, a->klen, &f);
+    if (rc)
+        return rc;
+    if (!f.mine)
+        return LMC_NOTFOUND;
+    if ((rc = lmc__entry_remove(w, NULL, &a->sk->v, &f.old)))
+        return rc;
+    if (f.live)
+        w->ctr[LMC__C_deletes]++;
+    else
+        w->result = LMC_NOTFOUND; /* an expired entry is removed, but was not there */
+    return 0;
+}
+
+int lmc_delete(lmc *c, const void *key, size_t klen)
+{
+    int rc = begin_write(c, key, klen, "", 0, LMC_TTL_NEVER);
+    if (rc)
+        return rc;
+    lmc__skey sk;
+    lmc__skey_make(&sk, key, klen);
+    del_arg a = {&sk, key, klen};
+    return lmc__write(c, op_delete, &a);
+}
+
+/* State of a prefix delete across its transactions.  The op only writes the
+ * next_* fields; the caller adopts them after a commit, so a transaction
+ * retried after a full map starts again from the same place. */
+typedef struct prefix_arg {
+    const unsigned char *prefix;
+    size_t plen;
+    size_t slen; /* bytes of the prefix compared with stored keys */
+    unsigned char resume[LMC__KEY_STORED_LONG];
+    size_t rlen;
+    bool has_resume;
+    unsigned char next_resume[LMC__KEY_STORED_LONG];
+    size_t next_rlen;
+    bool next_done;
+    uint64_t next_removed;
+} prefix_arg;
+
+static int op_prefix(lmc__wctx *w, void *p)
+{
+    prefix_arg *a = p;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(w->txn, w->k->dbi_entries, &cur);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+    MDB_val key, d;
+    if (a->has_resume) {
+        key.mv_size = a->rlen;
+        key.mv_data = a->resume;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    } else if (a->slen) {
+        key.mv_size = a->slen;
+        key.mv_data = (void *)(uintptr_t)a->prefix;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
+    }
+    uint64_t n = 0;
+    a->next_done = true;
+    while (rc == 0) {
+        if (key.mv_size < a->slen || memcmp(key.mv_data, a->prefix, a->slen) != 0)
+            break;
+        bool match = true;
+        if (a->plen > a->slen) {
+            /* A prefix longer than the stored part of long keys: check the
+             * whole key kept in the value. */
+            lmc__entry e;
+            match = lmc__entry_parse(&key, &d, &e) == 0 && e.klen >= a->plen &&
+                    memcmp(e.key, a->prefix, a->plen) == 0;
+        }
+        if (!match) {
+            rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+            continue;
+        }
+        if (n >= LMC__PREFIX_BATCH) {
+            memcpy(a->next_resume, key.mv_data, key.mv_size);
+            a->next_rlen = key.mv_size;
+            a->next_done = false;
+            break;
+        }
+        if ((rc = lmc__entry_remove(w, cur, &key, &d))) {
+            mdb_cursor_close(cur);
+            return rc;
+        }
+        n++;
+        /* After mdb_cursor_del the cursor already sits on the next entry;
+         * MDB_NEXT returns it (LMDB 0.9 keeps a C_DEL flag for this). */
+        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmc__wfail(w, rc, "mdb_cursor_get");
+    a->next_removed = n;
+    return 0;
+}
+
+/* Remove every entry starting with prefix (plen may be 0 for all), in
+ * transactions of at most LMC__PREFIX_BATCH deletions. */
+static int delete_prefix_batched(lmc *c, const void *prefix, size_t plen, uint64_t *removed,
+                                 unsigned ctr)
+{
+    prefix_arg *a = lmc__malloc(sizeof *a);
+    if (!a)
+        return lmc__err(c, LMC_ENOMEM, "out of memory for a prefix delete");
+    a->prefix = prefix;
+    a->plen = plen;
+    a->slen = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
+    a->has_resume = false;
+    uint64_t total = 0;
+    int rc;
+    for (;;) {
+        a->next_removed = 0;
+        rc = lmc__write(c, op_prefix, a);
+        if (rc)
+            break;
+        total += a->next_removed;
+        if (ctr)
+            lmc__count(c->core, ctr, a->next_removed);
+        if (a->next_done)
+            break;
+        memcpy(a->resume, a->next_resume, a->next_rlen);
+        a->rlen = a->next_rlen;
+        a->has_resume = true;
+    }
+    lmc__free(a);
+    if (removed)
+        *removed = total;
+    return rc;
+}
+
+int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed)
+{
+    if (removed)
+        *removed = 0;
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    int rc = lmc__enter(c);
+    if (rc)
+        return enter_fail(c, rc);
+    if (!prefix || plen == 0)
+        return lmc__err(c, LMC_EINVAL, "prefix is NULL or empty (use lmc_clear to delete all)");
+    if (c->rdonly)
+        return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
+    lmc__count(c->core, LMC__C_prefix_deletes, 1);
+    if (plen > LMC_MAX_KEY)
+        return 0; /* no key can start with it */
+    return delete_prefix_batched(c, prefix, plen, removed, LMC__C_prefix_deleted_keys);
+}
+
+static int op_clear(lmc__wctx *w, void *p)
+{
+    (void)p;
+    int rc = mdb_drop(w->txn, w->k->dbi_entries, 0);
+    if (rc == 0)
+        rc = mdb_drop(w->txn, w->k->dbi_expiry, 0);
+    if (rc)
+        return lmc__wfail(w, rc, "mdb_drop");
+    return lmc__totals_zero(w);
+}
+
+int lmc_clear(lmc *c)
+{
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    int rc = lmc__enter(c);
+    if (rc)
+        return enter_fail(c, rc);
+    if (c->rdonly)
+        return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
+    lmc__count(c->core, LMC__C_clears, 1);
+    rc = lmc__write(c, op_clear, NULL);
+    if (rc == LMC_ENOSPC) {
+        /* Dropping a whole tree needs pages for the free list; on a map too
+         * full for that, delete in small transactions instead. */
+        rc = delete_prefix_batched(c, "", 0, NULL, 0);
+    }
+    return rc;
+}
+
+/* Parse a decimal int64: optional '-', 1 to 19 digits, nothing else. */
+static int parse_int(const unsigned char *s, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (n > 0 && s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (n == i || n - i > 19)
+        return -1;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (neg) {
+        if (v > (uint64_t)INT64_MAX + 1)
+            return -1;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return -1;
+        *out = (int64_t)v;
+    }
+    return 0;
+}
+
+static size_t format_int(char *buf, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t o = 0;
+    if (v < 0)
+        buf[o++] = '-';
+    while (n)
+        buf[o++] = tmp[--n];
+    return o;
+}
+
+typedef struct incr_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+    int64_t delta;
+    int64_t ttl;
+    int64_t result;
+} incr_arg;
+
+static int op_incr(lmc__wctx *w, void *p)
+{
+    incr_arg *a = p;
+    wfound f;
+    int rc = wlookup(w, a->sk, a->key, a->klen, &f);
+    if (rc)
+        return rc;
+    w->ctr[LMC__C_incrs]++;
+    int64_t cur = 0;
+    uint64_t exp;
+    if (f.live) {
+        if (parse_int(f.e.val, f.e.vlen, &cur) != 0)
+            return lmc__err(w->h, LMC_ENOTNUM, "the value is not a decimal integer");
+        exp = f.e.expires_at;
+    } else if ((rc = lmc__expiry(w->h, a->ttl, w->now, &exp))) {
+        return rc;
+    }
+    int64_t next;
+    if (__builtin_add_overflow(cur, a->delta, &next))
+        return lmc__err(w->h, LMC_ERANGE, "%lld + %lld overflows a 64-bit integer",
+                        (long long)cur, (long long)a->delta);
+    char buf[24];
+    size_t n = format_int(buf, next);
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, buf, n, exp, w->version,
+                          f.exists ? &f.old : NULL);
+    if (rc)
+        return rc;
+    w->ctr[LMC__C_sets]++;
+    w->ctr[LMC__C_bytes_written] += n;
+    a->result = next;
+    return 0;
+}
+
+int lmc_incr(lmc *c, const void *key, size_t klen, int64_t delta, int64_t *result, int64_t ttl_ms)
+{
+    int rc = begin_write(c, key, klen, "", 0, ttl_ms);
+    if (rc)
+        return rc;
+    lmc__skey sk;
+    lmc__skey_make(&sk, key, klen);
+    incr_arg a = {&sk, key, klen, delta, ttl_ms, 0};
+    rc = lmc__write(c, op_incr, &a);
+    if (rc == 0 && result)
+        *result = a.result;
+    return rc;
+}
+
+typedef struct touch_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+    int64_t ttl;
+} touch_arg;
+
+static int op_touch(lmc__wctx *w, void *p)
+{
+    touch_arg *a = p;
+    wfound f;
+    int rc = wlookup(w, a->sk, a->key, a->klen, &f);
+    if (rc)
+        return rc;
+    w->ctr[LMC__C_touches]++;
+    if (!f.live)
+        return LMC_NOTFOUND;
+    uint64_t exp;
+    if ((rc = lmc__expiry(w->h, a->ttl, w->now, &exp)))
+        return rc;
+    if (exp == f.e.expires_at)
+        return 0;
+    /* The value lives in the page the rewrite replaces: copy it first. */
+    unsigned char small[512];
+    size_t n = f.e.vlen;
+    unsigned char *copy = n <= sizeof small ? small : lmc__malloc(n);
+    if (!copy)
+        return lmc__err(w->h, LMC_ENOMEM, "out of memory for a value of %zu bytes", n);
+    memcpy(copy, f.e.val, n);
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, copy, n, exp, f.e.version, &f.old);
+    if (copy != small)
+        lmc__free(copy);
+    return rc;
+}
+
+int lmc_touch(lmc *c, const void *key, size_t klen, int64_t ttl_ms)
+{
+    int rc = begin_write(c, key, klen, "", 0, ttl_ms);
+    if (rc)
+        return rc;
+    lmc__skey sk;
+    lmc__skey_make(&sk, key, klen);
+    touch_arg a = {&sk, key, klen, ttl_ms};
+    return lmc__write(c, op_touch, &a);
+}

@@ -1,0 +1,97 @@
+/*
+ * recency.c - the shared array of coarse access times used for approximate
+ * LRU eviction of entries without TTL.
+ *
+ * Recording an access in LMDB would turn every get into a write transaction
+ * (lmdb-rules 8.3 calls this the anti-pattern), so access times live in a
+ * separate mmapped file, "recency": an array of 32-bit cells indexed by a
+ * hash of the stored key.  A cell holds the time of the last access in 64 ms
+ * units since the cache was created (0 = never).  Readers store into a cell
+ * only when it is stale, so a hot key costs one shared-memory write per 64 ms
+ * however often it is read.  Keys that share a cell share a time: the
+ * eviction order is approximate, which is all LRU needs.
+ *
+ * The file needs no header: its size, a power of two of cells, is the whole
+ * format.  A file of any other size is refused as damaged.
+ */
+#include "fmacros.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define LMC__REC_MIN_CELLS (1u << 12)
+#define LMC__REC_MAX_CELLS (1u << 24)
+
+/* One cell per KiB of map: enough cells that keys rarely share one. */
+static uint64_t cells_for(uint64_t map_size)
+{
+    uint64_t want = map_size / 1024, n = LMC__REC_MIN_CELLS;
+    while (n < want && n < LMC__REC_MAX_CELLS)
+        n <<= 1;
+    return n;
+}
+
+int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h)
+{
+    lmc__perm p;
+    lmc__perm_from_mode(mode, &p);
+    bool created = false;
+    int fd;
+    int rc = lmc__open_file(h, dirfd, k->path, "recency", create, k->rdonly, &p, &fd, &created);
+    if (rc == LMC_NOTFOUND && !create)
+        return 0; /* a read-only handle does without */
+    if (rc)
+        return rc;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/recency", k->path);
+        goto fail;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0 && !k->rdonly) {
+        size = cells_for(k->map_size) * 4;
+        if (ftruncate(fd, (off_t)size) != 0) {
+            rc = lmc__sys_err(h, errno, "sizing %s/recency", k->path);
+            goto fail;
+        }
+    }
+    uint64_t cells = size / 4;
+    if (size % 4 || cells < LMC__REC_MIN_CELLS || cells > LMC__REC_MAX_CELLS ||
+        (cells & (cells - 1))) {
+        rc = lmc__err(h, LMC_ECORRUPT, "%s/recency has a bad size (%llu bytes)", k->path,
+                      (unsigned long long)size);
+        goto fail;
+    }
+    int prot = k->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+    void *m = mmap(NULL, (size_t)size, prot, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        rc = lmc__sys_err(h, errno, "mmap %s/recency", k->path);
+        goto fail;
+    }
+    k->rec_fd = fd;
+    k->rec_size = (size_t)size;
+    k->recency_mask = cells - 1;
+    /* Read-only handles never stamp; the sweeper needs a read-write one. */
+    k->recency = k->rdonly ? NULL : (_Atomic uint32_t *)m;
+    k->rec_map = m;
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+void lmc__recency_close(lmc__core *k)
+{
+    if (k->rec_map)
+        munmap(k->rec_map, k->rec_size);
+    if (k->rec_fd >= 0)
+        close(k->rec_fd);
+    k->rec_map = NULL;
+    k->recency = NULL;
+    k->rec_fd = -1;
+    k->rec_size = 0;
+}

@@ -1,0 +1,372 @@
+/*
+ * stats.c - the stats file and lmc_stats().
+ *
+ * Counters are kept outside LMDB, in a small mmapped file "stats": a 4 KiB
+ * header and a table of per-process slots.  A process claims a slot when it
+ * opens the cache by taking a POSIX record lock on the slot's first byte;
+ * the kernel drops that lock when the process dies, however it dies, so a
+ * slot whose byte is unlocked is free (no pid guessing, no PID-reuse
+ * confusion), and F_GETLK tells readers which slots are live.  Only the owner
+ * writes its slot, with relaxed atomic adds (its threads share it), so the
+ * get path never writes a cache line that another process writes.
+ *
+ * Totals are the sum of every slot ever used.  A new owner does not zero a
+ * reused slot: it records the counters it found as the slot's base, so totals
+ * never go backwards when processes come and go (the dead process's counts
+ * stay where they were), per-process figures are counter minus base, and a
+ * process killed at any instruction leaves nothing to repair.
+ *
+ * Slot 0 is shared by processes that find the table full (lmc counts stay
+ * exact, at the price of contended adds) and never locked.
+ */
+#include "fmacros.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define STATS_MAGIC "LMCSTAT"
+#define STATS_VERSION 1u
+#define STATS_HDR_SIZE 4096u
+#define STATS_NSLOTS 1024u
+
+typedef struct stats_hdr {
+    char magic[8];
+    uint32_t version;
+    uint32_t nslots;
+    uint32_t slot_size;
+    uint32_t nctrs;
+    int64_t created_ms;
+    _Atomic uint32_t hwm; /* 1 + highest slot index ever claimed */
+} stats_hdr;
+
+_Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
+_Static_assert(LMC__NCTR <= LMC__SLOT_CTRS, "counters fit in a slot");
+
+static stats_hdr *hdr(const lmc__core *k)
+{
+    return (stats_hdr *)(void *)k->stats_map;
+}
+
+static lmc__slot *slot_at(const lmc__core *k, unsigned i)
+{
+    return (lmc__slot *)(void *)(k->stats_map + STATS_HDR_SIZE + (size_t)i * sizeof(lmc__slot));
+}
+
+static off_t slot_off(unsigned i)
+{
+    return (off_t)STATS_HDR_SIZE + (off_t)i * (off_t)sizeof(lmc__slot);
+}
+
+static size_t stats_file_size(unsigned nslots)
+{
+    return STATS_HDR_SIZE + (size_t)nslots * sizeof(lmc__slot);
+}
+
+int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h)
+{
+    lmc__perm p;
+    lmc__perm_from_mode(mode, &p);
+    int fd;
+    int rc = lmc__open_file(h, dirfd, k->path, "stats", create, k->rdonly, &p, &fd, NULL);
+    if (rc == LMC_NOTFOUND && !create)
+        return 0; /* no counters yet: read-only handles read zeros */
+    if (rc)
+        return rc;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/stats", k->path);
+        goto fail;
+    }
+    size_t size = (size_t)st.st_size;
+    if (size == 0) {
+        if (k->rdonly) {
+            close(fd);
+            return 0;
+        }
+        size = stats_file_size(STATS_NSLOTS);
+        if (ftruncate(fd, (off_t)size) != 0) {
+            rc = lmc__sys_err(h, errno, "sizing %s/stats", k->path);
+            goto fail;
+        }
+    }
+    if (size < STATS_HDR_SIZE) {
+        rc = lmc__err(h, LMC_ECORRUPT, "%s/stats is damaged (%zu bytes)", k->path, size);
+        goto fail;
+    }
+    int prot = k->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+    unsigned char *m = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        rc = lmc__sys_err(h, errno, "mmap %s/stats", k->path);
+        goto fail;
+    }
+    stats_hdr *sh = (stats_hdr *)(void *)m;
+    static const char zero[8];
+    if (memcmp(sh->magic, zero, 8) == 0 && !k->rdonly) {
+        /* New, or its creator died before finishing (creation happens under
+         * the directory lock, so nobody can be using it). */
+        sh->version = STATS_VERSION;
+        sh->nslots = STATS_NSLOTS;
+        sh->slot_size = sizeof(lmc__slot);
+        sh->nctrs = LMC__SLOT_CTRS;
+        sh->created_ms = lmc__now_ms();
+        atomic_store(&sh->hwm, 1);
+        atomic_thread_fence(memory_order_release);
+        memcpy(sh->magic, STATS_MAGIC, 8);
+    }
+    if (memcmp(sh->magic, STATS_MAGIC, 8) != 0 || sh->version != STATS_VERSION ||
+        sh->slot_size != sizeof(lmc__slot) || sh->nctrs != LMC__SLOT_CTRS ||
+        sh->nslots == 0 || sh->nslots > 65536 || size < stats_file_size(sh->nslots) ||
+        atomic_load(&sh->hwm) > sh->nslots) {
+        munmap(m, size);
+        rc = lmc__err(h, LMC_ECORRUPT, "%s/stats is not an lmc stats file or is damaged",
+                      k->path);
+        goto fail;
+    }
+    k->stats_fd = fd;
+    k->stats_map = m;
+    k->stats_size = size;
+    k->nslots = sh->nslots;
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+void lmc__stats_claim(lmc__core *k)
+{
+    k->slot = &k->local_slot;
+    k->slot_index = 0;
+    if (!k->stats_map || k->rdonly)
+        return;
+    stats_hdr *sh = hdr(k);
+    for (unsigned i = 1; i < k->nslots; i++) {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot_off(i),
+                           .l_len = 1};
+        if (fcntl(k->stats_fd, F_SETLK, &fl) != 0)
+            continue;
+        lmc__slot *s = slot_at(k, i);
+        for (unsigned j = 0; j < LMC__SLOT_CTRS; j++)
+            s->base[j] = atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
+        atomic_store(&s->started_ms, lmc__now_ms());
+        atomic_store(&s->pid, (int64_t)getpid());
+        uint32_t hwm = atomic_load(&sh->hwm);
+        while (hwm < i + 1 && !atomic_compare_exchange_weak(&sh->hwm, &hwm, i + 1))
+            ;
+        k->slot = s;
+        k->slot_index = i;
+        return;
+    }
+    /* Table full: share slot 0. */
+    k->slot = slot_at(k, 0);
+}
+
+/* Pid holding slot i's lock, or 0 (F_GETLK reports other processes only). */
+static pid_t slot_holder(const lmc__core *k, unsigned i)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot_off(i),
+                       .l_len = 1};
+    if (fcntl(k->stats_fd, F_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
+        return 0;
+    return fl.l_pid ? fl.l_pid : -1;
+}
+
+unsigned lmc__stats_other_users(lmc__core *k)
+{
+    if (!k->stats_map)
+        return 0;
+    unsigned hwm = atomic_load(&hdr(k)->hwm), n = 0;
+    for (unsigned i = 1; i < hwm && i < k->nslots; i++)
+        if (i != k->slot_index && slot_holder(k, i) != 0)
+            n++;
+    return n;
+}
+
+void lmc__stats_close(lmc__core *k, bool owned)
+{
+    if (k->stats_map) {
+        if (owned && k->slot_index > 0) {
+            lmc__slot *s = slot_at(k, k->slot_index);
+            atomic_store(&s->pid, 0);
+        }
+        munmap(k->stats_map, k->stats_size);
+    }
+    /* Closing the descriptor drops this process's slot lock (if any). */
+    if (k->stats_fd >= 0)
+        close(k->stats_fd);
+    k->stats_map = NULL;
+    k->stats_fd = -1;
+    k->stats_size = 0;
+    k->slot_index = 0;
+    k->slot = &k->local_slot;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Counters of the stats struct, in LMC_COUNTERS order. */
+static uint64_t *counters_of(lmc_stat *st)
+{
+    return &st->gets;
+}
+
+_Static_assert(offsetof(lmc_stat, bytes_written) ==
+                   offsetof(lmc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
+               "lmc_stat counters are contiguous and in enum order");
+_Static_assert(offsetof(lmc_proc_stat, bytes_written) ==
+                   offsetof(lmc_proc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
+               "lmc_proc_stat counters are contiguous and in enum order");
+
+typedef struct readers_ctx {
+    uint64_t slots, active, oldest;
+} readers_ctx;
+
+/* mdb_reader_list callback: one line per used slot, "pid thread txnid" with
+ * "-" for a reset (idle) reader. */
+static int reader_line(const char *msg, void *arg)
+{
+    readers_ctx *r = arg;
+    int pid;
+    unsigned long long tid;
+    char txn[32];
+    if (sscanf(msg, "%d %llx %31s", &pid, &tid, txn) != 3)
+        return 0; /* the heading line, or "(no active readers)" */
+    r->slots++;
+    if (txn[0] != '-') {
+        unsigned long long id = strtoull(txn, NULL, 10);
+        r->active++;
+        if (r->oldest == 0 || id < r->oldest)
+            r->oldest = id;
+    }
+    return 0;
+}
+
+int lmc_stats(lmc *c, lmc_stat *st)
+{
+    if (!c || !st)
+        return lmc__err(c, LMC_EINVAL, "NULL argument");
+    int rc = lmc__enter(c);
+    if (rc)
+        return rc == LMC_EBUSY ? lmc__err(c, rc, "lmc_stats called from inside a callback") : rc;
+    lmc__core *k = c->core;
+    memset(st, 0, sizeof *st);
+
+    uint64_t *ctr = counters_of(st);
+    unsigned processes = 0;
+    if (k->stats_map) {
+        unsigned hwm = atomic_load(&hdr(k)->hwm);
+        for (unsigned i = 0; i < hwm && i < k->nslots; i++) {
+            lmc__slot *s = slot_at(k, i);
+            for (unsigned j = 0; j < LMC__NCTR; j++)
+                ctr[j] += atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
+            if (i > 0 && (i == k->slot_index || slot_holder(k, i) != 0))
+                processes++;
+        }
+    }
+    st->gets = st->hits + st->misses;
+
+    lmc__fill f;
+    if ((rc = lmc__fill_get(c, &f)))
+        return rc;
+    lmc__rtxn *r;
+    if ((rc = lmc__rbegin(c, &r)))
+        return rc;
+    MDB_stat es, xs;
+    if ((rc = mdb_stat(r->txn, k->dbi_entries, &es)) == 0 &&
+        (rc = mdb_stat(r->txn, k->dbi_expiry, &xs)) == 0)
+        rc = lmc__totals_get(r->txn, k, &st->key_bytes, &st->value_bytes);
+    lmc__rend(r);
+    if (rc)
+        return lmc__mdb_err(c, rc, "mdb_stat");
+    st->entries = es.ms_entries;
+    st->entries_with_ttl = xs.ms_entries;
+    st->map_size = (uint64_t)f.total_pages * f.psize;
+    st->page_size = f.psize;
+    st->total_pages = f.total_pages;
+    st->used_pages = f.used_pages;
+    st->free_pages = f.free_pages;
+    st->fill = f.fill;
+    st->last_txnid = f.last_txnid;
+
+    readers_ctx rd = {0, 0, 0};
+    mdb_reader_list(k->env, reader_line, &rd);
+    st->readers = rd.slots;
+    st->readers_active = rd.active;
+    st->reader_lag = rd.oldest && f.last_txnid > rd.oldest ? f.last_txnid - rd.oldest : 0;
+    unsigned mr = 0;
+    mdb_env_get_maxreaders(k->env, &mr);
+    st->max_readers = mr;
+    st->processes = processes;
+    return 0;
+}
+
+int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n)
+{
+    if (!c || !n || (!out && cap))
+        return lmc__err(c, LMC_EINVAL, "NULL argument");
+    int rc = lmc__enter(c);
+    if (rc)
+        return rc;
+    lmc__core *k = c->core;
+    size_t found = 0;
+    if (k->stats_map) {
+        unsigned hwm = atomic_load(&hdr(k)->hwm);
+        for (unsigned i = 0; i < hwm && i < k->nslots; i++) {
+            lmc__slot *s = slot_at(k, i);
+            pid_t holder = 0;
+            if (i == 0) {
+                uint64_t any = 0;
+                for (unsigned j = 0; j < LMC__NCTR; j++)
+                    any |= atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
+                if (!any)
+                    continue;
+            } else if (i == k->slot_index) {
+                holder = getpid();
+            } else if ((holder = slot_holder(k, i)) == 0) {
+                continue;
+            }
+            if (found < cap) {
+                lmc_proc_stat *p = &out[found];
+                memset(p, 0, sizeof *p);
+                p->pid = i == 0 ? 0 : (holder > 0 ? holder : atomic_load(&s->pid));
+                p->started_ms = i == 0 ? 0 : atomic_load(&s->started_ms);
+                p->alive = i != 0;
+                uint64_t *pc = &p->gets;
+                for (unsigned j = 0; j < LMC__NCTR; j++)
+                    pc[j] = atomic_load_explicit(&s->ctr[j], memory_order_relaxed) -
+                            (i == 0 ? 0 : s->base[j]);
+                p->gets = p->hits + p->misses;
+            }
+            found++;
+        }
+    }
+    *n = found;
+    return 0;
+}
+
+static const lmc_stat_field stat_fields[] = {
+#define LMC__FIELD_C(name, help) {#name, help, LMC_FIELD_COUNTER, offsetof(lmc_stat, name)},
+    LMC_COUNTERS(LMC__FIELD_C)
+#undef LMC__FIELD_C
+#define LMC__FIELD_G(name, type, help)                                                        \
+    {#name, help, sizeof(type) == sizeof(double) && (type)0.5 != 0 ? LMC_FIELD_GAUGE_DOUBLE  \
+                                                                   : LMC_FIELD_GAUGE_U64,    \
+     offsetof(lmc_stat, name)},
+    LMC_GAUGES(LMC__FIELD_G)
+#undef LMC__FIELD_G
+};
+
+const lmc_stat_field *lmc_stat_fields(size_t *n)
+{
+    if (n)
+        *n = sizeof stat_fields / sizeof stat_fields[0];
+    return stat_fields;
+}

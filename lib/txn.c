@@ -1,0 +1,141 @@
+/*
+ * txn.c - LMDB transactions as the rest of the library uses them.
+ *
+ * Reads: with MDB_NOTLS a read txn object owns its reader slot, so each
+ * thread keeps one txn per cache, resets it after every call (a reset txn
+ * pins no pages, lmdb-rules 3) and renews it on the next: one renew, one
+ * lookup, one reset per get, with no reader-mutex traffic.  The txns of all
+ * threads are listed in their core so that close can release them, and a
+ * thread-exit destructor releases a thread's own.
+ *
+ * Writes: one short write txn per call.  MDB_READERS_FULL is answered by
+ * clearing stale slots of dead processes and retrying once.
+ */
+#include "fmacros.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The registry lock of env.c protects the lists of read txns too. */
+extern pthread_mutex_t lmc__g_lock;
+
+static void rtxn_unlink(lmc__core *k, lmc__rtxn *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (k->rtxns == r)
+        k->rtxns = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+void lmc__rtxn_destructor(void *p)
+{
+    lmc__rtxn *r = p;
+    if (!r)
+        return;
+    lmc__core *k = r->core;
+    pthread_mutex_lock(&lmc__g_lock);
+    /* Only a txn of this process and of the core's current generation is
+     * ours to abort; anything else is a copy inherited across fork. */
+    bool mine = r->pid == getpid() && r->gen == atomic_load(&k->gen);
+    rtxn_unlink(k, r);
+    pthread_mutex_unlock(&lmc__g_lock);
+    if (mine)
+        mdb_txn_abort(r->txn);
+    lmc__free(r);
+}
+
+void lmc__rtxn_release_all(lmc__core *k, bool owned)
+{
+    pthread_mutex_lock(&lmc__g_lock);
+    lmc__rtxn *r = k->rtxns;
+    k->rtxns = NULL;
+    pthread_mutex_unlock(&lmc__g_lock);
+    while (r) {
+        lmc__rtxn *next = r->next;
+        if (owned && r->pid == getpid()) {
+            mdb_txn_abort(r->txn);
+            lmc__free(r);
+        }
+        /* Not owned: the txn objects are the parent's, copied by fork.
+         * Aborting one would clear the parent's reader slot in shared memory,
+         * and LMDB gives no way to free the object alone, so the few hundred
+         * bytes are left behind in the child on purpose. */
+        r = next;
+    }
+    if (owned && k->key_live)
+        pthread_setspecific(k->tkey, NULL);
+}
+
+/* First read on this thread: create its txn (slow path). */
+static int rtxn_create(lmc *h, lmc__rtxn **out)
+{
+    lmc__core *k = h->core;
+    lmc__rtxn *r = lmc__calloc(1, sizeof *r);
+    if (!r)
+        return lmc__err(h, LMC_ENOMEM, "out of memory for a read transaction");
+    int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc == MDB_READERS_FULL) {
+        int dead = 0;
+        mdb_reader_check(k->env, &dead);
+        if (dead)
+            lmc__count(k, LMC__C_readers_cleared, (uint64_t)dead);
+        rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &r->txn);
+    }
+    if (rc) {
+        lmc__free(r);
+        if (rc == MDB_READERS_FULL)
+            return lmc__err(h, LMC_EBUSY, "all %u reader slots of %s are in use by live "
+                            "threads (raise max_readers when creating the cache)",
+                            k->max_readers, k->path);
+        return lmc__mdb_err(h, rc, "mdb_txn_begin (read)");
+    }
+    r->core = k;
+    r->pid = getpid();
+    r->gen = atomic_load(&k->gen);
+    if ((rc = pthread_setspecific(k->tkey, r)) != 0) {
+        mdb_txn_abort(r->txn);
+        lmc__free(r);
+        return lmc__sys_err(h, rc, "pthread_setspecific");
+    }
+    pthread_mutex_lock(&lmc__g_lock);
+    r->next = k->rtxns;
+    if (r->next)
+        r->next->prev = r;
+    k->rtxns = r;
+    pthread_mutex_unlock(&lmc__g_lock);
+    *out = r;
+    return 0;
+}
+
+int lmc__rbegin(lmc *h, lmc__rtxn **out)
+{
+    lmc__rtxn *r = pthread_getspecific(h->core->tkey);
+    if (LMC__UNLIKELY(!r))
+        return rtxn_create(h, out);
+    int rc = mdb_txn_renew(r->txn);
+    if (LMC__UNLIKELY(rc))
+        return lmc__mdb_err(h, rc, "mdb_txn_renew");
+    *out = r;
+    return 0;
+}
+
+int lmc__wbegin(lmc *h, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(h->core->env, NULL, 0, txn);
+    if (LMC__UNLIKELY(rc))
+        return lmc__mdb_err(h, rc, "mdb_txn_begin (write)");
+    return 0;
+}
+
+int lmc__wcommit(lmc *h, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    if (LMC__UNLIKELY(rc))
+        return lmc__mdb_err(h, rc, "mdb_txn_commit");
+    return 0;
+}

@@ -1,0 +1,244 @@
+/*
+ * write.c - the write path shared by every mutating call.
+ *
+ * lmc__write() runs an operation inside one LMDB write transaction and
+ * commits it.  When LMDB reports MDB_MAP_FULL (from a put, a delete or the
+ * commit itself: all need fresh pages under copy-on-write), the transaction is
+ * dead (lmdb-rules 4.2), so the loop aborts it, frees room in a separate small
+ * transaction (evict.c) and runs the operation again, a bounded number of
+ * times.
+ *
+ * Every entry change also keeps two things exact inside the same transaction:
+ * the expiry index row of the entry, and the byte totals (user key and value
+ * bytes) stored under a key of LMDB's main database.  The main database is
+ * rewritten by every commit anyway (it holds the named databases' records),
+ * so the totals cost one put into an already dirty page instead of a page
+ * copy, and they stay exact across crashes because they commit with the data.
+ */
+#include "fmacros.h"
+
+#include <string.h>
+
+#include "internal.h"
+
+const MDB_val lmc__totals_key = {10, (void *)(uintptr_t) "lmc:totals"};
+
+/* Attempts of one write before it gives up with LMC_ENOSPC. */
+#define LMC__WRITE_ROUNDS 10u
+
+/* Largest stored entry, to stay far from LMDB's 32-bit page-count limits
+ * and its EIO on writes of more than 2 GiB (lmdb-rules 6). */
+#define LMC__MAX_ENTRY ((size_t)0x7ff00000)
+
+int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
+{
+    lmc__core *k = h->core;
+    if (vlen > LMC__MAX_ENTRY)
+        return lmc__err(h, LMC_ETOOBIG, "value of %zu bytes is larger than the %zu-byte limit",
+                        vlen, LMC__MAX_ENTRY);
+    size_t need = lmc__entry_size(klen, vlen, is_long) + (is_long ? LMC__KEY_STORED_LONG : klen);
+    /* An empty map still holds 2 meta pages, the roots of the main, entries,
+     * expiry and meta trees and the free list: keep 16 pages aside. */
+    uint64_t pages = k->map_size / k->psize;
+    uint64_t need_pages = (need + 64 + k->psize - 1) / k->psize;
+    if (pages < 16 || need_pages > pages - 16)
+        return lmc__err(h, LMC_ETOOBIG, "an entry of %zu bytes can never fit in the %llu-byte "
+                        "map of %s", need, (unsigned long long)k->map_size, k->path);
+    return 0;
+}
+
+/* Fold the byte-total deltas of this txn into the stored totals. */
+int lmc__totals_apply(lmc__wctx *w)
+{
+    if (!w->d_key_bytes && !w->d_value_bytes)
+        return 0;
+    lmc__core *k = w->k;
+    uint64_t t[2] = {0, 0};
+    MDB_val key = lmc__totals_key, d;
+    int rc = mdb_get(w->txn, k->dbi_main, &key, &d);
+    if (rc == 0 && d.mv_size == sizeof t)
+        memcpy(t, d.mv_data, sizeof t);
+    /* Deltas are signed; totals never go below zero even if a malformed
+     * entry was removed without knowing its size. */
+    int64_t kb = (int64_t)t[0] + w->d_key_bytes, vb = (int64_t)t[1] + w->d_value_bytes;
+    t[0] = kb < 0 ? 0 : (uint64_t)kb;
+    t[1] = vb < 0 ? 0 : (uint64_t)vb;
+    d.mv_size = sizeof t;
+    d.mv_data = t;
+    rc = mdb_put(w->txn, k->dbi_main, &key, &d, 0);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_put (totals)");
+    w->d_key_bytes = w->d_value_bytes = 0;
+    return 0;
+}
+
+int lmc__totals_get(MDB_txn *txn, const lmc__core *k, uint64_t *key_bytes, uint64_t *value_bytes)
+{
+    MDB_val key = lmc__totals_key, d;
+    uint64_t t[2] = {0, 0};
+    int rc = mdb_get(txn, k->dbi_main, &key, &d);
+    if (rc == 0 && d.mv_size == sizeof t)
+        memcpy(t, d.mv_data, sizeof t);
+    *key_bytes = t[0];
+    *value_bytes = t[1];
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Reset the stored totals to zero (clear). */
+int lmc__totals_zero(lmc__wctx *w)
+{
+    uint64_t t[2] = {0, 0};
+    MDB_val key = lmc__totals_key, d = {sizeof t, t};
+    w->d_key_bytes = w->d_value_bytes = 0;
+    int rc = mdb_put(w->txn, w->k->dbi_main, &key, &d, 0);
+    return rc ? lmc__mdb_err(w->h, rc, "mdb_put (totals)") : 0;
+}
+
+static void apply_counters(lmc__wctx *w)
+{
+    for (unsigned i = 0; i < LMC__NCTR; i++)
+        if (w->ctr[i])
+            lmc__count(w->k, i, w->ctr[i]);
+}
+
+/* Outcomes that abort the txn but are answers, not failures: their counters
+ * (add conflicts, cas conflicts) still count. */
+static bool is_answer(int rc)
+{
+    return rc == LMC_EXISTS || rc == LMC_NOTFOUND || rc == LMC_ECHANGED ||
+           rc == LMC_ENOTNUM || rc == LMC_ERANGE;
+}
+
+int lmc__write(lmc *h, lmc__wop op, void *arg)
+{
+    lmc__core *k = h->core;
+    for (unsigned round = 0;; round++) {
+        lmc__wctx w;
+        w.h = h;
+        w.k = k;
+        w.d_key_bytes = w.d_value_bytes = 0;
+        w.map_full = false;
+        w.result = 0;
+        memset(w.ctr, 0, sizeof w.ctr);
+        int rc = lmc__wbegin(h, &w.txn);
+        if (rc)
+            return rc;
+        w.now = lmc__now_ms();
+        w.version = k->version_base + (uint64_t)mdb_txn_id(w.txn);
+        rc = op(&w, arg);
+        if (rc == 0)
+            rc = lmc__totals_apply(&w);
+        if (rc == 0) {
+            rc = lmc__wcommit(h, w.txn);
+            if (rc == 0) {
+                apply_counters(&w);
+                return w.result;
+            }
+        } else {
+            mdb_txn_abort(w.txn);
+            if (is_answer(rc))
+                apply_counters(&w);
+        }
+        if (rc != LMC__EMAPFULL)
+            return rc;
+        /* The map is full: this txn's work is lost; make room and retry. */
+        lmc__count(k, LMC__C_map_full, 1);
+        if (round + 1 >= LMC__WRITE_ROUNDS)
+            return lmc__err(h, LMC_ENOSPC, "%s is full and %u rounds of eviction did not make "
+                            "room (a stuck reader may pin freed pages, or free space is too "
+                            "fragmented for this entry)", k->path, LMC__WRITE_ROUNDS);
+        rc = lmc__make_room(h, round);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Map an LMDB result inside a write op: MAP_FULL goes back to the loop. */
+static int wfail(lmc__wctx *w, int rc, const char *what)
+{
+    if (rc == MDB_MAP_FULL) {
+        w->map_full = true;
+        return LMC__EMAPFULL;
+    }
+    return lmc__mdb_err(w->h, rc, what);
+}
+
+/* Drop the expiry row and the totals of a stored entry that is going away
+ * or being replaced. */
+static int entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
+{
+    lmc__entry e;
+    if (lmc__entry_parse(skey, old, &e) != 0)
+        return 0; /* malformed: nothing we can account for */
+    w->d_key_bytes -= (int64_t)e.klen;
+    w->d_value_bytes -= (int64_t)e.vlen;
+    if (e.expires_at) {
+        unsigned char ek[LMC__EXPKEY_MAX];
+        MDB_val k = {lmc__expkey_make(ek, e.expires_at, skey), ek};
+        int rc = mdb_del(w->txn, w->k->dbi_expiry, &k, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return wfail(w, rc, "mdb_del (expiry)");
+    }
+    return 0;
+}
+
+int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
+                     const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
+                     const MDB_val *old)
+{
+    lmc__core *k = w->k;
+    int rc;
+    if (old && (rc = entry_forget(w, &sk->v, old)))
+        return rc;
+    MDB_val skey = sk->v;
+    MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long), NULL};
+    rc = mdb_put(w->txn, k->dbi_entries, &skey, &d, MDB_RESERVE);
+    if (rc)
+        return wfail(w, rc, "mdb_put (entry)");
+    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
+    if (expires_at) {
+        unsigned char ek[LMC__EXPKEY_MAX];
+        MDB_val ekv = {lmc__expkey_make(ek, expires_at, &sk->v), ek}, empty = {0, NULL};
+        rc = mdb_put(w->txn, k->dbi_expiry, &ekv, &empty, 0);
+        if (rc)
+            return wfail(w, rc, "mdb_put (expiry)");
+    } else {
+        /* A write is an access: entries without TTL are evicted by LRU. */
+        lmc__recency_touch(k, &sk->v, w->now);
+    }
+    w->d_key_bytes += (int64_t)klen;
+    w->d_value_bytes += (int64_t)vlen;
+    return 0;
+}
+
+int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old)
+{
+    int rc = entry_forget(w, skey, old);
+    if (rc)
+        return rc;
+    if (cur)
+        rc = mdb_cursor_del(cur, 0);
+    else
+        rc = mdb_del(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)skey, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return wfail(w, rc, "mdb_del (entry)");
+    return 0;
+}
+
+int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
+{
+    lmc__entry e;
+    if (lmc__entry_parse(skey, old, &e) == 0) {
+        w->d_key_bytes -= (int64_t)e.klen;
+        w->d_value_bytes -= (int64_t)e.vlen;
+    }
+    int rc = mdb_del(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)skey, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return wfail(w, rc, "mdb_del (entry)");
+    return 0;
+}
+
+int lmc__wfail(lmc__wctx *w, int rc, const char *what)
+{
+    return wfail(w, rc, what);
+}
