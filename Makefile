@@ -68,7 +68,7 @@ ALL_CFLAGS = $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(BASE_LDFLAGS) $(LDFLAGS)
 LIBS := -llmdb -lpthread
 
-B := build/$(VARIANT)
+B ?= build/$(VARIANT)
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC))
 STATIC := $(B)/liblmc.a
@@ -84,11 +84,24 @@ THREAD_TESTS := $(B)/tests/test_threads
 # Debian packages the build and the tests need.
 DEB_PKGS := liblmdb-dev libcmocka-dev pkg-config
 
+# Each part of the tree outside lib/ brings its own rules in <dir>/<dir>.mk and
+# appends to: ALL_EXTRA (built by `make all`), TEST_EXTRA (phony targets run by
+# `make test` after the unit tests), EXTRA_DEB_PKGS (installed by `make deps`),
+# INSTALL_EXTRA (targets run by `make install`, honouring DESTDIR/bindir).
+INSTALL_EXTRA :=
+ALL_EXTRA :=
+TEST_EXTRA :=
+EXTRA_DEB_PKGS :=
+-include tools/tools.mk
+-include examples/examples.mk
+-include bench/bench.mk
+-include python/python.mk
+
 .PHONY: all lib deps test check check-threads test-sanitizers test-exports demo valgrind \
         install uninstall test-install clean
 .DEFAULT_GOAL := all
 
-all: lib
+all: lib $(ALL_EXTRA)
 
 lib: $(STATIC) $(SHARED) $(B)/liblmc.so $(PC)
 
@@ -164,6 +177,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory check
 	$(Q)$(MAKE) --no-print-directory test-exports
 	$(Q)$(MAKE) --no-print-directory test-sanitizers
+	$(Q)$(if $(strip $(TEST_EXTRA)),$(MAKE) --no-print-directory $(TEST_EXTRA))
 	@echo "all tests passed"
 
 valgrind: lib $(TEST_BIN)
@@ -173,14 +187,15 @@ valgrind: lib $(TEST_BIN)
 	        --trace-children=no $$t || fail=1; \
 	done; exit $$fail
 
-install: lib
+install: lib $(INSTALL_EXTRA)
 	install -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
 	install -m 644 include/lmc.h $(DESTDIR)$(includedir)/lmc.h
 	install -m 644 $(STATIC) $(DESTDIR)$(libdir)/liblmc.a
 	install -m 755 $(SHARED) $(DESTDIR)$(libdir)/liblmc.so.$(VERSION)
 	ln -sf liblmc.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
 	ln -sf liblmc.so.$(VERSION) $(DESTDIR)$(libdir)/liblmc.so
-	install -m 644 $(PC) $(DESTDIR)$(pkgconfigdir)/lmc.pc
+	sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
+	    -e 's|@VERSION@|$(VERSION)|' lmc.pc.in > $(DESTDIR)$(pkgconfigdir)/lmc.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(includedir)/lmc.h $(DESTDIR)$(libdir)/liblmc.a \
@@ -190,10 +205,11 @@ uninstall:
 # Install into a temporary DESTDIR and build a program against it.
 test-install: lib
 	$(Q)d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	$(MAKE) --no-print-directory install DESTDIR=$$d PREFIX=/usr >/dev/null && \
-	PKG_CONFIG_SYSROOT_DIR=$$d PKG_CONFIG_LIBDIR=$$d/usr/lib/pkgconfig \
-	    $(CC) -o $$d/hello tests/install-hello.c $$(PKG_CONFIG_SYSROOT_DIR=$$d PKG_CONFIG_LIBDIR=$$d/usr/lib/pkgconfig pkg-config --cflags --libs lmc) && \
-	LD_LIBRARY_PATH=$$d/usr/lib $$d/hello && echo "test-install: ok"
+	$(MAKE) --no-print-directory install DESTDIR=$$d PREFIX=/opt/lmc >/dev/null && \
+	flags=$$(PKG_CONFIG_SYSROOT_DIR=$$d PKG_CONFIG_PATH=$$d/opt/lmc/lib/pkgconfig \
+	         pkg-config --cflags --libs lmc) && \
+	$(CC) -o $$d/hello tests/install-hello.c $$flags && \
+	LD_LIBRARY_PATH=$$d/opt/lmc/lib $$d/hello && echo "test-install: ok"
 
 clean:
 	rm -rf build
