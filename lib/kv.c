@@ -320,6 +320,7 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
         return 0; /* no key can start with it */
     lmc__core *k = c->core;
     const size_t slen = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
+    /* Between batches, resume holds the first stored key not yet visited. */
     unsigned char resume[LMC__KEY_STORED_LONG];
     size_t rlen = 0;
     bool has_resume = false;
@@ -337,8 +338,6 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
             key.mv_size = rlen;
             key.mv_data = resume;
             rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-            if (rc == 0 && key.mv_size == rlen && memcmp(key.mv_data, resume, rlen) == 0)
-                rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
         } else if (slen) {
             key.mv_size = slen;
             key.mv_data = (void *)(uintptr_t)prefix;

@@ -1,0 +1,805 @@
+/*
+ * test_api.c - every call of the public API in one process: results, return
+ * codes, argument checks (NULL pointers, empty and oversized keys, oversized
+ * values), error messages, counters and the metadata calls.
+ */
+#include "util.h"
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_open_creates_with_exact_modes(void **state)
+{
+    tctx *t = *state;
+    mode_t old = umask(0); /* a permissive umask must not widen the modes */
+    t->c = open_cache(t, 4, 0);
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(t->path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    const char *files[] = {"data.mdb", "lock.mdb", "stats", "recency"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/%s", t->path, files[i]);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+    }
+    /* The whole map is reserved up front (WRITEMAP must never SIGBUS). */
+    char p[256];
+    snprintf(p, sizeof p, "%s/data.mdb", t->path);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true((uint64_t)st.st_blocks * 512 >= 4u << 20);
+}
+
+static void test_open_group_mode(void **state)
+{
+    tctx *t = *state;
+    lmc_options o = {.map_size = 2u << 20, .mode = 0660};
+    mode_t old = umask(0077); /* a strict umask must not narrow them */
+    int rc = lmc_open(&t->c, t->path, &o);
+    umask(old);
+    ASSERT_OK(rc);
+    struct stat st;
+    assert_int_equal(stat(t->path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0770);
+    char p[256];
+    snprintf(p, sizeof p, "%s/stats", t->path);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660);
+}
+
+static void test_open_bad_arguments(void **state)
+{
+    tctx *t = *state;
+    lmc *c = (lmc *)0x1;
+    lmc_options o;
+    memset(&o, 0, sizeof o);
+    ASSERT_RC(lmc_open(NULL, t->path, NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_open(&c, NULL, NULL), LMC_EINVAL);
+    assert_null(c); /* *out is NULL on every failure */
+    ASSERT_RC(lmc_open(&c, "", NULL), LMC_EINVAL);
+    o.flags = 0x80;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    assert_non_null(strstr(lmc_errmsg(NULL), "unknown open flags"));
+    o.flags = LMC_OPEN_RDONLY | LMC_OPEN_RESET;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    o.flags = 0;
+    o.map_size = 4096;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    assert_non_null(strstr(lmc_errmsg(NULL), "minimum"));
+    o.map_size = 0;
+    o.mode = 0666;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    o.mode = 01600;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    o.mode = 0;
+    o.default_ttl_ms = -5;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    o.default_ttl_ms = 0;
+    o.max_readers = 1u << 30;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    /* None of these created anything. */
+    struct stat st;
+    assert_int_equal(stat(t->path, &st), -1);
+    lmc_close(NULL);
+}
+
+static void test_open_nocreate_and_rdonly_create_nothing(void **state)
+{
+    tctx *t = *state;
+    lmc *c = NULL;
+    lmc_options o = {.flags = LMC_OPEN_NOCREATE};
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    o.flags = LMC_OPEN_RDONLY;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    assert_non_null(strstr(lmc_errmsg(NULL), "no cache at"));
+    struct stat st;
+    assert_int_equal(stat(t->path, &st), -1);
+    /* An existing empty directory is not a cache either, and stays empty. */
+    assert_int_equal(mkdir(t->path, 0700), 0);
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    char p[256];
+    snprintf(p, sizeof p, "%s/data.mdb", t->path);
+    assert_int_equal(stat(p, &st), -1);
+    snprintf(p, sizeof p, "%s/stats", t->path);
+    assert_int_equal(stat(p, &st), -1);
+}
+
+static void test_readonly_handle(void **state)
+{
+    tctx *t = *state;
+    lmc *w = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(w, "k", "v", 0));
+    lmc_close(w);
+    t->c = open_cache(t, 4, LMC_OPEN_RDONLY);
+    char buf[16];
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "v");
+    ASSERT_RC(put_s(t->c, "k", "x", 0), LMC_EREADONLY);
+    ASSERT_RC(lmc_delete(t->c, "k", 1), LMC_EREADONLY);
+    ASSERT_RC(lmc_clear(t->c), LMC_EREADONLY);
+    ASSERT_RC(lmc_incr(t->c, "n", 1, 1, NULL, 0), LMC_EREADONLY);
+    ASSERT_RC(lmc_touch(t->c, "k", 1, 5), LMC_EREADONLY);
+    ASSERT_RC(lmc_delete_prefix(t->c, "k", 1, NULL), LMC_EREADONLY);
+    ASSERT_RC(lmc_sweep(t->c, NULL, NULL), LMC_EREADONLY);
+    lmc_item it = {"a", 1, "b", 1, 0};
+    ASSERT_RC(lmc_set_many(t->c, &it, 1), LMC_EREADONLY);
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "v");
+    lmc_info info;
+    ASSERT_OK(lmc_info_get(t->c, &info));
+    assert_int_equal(info.read_only, 1);
+}
+
+static void test_same_path_shares_one_environment(void **state)
+{
+    tctx *t = *state;
+    lmc *a = open_cache(t, 4, 0);
+    lmc_options o = {.default_ttl_ms = 60000};
+    lmc *b = NULL;
+    ASSERT_OK(lmc_open(&b, t->path, &o));
+    ASSERT_OK(put_s(a, "x", "1", 0));
+    char buf[8];
+    assert_string_equal(get_s(b, "x", buf, sizeof buf), "1");
+    /* Each handle keeps its own default TTL. */
+    lmc_info ia, ib;
+    ASSERT_OK(lmc_info_get(a, &ia));
+    ASSERT_OK(lmc_info_get(b, &ib));
+    assert_int_equal(ia.default_ttl_ms, 0);
+    assert_int_equal(ib.default_ttl_ms, 60000);
+    lmc_close(a);
+    assert_string_equal(get_s(b, "x", buf, sizeof buf), "1");
+    ASSERT_OK(put_s(b, "y", "2", 0));
+    lmc_close(b);
+    /* A read-only handle first, then a read-write one: refused. */
+    lmc *r = open_cache(t, 4, LMC_OPEN_RDONLY);
+    lmc *w = NULL;
+    ASSERT_RC(lmc_open(&w, t->path, NULL), LMC_EBUSY);
+    assert_null(w);
+    lmc_close(r);
+    w = open_cache(t, 4, 0);
+    assert_string_equal(get_s(w, "y", buf, sizeof buf), "2");
+    lmc_close(w);
+}
+
+static void test_existing_cache_keeps_its_map_size(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_cache(t, 4, 0);
+    lmc_close(c);
+    t->c = open_cache(t, 64, 0);
+    lmc_info info;
+    ASSERT_OK(lmc_info_get(t->c, &info));
+    assert_int_equal(info.map_size, 4u << 20);
+    assert_int_equal(info.format_version, 1);
+    assert_int_equal(info.on_tmpfs, 1);
+    assert_int_equal(info.max_readers, 1024);
+    assert_string_equal(info.path, t->path);
+    assert_non_null(strstr(info.lmdb_version, "0.9"));
+    assert_true(info.created_ms > 1600000000000LL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading and writing                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void test_set_get_roundtrip(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    char buf[64];
+    size_t n = 99;
+    ASSERT_RC(lmc_get(t->c, "missing", 7, buf, sizeof buf, &n), LMC_NOTFOUND);
+    ASSERT_OK(put_s(t->c, "a", "hello", 0));
+    assert_string_equal(get_s(t->c, "a", buf, sizeof buf), "hello");
+    ASSERT_OK(put_s(t->c, "a", "bye", 0)); /* overwrite */
+    assert_string_equal(get_s(t->c, "a", buf, sizeof buf), "bye");
+    /* Binary keys and values, NUL bytes included. */
+    const char bk[] = {0, 1, 2, 0, 3};
+    const char bv[] = {'x', 0, 'y', 0};
+    ASSERT_OK(lmc_set(t->c, bk, sizeof bk, bv, sizeof bv, 0));
+    ASSERT_OK(lmc_get(t->c, bk, sizeof bk, buf, sizeof buf, &n));
+    assert_int_equal(n, sizeof bv);
+    assert_memory_equal(buf, bv, sizeof bv);
+    /* Empty value, read with no buffer at all. */
+    ASSERT_OK(lmc_set(t->c, "e", 1, NULL, 0, 0));
+    ASSERT_OK(lmc_get(t->c, "e", 1, NULL, 0, &n));
+    assert_int_equal(n, 0);
+    /* Too small a buffer: nothing copied, length reported. */
+    memset(buf, '#', sizeof buf);
+    ASSERT_RC(lmc_get(t->c, "a", 1, buf, 2, &n), LMC_ERANGE);
+    assert_int_equal(n, 3);
+    assert_int_equal(buf[0], '#');
+    ASSERT_RC(lmc_get(t->c, "a", 1, NULL, 0, &n), LMC_ERANGE);
+    assert_int_equal(n, 3);
+    assert_non_null(strstr(lmc_errmsg(t->c), "does not fit"));
+    ASSERT_OK(lmc_get(t->c, "a", 1, buf, 3, NULL)); /* vlen may be NULL */
+    ASSERT_RC(lmc_get(t->c, "a", 1, NULL, 5, &n), LMC_EINVAL);
+    ASSERT_RC(lmc_set(t->c, "a", 1, NULL, 5, 0), LMC_EINVAL);
+}
+
+static void test_key_limits(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 8, 0);
+    char buf[8];
+    size_t n;
+    ASSERT_RC(lmc_set(t->c, "", 0, "v", 1, 0), LMC_EINVAL);
+    assert_non_null(strstr(lmc_errmsg(t->c), "empty"));
+    ASSERT_RC(lmc_set(t->c, NULL, 3, "v", 1, 0), LMC_EINVAL);
+    ASSERT_RC(lmc_get(t->c, NULL, 1, buf, sizeof buf, &n), LMC_EINVAL);
+    ASSERT_RC(lmc_get(t->c, "k", 0, buf, sizeof buf, &n), LMC_EINVAL);
+    char *big = malloc(LMC_MAX_KEY + 1);
+    assert_non_null(big);
+    memset(big, 'k', LMC_MAX_KEY + 1);
+    ASSERT_RC(lmc_set(t->c, big, LMC_MAX_KEY + 1, "v", 1, 0), LMC_ETOOBIG);
+    assert_non_null(strstr(lmc_errmsg(t->c), "65537"));
+    ASSERT_RC(lmc_get(t->c, big, LMC_MAX_KEY + 1, buf, sizeof buf, &n), LMC_ETOOBIG);
+    ASSERT_RC(lmc_delete(t->c, big, LMC_MAX_KEY + 1), LMC_ETOOBIG);
+    ASSERT_OK(lmc_set(t->c, big, LMC_MAX_KEY, "max", 3, 0));
+    ASSERT_OK(lmc_get(t->c, big, LMC_MAX_KEY, buf, sizeof buf, &n));
+    assert_int_equal(n, 3);
+    ASSERT_OK(lmc_set(t->c, "k", 1, "one", 3, 0));
+    ASSERT_OK(lmc_get(t->c, "k", 1, buf, sizeof buf, &n));
+    free(big);
+}
+
+static void test_value_limits(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 2, 0);
+    size_t big = 3u << 20; /* larger than the 2 MiB map */
+    char *v = calloc(1, big);
+    assert_non_null(v);
+    ASSERT_RC(lmc_set(t->c, "big", 3, v, big, 0), LMC_ETOOBIG);
+    assert_non_null(strstr(lmc_errmsg(t->c), "never fit"));
+    ASSERT_RC(lmc_set(t->c, "big", 3, v, (size_t)1 << 40, 0), LMC_ETOOBIG);
+    /* Half the map fits, and reads back intact. */
+    size_t half = 1u << 20;
+    for (size_t i = 0; i < half; i++)
+        v[i] = (char)(i * 7);
+    ASSERT_OK(lmc_set(t->c, "half", 4, v, half, 0));
+    void *out = NULL;
+    size_t n = 0;
+    ASSERT_OK(lmc_get_alloc(t->c, "half", 4, &out, &n));
+    assert_int_equal(n, half);
+    assert_memory_equal(out, v, half);
+    lmc_free(out);
+    free(v);
+}
+
+static void test_add_replace(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    char buf[16];
+    ASSERT_RC(lmc_replace(t->c, "k", 1, "r", 1, 0), LMC_NOTFOUND);
+    assert_null(get_s(t->c, "k", buf, sizeof buf));
+    ASSERT_OK(lmc_add(t->c, "k", 1, "a", 1, 0));
+    ASSERT_RC(lmc_add(t->c, "k", 1, "b", 1, 0), LMC_EXISTS);
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "a");
+    ASSERT_OK(lmc_replace(t->c, "k", 1, "r", 1, 0));
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "r");
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.adds, 2);
+    assert_int_equal(st.add_conflicts, 1);
+    assert_int_equal(st.sets, 2); /* the successful add and replace */
+}
+
+static void test_delete(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_RC(lmc_delete(t->c, "k", 1), LMC_NOTFOUND);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    ASSERT_OK(put_s(t->c, "k2", "v", 0));
+    ASSERT_OK(lmc_delete(t->c, "k", 1));
+    ASSERT_RC(lmc_delete(t->c, "k", 1), LMC_NOTFOUND);
+    char buf[8];
+    assert_null(get_s(t->c, "k", buf, sizeof buf));
+    assert_string_equal(get_s(t->c, "k2", buf, sizeof buf), "v");
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.deletes, 1);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.key_bytes, 2);
+    assert_int_equal(st.value_bytes, 1);
+}
+
+static void test_incr(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    int64_t r = 0;
+    char buf[32];
+    ASSERT_OK(lmc_incr(t->c, "n", 1, 5, &r, 0));
+    assert_int_equal(r, 5);
+    ASSERT_OK(lmc_incr(t->c, "n", 1, -7, &r, 0));
+    assert_int_equal(r, -2);
+    assert_string_equal(get_s(t->c, "n", buf, sizeof buf), "-2");
+    ASSERT_OK(put_s(t->c, "n", "41", 0));
+    ASSERT_OK(lmc_incr(t->c, "n", 1, 1, NULL, 0));
+    assert_string_equal(get_s(t->c, "n", buf, sizeof buf), "42");
+    ASSERT_OK(put_s(t->c, "n", "9223372036854775807", 0));
+    ASSERT_RC(lmc_incr(t->c, "n", 1, 1, &r, 0), LMC_ERANGE);
+    assert_string_equal(get_s(t->c, "n", buf, sizeof buf), "9223372036854775807");
+    ASSERT_OK(put_s(t->c, "n", "-9223372036854775807", 0));
+    ASSERT_OK(lmc_incr(t->c, "n", 1, -1, &r, 0));
+    assert_true(r == INT64_MIN);
+    assert_string_equal(get_s(t->c, "n", buf, sizeof buf), "-9223372036854775808");
+    const char *bad[] = {"abc", " 5", "5 ", "", "-", "1.5", "99999999999999999999", "+3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_OK(put_s(t->c, "x", bad[i], 0));
+        ASSERT_RC(lmc_incr(t->c, "x", 1, 1, &r, 0), LMC_ENOTNUM);
+        assert_string_equal(get_s(t->c, "x", buf, sizeof buf), bad[i]);
+    }
+    ASSERT_OK(put_s(t->c, "z", "007", 0));
+    ASSERT_OK(lmc_incr(t->c, "z", 1, 1, &r, 0));
+    assert_int_equal(r, 8);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.incrs, 14);
+}
+
+static void test_cas(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    char buf[16];
+    size_t n;
+    uint64_t v1 = 0, v2 = 0, v3 = 0;
+    ASSERT_RC(lmc_cas(t->c, "k", 1, "x", 1, 0, 1), LMC_NOTFOUND);
+    ASSERT_OK(put_s(t->c, "k", "a", 0));
+    ASSERT_OK(lmc_get_cas(t->c, "k", 1, buf, sizeof buf, &n, &v1));
+    assert_true(v1 != 0);
+    ASSERT_OK(lmc_cas(t->c, "k", 1, "b", 1, 0, v1));
+    ASSERT_OK(lmc_get_cas(t->c, "k", 1, buf, sizeof buf, &n, &v2));
+    assert_true(v2 > v1);
+    assert_int_equal(buf[0], 'b');
+    ASSERT_RC(lmc_cas(t->c, "k", 1, "c", 1, 0, v1), LMC_ECHANGED);
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "b");
+    /* touch keeps the version: a TTL change is not a value change. */
+    ASSERT_OK(lmc_touch(t->c, "k", 1, 100000));
+    ASSERT_OK(lmc_get_cas(t->c, "k", 1, buf, sizeof buf, &n, &v3));
+    assert_true(v3 == v2);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.cas, 3);
+    assert_int_equal(st.cas_conflicts, 1);
+}
+
+static void test_get_alloc(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    void *p = (void *)0x1;
+    size_t n = 0;
+    ASSERT_RC(lmc_get_alloc(t->c, "k", 1, &p, &n), LMC_NOTFOUND);
+    assert_null(p);
+    ASSERT_OK(put_s(t->c, "k", "value", 0));
+    ASSERT_OK(lmc_get_alloc(t->c, "k", 1, &p, &n));
+    assert_int_equal(n, 5);
+    assert_memory_equal(p, "value", 5);
+    lmc_free(p);
+    ASSERT_OK(lmc_set(t->c, "e", 1, NULL, 0, 0));
+    ASSERT_OK(lmc_get_alloc(t->c, "e", 1, &p, &n));
+    assert_non_null(p);
+    assert_int_equal(n, 0);
+    lmc_free(p);
+    lmc_free(NULL);
+    ASSERT_RC(lmc_get_alloc(t->c, "k", 1, NULL, &n), LMC_EINVAL);
+    ASSERT_RC(lmc_get_alloc(t->c, "k", 1, &p, NULL), LMC_EINVAL);
+}
+
+typedef struct view_ctx {
+    lmc *c;
+    int calls;
+    int reentry_get, reentry_set;
+    char data[32];
+    size_t len;
+    uint64_t version;
+} view_ctx;
+
+static int view_cb(void *arg, const lmc_value *v)
+{
+    view_ctx *x = arg;
+    x->calls++;
+    memcpy(x->data, v->data, v->len);
+    x->len = v->len;
+    x->version = v->version;
+    char buf[8];
+    x->reentry_get = lmc_get(x->c, "k", 1, buf, sizeof buf, NULL);
+    x->reentry_set = lmc_set(x->c, "z", 1, "z", 1, 0);
+    return 0;
+}
+
+static int view_stop(void *arg, const lmc_value *v)
+{
+    (void)arg;
+    (void)v;
+    return 77;
+}
+
+static void test_get_view(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    view_ctx x = {.c = t->c};
+    ASSERT_RC(lmc_get_view(t->c, "k", 1, view_cb, &x), LMC_NOTFOUND);
+    assert_int_equal(x.calls, 0);
+    ASSERT_OK(put_s(t->c, "k", "zero-copy", 0));
+    ASSERT_OK(lmc_get_view(t->c, "k", 1, view_cb, &x));
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.len, 9);
+    assert_memory_equal(x.data, "zero-copy", 9);
+    assert_true(x.version != 0);
+    /* Calls on the same handle from inside the callback are refused. */
+    assert_int_equal(x.reentry_get, LMC_EBUSY);
+    assert_int_equal(x.reentry_set, LMC_EBUSY);
+    char buf[8];
+    assert_null(get_s(t->c, "z", buf, sizeof buf));
+    /* ... and work again after it. */
+    ASSERT_OK(put_s(t->c, "z", "ok", 0));
+    assert_int_equal(lmc_get_view(t->c, "k", 1, view_stop, NULL), 77);
+    ASSERT_RC(lmc_get_view(t->c, "k", 1, NULL, NULL), LMC_EINVAL);
+}
+
+typedef struct many_ctx {
+    int hits, misses, calls;
+    size_t order[8];
+    int stop_at;
+} many_ctx;
+
+static int many_cb(void *arg, size_t i, const lmc_value *v)
+{
+    many_ctx *m = arg;
+    m->order[m->calls++] = i;
+    if (v) {
+        m->hits++;
+        assert_int_equal(v->len, 1);
+        assert_int_equal(((const char *)v->data)[0], (char)('0' + i));
+    } else {
+        m->misses++;
+    }
+    return m->stop_at >= 0 && (int)i == m->stop_at ? 5 : 0;
+}
+
+static void test_get_many(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k0", "0", 0));
+    ASSERT_OK(put_s(t->c, "k2", "2", 0));
+    ASSERT_OK(put_s(t->c, "k3", "3", 0));
+    lmc_key keys[4] = {{"k0", 2}, {"k1", 2}, {"k2", 2}, {"k3", 2}};
+    many_ctx m = {.stop_at = -1};
+    ASSERT_OK(lmc_get_many(t->c, keys, 4, many_cb, &m));
+    assert_int_equal(m.calls, 4);
+    assert_int_equal(m.hits, 3);
+    assert_int_equal(m.misses, 1);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(m.order[i], i);
+    many_ctx s = {.stop_at = 1};
+    assert_int_equal(lmc_get_many(t->c, keys, 4, many_cb, &s), 5);
+    assert_int_equal(s.calls, 2);
+    /* An invalid key anywhere fails before the first callback. */
+    lmc_key bad[2] = {{"k0", 2}, {"", 0}};
+    many_ctx b = {.stop_at = -1};
+    ASSERT_RC(lmc_get_many(t->c, bad, 2, many_cb, &b), LMC_EINVAL);
+    assert_int_equal(b.calls, 0);
+    assert_non_null(strstr(lmc_errmsg(t->c), "key 1"));
+    ASSERT_OK(lmc_get_many(t->c, NULL, 0, many_cb, &b));
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.hits, 3 + 1);
+    assert_int_equal(st.misses, 1 + 1);
+    assert_int_equal(st.gets, 6);
+}
+
+static void test_set_many_is_all_or_nothing(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    lmc_item items[3] = {{"a", 1, "1", 1, 0}, {"b", 1, "2", 1, 50000}, {"c", 1, NULL, 0, 0}};
+    ASSERT_OK(lmc_set_many(t->c, items, 3));
+    char buf[8];
+    assert_string_equal(get_s(t->c, "a", buf, sizeof buf), "1");
+    assert_string_equal(get_s(t->c, "b", buf, sizeof buf), "2");
+    assert_string_equal(get_s(t->c, "c", buf, sizeof buf), "");
+    /* One bad item: nothing of the batch is written. */
+    lmc_item bad[2] = {{"d", 1, "4", 1, 0}, {"e", 1, NULL, 3, 0}};
+    ASSERT_RC(lmc_set_many(t->c, bad, 2), LMC_EINVAL);
+    assert_non_null(strstr(lmc_errmsg(t->c), "item 1"));
+    assert_null(get_s(t->c, "d", buf, sizeof buf));
+    lmc_item badttl[1] = {{"d", 1, "4", 1, -9}};
+    ASSERT_RC(lmc_set_many(t->c, badttl, 1), LMC_EINVAL);
+    ASSERT_OK(lmc_set_many(t->c, NULL, 0));
+    ASSERT_RC(lmc_set_many(t->c, NULL, 2), LMC_EINVAL);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.sets, 3);
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.entries_with_ttl, 1);
+}
+
+typedef struct scan_ctx {
+    int n;
+    int stop_after;
+    char last[64];
+    int ordered;
+} scan_ctx;
+
+static int scan_cb(void *arg, const lmc_value *v)
+{
+    scan_ctx *s = arg;
+    char k[64];
+    assert_true(v->klen < sizeof k);
+    memcpy(k, v->key, v->klen);
+    k[v->klen] = 0;
+    if (s->n && strcmp(s->last, k) >= 0)
+        s->ordered = 0;
+    strcpy(s->last, k);
+    s->n++;
+    return s->stop_after && s->n == s->stop_after ? 9 : 0;
+}
+
+static void test_scan(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 8, 0);
+    /* More than one scan batch (256) under the prefix, and keys around it. */
+    char k[64];
+    for (int i = 0; i < 700; i++) {
+        snprintf(k, sizeof k, "view//api/%04d", i);
+        ASSERT_OK(put_s(t->c, k, "v", 0));
+    }
+    ASSERT_OK(put_s(t->c, "view//apj", "v", 0));
+    ASSERT_OK(put_s(t->c, "view//ap", "v", 0));
+    ASSERT_OK(put_s(t->c, "a", "v", 0));
+    scan_ctx s = {.ordered = 1};
+    ASSERT_OK(lmc_scan(t->c, "view//api/", 10, scan_cb, &s));
+    assert_int_equal(s.n, 700);
+    assert_int_equal(s.ordered, 1);
+    scan_ctx all = {.ordered = 1};
+    ASSERT_OK(lmc_scan(t->c, NULL, 0, scan_cb, &all));
+    assert_int_equal(all.n, 703);
+    assert_int_equal(all.ordered, 1);
+    scan_ctx stop = {.ordered = 1, .stop_after = 300};
+    assert_int_equal(lmc_scan(t->c, "view//", 6, scan_cb, &stop), 9);
+    assert_int_equal(stop.n, 300);
+    scan_ctx none = {.ordered = 1};
+    ASSERT_OK(lmc_scan(t->c, "zzz", 3, scan_cb, &none));
+    assert_int_equal(none.n, 0);
+    ASSERT_RC(lmc_scan(t->c, NULL, 3, scan_cb, &none), LMC_EINVAL);
+}
+
+static void test_delete_prefix(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 16, 0);
+    char k[64];
+    /* 2500 matches: three transactions of at most 1000 deletions. */
+    for (int i = 0; i < 2500; i++) {
+        snprintf(k, sizeof k, "view//items/%05d", i);
+        ASSERT_OK(put_s(t->c, k, "v", i % 3 ? 0 : 600000));
+    }
+    ASSERT_OK(put_s(t->c, "view//items", "keep", 0));  /* shorter than the prefix */
+    ASSERT_OK(put_s(t->c, "view//itemz/1", "keep", 0)); /* next in order */
+    ASSERT_OK(put_s(t->c, "view//item", "keep", 0));
+    uint64_t removed = 0;
+    ASSERT_OK(lmc_delete_prefix(t->c, "view//items/", 12, &removed));
+    assert_int_equal(removed, 2500);
+    char buf[8];
+    assert_null(get_s(t->c, "view//items/00000", buf, sizeof buf));
+    assert_null(get_s(t->c, "view//items/02499", buf, sizeof buf));
+    assert_string_equal(get_s(t->c, "view//items", buf, sizeof buf), "keep");
+    assert_string_equal(get_s(t->c, "view//itemz/1", buf, sizeof buf), "keep");
+    assert_string_equal(get_s(t->c, "view//item", buf, sizeof buf), "keep");
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.entries_with_ttl, 0); /* the index rows went too */
+    assert_int_equal(st.prefix_deletes, 1);
+    assert_int_equal(st.prefix_deleted_keys, 2500);
+    ASSERT_OK(lmc_delete_prefix(t->c, "nothing", 7, NULL));
+    ASSERT_RC(lmc_delete_prefix(t->c, "", 0, &removed), LMC_EINVAL);
+    ASSERT_RC(lmc_delete_prefix(t->c, NULL, 3, &removed), LMC_EINVAL);
+}
+
+static void test_clear(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 8, 0);
+    char k[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        ASSERT_OK(put_s(t->c, k, "value", i % 2 ? 100000 : 0));
+    }
+    ASSERT_OK(lmc_clear(t->c));
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.entries_with_ttl, 0);
+    assert_int_equal(st.key_bytes, 0);
+    assert_int_equal(st.value_bytes, 0);
+    assert_int_equal(st.clears, 1);
+    char buf[8];
+    assert_null(get_s(t->c, "k1", buf, sizeof buf));
+    ASSERT_OK(put_s(t->c, "after", "x", 0));
+    assert_string_equal(get_s(t->c, "after", buf, sizeof buf), "x");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stats, errors, version                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void test_stats_count_what_happened(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    char buf[16];
+    ASSERT_OK(put_s(t->c, "aa", "1234", 0));
+    ASSERT_OK(put_s(t->c, "bbb", "12", 5000));
+    get_s(t->c, "aa", buf, sizeof buf);
+    get_s(t->c, "aa", buf, sizeof buf);
+    get_s(t->c, "bbb", buf, sizeof buf);
+    get_s(t->c, "nope", buf, sizeof buf);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.sets, 2);
+    assert_int_equal(st.bytes_written, 6);
+    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.gets, 4);
+    assert_int_equal(st.bytes_read, 10);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.entries_with_ttl, 1);
+    assert_int_equal(st.key_bytes, 5);
+    assert_int_equal(st.value_bytes, 6);
+    assert_int_equal(st.map_size, 4u << 20);
+    assert_int_equal(st.page_size, 4096);
+    assert_int_equal(st.total_pages, (4u << 20) / 4096);
+    assert_true(st.used_pages > 0 && st.used_pages < st.total_pages);
+    assert_true(st.fill > 0 && st.fill < 0.1);
+    assert_int_equal(st.processes, 1);
+    assert_int_equal(st.readers, 1); /* this thread's reusable read txn */
+    assert_int_equal(st.readers_active, 0);
+    assert_int_equal(st.max_readers, 1024);
+    assert_true(st.last_txnid >= 3);
+    size_t np = 0;
+    lmc_proc_stat ps[4];
+    ASSERT_OK(lmc_stats_processes(t->c, ps, 4, &np));
+    assert_int_equal(np, 1);
+    assert_int_equal(ps[0].pid, getpid());
+    assert_int_equal(ps[0].alive, 1);
+    assert_int_equal(ps[0].hits, 3);
+    assert_int_equal(ps[0].gets, 4);
+    ASSERT_OK(lmc_stats_processes(t->c, NULL, 0, &np));
+    assert_int_equal(np, 1);
+    ASSERT_RC(lmc_stats(t->c, NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_stats_processes(t->c, NULL, 3, &np), LMC_EINVAL);
+}
+
+static void test_stat_fields_table(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    const lmc_stat_field *f = lmc_stat_fields(&n);
+    assert_int_equal(n, LMC__NCTR + 16);
+    assert_string_equal(f[0].name, "gets");
+    assert_int_equal(f[0].kind, LMC_FIELD_COUNTER);
+    assert_int_equal(f[0].offset, offsetof(lmc_stat, gets));
+    int saw_fill = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(f[i].help && *f[i].help);
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(f[i].name, f[j].name);
+        if (strcmp(f[i].name, "fill") == 0) {
+            saw_fill = 1;
+            assert_int_equal(f[i].kind, LMC_FIELD_GAUGE_DOUBLE);
+            assert_int_equal(f[i].offset, offsetof(lmc_stat, fill));
+        } else if (i >= LMC__NCTR) {
+            assert_int_equal(f[i].kind, LMC_FIELD_GAUGE_U64);
+        }
+    }
+    assert_true(saw_fill);
+    assert_non_null(lmc_stat_fields(NULL));
+}
+
+static void test_strerror_and_names(void **state)
+{
+    (void)state;
+    const int codes[] = {LMC_NOTFOUND, LMC_EXISTS,   LMC_EINVAL,   LMC_ERANGE,   LMC_ETOOBIG,
+                         LMC_ENOSPC,   LMC_ENOTNUM,  LMC_ECHANGED, LMC_EPERM,    LMC_ECORRUPT,
+                         LMC_EVERSION, LMC_ENOMEM,   LMC_EIO,      LMC_EREADONLY, LMC_EBUSY};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_true(codes[i] < -4096); /* never a -errno value */
+        const char *name = lmc_errname(codes[i]);
+        assert_true(strncmp(name, "LMC_", 4) == 0);
+        assert_string_not_equal(name, "LMC_UNKNOWN");
+        /* The text starts with the name. */
+        assert_true(strncmp(lmc_strerror(codes[i]), name, strlen(name)) == 0);
+        for (size_t j = 0; j < i; j++)
+            assert_int_not_equal(codes[i], codes[j]);
+    }
+    assert_string_equal(lmc_errname(LMC_OK), "LMC_OK");
+    assert_string_equal(lmc_errname(12345), "LMC_UNKNOWN");
+    assert_non_null(strstr(lmc_strerror(-999999), "unknown"));
+    assert_non_null(strstr(lmc_strerror(-ENOENT), "No such file"));
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    int a = -1, b = -1, c = -1;
+    const char *s = lmc_version(&a, &b, &c);
+    assert_int_equal(a, LMC_VERSION_MAJOR);
+    assert_int_equal(b, LMC_VERSION_MINOR);
+    assert_int_equal(c, LMC_VERSION_PATCH);
+    assert_string_equal(s, LMC_VERSION_STRING);
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", a, b, c);
+    assert_string_equal(s, want);
+    assert_int_equal(LMC_VERSION_NUMBER, a * 10000 + b * 100 + c);
+    assert_string_equal(lmc_version(NULL, NULL, NULL), s);
+}
+
+static void test_null_handle_everywhere(void **state)
+{
+    (void)state;
+    char buf[4];
+    size_t n;
+    void *p;
+    uint64_t u;
+    int64_t r;
+    lmc_stat st;
+    lmc_info info;
+    ASSERT_RC(lmc_set(NULL, "k", 1, "v", 1, 0), LMC_EINVAL);
+    ASSERT_RC(lmc_add(NULL, "k", 1, "v", 1, 0), LMC_EINVAL);
+    ASSERT_RC(lmc_replace(NULL, "k", 1, "v", 1, 0), LMC_EINVAL);
+    ASSERT_RC(lmc_cas(NULL, "k", 1, "v", 1, 0, 1), LMC_EINVAL);
+    ASSERT_RC(lmc_get(NULL, "k", 1, buf, 4, &n), LMC_EINVAL);
+    ASSERT_RC(lmc_get_cas(NULL, "k", 1, buf, 4, &n, &u), LMC_EINVAL);
+    ASSERT_RC(lmc_get_alloc(NULL, "k", 1, &p, &n), LMC_EINVAL);
+    ASSERT_RC(lmc_get_view(NULL, "k", 1, view_stop, NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_get_many(NULL, NULL, 0, many_cb, NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_set_many(NULL, NULL, 0), LMC_EINVAL);
+    ASSERT_RC(lmc_scan(NULL, "k", 1, scan_cb, NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_delete(NULL, "k", 1), LMC_EINVAL);
+    ASSERT_RC(lmc_delete_prefix(NULL, "k", 1, &u), LMC_EINVAL);
+    ASSERT_RC(lmc_clear(NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_incr(NULL, "k", 1, 1, &r, 0), LMC_EINVAL);
+    ASSERT_RC(lmc_touch(NULL, "k", 1, 1), LMC_EINVAL);
+    ASSERT_RC(lmc_sweep(NULL, NULL, NULL), LMC_EINVAL);
+    ASSERT_RC(lmc_stats(NULL, &st), LMC_EINVAL);
+    ASSERT_RC(lmc_stats_processes(NULL, NULL, 0, &n), LMC_EINVAL);
+    ASSERT_RC(lmc_info_get(NULL, &info), LMC_EINVAL);
+    assert_string_equal(lmc_errmsg(NULL), "LMC_EINVAL: NULL argument");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_with_exact_modes, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_open_group_mode, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_open_bad_arguments, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_open_nocreate_and_rdonly_create_nothing, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_readonly_handle, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_same_path_shares_one_environment, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_existing_cache_keeps_its_map_size, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_set_get_roundtrip, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_key_limits, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_value_limits, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_add_replace, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_delete, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_incr, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_cas, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_get_alloc, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_get_view, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_get_many, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_set_many_is_all_or_nothing, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_clear, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_stats_count_what_happened, setup_dir, teardown_dir),
+        cmocka_unit_test(test_stat_fields_table),
+        cmocka_unit_test(test_strerror_and_names),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_null_handle_everywhere),
+    };
+    return cmocka_run_group_tests_name("api", tests, NULL, NULL);
+}

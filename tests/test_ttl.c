@@ -1,0 +1,278 @@
+/*
+ * test_ttl.c - expiry semantics with an injected clock (no test waits for
+ * real time): TTL default/never/milliseconds, lazy expiry on read with no
+ * write, and the expiry index kept exact on overwrite, touch, delete, prefix
+ * delete and clear, so that a sweep removes exactly the expired entries.
+ */
+#include "util.h"
+
+static lmc *open_ttl(tctx *t, int64_t default_ttl)
+{
+    fake_clock_install();
+    lmc_options o = {.map_size = 8u << 20, .default_ttl_ms = default_ttl};
+    lmc *c = NULL;
+    ASSERT_OK(lmc_open(&c, t->path, &o));
+    t->c = c;
+    return c;
+}
+
+static void test_expiry_is_lazy_and_writes_nothing(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char buf[16];
+    ASSERT_OK(put_s(c, "k", "v", 1000));
+    fake_clock_advance(999);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "v");
+    lmc_stat before = stats_of(c);
+    fake_clock_advance(1);
+    assert_null(get_s(c, "k", buf, sizeof buf));
+    assert_null(get_s(c, "k", buf, sizeof buf));
+    lmc_stat after = stats_of(c);
+    assert_int_equal(after.expired - before.expired, 2);
+    assert_int_equal(after.misses - before.misses, 2);
+    /* Nothing was written: the entry and its index row are still there. */
+    assert_int_equal(after.last_txnid, before.last_txnid);
+    assert_int_equal(after.entries, 1);
+    assert_int_equal(after.entries_with_ttl, 1);
+}
+
+static void test_default_and_never(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 500);
+    char buf[16];
+    ASSERT_OK(put_s(c, "d", "v", LMC_TTL_DEFAULT));
+    ASSERT_OK(put_s(c, "n", "v", LMC_TTL_NEVER));
+    ASSERT_OK(put_s(c, "m", "v", 2000));
+    ASSERT_RC(put_s(c, "x", "v", -2), LMC_EINVAL);
+    ASSERT_RC(put_s(c, "x", "v", INT64_MAX), LMC_EINVAL);
+    fake_clock_advance(500);
+    assert_null(get_s(c, "d", buf, sizeof buf));
+    assert_string_equal(get_s(c, "n", buf, sizeof buf), "v");
+    assert_string_equal(get_s(c, "m", buf, sizeof buf), "v");
+    fake_clock_advance((int64_t)10 * 365 * 86400000);
+    assert_string_equal(get_s(c, "n", buf, sizeof buf), "v");
+    assert_null(get_s(c, "m", buf, sizeof buf));
+}
+
+static void test_overwrite_keeps_index_exact(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char buf[16];
+    ASSERT_OK(put_s(c, "k", "1", 1000));
+    ASSERT_OK(put_s(c, "k", "2", 5000));
+    assert_int_equal(stats_of(c).entries_with_ttl, 1);
+    fake_clock_advance(2000);
+    /* The first expiry time passed, but the entry was refreshed. */
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "2");
+    ASSERT_OK(put_s(c, "k", "3", LMC_TTL_NEVER));
+    assert_int_equal(stats_of(c).entries_with_ttl, 0);
+    fake_clock_advance(10000);
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "3");
+}
+
+static void test_touch(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 300);
+    char buf[16];
+    ASSERT_RC(lmc_touch(c, "k", 1, 100), LMC_NOTFOUND);
+    ASSERT_OK(put_s(c, "k", "v", 1000));
+    ASSERT_OK(lmc_touch(c, "k", 1, 5000));
+    fake_clock_advance(2000);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "v");
+    assert_int_equal(stats_of(c).entries_with_ttl, 1);
+    ASSERT_OK(lmc_touch(c, "k", 1, LMC_TTL_NEVER));
+    assert_int_equal(stats_of(c).entries_with_ttl, 0);
+    fake_clock_advance(100000);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "v");
+    ASSERT_OK(lmc_touch(c, "k", 1, LMC_TTL_DEFAULT));
+    fake_clock_advance(300);
+    assert_null(get_s(c, "k", buf, sizeof buf));
+    /* An expired entry cannot be touched back to life. */
+    ASSERT_RC(lmc_touch(c, "k", 1, 100000), LMC_NOTFOUND);
+    ASSERT_RC(lmc_touch(c, "k", 1, -3), LMC_EINVAL);
+    /* A large value keeps its bytes through a touch. */
+    size_t n = 100000;
+    char *big = malloc(n);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(i % 251);
+    ASSERT_OK(lmc_set(c, "big", 3, big, n, 1000));
+    ASSERT_OK(lmc_touch(c, "big", 3, 9000));
+    void *out;
+    size_t len;
+    ASSERT_OK(lmc_get_alloc(c, "big", 3, &out, &len));
+    assert_int_equal(len, n);
+    assert_memory_equal(out, big, n);
+    lmc_free(out);
+    free(big);
+    assert_int_equal(stats_of(c).touches, 6);
+}
+
+static void test_sweep_removes_exactly_the_expired(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char k[32], buf[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        int64_t ttl = i < 100 ? 1000 : i < 200 ? 5000 : LMC_TTL_NEVER;
+        ASSERT_OK(put_s(c, k, "v", ttl));
+    }
+    fake_clock_advance(1000); /* exactly the expiry time of the first 100 */
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 100);
+    assert_int_equal(r.evicted_soonest + r.evicted_lru, 0);
+    assert_int_equal(r.complete, 1);
+    lmc_stat st = stats_of(c);
+    assert_int_equal(st.entries, 200);
+    assert_int_equal(st.entries_with_ttl, 100);
+    assert_int_equal(st.evictions_expired, 100);
+    assert_int_equal(st.sweeps, 1);
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        if (i < 100)
+            assert_null(get_s(c, k, buf, sizeof buf));
+        else
+            assert_string_equal(get_s(c, k, buf, sizeof buf), "v");
+    }
+    /* Nothing left to do: a second pass removes nothing. */
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+}
+
+static void test_sweep_in_small_batches(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char k[32];
+    for (int i = 0; i < 2500; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        ASSERT_OK(put_s(c, k, "v", 10));
+    }
+    fake_clock_advance(10);
+    lmc_sweep_options o = {.batch = 100, .max_keys = 1050};
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    assert_int_equal(r.expired, 1050); /* the key budget stops the pass */
+    assert_int_equal(r.complete, 0);
+    assert_int_equal(r.transactions, 11);
+    o.max_keys = 0;
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    assert_int_equal(r.expired, 1450);
+    assert_int_equal(r.complete, 1);
+    assert_int_equal(stats_of(c).entries, 0);
+}
+
+static void test_writes_over_expired_entries(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char buf[32];
+    int64_t r;
+    ASSERT_OK(put_s(c, "a", "old", 100));
+    ASSERT_OK(put_s(c, "n", "10", 100));
+    ASSERT_OK(put_s(c, "d", "x", 100));
+    fake_clock_advance(100);
+    ASSERT_OK(lmc_add(c, "a", 1, "new", 3, 1000)); /* expired: add succeeds */
+    assert_string_equal(get_s(c, "a", buf, sizeof buf), "new");
+    ASSERT_RC(lmc_replace(c, "d", 1, "y", 1, 0), LMC_NOTFOUND);
+    ASSERT_OK(lmc_incr(c, "n", 1, 1, &r, 700)); /* expired: starts at 0 */
+    assert_int_equal(r, 1);
+    fake_clock_advance(600);
+    ASSERT_OK(lmc_incr(c, "n", 1, 1, &r, 100000)); /* live: keeps its TTL */
+    assert_int_equal(r, 2);
+    fake_clock_advance(100);
+    assert_null(get_s(c, "n", buf, sizeof buf));
+    /* Deleting an expired entry reports a miss but removes it. */
+    uint64_t entries = stats_of(c).entries;
+    ASSERT_RC(lmc_delete(c, "d", 1), LMC_NOTFOUND);
+    assert_int_equal(stats_of(c).entries, entries - 1);
+    assert_int_equal(stats_of(c).entries_with_ttl, entries - 1);
+}
+
+static int count_cb(void *arg, size_t i, const lmc_value *v)
+{
+    (void)i;
+    if (v)
+        (*(int *)arg)++;
+    return 0;
+}
+
+static int scan_count(void *arg, const lmc_value *v)
+{
+    (void)v;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_batch_reads_skip_expired(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    ASSERT_OK(put_s(c, "p/1", "v", 100));
+    ASSERT_OK(put_s(c, "p/2", "v", 0));
+    ASSERT_OK(put_s(c, "p/3", "v", 300));
+    fake_clock_advance(200);
+    lmc_key keys[3] = {{"p/1", 3}, {"p/2", 3}, {"p/3", 3}};
+    int hits = 0;
+    ASSERT_OK(lmc_get_many(c, keys, 3, count_cb, &hits));
+    assert_int_equal(hits, 2);
+    int seen = 0;
+    ASSERT_OK(lmc_scan(c, "p/", 2, scan_count, &seen));
+    assert_int_equal(seen, 2);
+    assert_int_equal(stats_of(c).expired, 1);
+}
+
+static void test_prefix_and_clear_drop_index_rows(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char k[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof k, "a/%d", i);
+        ASSERT_OK(put_s(c, k, "v", 1000 + i));
+        snprintf(k, sizeof k, "b/%d", i);
+        ASSERT_OK(put_s(c, k, "v", 1000 + i));
+    }
+    uint64_t n;
+    ASSERT_OK(lmc_delete_prefix(c, "a/", 2, &n));
+    assert_int_equal(n, 50);
+    assert_int_equal(stats_of(c).entries_with_ttl, 50);
+    fake_clock_advance(5000);
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 50); /* only b/: no orphan index rows */
+    for (int i = 0; i < 20; i++) {
+        snprintf(k, sizeof k, "c/%d", i);
+        ASSERT_OK(put_s(c, k, "v", 100));
+    }
+    ASSERT_OK(lmc_clear(c));
+    assert_int_equal(stats_of(c).entries_with_ttl, 0);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+    const struct CMUnitTest tests[] = {
+        T(test_expiry_is_lazy_and_writes_nothing),
+        T(test_default_and_never),
+        T(test_overwrite_keeps_index_exact),
+        T(test_touch),
+        T(test_sweep_removes_exactly_the_expired),
+        T(test_sweep_in_small_batches),
+        T(test_writes_over_expired_entries),
+        T(test_batch_reads_skip_expired),
+        T(test_prefix_and_clear_drop_index_rows),
+    };
+    return cmocka_run_group_tests_name("ttl", tests, NULL, NULL);
+}
