@@ -129,7 +129,7 @@ $(PC): lmc.pc.in include/lmc.h
 # Tests link the static library so that they can reach the internal test
 # hooks (clock, allocation failures); -Wl,--wrap lets test_faults inject LMDB
 # errors.
-TEST_CFLAGS = $(ALL_CFLAGS) -Ilib -Wno-cast-qual
+TEST_CFLAGS = $(ALL_CFLAGS) -Ilib -Wno-cast-qual -Wno-format-truncation
 $(B)/tests/%: tests/%.c tests/util.h $(STATIC)
 	@mkdir -p $(@D)
 	$(E) "  CC      $@"

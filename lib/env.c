@@ -131,11 +131,14 @@ static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm
     }
     if (fd < 0) {
         int e = errno;
+        struct stat lst;
         if (e == ENOENT)
             return lmc__err(h, LMC_NOTFOUND, "no cache at %s", path);
-        if (e == ELOOP)
+        /* O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP
+         * depending on the target: tell the user which it is. */
+        if ((e == ELOOP || e == ENOTDIR) && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
             return lmc__err(h, LMC_EPERM, "refusing %s: it is a symbolic link", path);
-        if (e == ENOTDIR)
+        if (e == ENOTDIR || e == ELOOP)
             return lmc__err(h, LMC_EPERM, "refusing %s: not a directory", path);
         return lmc__sys_err(h, e, "open %s", path);
     }

@@ -86,13 +86,19 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
         goto fail;
     }
     size_t size = (size_t)st.st_size;
-    if (size == 0) {
+    /* A file without a header is new, or its creator died before writing
+     * one; creation happens under the directory lock, so nobody can be using
+     * it: (re)initialise it at full size. */
+    char magic[8] = {0};
+    static const char zero[8];
+    bool fresh = size == 0 || (pread(fd, magic, 8, 0) == 8 && memcmp(magic, zero, 8) == 0);
+    if (fresh) {
         if (k->rdonly) {
             close(fd);
             return 0;
         }
         size = stats_file_size(STATS_NSLOTS);
-        if (ftruncate(fd, (off_t)size) != 0) {
+        if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) {
             rc = lmc__sys_err(h, errno, "sizing %s/stats", k->path);
             goto fail;
         }
@@ -108,10 +114,7 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
         goto fail;
     }
     stats_hdr *sh = (stats_hdr *)(void *)m;
-    static const char zero[8];
-    if (memcmp(sh->magic, zero, 8) == 0 && !k->rdonly) {
-        /* New, or its creator died before finishing (creation happens under
-         * the directory lock, so nobody can be using it). */
+    if (fresh) {
         sh->version = STATS_VERSION;
         sh->nslots = STATS_NSLOTS;
         sh->slot_size = sizeof(lmc__slot);

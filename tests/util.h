@@ -35,7 +35,7 @@
 
 typedef struct tctx {
     char dir[128];  /* the temporary directory of this test */
-    char path[192]; /* the cache directory inside it */
+    char path[300]; /* the cache directory inside it */
     lmc *c;         /* closed by teardown if set */
 } tctx;
 

@@ -1,0 +1,386 @@
+/*
+ * test_open.c - what lmc_open refuses and what it repairs: symbolic links,
+ * objects owned by another user or writable by others, garbage, truncated,
+ * foreign and other-version files (LMC_EPERM / LMC_ECORRUPT / LMC_EVERSION,
+ * each with a message naming the path), LMC_OPEN_RESET recreating or
+ * emptying a cache, and the boot-id rule that wipes a disk cache after an
+ * unclean reboot.
+ */
+#include "util.h"
+
+#include <fcntl.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+
+static void file_path(const tctx *t, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", t->path, name);
+}
+
+static int try_open(tctx *t, unsigned flags)
+{
+    lmc_options o = {.map_size = 4u << 20, .flags = flags};
+    lmc *c = NULL;
+    int rc = lmc_open(&c, t->path, &o);
+    if (rc == 0)
+        t->c = c;
+    else
+        assert_null(c);
+    return rc;
+}
+
+/* Make a cache with a few entries and close it. */
+static void make_cache(tctx *t, unsigned map_mib, int entries)
+{
+    lmc *c = open_cache(t, map_mib, 0);
+    char k[32], v[200];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < entries; i++) {
+        snprintf(k, sizeof k, "key%06d", i);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, 0));
+    }
+    lmc_close(c);
+}
+
+static void expect_msg(const char *needle)
+{
+    if (!strstr(lmc_errmsg(NULL), needle))
+        fail_msg("message \"%s\" does not mention \"%s\"", lmc_errmsg(NULL), needle);
+}
+
+static void test_symlinks_are_refused(void **state)
+{
+    tctx *t = *state;
+    char real[256];
+    snprintf(real, sizeof real, "%s/real", t->dir);
+    assert_int_equal(mkdir(real, 0700), 0);
+    assert_int_equal(symlink(real, t->path), 0);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("symbolic link");
+    expect_msg(t->path);
+    assert_int_equal(unlink(t->path), 0);
+    /* A symlinked file inside a good directory. */
+    make_cache(t, 4, 1);
+    char p[256], target[256];
+    const char *names[] = {"stats", "data.mdb", "lock.mdb", "recency"};
+    for (size_t i = 0; i < 4; i++) {
+        file_path(t, names[i], p, sizeof p);
+        snprintf(target, sizeof target, "%s/moved", t->dir);
+        assert_int_equal(rename(p, target), 0);
+        assert_int_equal(symlink(target, p), 0);
+        ASSERT_RC(try_open(t, 0), LMC_EPERM);
+        expect_msg(names[i]);
+        ASSERT_RC(try_open(t, LMC_OPEN_RDONLY), LMC_EPERM);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(rename(target, p), 0);
+    }
+    ASSERT_OK(try_open(t, 0));
+}
+
+static void test_path_that_is_a_file(void **state)
+{
+    tctx *t = *state;
+    int fd = open(t->path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("not a directory");
+}
+
+static void test_writable_by_others_is_refused(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 4, 1);
+    assert_int_equal(chmod(t->path, 0777), 0);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("writable by others");
+    assert_int_equal(chmod(t->path, 0770), 0);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("group-writable");
+    /* Asking for group sharing makes a group-writable directory fine. */
+    lmc_options o = {.mode = 0660};
+    ASSERT_OK(lmc_open(&t->c, t->path, &o));
+    lmc_close(t->c);
+    t->c = NULL;
+    assert_int_equal(chmod(t->path, 0700), 0);
+    char p[256];
+    file_path(t, "stats", p, sizeof p);
+    assert_int_equal(chmod(p, 0606), 0);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("stats");
+    assert_int_equal(chmod(p, 0600), 0);
+    ASSERT_OK(try_open(t, 0));
+}
+
+static void test_foreign_owner_is_refused(void **state)
+{
+    tctx *t = *state;
+    if (geteuid() != 0)
+        skip(); /* only root can give files away */
+    make_cache(t, 4, 1);
+    assert_int_equal(chown(t->path, 65534, 65534), 0);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("owned by uid 65534");
+    /* Group sharing trusts another owner only if the group is ours. */
+    lmc_options o = {.mode = 0660};
+    lmc *c = NULL;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EPERM);
+    assert_int_equal(chown(t->path, 65534, getegid()), 0);
+    ASSERT_OK(lmc_open(&c, t->path, &o));
+    lmc_close(c);
+    assert_int_equal(chown(t->path, 0, 0), 0);
+    char p[256];
+    file_path(t, "data.mdb", p, sizeof p);
+    assert_int_equal(chown(p, 65534, 65534), 0);
+    ASSERT_RC(try_open(t, 0), LMC_EPERM);
+    expect_msg("data.mdb");
+    assert_int_equal(chown(p, 0, 0), 0);
+    ASSERT_OK(try_open(t, 0));
+}
+
+static void write_file(const char *p, const void *data, size_t n)
+{
+    int fd = open(p, O_WRONLY | O_TRUNC | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+}
+
+static void expect_corrupt_then_reset(tctx *t, int want, const char *needle)
+{
+    ASSERT_RC(try_open(t, 0), want);
+    expect_msg(needle);
+    ASSERT_RC(try_open(t, LMC_OPEN_RDONLY), want);
+    /* LMC_OPEN_RESET wipes and recreates: an empty, working cache. */
+    ASSERT_OK(try_open(t, LMC_OPEN_RESET));
+    char buf[8];
+    assert_null(get_s(t->c, "key000000", buf, sizeof buf));
+    ASSERT_OK(put_s(t->c, "fresh", "yes", 0));
+    assert_string_equal(get_s(t->c, "fresh", buf, sizeof buf), "yes");
+    assert_int_equal(stats_of(t->c).entries, 1);
+    lmc_close(t->c);
+    t->c = NULL;
+    ASSERT_OK(try_open(t, 0));
+    lmc_close(t->c);
+    t->c = NULL;
+}
+
+static void test_garbage_data_file(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 4, 10);
+    char p[256], junk[9000];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (char)(i * 131 + 7);
+    file_path(t, "data.mdb", p, sizeof p);
+    write_file(p, junk, sizeof junk);
+    expect_corrupt_then_reset(t, LMC_ECORRUPT, "not an LMDB file");
+    /* Shorter than two meta pages. */
+    write_file(p, junk, 100);
+    expect_corrupt_then_reset(t, LMC_ECORRUPT, "data.mdb");
+}
+
+static void test_truncated_data_file(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 8, 5000); /* about 1.2 MB of pages in use */
+    char p[256];
+    file_path(t, "data.mdb", p, sizeof p);
+    assert_int_equal(truncate(p, 64 * 1024), 0);
+    expect_corrupt_then_reset(t, LMC_ECORRUPT, "truncated");
+}
+
+static void raw_env(const char *path, MDB_env **env, MDB_txn **txn)
+{
+    assert_int_equal(mdb_env_create(env), 0);
+    mdb_env_set_maxdbs(*env, 4);
+    assert_int_equal(mdb_env_open(*env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(*env, NULL, 0, txn), 0);
+}
+
+static void test_foreign_lmdb_environment(void **state)
+{
+    tctx *t = *state;
+    assert_int_equal(mkdir(t->path, 0700), 0);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    raw_env(t->path, &env, &txn);
+    assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+    MDB_val k = {3, (void *)"foo"}, v = {3, (void *)"bar"};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    expect_corrupt_then_reset(t, LMC_ECORRUPT, "not an lmc cache");
+}
+
+static void raw_meta_put(const char *path, const char *name, const void *val, size_t n)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    raw_env(path, &env, &txn);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v = {n, (void *)(uintptr_t)val};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_other_format_version(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 4, 3);
+    uint32_t fmt = 99;
+    raw_meta_put(t->path, "format", &fmt, sizeof fmt);
+    expect_corrupt_then_reset(t, LMC_EVERSION, "format 99");
+}
+
+static void test_damaged_side_files(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 4, 3);
+    char p[256];
+    file_path(t, "stats", p, sizeof p);
+    write_file(p, "definitely not stats", 20);
+    expect_corrupt_then_reset(t, LMC_ECORRUPT, "stats");
+    file_path(t, "recency", p, sizeof p);
+    write_file(p, "xyz", 3);
+    expect_corrupt_then_reset(t, LMC_ECORRUPT, "recency");
+    /* A stats file whose creator died before writing its header is simply
+     * initialised (nobody can be using it). */
+    char zeros[4096 * 2];
+    memset(zeros, 0, sizeof zeros);
+    file_path(t, "stats", p, sizeof p);
+    write_file(p, zeros, sizeof zeros);
+    ASSERT_OK(try_open(t, 0));
+}
+
+static void test_reset_recreates_an_unused_cache(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 4, 100);
+    lmc_options o = {.map_size = 16u << 20, .flags = LMC_OPEN_RESET};
+    ASSERT_OK(lmc_open(&t->c, t->path, &o));
+    lmc_info info;
+    ASSERT_OK(lmc_info_get(t->c, &info));
+    assert_int_equal(info.map_size, 16u << 20); /* recreated with the new size */
+    assert_int_equal(stats_of(t->c).entries, 0);
+}
+
+static void test_reset_empties_a_cache_in_use_in_place(void **state)
+{
+    tctx *t = *state;
+    make_cache(t, 4, 100);
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Another process keeps the cache open across the reset. */
+        lmc *c = NULL;
+        CHILD_OK(lmc_open(&c, t->path, NULL));
+        char b = 1, buf[16];
+        size_t n;
+        CHILD_CHECK(write(up[1], &b, 1) == 1);
+        CHILD_CHECK(read(down[0], &b, 1) == 1);
+        /* It sees the emptied cache and the resetter's new entry. */
+        CHILD_CHECK(lmc_get(c, "key000001", 9, buf, sizeof buf, &n) == LMC_NOTFOUND);
+        CHILD_OK(lmc_get(c, "after", 5, buf, sizeof buf, &n));
+        CHILD_OK(lmc_set(c, "from-child", 10, "1", 1, 0));
+        lmc_close(c);
+        _exit(0);
+    }
+    char b;
+    assert_int_equal(read(up[0], &b, 1), 1);
+    lmc_options o = {.map_size = 16u << 20, .flags = LMC_OPEN_RESET};
+    ASSERT_OK(lmc_open(&t->c, t->path, &o));
+    lmc_info info;
+    ASSERT_OK(lmc_info_get(t->c, &info));
+    assert_int_equal(info.map_size, 4u << 20); /* same files, same size */
+    assert_int_equal(stats_of(t->c).entries, 0);
+    ASSERT_OK(put_s(t->c, "after", "x", 0));
+    assert_int_equal(write(down[1], &b, 1), 1);
+    wait_ok(pid);
+    char buf[8];
+    assert_string_equal(get_s(t->c, "from-child", buf, sizeof buf), "1");
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+}
+
+/* A directory on a disk filesystem for the boot-id tests, or NULL. */
+static bool make_disk_dir(tctx *t, char *dir, size_t cap)
+{
+    const char *bases[] = {"/var/tmp", "/tmp", "."};
+    for (size_t i = 0; i < 3; i++) {
+        struct statfs s;
+        if (statfs(bases[i], &s) != 0 || s.f_type == TMPFS_MAGIC || s.f_type == RAMFS_MAGIC)
+            continue;
+        snprintf(dir, cap, "%s/lmc-disk-XXXXXX", bases[i]);
+        if (mkdtemp(dir)) {
+            snprintf(t->path, sizeof t->path, "%s/cache", dir);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_unclean_reboot_wipes_a_disk_cache(void **state)
+{
+    tctx *t = *state;
+    char dir[256];
+    if (!make_disk_dir(t, dir, sizeof dir))
+        skip();
+    make_cache(t, 4, 20);
+    char buf[8];
+    /* The last close recorded a clean shutdown: a new boot keeps it. */
+    uint8_t clean = 1;
+    raw_meta_put(t->path, "boot_id", "another-boot", 12);
+    raw_meta_put(t->path, "clean", &clean, 1);
+    lmc *c = open_cache(t, 4, 0);
+    assert_int_equal(stats_of(c).entries, 20);
+    lmc_info info;
+    ASSERT_OK(lmc_info_get(c, &info));
+    assert_int_equal(info.on_tmpfs, 0);
+    lmc_close(c);
+    /* Unclean shutdown before another boot: read-only refuses, read-write
+     * wipes. */
+    clean = 0;
+    raw_meta_put(t->path, "boot_id", "another-boot", 12);
+    raw_meta_put(t->path, "clean", &clean, 1);
+    ASSERT_RC(try_open(t, LMC_OPEN_RDONLY), LMC_ECORRUPT);
+    expect_msg("not shut down cleanly");
+    c = open_cache(t, 4, 0);
+    assert_int_equal(stats_of(c).entries, 0);
+    assert_null(get_s(c, "key000001", buf, sizeof buf));
+    ASSERT_OK(put_s(c, "new", "1", 0));
+    lmc_close(c);
+    /* Same boot, even unclean (a crashed process): kept. */
+    c = open_cache(t, 4, 0);
+    assert_string_equal(get_s(c, "new", buf, sizeof buf), "1");
+    lmc_close(c);
+    rm_rf(dir);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+    const struct CMUnitTest tests[] = {
+        T(test_symlinks_are_refused),
+        T(test_path_that_is_a_file),
+        T(test_writable_by_others_is_refused),
+        T(test_foreign_owner_is_refused),
+        T(test_garbage_data_file),
+        T(test_truncated_data_file),
+        T(test_foreign_lmdb_environment),
+        T(test_other_format_version),
+        T(test_damaged_side_files),
+        T(test_reset_recreates_an_unused_cache),
+        T(test_reset_empties_a_cache_in_use_in_place),
+        T(test_unclean_reboot_wipes_a_disk_cache),
+    };
+    return cmocka_run_group_tests_name("open", tests, NULL, NULL);
+}
