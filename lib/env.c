@@ -647,8 +647,11 @@ again:;
         goto fail;
     }
     k->key_live = true;
-    if (!rdonly)
+    if (!rdonly) {
         lmc__stats_claim(k);
+        if (dead > 0)
+            lmc__count(k, LMC__C_readers_cleared, (uint64_t)dead);
+    }
     k->pid = getpid();
     flock(dirfd, LOCK_UN);
     close(dirfd);

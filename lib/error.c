@@ -65,6 +65,11 @@ const char *lmc_errmsg(const lmc *c)
     return "";
 }
 
+const char *lmc__errmsg_last(void)
+{
+    return tl_err.text;
+}
+
 static void err_vset(const lmc *h, int code, const char *fmt, va_list ap)
 {
     int n = snprintf(tl_err.text, sizeof tl_err.text, "%s: ", lmc_errname(code));

@@ -195,7 +195,8 @@ static int op_room(lmc__wctx *w, void *p)
  * A write found the map full.  Evict a batch that grows with each round (16
  * entries, then 32, ... up to 4096) in its own transaction.  If even that
  * transaction finds the map full (deletes need fresh pages too), retry with a
- * single eviction; with nothing left to evict, the write cannot succeed.
+ * single eviction, and if that fails too return LMC__EMAPFULL.  With nothing
+ * left to evict, the write cannot succeed: LMC_ENOSPC.
  */
 int lmc__make_room(lmc *h, unsigned round)
 {
@@ -232,8 +233,7 @@ int lmc__make_room(lmc *h, unsigned round)
             return rc;
         a.budget = 1;
     }
-    return lmc__err(h, LMC_ENOSPC, "%s is so full that even an eviction finds no free page",
-                    h->core->path);
+    return LMC__EMAPFULL; /* the caller decides between waiting and giving up */
 }
 
 int lmc__fill_get(lmc *h, lmc__fill *f)

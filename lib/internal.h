@@ -234,6 +234,8 @@ int lmc__mdb_err(const lmc *h, int mdb_rc, const char *what);
 /* Map an errno value to an lmc code with a message. */
 int lmc__sys_err(const lmc *h, int err, const char *fmt, ...) LMC__PRINTF(3, 4);
 int lmc__code_from_mdb(int mdb_rc);
+/* The last message of this thread, whatever handle it was about (tests). */
+const char *lmc__errmsg_last(void);
 
 /* ------------------------------------------------------------------------ */
 /* Allocation (alloc.c)                                                     */

@@ -18,6 +18,7 @@
 #include "fmacros.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -109,10 +110,44 @@ static bool is_answer(int rc)
            rc == LMC_ENOTNUM || rc == LMC_ERANGE;
 }
 
+/* Longest a write waits, in total, for readers to release pinned pages. */
+#define LMC__PIN_WAIT_US 300000u
+
+/*
+ * A write found the map full.  If most of the map is free pages that a
+ * reader still pins (a reader preempted inside a get keeps its snapshot, and
+ * every page freed after it cannot be reused yet, lmdb-rules 2.3), eviction
+ * cannot help: clear the slots of dead readers, or wait a little for live
+ * ones to finish their read.  Returns true to retry the write, false when
+ * the map is really full of entries (or the wait budget is spent) and
+ * eviction must make room.
+ */
+static bool wait_for_pinned_pages(lmc *h, unsigned *waited_us)
+{
+    lmc__core *k = h->core;
+    int dead = 0;
+    mdb_reader_check(k->env, &dead);
+    if (dead > 0) {
+        lmc__count(k, LMC__C_readers_cleared, (uint64_t)dead);
+        return true;
+    }
+    lmc__fill f;
+    if (lmc__fill_get(h, &f) != 0 || f.fill >= 0.85 || *waited_us >= LMC__PIN_WAIT_US)
+        return false;
+    unsigned us = *waited_us < 100 ? 100 : *waited_us; /* doubles the total each time */
+    if (us > 10000)
+        us = 10000;
+    struct timespec ts = {0, (long)us * 1000};
+    nanosleep(&ts, NULL);
+    *waited_us += us;
+    return true;
+}
+
 int lmc__write(lmc *h, lmc__wop op, void *arg)
 {
     lmc__core *k = h->core;
-    for (unsigned round = 0;; round++) {
+    unsigned evict_round = 0, waited_us = 0;
+    for (;;) {
         lmc__wctx w;
         w.h = h;
         w.k = k;
@@ -143,11 +178,20 @@ int lmc__write(lmc *h, lmc__wop op, void *arg)
             return rc;
         /* The map is full: this txn's work is lost; make room and retry. */
         lmc__count(k, LMC__C_map_full, 1);
-        if (round + 1 >= LMC__WRITE_ROUNDS)
+        if (wait_for_pinned_pages(h, &waited_us))
+            continue;
+        if (evict_round >= LMC__WRITE_ROUNDS)
             return lmc__err(h, LMC_ENOSPC, "%s is full and %u rounds of eviction did not make "
                             "room (a stuck reader may pin freed pages, or free space is too "
                             "fragmented for this entry)", k->path, LMC__WRITE_ROUNDS);
-        rc = lmc__make_room(h, round);
+        rc = lmc__make_room(h, evict_round++);
+        if (rc == LMC__EMAPFULL) {
+            /* Even the eviction found no page: only waiting can help. */
+            if (wait_for_pinned_pages(h, &waited_us))
+                continue;
+            return lmc__err(h, LMC_ENOSPC, "%s is so full that even an eviction finds no "
+                            "free page (a reader pins the freed pages)", k->path);
+        }
         if (rc)
             return rc;
     }

@@ -92,7 +92,7 @@ static __attribute__((unused)) int teardown_dir(void **state)
         int rc_ = (expr);                                                                     \
         if (rc_ != (want))                                                                    \
             fail_msg("%s:%d: %s returned %s, want %s (%s)", __FILE__, __LINE__, #expr,         \
-                     lmc_errname(rc_), lmc_errname(want), lmc_errmsg(NULL));                  \
+                     lmc_errname(rc_), lmc_errname(want), lmc__errmsg_last());                  \
     } while (0)
 
 #define ASSERT_OK(expr) ASSERT_RC(expr, LMC_OK)
