@@ -1,0 +1,470 @@
+/*
+ * lmc-stats.c - read the counters and gauges of an lmc cache, for people
+ * (text), programs (JSON) and Prometheus (text exposition format).
+ *
+ * Operators run it to see hit ratio, fill, evictions and stuck readers, and
+ * dashboards poll it.  It opens the cache read-only (LMC_OPEN_RDONLY), so it
+ * never creates a missing cache, never changes an existing one, takes no
+ * stats slot and never stamps recency: looking at a cache does not disturb
+ * it.  Every field is printed from the table of lmc_stat_fields(), so a
+ * field added to the library appears here without a change to this file.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+
+enum format { FMT_TEXT, FMT_JSON, FMT_PROM };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: %s PATH [--json | --prometheus] [--watch SECONDS] [--per-process]\n"
+            "                 [--output FILE]\n"
+            "\n"
+            "Print the counters and gauges of the lmc cache in directory PATH.  The\n"
+            "cache is opened read-only: nothing is created or changed.\n"
+            "\n"
+            "  --json              one JSON object (one line) per snapshot\n"
+            "  --prometheus        Prometheus text exposition format, for the\n"
+            "                      node_exporter textfile collector\n"
+            "  --watch SECONDS     print a snapshot every SECONDS until SIGINT/SIGTERM\n"
+            "  --per-process       also the counters of each attached process\n"
+            "  -o, --output FILE   write each snapshot to FILE, replacing it atomically\n"
+            "                      (a temporary file in the same directory is renamed)\n"
+            "  -h, --help          show this help and exit\n"
+            "  -V, --version       show the version and exit\n"
+            "\n"
+            "Exit status: 0 ok; 2 on a usage error, a missing cache or a failure.\n",
+            tool_name);
+}
+
+typedef struct config {
+    const char *path;
+    enum format fmt;
+    uint64_t watch_ns; /* 0: one snapshot */
+    int per_process;
+    const char *output;
+} config;
+
+static void parse_args(int argc, char **argv, config *cfg)
+{
+    enum { OPT_JSON = 256, OPT_PROM, OPT_WATCH, OPT_PERPROC };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"prometheus", no_argument, NULL, OPT_PROM},
+        {"watch", required_argument, NULL, OPT_WATCH},
+        {"per-process", no_argument, NULL, OPT_PERPROC},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(cfg, 0, sizeof *cfg);
+    int formats = 0;
+    double secs;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":hVo:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'h':
+            usage(stdout);
+            exit(tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK);
+        case 'V':
+            tool_print_version();
+            exit(tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK);
+        case OPT_JSON:
+            cfg->fmt = FMT_JSON;
+            formats++;
+            break;
+        case OPT_PROM:
+            cfg->fmt = FMT_PROM;
+            formats++;
+            break;
+        case OPT_WATCH:
+            if (tool_parse_double(optarg, 0.001, 86400.0, &secs))
+                tool_usage_error("--watch needs seconds between 0.001 and 86400, not '%s'",
+                                 optarg);
+            cfg->watch_ns = (uint64_t)(secs * 1e9);
+            break;
+        case OPT_PERPROC:
+            cfg->per_process = 1;
+            break;
+        case 'o':
+            if (!*optarg)
+                tool_usage_error("--output needs a file name");
+            cfg->output = optarg;
+            break;
+        default:
+            tool_option_error(argv, ch);
+        }
+    }
+    if (formats > 1)
+        tool_usage_error("--json and --prometheus exclude each other");
+    if (optind >= argc)
+        tool_usage_error("missing the cache PATH");
+    cfg->path = argv[optind++];
+    if (optind < argc)
+        tool_usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One snapshot                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct snapshot {
+    lmc_info info;
+    lmc_stat st;
+    lmc_proc_stat *procs; /* NULL unless --per-process */
+    size_t nprocs;
+    double hit_ratio;
+    uint64_t evictions;
+} snapshot;
+
+/* The per-process table can grow between the sizing call and the reading
+ * call (a worker starts); read again with more room until it fits. */
+static int read_procs(lmc *c, snapshot *s)
+{
+    size_t n = 0, cap = 0;
+    int rc = lmc_stats_processes(c, NULL, 0, &n);
+    while (rc == 0) {
+        cap = n + 16;
+        lmc_proc_stat *p = realloc(s->procs, cap * sizeof *p);
+        if (!p)
+            return LMC_ENOMEM;
+        s->procs = p;
+        rc = lmc_stats_processes(c, s->procs, cap, &n);
+        if (rc == 0 && n <= cap) {
+            s->nprocs = n;
+            return 0;
+        }
+    }
+    return rc;
+}
+
+static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
+{
+    int rc = lmc_info_get(c, &s->info);
+    if (rc == 0)
+        rc = lmc_stats(c, &s->st);
+    if (rc == 0 && cfg->per_process)
+        rc = read_procs(c, s);
+    if (rc)
+        return rc;
+    s->hit_ratio = s->st.gets ? (double)s->st.hits / (double)s->st.gets : 0.0;
+    s->evictions = s->st.evictions_expired + s->st.evictions_soonest + s->st.evictions_lru;
+    return 0;
+}
+
+static uint64_t field_u64(const void *base, const lmc_stat_field *f)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)base + f->offset, sizeof v);
+    return v;
+}
+
+static double field_double(const void *base, const lmc_stat_field *f)
+{
+    double v;
+    memcpy(&v, (const char *)base + f->offset, sizeof v);
+    return v;
+}
+
+/* A counter of one process.  lmc_stat and lmc_proc_stat both expand
+ * LMC_COUNTERS in order from `gets` (the library asserts this), so a
+ * counter's distance from `gets` in the field table is its distance in
+ * lmc_proc_stat too. */
+static uint64_t proc_counter(const lmc_proc_stat *p, const lmc_stat_field *f)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)&p->gets + (f->offset - offsetof(lmc_stat, gets)), sizeof v);
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Text: name:value lines under # Section headers                           */
+/* ------------------------------------------------------------------------ */
+
+static void print_text(FILE *f, const config *cfg, const snapshot *s)
+{
+    size_t nf;
+    const lmc_stat_field *fields = lmc_stat_fields(&nf);
+    fprintf(f, "# Cache\npath:");
+    tool_escape_bytes(f, cfg->path, strlen(cfg->path));
+    fprintf(f, "\nlmc_version:%s\nlmdb_version:%s\nformat_version:%u\ncreated_ms:%" PRId64
+               "\non_tmpfs:%d\ntime_ms:%" PRId64 "\n",
+            lmc_version(NULL, NULL, NULL), s->info.lmdb_version, s->info.format_version,
+            s->info.created_ms, s->info.on_tmpfs, tool_real_ms());
+    fprintf(f, "\n# Counters\n");
+    for (size_t i = 0; i < nf; i++)
+        if (fields[i].kind == LMC_FIELD_COUNTER)
+            fprintf(f, "%s:%" PRIu64 "\n", fields[i].name, field_u64(&s->st, &fields[i]));
+    fprintf(f, "\n# Gauges\n");
+    for (size_t i = 0; i < nf; i++) {
+        if (fields[i].kind == LMC_FIELD_GAUGE_U64)
+            fprintf(f, "%s:%" PRIu64 "\n", fields[i].name, field_u64(&s->st, &fields[i]));
+        else if (fields[i].kind == LMC_FIELD_GAUGE_DOUBLE)
+            fprintf(f, "%s:%.6f\n", fields[i].name, field_double(&s->st, &fields[i]));
+    }
+    fprintf(f, "\n# Derived\nhit_ratio:%.6f\nevictions:%" PRIu64 "\n", s->hit_ratio,
+            s->evictions);
+    for (size_t p = 0; cfg->per_process && p < s->nprocs; p++) {
+        const lmc_proc_stat *ps = &s->procs[p];
+        fprintf(f, "\n# Process %" PRId64 "\npid:%" PRId64 "\nalive:%d\nstarted_ms:%" PRId64 "\n",
+                ps->pid, ps->pid, ps->alive, ps->started_ms);
+        for (size_t i = 0; i < nf; i++)
+            if (fields[i].kind == LMC_FIELD_COUNTER)
+                fprintf(f, "%s:%" PRIu64 "\n", fields[i].name,
+                        proc_counter(ps, &fields[i]));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON: one object per snapshot, on one line; keys are the text names      */
+/* ------------------------------------------------------------------------ */
+
+static void print_json(FILE *f, const config *cfg, const snapshot *s)
+{
+    size_t nf;
+    const lmc_stat_field *fields = lmc_stat_fields(&nf);
+    fprintf(f, "{\"path\":\"");
+    tool_json_string(f, cfg->path, strlen(cfg->path));
+    fprintf(f, "\",\"lmc_version\":\"%s\",\"lmdb_version\":\"", lmc_version(NULL, NULL, NULL));
+    tool_json_string(f, s->info.lmdb_version, strlen(s->info.lmdb_version));
+    fprintf(f, "\",\"format_version\":%u,\"created_ms\":%" PRId64 ",\"on_tmpfs\":%d"
+               ",\"time_ms\":%" PRId64,
+            s->info.format_version, s->info.created_ms, s->info.on_tmpfs, tool_real_ms());
+    for (size_t i = 0; i < nf; i++) {
+        if (fields[i].kind == LMC_FIELD_GAUGE_DOUBLE)
+            fprintf(f, ",\"%s\":%.6f", fields[i].name, field_double(&s->st, &fields[i]));
+        else
+            fprintf(f, ",\"%s\":%" PRIu64, fields[i].name, field_u64(&s->st, &fields[i]));
+    }
+    fprintf(f, ",\"hit_ratio\":%.6f,\"evictions\":%" PRIu64, s->hit_ratio, s->evictions);
+    if (cfg->per_process) {
+        fprintf(f, ",\"per_process\":[");
+        for (size_t p = 0; p < s->nprocs; p++) {
+            const lmc_proc_stat *ps = &s->procs[p];
+            fprintf(f, "%s{\"pid\":%" PRId64 ",\"alive\":%d,\"started_ms\":%" PRId64,
+                    p ? "," : "", ps->pid, ps->alive, ps->started_ms);
+            for (size_t i = 0; i < nf; i++)
+                if (fields[i].kind == LMC_FIELD_COUNTER)
+                    fprintf(f, ",\"%s\":%" PRIu64, fields[i].name,
+                            proc_counter(ps, &fields[i]));
+            fputc('}', f);
+        }
+        fputc(']', f);
+    }
+    fprintf(f, "}\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prometheus text exposition format                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Every sample carries a path label, so that the textfile collector can read
+ * the files of several caches on one host without clashing series.  There
+ * are no timestamps: the textfile collector rejects them.  Each family is
+ * one contiguous group: HELP, TYPE, then its samples.
+ */
+static void prom_family(FILE *f, const char *name, const char *suffix, const char *type,
+                        const char *help)
+{
+    fprintf(f, "# HELP lmc_%s%s %s\n# TYPE lmc_%s%s %s\n", name, suffix, help, name, suffix,
+            type);
+}
+
+static void prom_labels(FILE *f, const config *cfg, const lmc_proc_stat *ps)
+{
+    fprintf(f, "{path=\"");
+    tool_prom_label(f, cfg->path);
+    fputc('"', f);
+    if (ps)
+        fprintf(f, ",pid=\"%" PRId64 "\"", ps->pid);
+    fputc('}', f);
+}
+
+static void print_prom(FILE *f, const config *cfg, const snapshot *s)
+{
+    size_t nf;
+    const lmc_stat_field *fields = lmc_stat_fields(&nf);
+
+    prom_family(f, "info", "", "gauge", "constant 1, labelled with the versions of the cache");
+    fprintf(f, "lmc_info{path=\"");
+    tool_prom_label(f, cfg->path);
+    fprintf(f, "\",lmc_version=\"%s\",lmdb_version=\"", lmc_version(NULL, NULL, NULL));
+    tool_prom_label(f, s->info.lmdb_version);
+    fprintf(f, "\",format_version=\"%u\"} 1\n", s->info.format_version);
+    prom_family(f, "created_ms", "", "gauge", "when the cache was created, ms since the epoch");
+    fprintf(f, "lmc_created_ms");
+    prom_labels(f, cfg, NULL);
+    fprintf(f, " %" PRId64 "\n", s->info.created_ms);
+    prom_family(f, "on_tmpfs", "", "gauge", "1 if the cache files live on tmpfs or ramfs");
+    fprintf(f, "lmc_on_tmpfs");
+    prom_labels(f, cfg, NULL);
+    fprintf(f, " %d\n", s->info.on_tmpfs);
+
+    for (size_t i = 0; i < nf; i++) {
+        const lmc_stat_field *fd = &fields[i];
+        int counter = fd->kind == LMC_FIELD_COUNTER;
+        prom_family(f, fd->name, counter ? "_total" : "", counter ? "counter" : "gauge",
+                    fd->help);
+        fprintf(f, "lmc_%s%s", fd->name, counter ? "_total" : "");
+        prom_labels(f, cfg, NULL);
+        if (fd->kind == LMC_FIELD_GAUGE_DOUBLE)
+            fprintf(f, " %.6f\n", field_double(&s->st, fd));
+        else
+            fprintf(f, " %" PRIu64 "\n", field_u64(&s->st, fd));
+    }
+    prom_family(f, "hit_ratio", "", "gauge", "hits / gets since the cache was created");
+    fprintf(f, "lmc_hit_ratio");
+    prom_labels(f, cfg, NULL);
+    fprintf(f, " %.6f\n", s->hit_ratio);
+    prom_family(f, "evictions", "_total", "counter", "entries evicted, for any reason");
+    fprintf(f, "lmc_evictions_total");
+    prom_labels(f, cfg, NULL);
+    fprintf(f, " %" PRIu64 "\n", s->evictions);
+
+    if (!cfg->per_process || s->nprocs == 0)
+        return;
+    /* Per-process counters form families of their own, with a pid label;
+     * the shared overflow slot appears as pid 0. */
+    for (size_t i = 0; i < nf; i++) {
+        const lmc_stat_field *fd = &fields[i];
+        if (fd->kind != LMC_FIELD_COUNTER)
+            continue;
+        fprintf(f, "# HELP lmc_process_%s_total %s, by process\n", fd->name, fd->help);
+        fprintf(f, "# TYPE lmc_process_%s_total counter\n", fd->name);
+        for (size_t p = 0; p < s->nprocs; p++) {
+            fprintf(f, "lmc_process_%s_total", fd->name);
+            prom_labels(f, cfg, &s->procs[p]);
+            fprintf(f, " %" PRIu64 "\n", proc_counter(&s->procs[p], fd));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void print_snapshot(FILE *f, const config *cfg, const snapshot *s)
+{
+    if (cfg->fmt == FMT_JSON)
+        print_json(f, cfg, s);
+    else if (cfg->fmt == FMT_PROM)
+        print_prom(f, cfg, s);
+    else
+        print_text(f, cfg, s);
+}
+
+/*
+ * --output: write the snapshot to a temporary file next to FILE and rename
+ * it over FILE, so that a reader (the textfile collector) sees either the
+ * old or the new snapshot, never half of one.
+ */
+static int write_output(const config *cfg, const snapshot *s)
+{
+    size_t len = strlen(cfg->output);
+    char *tmp = malloc(len + 32);
+    if (!tmp) {
+        fprintf(stderr, "%s: out of memory\n", tool_name);
+        return -1;
+    }
+    snprintf(tmp, len + 32, "%s.tmp.%ld", cfg->output, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", tool_name, tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        free(tmp);
+        return -1;
+    }
+    print_snapshot(f, cfg, s);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", tool_name, tmp, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    if (rename(tmp, cfg->output) != 0) {
+        fprintf(stderr, "%s: cannot rename %s to %s: %s\n", tool_name, tmp, cfg->output,
+                strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    tool_name = "lmc-stats";
+    config cfg;
+    parse_args(argc, argv, &cfg);
+    if (cfg.watch_ns && tool_signals_init() != 0) {
+        fprintf(stderr, "%s: cannot install signal handlers\n", tool_name);
+        return TOOL_EXIT_ERROR;
+    }
+
+    /* Read-only: never creates anything; a missing cache is LMC_NOTFOUND. */
+    lmc_options oo;
+    memset(&oo, 0, sizeof oo);
+    oo.flags = LMC_OPEN_RDONLY;
+    lmc *c = NULL;
+    if (tool_open(&c, cfg.path, &oo))
+        return TOOL_EXIT_ERROR;
+
+    int status = TOOL_EXIT_OK;
+    snapshot s;
+    memset(&s, 0, sizeof s);
+    uint64_t next = tool_mono_ns();
+    for (unsigned n = 0;; n++) {
+        int rc = take_snapshot(c, &cfg, &s);
+        if (rc) {
+            tool_report(c, rc, "%s: reading the stats failed", cfg.path);
+            status = TOOL_EXIT_ERROR;
+            break;
+        }
+        if (cfg.output) {
+            if (write_output(&cfg, &s)) {
+                status = TOOL_EXIT_ERROR;
+                break;
+            }
+        } else {
+            /* Snapshots of text and Prometheus output are separated by a
+             * blank line; JSON snapshots are one line each already. */
+            if (n > 0 && cfg.fmt != FMT_JSON)
+                putchar('\n');
+            print_snapshot(stdout, &cfg, &s);
+            if (tool_flush_stdout()) {
+                status = TOOL_EXIT_ERROR;
+                break;
+            }
+        }
+        if (!cfg.watch_ns)
+            break;
+        next += cfg.watch_ns;
+        uint64_t now = tool_mono_ns();
+        if (next < now)
+            next = now;
+        if (tool_wait_until(next))
+            break;
+    }
+    free(s.procs);
+    lmc_close(c);
+    return status;
+}

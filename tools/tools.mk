@@ -1,0 +1,58 @@
+# tools/tools.mk - the command-line tools (lmc, lmc-sweep, lmc-stats), their
+# tests and their installation.  Included by the top-level Makefile, which
+# provides B, STATIC, ALL_CFLAGS, ALL_LDFLAGS, LIBS, CC, Q and E.
+#
+#   make all            also builds $(B)/lmc, $(B)/lmc-sweep, $(B)/lmc-stats
+#   make check-tools    runs tests/tools/*.sh against the binaries in $(B)
+#   make check-tools-asan   the same against an ASan+UBSan build ($(B)-asan)
+#   make install-tools / uninstall-tools   (DESTDIR, bindir honoured)
+#
+# The tools link the static library so that they run from the build directory
+# without LD_LIBRARY_PATH, and so that a sanitizer build tests a sanitized
+# library too.
+
+TOOLS := lmc lmc-sweep lmc-stats
+TOOLS_BIN := $(addprefix $(B)/,$(TOOLS))
+TOOLS_COMMON_OBJ := $(B)/tools/common.o
+TOOLS_HELPER := $(B)/tests/tools/lmc-test-helper
+
+ALL_EXTRA += $(TOOLS_BIN)
+TEST_EXTRA += check-tools
+INSTALL_EXTRA += install-tools
+
+.PHONY: tools check-tools check-tools-asan install-tools uninstall-tools
+
+tools: $(TOOLS_BIN)
+
+$(B)/tools/%.o: tools/%.c tools/common.h include/lmc.h
+	@mkdir -p $(@D)
+	$(E) "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(TOOLS_BIN): $(B)/%: $(B)/tools/%.o $(TOOLS_COMMON_OBJ) $(STATIC)
+	$(E) "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(TOOLS_COMMON_OBJ) $(STATIC) $(LIBS)
+
+# A small C program the tool tests use for bulk loads and for worker
+# processes; like the tools, it uses only the public API.
+$(TOOLS_HELPER): tests/tools/lmc-test-helper.c include/lmc.h $(STATIC)
+	@mkdir -p $(@D)
+	$(E) "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+# The tests find the binaries through LMC_BIN_DIR, so that the same scripts
+# run against any build variant.
+check-tools: $(TOOLS_BIN) $(TOOLS_HELPER)
+	$(Q)LMC_BIN_DIR=$(B) LMC_TEST_HELPER=$(TOOLS_HELPER) sh tests/tools/run.sh
+
+# B is passed on explicitly: a B given on the command line would otherwise
+# reach the sub-make and mix sanitized and plain objects in one directory.
+check-tools-asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address B=$(B)-asan check-tools
+
+install-tools: $(TOOLS_BIN)
+	install -d $(DESTDIR)$(bindir)
+	install -m 755 $(TOOLS_BIN) $(DESTDIR)$(bindir)/
+
+uninstall-tools:
+	rm -f $(addprefix $(DESTDIR)$(bindir)/,$(TOOLS))
