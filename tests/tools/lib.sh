@@ -16,8 +16,15 @@ STATS=$LMC_BIN_DIR/lmc-stats
 HELPER=${LMC_TEST_HELPER:-$LMC_BIN_DIR/tests/tools/lmc-test-helper}
 PY=/usr/bin/python3
 TESTS_DIR=$(cd "$(dirname "$0")" && pwd)
+export TESTS_DIR
 # A multiplier for every deadline, for slow machines and sanitizer builds.
 SCALE=${LMC_TEST_TIMEOUT_SCALE:-1}
+
+# Sanitizers exit with 1 by default, which the tools use for "a miss": give
+# their reports exit codes no tool uses, so no expect_rc can mistake one.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:exitcode=87"
+export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}exitcode=88"
 
 for b in "$LMC" "$SWEEP" "$STATS" "$HELPER"; do
     [ -x "$b" ] || { echo "missing binary $b (build first)" >&2; exit 1; }
@@ -37,8 +44,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
+# fail writes to fd 3, a copy of the original stderr, so that its message
+# is seen even when the failing check had stderr redirected to a file.
+exec 3>&2
 fail() {
-    echo "FAIL: $*" >&2
+    echo "FAIL: $*" >&3
     exit 1
 }
 
