@@ -22,10 +22,10 @@
 
 #include "common.h"
 
-/* A pass is run as consecutive lmc_sweep() calls of at most this long, so
- * that a SIGTERM in the middle of sweeping a million entries is honoured
- * within about this time instead of at the end of the pass. */
-#define SLICE_MS 200u
+/* By default a pass is run as consecutive lmc_sweep() calls of at most this
+ * long, so that a SIGTERM in the middle of sweeping a million entries is
+ * honoured within about this time instead of at the end of the pass. */
+#define DEFAULT_SLICE_MS 200u
 
 /* In --interval mode, this many failed passes in a row end the program
  * (exit 2), so that a cache that keeps failing is noticed and a service
@@ -51,6 +51,8 @@ static void usage(FILE *f)
             "  --max-keys N         stop a pass after N deletions (default: no limit)\n"
             "  --max-time-ms N      stop a pass after about N ms (default: no limit)\n"
             "  --no-evict           only remove expired entries\n"
+            "  --slice-ms N         run a pass as lmc_sweep() calls of about N ms each and\n"
+            "                       check for signals between them (default 200)\n"
             "  --json               one JSON object per pass\n"
             "  -h, --help           show this help and exit\n"
             "  -V, --version        show the version and exit\n"
@@ -66,13 +68,14 @@ typedef struct config {
     int once;
     uint64_t interval_ns;
     int json;
+    uint64_t slice_ms;
     lmc_sweep_options opts;
 } config;
 
 static void parse_args(int argc, char **argv, config *cfg)
 {
     enum { OPT_ONCE = 256, OPT_INTERVAL, OPT_HIGH, OPT_LOW, OPT_BATCH, OPT_MAX_KEYS,
-           OPT_MAX_TIME, OPT_NOEVICT, OPT_JSON };
+           OPT_MAX_TIME, OPT_NOEVICT, OPT_JSON, OPT_SLICE };
     static const struct option longopts[] = {
         {"once", no_argument, NULL, OPT_ONCE},
         {"interval", required_argument, NULL, OPT_INTERVAL},
@@ -83,6 +86,7 @@ static void parse_args(int argc, char **argv, config *cfg)
         {"max-time-ms", required_argument, NULL, OPT_MAX_TIME},
         {"no-evict", no_argument, NULL, OPT_NOEVICT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"slice-ms", required_argument, NULL, OPT_SLICE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -92,6 +96,7 @@ static void parse_args(int argc, char **argv, config *cfg)
     int have_low = 0;
     uint64_t v;
     memset(cfg, 0, sizeof *cfg);
+    cfg->slice_ms = DEFAULT_SLICE_MS;
     opterr = 0; /* we print our own messages, with the tool's exit code */
     int ch;
     while ((ch = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
@@ -146,6 +151,12 @@ static void parse_args(int argc, char **argv, config *cfg)
         case OPT_JSON:
             cfg->json = 1;
             break;
+        case OPT_SLICE:
+            if (tool_parse_u64(optarg, 1, 3600000, &v))
+                tool_usage_error("--slice-ms needs milliseconds between 1 and 3600000, not '%s'",
+                                 optarg);
+            cfg->slice_ms = v;
+            break;
         default:
             tool_option_error(argv, ch);
         }
@@ -169,14 +180,17 @@ static void parse_args(int argc, char **argv, config *cfg)
 }
 
 /*
- * One pass, run as slices of at most SLICE_MS each (see SLICE_MS).  The user's
- * key and time budgets apply to the pass as a whole.  A slice that stops
- * in the middle of evicting leaves fill somewhere between the watermarks, and
- * a plain lmc_sweep() would then not evict at all (fill is below the high
- * mark), so the slices after one that evicted ask for LMC_SWEEP_FORCE, which
- * finishes the descent to the low watermark the pass began.
+ * One pass, run as slices of about slice_ms each.  The user's key and time
+ * budgets apply to the pass as a whole.  A slice that stops in the middle of
+ * evicting leaves fill somewhere between the watermarks, and a plain
+ * lmc_sweep() would then not evict at all (fill is below the high mark), so
+ * the slices after one that evicted ask for LMC_SWEEP_FORCE, which finishes
+ * the descent to the low watermark the pass began.  A slice that removed
+ * nothing before its time ran out (measuring fill on a huge map can take
+ * that long) doubles the slice, so that the pass always makes progress.
  */
-static int run_pass(lmc *c, const lmc_sweep_options *base, lmc_sweep_result *tot, int *stopped)
+static int run_pass(lmc *c, const lmc_sweep_options *base, uint64_t slice_ms,
+                    lmc_sweep_result *tot, int *stopped, unsigned *slices)
 {
     uint64_t t0 = tool_mono_ns();
     int evicting = 0;
@@ -197,13 +211,14 @@ static int run_pass(lmc *c, const lmc_sweep_options *base, lmc_sweep_result *tot
         }
         if (base->max_keys)
             o.max_keys = base->max_keys - deleted;
-        o.max_time_ms = SLICE_MS;
-        if (base->max_time_ms && base->max_time_ms - elapsed_ms < SLICE_MS)
+        o.max_time_ms = slice_ms;
+        if (base->max_time_ms && base->max_time_ms - elapsed_ms < slice_ms)
             o.max_time_ms = base->max_time_ms - elapsed_ms;
         if (evicting)
             o.flags |= LMC_SWEEP_FORCE;
         lmc_sweep_result r;
         int rc = lmc_sweep(c, &o, &r);
+        *slices = slice + 1;
         if (slice == 0)
             tot->fill_before = r.fill_before;
         tot->fill_after = r.fill_after;
@@ -222,12 +237,14 @@ static int run_pass(lmc *c, const lmc_sweep_options *base, lmc_sweep_result *tot
             tot->complete = 1;
             break;
         }
+        if (r.expired + r.evicted_soonest + r.evicted_lru == 0 && slice_ms < 3600000u)
+            slice_ms *= 2;
     }
     tot->elapsed_us = (tool_mono_ns() - t0) / 1000u;
     return 0;
 }
 
-static void print_pass(const config *cfg, const lmc_sweep_result *r)
+static void print_pass(const config *cfg, const lmc_sweep_result *r, unsigned slices)
 {
     uint64_t evicted = r->evicted_soonest + r->evicted_lru;
     if (cfg->json) {
@@ -236,18 +253,18 @@ static void print_pass(const config *cfg, const lmc_sweep_result *r)
         printf("\",\"time_ms\":%" PRId64 ",\"expired\":%" PRIu64 ",\"evicted\":%" PRIu64
                ",\"evicted_soonest\":%" PRIu64 ",\"evicted_lru\":%" PRIu64
                ",\"readers_cleared\":%" PRIu64 ",\"fill_before\":%.6f,\"fill_after\":%.6f"
-               ",\"elapsed_ms\":%.3f,\"transactions\":%" PRIu64 ",\"complete\":%s}\n",
+               ",\"elapsed_ms\":%.3f,\"transactions\":%" PRIu64 ",\"slices\":%u,\"complete\":%s}\n",
                tool_real_ms(), r->expired, evicted, r->evicted_soonest, r->evicted_lru,
                r->readers_cleared, r->fill_before, r->fill_after, (double)r->elapsed_us / 1000.0,
-               r->transactions, r->complete ? "true" : "false");
+               r->transactions, slices, r->complete ? "true" : "false");
     } else {
         printf("expired=%" PRIu64 " evicted=%" PRIu64 " evicted_soonest=%" PRIu64
                " evicted_lru=%" PRIu64 " readers_cleared=%" PRIu64
                " fill_before=%.4f fill_after=%.4f elapsed_ms=%.3f transactions=%" PRIu64
-               " complete=%s\n",
+               " slices=%u complete=%s\n",
                r->expired, evicted, r->evicted_soonest, r->evicted_lru, r->readers_cleared,
                r->fill_before, r->fill_after, (double)r->elapsed_us / 1000.0, r->transactions,
-               r->complete ? "yes" : "no");
+               slices, r->complete ? "yes" : "no");
     }
 }
 
@@ -283,7 +300,8 @@ int main(int argc, char **argv)
     for (;;) {
         lmc_sweep_result r;
         int stopped = 0;
-        int rc = run_pass(c, &cfg.opts, &r, &stopped);
+        unsigned slices = 0;
+        int rc = run_pass(c, &cfg.opts, cfg.slice_ms, &r, &stopped, &slices);
         if (rc) {
             tool_report(c, rc, "%s: sweep failed", cfg.path);
             failures++;
@@ -296,7 +314,7 @@ int main(int argc, char **argv)
             }
         } else {
             failures = 0;
-            print_pass(&cfg, &r);
+            print_pass(&cfg, &r, slices);
             if (tool_flush_stdout()) {
                 status = TOOL_EXIT_ERROR;
                 break;

@@ -12,6 +12,9 @@
  *   lmc-test-helper fill-until PATH PREFIX VSIZE FILL
  *       store PREFIX0, PREFIX1, ... (no TTL) until the map's fill reaches
  *       FILL (0..1); print how many were stored
+ *   lmc-test-helper read PATH PREFIX COUNT
+ *       get PREFIX0 .. PREFIX<COUNT-1> (stamping their recency as any worker
+ *       would); print how many missed
  *   lmc-test-helper worker PATH ID SECONDS
  *       sets with short TTLs, gets, incrs and deletes until SIGTERM or
  *       SECONDS pass; print the operations done; exit 0 only if every call
@@ -115,6 +118,31 @@ static int fill_until(const char *path, const char *prefix, long vsize, double t
     return status;
 }
 
+static int read_keys(const char *path, const char *prefix, long count)
+{
+    lmc *c;
+    if (open_cache(&c, path))
+        return 2;
+    long misses = 0;
+    int status = 0;
+    for (long i = 0; i < count; i++) {
+        char key[256], buf[4096];
+        int kl = snprintf(key, sizeof key, "%s%ld", prefix, i);
+        size_t vl;
+        int rc = lmc_get(c, key, (size_t)kl, buf, sizeof buf, &vl);
+        if (rc == LMC_NOTFOUND) {
+            misses++;
+        } else if (rc != 0) {
+            fprintf(stderr, "helper: get %s: %s (%s)\n", key, lmc_strerror(rc), lmc_errmsg(c));
+            status = 2;
+            break;
+        }
+    }
+    printf("%ld\n", misses);
+    lmc_close(c);
+    return status;
+}
+
 static int worker(const char *path, long id, long seconds)
 {
     struct sigaction sa;
@@ -191,10 +219,13 @@ int main(int argc, char **argv)
         return fill(argv[2], argv[3], atol(argv[4]), atol(argv[5]), atol(argv[6]));
     if (argc == 6 && strcmp(argv[1], "fill-until") == 0)
         return fill_until(argv[2], argv[3], atol(argv[4]), atof(argv[5]));
+    if (argc == 5 && strcmp(argv[1], "read") == 0)
+        return read_keys(argv[2], argv[3], atol(argv[4]));
     if (argc == 5 && strcmp(argv[1], "worker") == 0)
         return worker(argv[2], atol(argv[3]), atol(argv[4]));
     fprintf(stderr, "usage: lmc-test-helper fill PATH PREFIX COUNT VSIZE TTL_MS\n"
                     "       lmc-test-helper fill-until PATH PREFIX VSIZE FILL\n"
+                    "       lmc-test-helper read PATH PREFIX COUNT\n"
                     "       lmc-test-helper worker PATH ID SECONDS\n");
     return 2;
 }

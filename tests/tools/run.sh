@@ -10,8 +10,10 @@ dir=$(cd "$(dirname "$0")" && pwd)
 : "${LMC_BIN_DIR:?set LMC_BIN_DIR to the build directory that holds the tools}"
 export LMC_BIN_DIR
 
+# xfail-*.sh are tests of known library bugs: they are reported as TAP TODO
+# items, which do not fail the run, until the bug is fixed.
 if [ $# -eq 0 ]; then
-    set -- "$dir"/test-*.sh
+    set -- "$dir"/test-*.sh "$dir"/xfail-*.sh
 fi
 echo "1..$(( $# + 1 ))"
 n=0
@@ -28,14 +30,15 @@ fi
 for t in "$@"; do
     n=$((n + 1))
     name=$(basename "$t" .sh)
+    todo=""
+    case "$name" in xfail-*) todo=" # TODO known library bug, see $name.sh" ;; esac
     start=$(date +%s%3N)
     if out=$(sh "$t" 2>&1); then
-        echo "ok $n - $name ($(( $(date +%s%3N) - start )) ms)"
-        printf '%s\n' "$out" | sed 's/^/# /'
+        echo "ok $n - $name ($(( $(date +%s%3N) - start )) ms)$todo"
     else
-        echo "not ok $n - $name"
-        printf '%s\n' "$out" | sed 's/^/# /'
-        failed=$((failed + 1))
+        echo "not ok $n - $name$todo"
+        [ -n "$todo" ] || failed=$((failed + 1))
     fi
+    printf '%s\n' "$out" | sed 's/^/# /'
 done
 [ "$failed" -eq 0 ] || { echo "# $failed of $n tool tests failed"; exit 1; }

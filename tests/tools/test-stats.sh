@@ -186,6 +186,7 @@ BG_PIDS=""
 json_check "$T/post.json" "j['sets'] > 8" "j['gets'] > $hits + $misses" 'j["processes"] == 0'
 
 # --- --watch: one JSON object per line until SIGTERM; a long wait ends on SIGINT
+: > "$T/watch.out"
 "$STATS" "$C" --json --watch 0.05 > "$T/watch.out" 2> "$T/watch.err" &
 spid=$!
 BG_PIDS="$spid"
@@ -205,6 +206,7 @@ assert t == sorted(t), t
 ' "$T/watch.out" || fail "--watch output is not one JSON object per line"
 [ ! -s "$T/watch.err" ] || fail "--watch wrote errors: $(cat "$T/watch.err")"
 
+: > "$T/watch2.out"
 "$STATS" "$C" --watch 3600 > "$T/watch2.out" &
 spid=$!
 BG_PIDS="$spid"

@@ -65,7 +65,7 @@ short2_missing() {
 poll_until 5 short2_missing
 line=$("$SWEEP" "$C")
 case "$line" in
-    "expired=2 evicted=0 evicted_soonest=0 evicted_lru=0 readers_cleared=0 fill_before="*" complete=yes") ;;
+    "expired=2 evicted=0 evicted_soonest=0 evicted_lru=0 readers_cleared=0 fill_before="*" slices=1 complete=yes") ;;
     *) fail "unexpected text report: $line" ;;
 esac
 

@@ -13,6 +13,7 @@ for id in 1 2 3 4; do
 done
 WORKERS=$BG_PIDS
 
+: > "$T/sweep.out"
 "$SWEEP" "$C" --interval 0.05 --json > "$T/sweep.out" 2> "$T/sweep.err" &
 spid=$!
 BG_PIDS="$BG_PIDS $spid"
@@ -43,7 +44,7 @@ expect_eq "$rc" 0 "exit status of lmc-sweep after SIGTERM"
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 keys = {"path", "time_ms", "expired", "evicted", "evicted_soonest", "evicted_lru",
-        "readers_cleared", "fill_before", "fill_after", "elapsed_ms", "transactions",
+        "readers_cleared", "fill_before", "fill_after", "elapsed_ms", "transactions", "slices",
         "complete"}
 for l in lines:
     p = json.loads(l)
@@ -71,6 +72,7 @@ echo "  lmc-sweep stopped $t_stop ms after SIGTERM"
 
 # A long interval must not delay the stop: the wait wakes up on the signal.
 for sig in INT TERM; do
+    : > "$T/long.out"
     "$SWEEP" "$C" --interval 3600 > "$T/long.out" 2>&1 &
     spid=$!
     BG_PIDS="$spid"
