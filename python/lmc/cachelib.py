@@ -1,0 +1,258 @@
+"""lmc.cachelib: a cachelib backend whose entries every worker process shares.
+
+    from lmc.cachelib import LmcCache
+    cache = LmcCache("/dev/shm/myapp", default_timeout=300, key_prefix="myapp/")
+    cache.set("answer", 42)
+    cache.inc("answer")          # 43, atomic across processes
+
+LmcCache implements the whole cachelib.BaseCache API (cachelib 0.9) over one
+lmc.Cache.  What it adds to cachelib's contract, and where it differs:
+
+- Timeouts follow cachelib: None means default_timeout, 0 means never expire,
+  a negative timeout means "already expired": set() removes the key and
+  stores nothing, add() stores nothing.  Timeouts are seconds and may be
+  floats; lmc keeps milliseconds.
+- add(), inc() and dec() are atomic across processes (lmc_add, lmc_incr).
+  inc() on a key that does not exist creates it with default_timeout, like
+  cachelib's generic inc(); on an existing key it keeps the key's timeout
+  (cachelib's generic version resets it to the default).
+- has() is a real existence check: it reads no value and unpickles nothing.
+- delete_many() deletes every key given and returns those that existed.
+- Values are pickled, except plain ints that fit in 64 bits, which are
+  stored as decimal text ("42") so that inc() works on a value set() stored,
+  and so that other languages and the `lmc` command line can read counters.
+  Falsy values (0, "", [], False) come back as they were stored.  None is
+  stored too, but get() returns None both for it and for a miss; has() tells
+  them apart, as in every cachelib backend.
+- Bytes that are neither a pickle nor decimal text (written by the `lmc` CLI
+  or another program) are returned as bytes instead of being dropped.
+- clear() removes only the keys under key_prefix when one is set
+  (lmc_delete_prefix), so several apps can share one cache; without a prefix
+  it empties the whole cache.
+
+Unpickling runs code chosen by whoever wrote the entry.  Anyone who can write
+the cache directory can therefore run code in your workers; keep the
+directory private to the application's user (lmc refuses a directory that
+others can write).
+"""
+import logging
+import pickle
+import typing as _t
+
+from cachelib.base import BaseCache
+
+from ._lmc import Cache, Error, InvalidArgumentError, NotANumberError
+
+logger = logging.getLogger(__name__)
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+# First byte of every pickle of protocol 2 or later (the PROTO opcode).
+_PICKLE_PROTO = 0x80
+
+
+class LmcSerializer:
+    """Pickle, except ints that fit in 64 bits, which become decimal text.
+
+    The two forms never collide: a pickle of protocol 2 or later starts with
+    the byte 0x80, decimal text with '-' or a digit.
+    """
+
+    def dumps(self, value: _t.Any) -> bytes:
+        # type() and not isinstance(): bool is an int subclass, and True
+        # must come back as True, not as 1.
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return b"%d" % value
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: _t.Optional[bytes]) -> _t.Any:
+        if data is None:
+            return None
+        if data[:1] and data[0] == _PICKLE_PROTO:
+            try:
+                return pickle.loads(data)
+            except Exception as e:  # any damage: pickle raises many types
+                logger.warning("lmc: cannot unpickle a cached value: %r", e)
+                return None
+        try:
+            return int(data)
+        except ValueError:
+            return data
+
+
+class LmcCache(BaseCache):
+    """A cachelib cache stored in an lmc cache shared by every process.
+
+    :param path: the cache directory (best on tmpfs, e.g. /dev/shm/myapp), or
+                 an open lmc.Cache to use.
+    :param default_timeout: seconds used when a call passes timeout=None;
+                            0 = never expire.
+    :param key_prefix: prepended to every key; clear() removes only these.
+    :param map_size: capacity in bytes when the cache is created (0 = 1 GiB).
+    :param mode: permission bits of the cache files (0 = 0600).
+    :param kwargs: more lmc.Cache options (max_readers, reset, ...).
+    """
+
+    serializer = LmcSerializer()
+
+    def __init__(
+        self,
+        path: _t.Any,
+        default_timeout: int = 300,
+        key_prefix: _t.Optional[str] = None,
+        map_size: int = 0,
+        mode: int = 0,
+        **kwargs: _t.Any,
+    ):
+        BaseCache.__init__(self, default_timeout)
+        self.key_prefix = key_prefix or ""
+        if isinstance(path, Cache):
+            self.lmc = path
+        else:
+            self.lmc = Cache(path, map_size=map_size or 0, mode=mode or 0, **kwargs)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _k(self, key: str) -> _t.Union[str, bytes]:
+        return self.key_prefix + key if self.key_prefix else key
+
+    def _ttl(self, timeout: _t.Optional[float]) -> _t.Optional[float]:
+        """Seconds for lmc (0 = never), or None if the entry would already
+        be expired, following cachelib's rules."""
+        if timeout is None:
+            timeout = self.default_timeout
+        if timeout is None:
+            return 0
+        if timeout < 0:
+            return None
+        return timeout
+
+    @staticmethod
+    def _backend_error(what: str, key: _t.Any, e: Error) -> None:
+        # cachelib reports backend failures as a False/None result, not as an
+        # exception; a bad argument (e.g. an empty key) is still raised,
+        # because it is a bug in the caller, not a state of the backend.
+        if isinstance(e, InvalidArgumentError):
+            raise e
+        logger.warning("lmc: %s %r failed: %s", what, key, e)
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, key: str) -> _t.Any:
+        return self.serializer.loads(self.lmc.get(self._k(key)))
+
+    def get_many(self, *keys: str) -> _t.List[_t.Any]:
+        # One read transaction: the values come from one snapshot.
+        loads = self.serializer.loads
+        return [loads(v) for v in self.lmc.get_many([self._k(k) for k in keys])]
+
+    def has(self, key: str) -> bool:
+        return self.lmc.has(self._k(key))
+
+    # -- writes ------------------------------------------------------------
+
+    def set(self, key: str, value: _t.Any, timeout: _t.Optional[int] = None) -> bool:
+        data = self.serializer.dumps(value)
+        ttl = self._ttl(timeout)
+        k = self._k(key)
+        try:
+            if ttl is None:
+                self.lmc.delete(k)
+            else:
+                self.lmc.set(k, data, ttl)
+        except Error as e:
+            self._backend_error("set", key, e)
+            return False
+        return True
+
+    def add(self, key: str, value: _t.Any, timeout: _t.Optional[int] = None) -> bool:
+        data = self.serializer.dumps(value)
+        ttl = self._ttl(timeout)
+        k = self._k(key)
+        try:
+            if ttl is None:
+                # Stored and expired at once: it "succeeds" only where a
+                # real add would have, and leaves nothing behind.
+                return not self.lmc.has(k)
+            return self.lmc.add(k, data, ttl)
+        except Error as e:
+            self._backend_error("add", key, e)
+            return False
+
+    def set_many(
+        self, mapping: _t.Dict[str, _t.Any], timeout: _t.Optional[int] = None
+    ) -> _t.List[_t.Any]:
+        keys = list(mapping.keys())
+        ttl = self._ttl(timeout)
+        try:
+            if ttl is None:
+                for key in keys:
+                    self.lmc.delete(self._k(key))
+            else:
+                dumps = self.serializer.dumps
+                # One transaction: every key is set, or (on an error) none.
+                self.lmc.set_many([(self._k(k), dumps(mapping[k])) for k in keys], ttl)
+        except Error as e:
+            self._backend_error("set_many", keys, e)
+            return []
+        return keys
+
+    def delete(self, key: str) -> bool:
+        return self.lmc.delete(self._k(key))
+
+    def delete_many(self, *keys: str) -> _t.List[_t.Any]:
+        # Every key is deleted; the result lists the keys that existed.
+        return [key for key in keys if self.lmc.delete(self._k(key))]
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key that starts with prefix (after key_prefix);
+        returns how many were removed.  Not part of cachelib's API."""
+        full = self._k(prefix)
+        if not full:
+            raise ValueError("delete_prefix() needs a prefix; use clear()")
+        return self.lmc.delete_prefix(full)
+
+    def clear(self) -> bool:
+        try:
+            if self.key_prefix:
+                self.lmc.delete_prefix(self.key_prefix)
+            else:
+                self.lmc.clear()
+        except Error as e:
+            self._backend_error("clear", self.key_prefix, e)
+            return False
+        return True
+
+    def inc(self, key: str, delta: int = 1) -> _t.Optional[int]:
+        k = self._k(key)
+        ttl = self._ttl(None)
+        try:
+            return self.lmc.incr(k, delta, ttl or 0)
+        except NotANumberError:
+            # Not decimal text: a pickled number (a float, a big int).  Do
+            # what cachelib's generic inc() does, made atomic with a
+            # compare-and-swap loop instead of a plain get and set.
+            return self._inc_cas(k, delta, ttl or 0)
+        except Error as e:
+            self._backend_error("inc", key, e)
+            return None
+
+    def dec(self, key: str, delta: int = 1) -> _t.Optional[int]:
+        return self.inc(key, -delta)
+
+    def _inc_cas(self, k: _t.Any, delta: int, ttl: float) -> _t.Any:
+        for _ in range(1000):
+            got = self.lmc.get_cas(k)
+            if got is None:
+                # Deleted meanwhile: incr creates it from 0.
+                try:
+                    return self.lmc.incr(k, delta, ttl)
+                except NotANumberError:
+                    continue  # replaced by a non-integer again; retry
+            raw, version = got
+            # cachelib's rule: a falsy value counts as 0; a value that does
+            # not support + raises TypeError, as in SimpleCache.
+            value = (self.serializer.loads(raw) or 0) + delta
+            if self.lmc.cas(k, self.serializer.dumps(value), version, ttl):
+                return value
+        raise Error("inc(): the value kept changing under 1000 compare-and-swap attempts")

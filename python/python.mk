@@ -1,0 +1,62 @@
+# python/python.mk - the Python binding: the lmc package (C extension over
+# liblmc.a), its cachelib and Flask-Caching backends, their tests and the
+# gunicorn demo.  Included by the top-level Makefile.
+#
+#   make python             build the package into $(B)/python/lib
+#   make check-python       pytest python/tests against that build (make test runs it)
+#   make check-python-asan  the same against an AddressSanitizer build
+#   make demo-flask         gunicorn, 4 prefork workers, one shared cache
+#
+# Always Debian's interpreter: the `python3` first on PATH may be another one
+# that does not see Debian's python3-* packages.
+
+PY := /usr/bin/python3
+PY_OUT := $(B)/python
+PY_LIB := $(PY_OUT)/lib
+
+# An extension built with ASan runs inside an interpreter that is not, so the
+# ASan runtime must be loaded first; CPython's own allocations at exit are not
+# leaks worth reporting, hence detect_leaks=0 (leaks of the binding are
+# checked by the tests' RSS and tracemalloc loops instead).
+ifeq ($(SANITIZER),address)
+PY_PRELOAD := LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so) \
+              ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1
+else
+PY_PRELOAD :=
+endif
+
+# How every Python command of this file runs: the built package first on the
+# path, the build's tools (lmc, lmc-stats) named for the tests, no bytecode or
+# pytest cache written into the source tree.
+PY_RUN = $(PY_PRELOAD) PYTHONPATH=$(abspath $(PY_LIB)) LMC_BIN_DIR=$(abspath $(B)) \
+         PYTHONDONTWRITEBYTECODE=1 $(PY)
+
+PY_SRC := python/setup.py python/src/_lmc.c $(wildcard python/lmc/*.py)
+
+# The tools the end-to-end test drives, if this tree has them yet (they are
+# written in tools/ by another change); without them that test skips.
+PY_TOOLS := $(if $(wildcard tools/lmc.c),$(B)/lmc) $(if $(wildcard tools/lmc-stats.c),$(B)/lmc-stats)
+
+.PHONY: python check-python check-python-asan demo-flask
+
+# setup.py rebuilds the extension when _lmc.c, lmc.h or liblmc.a changed and
+# copies the pure Python modules next to it.
+python: $(STATIC)
+	$(E) "  PYTHON  $(PY_LIB)"
+	$(Q)cd python && LMC_STATIC=$(abspath $(STATIC)) LMC_CFLAGS='$(ALL_CFLAGS)' \
+	    LMC_LDFLAGS='$(ALL_LDFLAGS)' $(PY) setup.py -q build \
+	    --build-base $(abspath $(PY_OUT))/build --build-lib $(abspath $(PY_LIB))
+
+check-python: python $(PY_TOOLS)
+	$(Q)$(PY_RUN) -m pytest -q -p no:cacheprovider python/tests
+
+check-python-asan:
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address B=$(B)-asan check-python
+
+demo-flask: python $(PY_TOOLS)
+	$(Q)$(PY_RUN) python/demo/demo_flask.py
+
+TEST_EXTRA += check-python
+EXTRA_DEB_PKGS += python3-dev python3-setuptools python3-pytest python3-flask \
+                  python3-flask-caching python3-cachelib gunicorn python3-redis \
+                  python3-diskcache redis-server
