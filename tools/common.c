@@ -21,6 +21,7 @@
 #include <time.h>
 
 const char *tool_name = "lmc";
+const char *tool_synopsis = "";
 volatile sig_atomic_t tool_stop = 0;
 
 /* The signal mask to use while waiting: the original one, which lets
@@ -39,7 +40,7 @@ void tool_usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry '%s --help' for more information.\n", tool_name);
+    fprintf(stderr, "\n%s\nTry '%s --help' for more information.\n", tool_synopsis, tool_name);
     exit(TOOL_EXIT_ERROR);
 }
 

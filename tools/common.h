@@ -33,13 +33,17 @@
 /* Name of the running tool, used as the prefix of every message. */
 extern const char *tool_name;
 
+/* The tool's one-line synopsis ("Usage: ..."), printed with usage errors. */
+extern const char *tool_synopsis;
+
 /* Set by the SIGINT/SIGTERM handler installed by tool_signals_init(). */
 extern volatile sig_atomic_t tool_stop;
 
 /* Print "NAME VERSION (liblmc VERSION)" on stdout. */
 void tool_print_version(void);
 
-/* A usage error: the message and a hint to --help on stderr, exit 2. */
+/* A usage error: the message, the synopsis and a hint to --help on stderr,
+ * exit 2. */
 TOOL_NORETURN void tool_usage_error(const char *fmt, ...) TOOL_PRINTF(1, 2);
 
 /* A usage error for getopt_long's result ch (':' for a missing value, '?'

@@ -413,6 +413,8 @@ static int write_output(const config *cfg, const snapshot *s)
 int main(int argc, char **argv)
 {
     tool_name = "lmc-stats";
+    tool_synopsis = "Usage: lmc-stats PATH [--json | --prometheus] [--watch SECONDS] "
+                    "[--per-process] [--output FILE]";
     config cfg;
     parse_args(argc, argv, &cfg);
     if (cfg.watch_ns && tool_signals_init() != 0) {

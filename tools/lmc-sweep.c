@@ -27,6 +27,9 @@
  * honoured within about this time instead of at the end of the pass. */
 #define DEFAULT_SLICE_MS 200u
 
+/* What lmc_sweep() uses for batch 0 (documented in lmc.h). */
+#define LIBRARY_DEFAULT_BATCH 1000u
+
 /* In --interval mode, this many failed passes in a row end the program
  * (exit 2), so that a cache that keeps failing is noticed and a service
  * manager gets to restart the sweeper with a fresh handle. */
@@ -188,10 +191,21 @@ static void parse_args(int argc, char **argv, config *cfg)
  * the descent to the low watermark the pass began.  A slice that removed
  * nothing before its time ran out (measuring fill on a huge map can take
  * that long) doubles the slice, so that the pass always makes progress.
+ *
+ * A map that writers filled to the last page can be too full for a sweep
+ * transaction of a whole batch: deleting needs fresh pages for copy-on-write
+ * before the old ones are freed, and lmc_sweep() then fails with
+ * LMC_ENOSPC.  Smaller transactions still fit, so the slice is retried with
+ * an eighth of the batch, down to one deletion per transaction, and the
+ * operator is told (the sweeper runs too rarely or the watermarks are too
+ * high).  The next pass starts again with the configured batch.
  */
-static int run_pass(lmc *c, const lmc_sweep_options *base, uint64_t slice_ms,
-                    lmc_sweep_result *tot, int *stopped, unsigned *slices)
+static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopped,
+                    unsigned *slices)
 {
+    const lmc_sweep_options *base = &cfg->opts;
+    uint64_t slice_ms = cfg->slice_ms;
+    unsigned batch = base->batch ? base->batch : LIBRARY_DEFAULT_BATCH;
     uint64_t t0 = tool_mono_ns();
     int evicting = 0;
     memset(tot, 0, sizeof *tot);
@@ -216,6 +230,7 @@ static int run_pass(lmc *c, const lmc_sweep_options *base, uint64_t slice_ms,
             o.max_time_ms = base->max_time_ms - elapsed_ms;
         if (evicting)
             o.flags |= LMC_SWEEP_FORCE;
+        o.batch = batch;
         lmc_sweep_result r;
         int rc = lmc_sweep(c, &o, &r);
         *slices = slice + 1;
@@ -229,6 +244,14 @@ static int run_pass(lmc *c, const lmc_sweep_options *base, uint64_t slice_ms,
         tot->transactions += r.transactions;
         if (r.evicted_soonest || r.evicted_lru)
             evicting = 1;
+        if (rc == LMC_ENOSPC && batch > 1) {
+            unsigned smaller = batch / 8 ? batch / 8 : 1;
+            fprintf(stderr, "%s: %s: the map is too full for transactions of %u deletions; "
+                            "retrying with %u (%s)\n",
+                    tool_name, cfg->path, batch, smaller, lmc_errname(rc));
+            batch = smaller;
+            continue;
+        }
         if (rc) {
             tot->elapsed_us = (tool_mono_ns() - t0) / 1000u;
             return rc;
@@ -279,6 +302,7 @@ static int is_fatal(int rc)
 int main(int argc, char **argv)
 {
     tool_name = "lmc-sweep";
+    tool_synopsis = "Usage: lmc-sweep PATH [--once | --interval SECONDS] [OPTIONS]";
     config cfg;
     parse_args(argc, argv, &cfg);
     if (tool_signals_init() != 0) {
@@ -301,7 +325,7 @@ int main(int argc, char **argv)
         lmc_sweep_result r;
         int stopped = 0;
         unsigned slices = 0;
-        int rc = run_pass(c, &cfg.opts, cfg.slice_ms, &r, &stopped, &slices);
+        int rc = run_pass(c, &cfg, &r, &stopped, &slices);
         if (rc) {
             tool_report(c, rc, "%s: sweep failed", cfg.path);
             failures++;

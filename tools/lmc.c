@@ -540,6 +540,8 @@ static const command *find_command(const char *name)
 int main(int argc, char **argv)
 {
     tool_name = "lmc";
+    tool_synopsis = "Usage: lmc PATH COMMAND [ARGS...] [OPTIONS]\n"
+                    "Commands: get set add del del-prefix incr touch clear ls info";
     config cfg;
     parse_args(argc, argv, &cfg);
 
