@@ -4,7 +4,7 @@
 #
 #   make all            also builds $(B)/lmc, $(B)/lmc-sweep, $(B)/lmc-stats
 #   make check-tools    runs tests/tools/*.sh against the binaries in $(B)
-#   make check-tools-asan   the same against an ASan+UBSan build ($(B)-asan)
+#   make check-tools-asan   the same against an ASan+UBSan build
 #   make install-tools / uninstall-tools   (DESTDIR, bindir honoured)
 #
 # The tools link the static library so that they run from the build directory
@@ -17,8 +17,10 @@ TOOLS_COMMON_OBJ := $(B)/tools/common.o
 TOOLS_HELPER := $(B)/tests/tools/lmc-test-helper
 
 ALL_EXTRA += $(TOOLS_BIN)
-TEST_EXTRA += check-tools
+TEST_EXTRA += check-tools check-tools-asan
 INSTALL_EXTRA += install-tools
+# The tool tests parse JSON and check Prometheus output with Python.
+EXTRA_DEB_PKGS += python3
 
 .PHONY: tools check-tools check-tools-asan install-tools uninstall-tools
 
@@ -45,10 +47,15 @@ $(TOOLS_HELPER): tests/tools/lmc-test-helper.c include/lmc.h $(STATIC)
 check-tools: $(TOOLS_BIN) $(TOOLS_HELPER)
 	$(Q)LMC_BIN_DIR=$(B) LMC_TEST_HELPER=$(TOOLS_HELPER) sh tests/tools/run.sh
 
-# B is passed on explicitly: a B given on the command line would otherwise
-# reach the sub-make and mix sanitized and plain objects in one directory.
+# The same tests against an ASan+UBSan build.  Without a B on the command
+# line this reuses the sanitizer build of `make test-sanitizers`; a B given
+# on the command line would reach the sub-make and mix sanitized and plain
+# objects in one directory, so it gets a directory of its own.
+ifeq ($(origin B),command line)
+TOOLS_ASAN_DIR := B=$(B)-asan
+endif
 check-tools-asan:
-	$(Q)$(MAKE) --no-print-directory SANITIZER=address B=$(B)-asan check-tools
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address $(TOOLS_ASAN_DIR) check-tools
 
 install-tools: $(TOOLS_BIN)
 	install -d $(DESTDIR)$(bindir)

@@ -93,7 +93,8 @@ wait_clock_past() {
 
 # is_dead PID: true once the process has exited (a zombie counts as exited).
 is_dead() {
-    ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ]
+    ! kill -0 "$1" 2>/dev/null ||
+        [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)" = Z ]
 }
 
 # json FILE EXPR: evaluate the Python expression EXPR with `j` bound to the
