@@ -56,7 +56,9 @@ check-python-asan:
 demo-flask: python $(PY_TOOLS)
 	$(Q)$(PY_RUN) python/demo/demo_flask.py
 
-TEST_EXTRA += check-python
+# make test runs the suite against the plain build and against ASan+UBSan
+# (about 40 s each).
+TEST_EXTRA += check-python check-python-asan
 EXTRA_DEB_PKGS += python3-dev python3-setuptools python3-pytest python3-flask \
                   python3-flask-caching python3-cachelib gunicorn python3-redis \
                   python3-diskcache redis-server
