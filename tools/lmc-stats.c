@@ -55,6 +55,8 @@ typedef struct config {
     const char *output;
 } config;
 
+/* Fill cfg from the command line; usage errors exit 2, --help and
+ * --version exit 0. */
 static void parse_args(int argc, char **argv, config *cfg)
 {
     enum { OPT_JSON = 256, OPT_PROM, OPT_WATCH, OPT_PERPROC };
@@ -150,6 +152,9 @@ static int read_procs(lmc *c, snapshot *s)
     return rc;
 }
 
+/* Read everything one snapshot prints: the cache's facts, its counters and
+ * gauges, the per-process table if asked for, and the derived figures.
+ * Returns an lmc code; s->procs is reused (and grown) across snapshots. */
 static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
 {
     int rc = lmc_info_get(c, &s->info);
@@ -164,6 +169,8 @@ static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
     return 0;
 }
 
+/* A field of lmc_stat, located through the library's field table.  memcpy
+ * keeps the read free of alignment and aliasing assumptions. */
 static uint64_t field_u64(const void *base, const lmc_stat_field *f)
 {
     uint64_t v;
@@ -193,6 +200,8 @@ static uint64_t proc_counter(const lmc_proc_stat *p, const lmc_stat_field *f)
 /* Text: name:value lines under # Section headers                           */
 /* ------------------------------------------------------------------------ */
 
+/* Redis-INFO-like text.  Sections come from the field kinds, so a new
+ * counter or gauge lands in the right section by itself. */
 static void print_text(FILE *f, const config *cfg, const snapshot *s)
 {
     size_t nf;
@@ -231,6 +240,8 @@ static void print_text(FILE *f, const config *cfg, const snapshot *s)
 /* JSON: one object per snapshot, on one line; keys are the text names      */
 /* ------------------------------------------------------------------------ */
 
+/* One flat object whose keys are the text names, so that `jq .hit_ratio`
+ * and the text form agree; the per-process table is the only nested part. */
 static void print_json(FILE *f, const config *cfg, const snapshot *s)
 {
     size_t nf;
@@ -356,6 +367,7 @@ static void print_prom(FILE *f, const config *cfg, const snapshot *s)
 /* Output                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Print one snapshot in the chosen format to f. */
 static void print_snapshot(FILE *f, const config *cfg, const snapshot *s)
 {
     if (cfg->fmt == FMT_JSON)
@@ -410,6 +422,8 @@ static int write_output(const config *cfg, const snapshot *s)
     return 0;
 }
 
+/* Open read-only, then print one snapshot, or one every --watch interval
+ * until SIGINT/SIGTERM (exit 0). */
 int main(int argc, char **argv)
 {
     tool_name = "lmc-stats";

@@ -75,6 +75,9 @@ typedef struct config {
     lmc_sweep_options opts;
 } config;
 
+/* Fill cfg from the command line.  Values are checked here so that the
+ * message names the option; limits that belong to the library (the largest
+ * batch) are left to lmc_sweep(), which reports them. */
 static void parse_args(int argc, char **argv, config *cfg)
 {
     enum { OPT_ONCE = 256, OPT_INTERVAL, OPT_HIGH, OPT_LOW, OPT_BATCH, OPT_MAX_KEYS,
@@ -267,6 +270,8 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
     return 0;
 }
 
+/* Report one pass: a logfmt line (key=value, greppable in a journal) or a
+ * JSON object on one line.  Both carry the same fields. */
 static void print_pass(const config *cfg, const lmc_sweep_result *r, unsigned slices)
 {
     uint64_t evicted = r->evicted_soonest + r->evicted_lru;
@@ -299,6 +304,8 @@ static int is_fatal(int rc)
            rc == LMC_ECORRUPT || rc == LMC_EVERSION;
 }
 
+/* Open the cache (never creating it), then run one pass or one pass per
+ * interval until a signal; see the exit status in usage(). */
 int main(int argc, char **argv)
 {
     tool_name = "lmc-sweep";

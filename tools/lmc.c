@@ -124,6 +124,9 @@ static void check_operands(config *cfg)
         tool_usage_error("MS must be milliseconds (0 for never), not '%s'", cfg->args[1]);
 }
 
+/* Fill cfg from the command line: the cache path, the command, its operands
+ * and the options, all checked before anything is opened.  Usage errors
+ * exit 2; --help and --version exit 0. */
 static void parse_args(int argc, char **argv, config *cfg)
 {
     enum { OPT_TTL = 256, OPT_LIMIT, OPT_CREATE, OPT_MAPSIZE, OPT_MODE };
@@ -254,6 +257,10 @@ static void parse_args(int argc, char **argv, config *cfg)
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* Each command returns the exit status: 0 done, 1 a miss or not applied,
+ * 2 a failure (already reported). */
+
+/* get KEY: the raw value on stdout, nothing added; a miss prints nothing. */
 static int cmd_get(lmc *c, const config *cfg)
 {
     const char *key = cfg->args[0];
@@ -323,6 +330,7 @@ static int read_stdin(lmc *c, char **out, size_t *len)
     return 0;
 }
 
+/* set and add: VALUE is the argument's bytes, or stdin for "-". */
 static int store(lmc *c, const config *cfg, int add)
 {
     const char *key = cfg->args[0];
@@ -370,6 +378,8 @@ static int cmd_del(lmc *c, const config *cfg)
     return TOOL_EXIT_OK;
 }
 
+/* del-prefix PREFIX: prints the number removed, so that a deploy script can
+ * log what its invalidation did. */
 static int cmd_del_prefix(lmc *c, const config *cfg)
 {
     const char *prefix = cfg->args[0];
@@ -385,6 +395,8 @@ static int cmd_del_prefix(lmc *c, const config *cfg)
     return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
 }
 
+/* incr KEY [DELTA]: prints the new value; LMC_ENOTNUM and LMC_ERANGE are
+ * failures (2), not misses. */
 static int cmd_incr(lmc *c, const config *cfg)
 {
     const char *key = cfg->args[0];
@@ -430,6 +442,8 @@ typedef struct ls_ctx {
     int64_t now_ms;
 } ls_ctx;
 
+/* lmc_scan callback: one "KEY<tab>TTL<tab>BYTES" line into the memory
+ * stream; returns 1 to stop the scan once --limit lines are written. */
 static int ls_entry(void *arg, const lmc_value *e)
 {
     ls_ctx *x = arg;
@@ -484,6 +498,8 @@ static int cmd_ls(lmc *c, const config *cfg)
     return TOOL_EXIT_OK;
 }
 
+/* info: lmc_info_get() and the stats an operator checks first, as
+ * name:value lines like lmc-stats. */
 static int cmd_info(lmc *c, const config *cfg)
 {
     (void)cfg;
@@ -537,6 +553,7 @@ static const command *find_command(const char *name)
     return NULL;
 }
 
+/* Parse, open the cache the way the command needs, run the command. */
 int main(int argc, char **argv)
 {
     tool_name = "lmc";
