@@ -1371,7 +1371,8 @@ static PyObject *Cache_get_nogil(CacheObject *self, PyObject *key)
 
 static PyObject *Cache_repr(CacheObject *self)
 {
-    return PyUnicode_FromFormat("<lmc.Cache %R%s>", self->path ? self->path : Py_None,
+    return PyUnicode_FromFormat("<%s %R%s>", Py_TYPE(self)->tp_name,
+                                self->path ? self->path : Py_None,
                                 self->h ? "" : " closed");
 }
 
