@@ -14,8 +14,9 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
   floats; lmc keeps milliseconds.
 - add(), inc() and dec() are atomic across processes (lmc_add, lmc_incr).
   inc() on a key that does not exist creates it with default_timeout, like
-  cachelib's generic inc(); on an existing key it keeps the key's timeout
-  (cachelib's generic version resets it to the default).
+  cachelib's generic inc(); on an existing integer it keeps the key's
+  timeout (cachelib's generic version resets it to the default, and so does
+  the compare-and-swap path inc() takes for pickled numbers such as floats).
 - has() is a real existence check: it reads no value and unpickles nothing.
 - delete_many() deletes every key given and returns those that existed.
 - Values are pickled, except plain ints that fit in 64 bits, which are
@@ -253,6 +254,8 @@ class LmcCache(BaseCache):
             # cachelib's rule: a falsy value counts as 0; a value that does
             # not support + raises TypeError, as in SimpleCache.
             value = (self.serializer.loads(raw) or 0) + delta
+            # The entry gets default_timeout again, as with cachelib's generic
+            # inc(): lmc_cas cannot keep the entry's current timeout.
             if self.lmc.cas(k, self.serializer.dumps(value), version, ttl):
                 return value
         raise Error("inc(): the value kept changing under 1000 compare-and-swap attempts")

@@ -723,10 +723,19 @@ static int scan_cb(void *arg, const lmc_value *e)
 static PyObject *Cache_keys(CacheObject *self, PyObject *args, PyObject *kwds)
 {
     KWLIST("prefix", "limit")
-    PyObject *prefix = NULL;
-    Py_ssize_t limit = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|On:keys", kwlist, &prefix, &limit))
+    PyObject *prefix = NULL, *olimit = Py_None;
+    Py_ssize_t limit = -1; /* no limit */
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:keys", kwlist, &prefix, &olimit))
         return NULL;
+    if (olimit != Py_None) {
+        limit = PyLong_AsSsize_t(olimit);
+        if (limit == -1 && PyErr_Occurred())
+            return NULL;
+        if (limit < 0) {
+            PyErr_SetString(PyExc_ValueError, "limit must be None or >= 0");
+            return NULL;
+        }
+    }
     lmc *h = handle(self);
     if (!h)
         return NULL;

@@ -325,6 +325,10 @@ def test_keys_with_prefix_and_limit(cache):
     assert cache.keys() == [b"a/1", b"a/2", b"a/3", b"b/1"]
     assert cache.keys(b"a/") == [b"a/1", b"a/2", b"a/3"]
     assert cache.keys("a/", limit=2) == [b"a/1", b"a/2"]
+    assert cache.keys(b"a/", limit=None) == [b"a/1", b"a/2", b"a/3"]
+    assert cache.keys(limit=0) == []
+    with pytest.raises(ValueError):
+        cache.keys(limit=-1)
     assert cache.keys(b"zz") == []
 
 
