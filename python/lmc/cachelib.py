@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 # First byte of every pickle of protocol 2 or later (the PROTO opcode).
-_PICKLE_PROTO = 0x80
+_PICKLE_PROTO = b"\x80"
 
 
 class LmcSerializer:
@@ -69,7 +69,7 @@ class LmcSerializer:
     def loads(self, data: _t.Optional[bytes]) -> _t.Any:
         if data is None:
             return None
-        if data[:1] and data[0] == _PICKLE_PROTO:
+        if data[:1] == _PICKLE_PROTO:
             try:
                 return pickle.loads(data)
             except Exception as e:  # any damage: pickle raises many types
@@ -114,8 +114,8 @@ class LmcCache(BaseCache):
 
     # -- helpers -----------------------------------------------------------
 
-    def _k(self, key: str) -> _t.Union[str, bytes]:
-        return self.key_prefix + key if self.key_prefix else key
+    def _k(self, key: str) -> str:
+        return self.key_prefix + key
 
     def _ttl(self, timeout: _t.Optional[float]) -> _t.Optional[float]:
         """Seconds for lmc (0 = never), or None if the entry would already
@@ -140,7 +140,8 @@ class LmcCache(BaseCache):
     # -- reads -------------------------------------------------------------
 
     def get(self, key: str) -> _t.Any:
-        return self.serializer.loads(self.lmc.get(self._k(key)))
+        # The hot path of every cached view: _k() inlined.
+        return self.serializer.loads(self.lmc.get(self.key_prefix + key))
 
     def get_many(self, *keys: str) -> _t.List[_t.Any]:
         # One read transaction: the values come from one snapshot.
