@@ -136,25 +136,36 @@ def summary(ns):
             "p99": ns[int(len(ns) * 0.99)] / 1000}
 
 
-def bench_backend(name, config, n, keys, value):
-    """get hit, get miss and set latencies of one backend through the
-    Flask-Caching proxy (cache.get / cache.set in an app context)."""
-    app = Flask(f"bench-{name}")
-    app.config.update(config)
-    cache = Cache(app)
-    res = {}
-    with app.app_context():
-        cache.clear()
-        sets = [(random.choice(keys), value) for _ in range(n)]
-        for k in keys:  # every key present before the gets
-            cache.set(k, value)
-        timed(cache.get, [(k,) for k in keys[:1000]])  # warm-up
-        res["set"] = summary(timed(cache.set, sets))
-        res["get hit"] = summary(timed(cache.get, [(random.choice(keys),) for _ in range(n)]))
-        res["get miss"] = summary(timed(cache.get, [("miss-%d" % i,) for i in range(n)]))
-        assert cache.get(keys[0]) == value, f"{name}: wrong value"
-        cache.clear()
-    return res
+class Backend:
+    """One Flask-Caching backend in its own Flask app, filled with every key
+    before the measurements."""
+
+    def __init__(self, name, config, keys, value):
+        self.name = name
+        self.app = Flask(f"bench-{name}")
+        self.app.config.update(config)
+        self.cache = Cache(self.app)
+        self.samples = {"get hit": [], "get miss": [], "set": []}
+        with self.app.app_context():
+            self.cache.clear()
+            for k in keys:
+                self.cache.set(k, value)
+            timed(self.cache.get, [(k,) for k in keys])  # warm-up
+            assert self.cache.get(keys[0]) == value, f"{name}: wrong value"
+
+    def measure(self, n, keys, value, round_no):
+        """One round: n sets, n hits and n misses through the Flask-Caching
+        proxy (cache.set / cache.get in an app context)."""
+        c = self.cache
+        with self.app.app_context():
+            self.samples["set"] += timed(c.set, [(random.choice(keys), value) for _ in range(n)])
+            self.samples["get hit"] += timed(c.get, [(random.choice(keys),) for _ in range(n)])
+            self.samples["get miss"] += timed(
+                c.get, [("miss-%d-%d" % (round_no, i),) for i in range(n)])
+
+    def close(self):
+        with self.app.app_context():
+            self.cache.clear()
 
 
 def binding_overhead(path, n):
@@ -286,29 +297,39 @@ def main():
             redis = Redis(tmp)
             backends["RedisCache"] = dict(base, CACHE_TYPE="RedisCache",
                                           CACHE_REDIS_URL="unix://" + redis.sock)
-        results = {}
-        for name, config in backends.items():
-            if name in skip or config is None:
-                continue
-            print(f"# measuring {name} ...", file=sys.stderr)
-            results[name] = bench_backend(name, config, args.n, keys, value)
+        # The backends take turns, round after round, so that a burst of load
+        # from elsewhere on the host spreads over all of them instead of
+        # landing on one.
+        ready = [Backend(name, config, keys, value) for name, config in backends.items()
+                 if name not in skip and config is not None]
+        rounds = 5
+        for r in range(rounds):
+            for b in ready:
+                print(f"# round {r + 1}/{rounds}: {b.name}", file=sys.stderr)
+                b.measure(max(1, args.n // rounds), keys, value, r)
+        results = {b.name: {op: summary(ns) for op, ns in b.samples.items()} for b in ready}
+        for b in ready:
+            b.close()
 
         print(f"# Python benchmark: Flask-Caching backends, {time.strftime('%Y-%m-%d')}\n")
-        print(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"- host: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+              f"load average at the end {load}")
         print(f"- Python {platform.python_version()} ({sys.executable}), lmc {lmc.LIB_VERSION}, "
               f"module {lmc._lmc.__file__}")
         print(f"- {args.n} operations per row, {args.keys} keys, value: a str of "
               f"{args.value_size} characters (pickled), files on {shm or tmp}")
         print("- latency in microseconds per call of cache.get / cache.set on flask_caching.Cache,"
-              " timer overhead included\n")
+              " timer overhead included; the backends take turns over 5 rounds; ratios are of"
+              " the p50 (the median shrugs off bursts of load from other processes)\n")
         for op in ("get hit", "get miss", "set"):
             print(f"## {op}\n")
-            print("| backend | mean us | p50 us | p99 us | mean vs lmc |")
+            print("| backend | mean us | p50 us | p99 us | p50 vs lmc |")
             print("|---|---:|---:|---:|---:|")
-            ref = results.get("lmc", {}).get(op, {}).get("mean")
+            ref = results.get("lmc", {}).get(op, {}).get("p50")
             for name, r in results.items():
                 s = r[op]
-                ratio = f"{s['mean'] / ref:.1f}x" if ref else "-"
+                ratio = f"{s['p50'] / ref:.1f}x" if ref else "-"
                 print(f"| {name} | {s['mean']:.2f} | {s['p50']:.2f} | {s['p99']:.2f} | {ratio} |")
             print()
 
