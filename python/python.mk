@@ -4,7 +4,7 @@
 #
 #   make python             build the package into $(B)/python/lib
 #   make check-python       pytest python/tests against that build (make test runs it)
-#   make check-python-asan  the same against an AddressSanitizer build
+#   make check-python-asan  the same against an ASan+UBSan build in $(B)-pyasan
 #   make demo-flask         gunicorn, 4 prefork workers, one shared cache
 #
 # Always Debian's interpreter: the `python3` first on PATH may be another one
@@ -50,8 +50,10 @@ python: $(STATIC)
 check-python: python $(PY_TOOLS)
 	$(Q)$(PY_RUN) -m pytest -q -p no:cacheprovider python/tests
 
+# A build directory of its own (not $(B)-asan, which check-tools-asan uses),
+# so that the two never build the same objects at once under make -j.
 check-python-asan:
-	$(Q)$(MAKE) --no-print-directory SANITIZER=address B=$(B)-asan check-python
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address B=$(B)-pyasan check-python
 
 demo-flask: python $(PY_TOOLS)
 	$(Q)$(PY_RUN) python/demo/demo_flask.py
