@@ -5,6 +5,7 @@ child killed at any point leaves the cache usable."""
 import os
 import signal
 import threading
+import time
 
 import pytest
 from conftest import run_forked, wait_child, wait_for
@@ -195,3 +196,62 @@ def test_many_forks_do_not_exhaust_reader_slots(cache_path):
         for _ in range(40):
             assert run_forked(lambda: c.get(b"k") == b"v" or os._exit(2)) == 0
         assert c.get(b"k") == b"v"
+
+
+def test_gil_is_released_while_waiting_for_another_process_s_write(cache_path):
+    """A write that waits for LMDB's writer lock held by another process
+    lets the other Python threads of this process run meanwhile.  The child
+    holds the lock for a few hundred ms in one big transaction; a round in
+    which the parent's write did not have to wait (the child was not in its
+    transaction yet, or already done) is repeated, against a deadline."""
+    deadline = time.monotonic() + 60
+    c = lmc.Cache(cache_path, map_size=256 << 20)
+    rounds = 0
+    while True:
+        rounds += 1
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                # Built here, not inherited: touching the parent's objects
+                # would copy their pages first and delay the transaction.
+                items = [(b"bulk-%07d" % i, b"v" * 100) for i in range(300_000)]
+                os.write(w, b"go")
+                c.set_many(items)  # one long write transaction
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        os.read(r, 2)
+        os.close(r)
+        ticks = []
+        stop = threading.Event()
+
+        def spin():
+            while not stop.is_set():
+                ticks.append(time.monotonic())
+
+        t = threading.Thread(target=spin)
+        t.start()
+        try:
+            # Give the child time to build its batch and take the lock; if
+            # it was not enough, the round does not count (checked below).
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            c.set(b"parent", b"1")
+            t1 = time.monotonic()
+        finally:
+            stop.set()
+            t.join()
+        assert wait_child(pid) == 0
+        assert c.get(b"parent") == b"1"
+        if t1 - t0 > 0.03:  # the write waited for the child's transaction
+            inside = [x for x in ticks if t0 + 0.25 * (t1 - t0) < x < t0 + 0.75 * (t1 - t0)]
+            assert len(inside) > 10, f"no other thread ran during a {t1 - t0:.3f} s wait"
+            c.close()
+            print(f"waited {t1 - t0:.3f} s in round {rounds}")
+            return
+        assert time.monotonic() < deadline, "the parent's write never had to wait"
+        c.clear()
