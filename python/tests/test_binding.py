@@ -554,7 +554,10 @@ def test_full_map_evicts_instead_of_failing(tmpdir_shm):
             c.set(b"k%d" % i, b"x" * 2000)
         assert c.get(b"k1999") == b"x" * 2000
         st = c.stats()
-        assert st["map_full"] > 0 and st["evictions_lru"] > 0
+        # Entries without a timeout were evicted, coldest first, to make room
+        # (whether at the map-full error or earlier, at a watermark).
+        assert st["evictions_lru"] > 0
+        assert st["entries"] < 2000 and st["sets"] >= 2000
 
 
 def test_error_attributes_and_helpers():
