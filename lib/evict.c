@@ -1,25 +1,38 @@
 /*
  * evict.c - removing entries to make room, and measuring how full the map is.
  *
- * The policy of the design, in order: expired entries; then live entries
- * with a TTL, soonest to expire first (both read straight off the expiry
- * index, whose keys start with the big-endian expiry time, so removing N
- * entries costs O(N) and never a scan of the cache); then entries without a
- * TTL by approximate LRU.  For LRU, recency lives outside LMDB (recency.c);
- * here a window of candidates is read from a moving hand over the entries,
- * sorted by their recency, and the coldest are removed, much like Redis's
- * sampled eviction, without turning reads into writes.
+ * Expired entries are garbage: they are read straight off the expiry index,
+ * whose keys start with the big-endian expiry time, so removing N of them
+ * costs O(N) and never a scan of the cache.
+ *
+ * Capacity eviction is different, because what runs out is pages, and a
+ * B-tree gives a page back only when it is nearly empty: LMDB merges a leaf
+ * into its neighbour only below a quarter full.  Removing scattered entries
+ * (the 20% least recently used, say) empties no page at all, so the map stays
+ * as full as before, a writer appending ever-increasing keys still finds no
+ * page, and a sweeper that waits for the fill to drop ends up deleting three
+ * quarters of the cache.  So capacity eviction works on *runs*: groups of
+ * consecutive entries about three leaf pages long.  Deleting a run frees its
+ * pages.  A run is scored by its most valuable member, in the policy order
+ * of the design: runs whose entries all have a TTL go first, the one whose
+ * last entry expires soonest first; then runs with entries without TTL, the
+ * one whose most recently used entry is coldest first (recency lives outside
+ * LMDB, recency.c).  A hot key thus protects its run; cold ranges go whole.
  *
  * Fill is "used pages / pages in the map", where used pages are LMDB's file
- * high-water mark minus the pages on its free list (lmdb-rules 4.4): pages
- * freed by earlier transactions are reused before the file grows.
+ * high-water mark minus the pages on its free list (lmdb-rules 4.4).
  */
 #include "fmacros.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Expired entries, through the expiry index                                */
+/* ------------------------------------------------------------------------ */
 
 int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint64_t *removed)
 {
@@ -73,143 +86,456 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
     return 0;
 }
 
-typedef struct lru_cand {
-    uint32_t rec;
-    uint16_t len;
-    unsigned char key[LMC__KEY_STORED_LONG];
-} lru_cand;
+/* ------------------------------------------------------------------------ */
+/* Runs                                                                     */
+/* ------------------------------------------------------------------------ */
 
-static int cand_cmp(const void *a, const void *b)
+void lmc__runs_free(lmc__runs *r)
 {
-    const lru_cand *x = a, *y = b;
-    return (x->rec > y->rec) - (x->rec < y->rec);
+    lmc__free(r->v);
+    lmc__free(r->arena);
+    memset(r, 0, sizeof *r);
 }
 
-int lmc__evict_lru(lmc__wctx *w, uint64_t budget, uint64_t window, uint64_t *removed)
+static int arena_put(lmc__runs *r, const void *p, size_t n, size_t *off)
 {
-    lmc__core *k = w->k;
-    *removed = 0;
-    if (budget == 0)
-        return 0;
-    if (window < budget)
-        window = budget;
-    lru_cand *cands = lmc__malloc(window * sizeof *cands);
-    if (!cands)
-        return lmc__err(w->h, LMC_ENOMEM, "out of memory for %llu eviction candidates",
-                        (unsigned long long)window);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(w->txn, k->dbi_entries, &cur);
-    if (rc) {
-        lmc__free(cands);
-        return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+    if (r->alen + n > r->acap) {
+        size_t cap = r->acap ? r->acap * 2 : 16384;
+        while (cap < r->alen + n)
+            cap *= 2;
+        unsigned char *a = lmc__malloc(cap);
+        if (!a)
+            return LMC_ENOMEM;
+        if (r->alen)
+            memcpy(a, r->arena, r->alen);
+        lmc__free(r->arena);
+        r->arena = a;
+        r->acap = cap;
     }
-    MDB_val key, d;
-    bool wrapped = false;
-    if (k->lru_hand_len) {
-        key.mv_size = k->lru_hand_len;
-        key.mv_data = k->lru_hand;
-        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    } else {
-        rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-        wrapped = true;
-    }
-    /* Read candidates: entries without TTL (and malformed ones, coldest of
-     * all), from the hand on, wrapping around once. */
-    uint64_t nc = 0, visited = 0, total = 0;
-    MDB_stat st;
-    if (mdb_stat(w->txn, k->dbi_entries, &st) == 0)
-        total = st.ms_entries;
-    while (nc < window && visited < total) {
-        if (rc == MDB_NOTFOUND) {
-            if (wrapped)
-                break;
-            wrapped = true;
-            rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-            continue;
-        }
-        if (rc)
-            break;
-        visited++;
-        lmc__entry e;
-        int bad = lmc__entry_parse(&key, &d, &e) != 0;
-        if (bad || e.expires_at == 0) {
-            lru_cand *c = &cands[nc++];
-            c->len = (uint16_t)key.mv_size;
-            memcpy(c->key, key.mv_data, key.mv_size);
-            c->rec = bad ? 0 : atomic_load_explicit(lmc__recency_cell(k, &key),
-                                                    memory_order_relaxed);
-        }
-        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
-    }
-    /* The hand moves on to where this window stopped. */
-    if (rc == 0) {
-        memcpy(k->lru_hand, key.mv_data, key.mv_size);
-        k->lru_hand_len = key.mv_size;
-    } else {
-        k->lru_hand_len = 0;
-    }
-    mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        lmc__free(cands);
-        return lmc__wfail(w, rc, "reading eviction candidates");
-    }
-    qsort(cands, nc, sizeof *cands, cand_cmp);
-    uint64_t n = 0;
-    for (uint64_t i = 0; i < nc && n < budget; i++) {
-        MDB_val skey = {cands[i].len, cands[i].key}, old;
-        rc = mdb_get(w->txn, k->dbi_entries, &skey, &old);
-        if (rc == MDB_NOTFOUND)
-            continue;
-        rc = rc ? lmc__wfail(w, rc, "mdb_get (evict)") : lmc__entry_remove(w, NULL, &skey, &old);
-        if (rc) {
-            lmc__free(cands);
-            return rc;
-        }
-        n++;
-    }
-    lmc__free(cands);
-    w->ctr[LMC__C_evictions_lru] += n;
-    *removed = n;
+    memcpy(r->arena + r->alen, p, n);
+    *off = r->alen;
+    r->alen += n;
     return 0;
 }
 
-typedef struct room_arg {
-    uint64_t budget;
-    uint64_t removed;
-} room_arg;
-
-static int op_room(lmc__wctx *w, void *p)
+static lmc__run *run_new(lmc__runs *r)
 {
-    room_arg *a = p;
-    uint64_t n = 0;
-    int rc = lmc__evict_by_expiry(w, true, a->budget, &n);
-    if (rc == 0 && n == 0)
-        rc = lmc__evict_by_expiry(w, false, a->budget, &n);
-    if (rc == 0 && n == 0)
-        rc = lmc__evict_lru(w, a->budget, a->budget * 4, &n);
-    a->removed = n;
-    return rc;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        lmc__run *v = lmc__malloc(cap * sizeof *v);
+        if (!v)
+            return NULL;
+        if (r->n)
+            memcpy(v, r->v, r->n * sizeof *v);
+        lmc__free(r->v);
+        r->v = v;
+        r->cap = cap;
+    }
+    lmc__run *x = &r->v[r->n++];
+    memset(x, 0, sizeof *x);
+    return x;
+}
+
+unsigned lmc__run_len(lmc__core *k, MDB_txn *txn)
+{
+    MDB_stat st;
+    if (mdb_stat(txn, k->dbi_entries, &st) != 0 || st.ms_entries == 0)
+        return 1;
+    uint64_t per_leaf = st.ms_leaf_pages ? st.ms_entries / st.ms_leaf_pages : st.ms_entries;
+    uint64_t len = 3 * (per_leaf ? per_leaf : 1);
+    /* Small caches get at least 16 runs, so that eviction stays selective. */
+    if (len > st.ms_entries / 16)
+        len = st.ms_entries / 16;
+    if (len > 512)
+        len = 512;
+    return len ? (unsigned)len : 1;
+}
+
+/* LMDB's default key order: bytewise, a shorter key first on a tie. */
+static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c)
+        return c;
+    return (al > bl) - (al < bl);
+}
+
+/* Close the open run: record its last key and its class and score. */
+static int run_close(lmc__runs *r, lmc__run *x, const MDB_val *last, bool bad, bool no_ttl,
+                     uint64_t max_exp, uint64_t max_rec)
+{
+    size_t off;
+    if (arena_put(r, last->mv_data, last->mv_size, &off))
+        return LMC_ENOMEM;
+    x->last = off;
+    x->llen = (uint16_t)last->mv_size;
+    x->cls = bad ? 0 : no_ttl ? 2 : 1;
+    x->score = x->cls == 1 ? max_exp : x->cls == 2 ? max_rec : 0;
+    return 0;
+}
+
+int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entries,
+                   unsigned run_len, lmc__runs *out, unsigned char *next, size_t *next_len)
+{
+    lmc__core *k = h->core;
+    MDB_cursor *cur;
+    *next_len = 0;
+    int rc = mdb_cursor_open(txn, k->dbi_entries, &cur);
+    if (rc)
+        return lmc__mdb_err(h, rc, "mdb_cursor_open");
+    MDB_val key, d, prev = {0, NULL};
+    unsigned char prevbuf[LMC__KEY_STORED_LONG];
+    if (start && start->mv_size) {
+        key = *start;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
+    }
+    lmc__run *x = NULL;
+    bool bad = false, no_ttl = false;
+    uint64_t max_exp = 0, max_rec = 0, scanned = 0;
+    /* A run also ends where entries switch between having a TTL and not
+     * (once it holds a quarter of its length), so that a group of entries
+     * with a TTL is not hidden in a run scored by its neighbours' recency. */
+    const unsigned min_split = run_len / 4 ? run_len / 4 : 1;
+    while (rc == 0) {
+        if (scanned >= max_entries) {
+            memcpy(next, key.mv_data, key.mv_size);
+            *next_len = key.mv_size;
+            break;
+        }
+        lmc__entry e;
+        int parsed = lmc__entry_parse(&key, &d, &e);
+        if (x && parsed == 0 && x->count >= min_split && (max_exp || no_ttl) &&
+            (e.expires_at != 0) == no_ttl) {
+            if (run_close(out, x, &prev, bad, no_ttl, max_exp, max_rec)) {
+                rc = LMC_ENOMEM;
+                goto fail;
+            }
+            x = NULL;
+        }
+        if (!x) {
+            if (!(x = run_new(out)) || arena_put(out, key.mv_data, key.mv_size, &x->first)) {
+                rc = LMC_ENOMEM;
+                goto fail;
+            }
+            x->flen = (uint16_t)key.mv_size;
+            bad = no_ttl = false;
+            max_exp = max_rec = 0;
+        }
+        if (parsed != 0) {
+            bad = true;
+        } else if (e.expires_at) {
+            if (e.expires_at > max_exp)
+                max_exp = e.expires_at;
+        } else {
+            no_ttl = true;
+            uint32_t rec = k->recency ? atomic_load_explicit(lmc__recency_cell(k, &key),
+                                                             memory_order_relaxed)
+                                      : 0;
+            if (rec > max_rec)
+                max_rec = rec;
+        }
+        x->count++;
+        scanned++;
+        memcpy(prevbuf, key.mv_data, key.mv_size);
+        prev.mv_size = key.mv_size;
+        prev.mv_data = prevbuf;
+        if (x->count >= run_len) {
+            if (run_close(out, x, &prev, bad, no_ttl, max_exp, max_rec)) {
+                rc = LMC_ENOMEM;
+                goto fail;
+            }
+            x = NULL;
+        }
+        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        return lmc__mdb_err(h, rc, "mdb_cursor_get (runs)");
+    }
+    if (x && run_close(out, x, &prev, bad, no_ttl, max_exp, max_rec)) {
+        rc = LMC_ENOMEM;
+        goto fail;
+    }
+    mdb_cursor_close(cur);
+    return 0;
+fail:
+    mdb_cursor_close(cur);
+    return lmc__err(h, rc, "out of memory listing eviction candidates");
+}
+
+/* qsort context: the runs being sorted (qsort has no argument). */
+static _Thread_local const lmc__runs *sort_runs;
+
+static int cmp_coldest(const void *a, const void *b)
+{
+    const lmc__run *x = &sort_runs->v[*(const size_t *)a];
+    const lmc__run *y = &sort_runs->v[*(const size_t *)b];
+    if (x->cls != y->cls)
+        return x->cls < y->cls ? -1 : 1;
+    return (x->score > y->score) - (x->score < y->score);
+}
+
+static int cmp_key_order(const void *a, const void *b)
+{
+    const lmc__run *x = &sort_runs->v[*(const size_t *)a];
+    const lmc__run *y = &sort_runs->v[*(const size_t *)b];
+    return key_cmp(sort_runs->arena + x->first, x->flen, sort_runs->arena + y->first, y->flen);
+}
+
+void lmc__runs_order(const lmc__runs *r, size_t *idx, size_t n, bool by_key)
+{
+    sort_runs = r;
+    qsort(idx, n, sizeof *idx, by_key ? cmp_key_order : cmp_coldest);
+    sort_runs = NULL;
 }
 
 /*
- * A write found the map full.  Evict a batch that grows with each round (16
- * entries, then 32, ... up to 4096) in its own transaction.  If even that
- * transaction finds the map full (deletes need fresh pages too), retry with a
- * single eviction, and if that fails too return LMC__EMAPFULL.  With nothing
- * left to evict, the write cannot succeed: LMC_ENOSPC.
+ * Delete the entries from `from` through the run's last key, at most budget
+ * of them.  *done says whether the run's range is exhausted; otherwise
+ * resume/resume_len hold the next key to delete.
  */
-int lmc__make_room(lmc *h, unsigned round)
+static int delete_range(lmc__wctx *w, MDB_cursor *cur, const lmc__runs *r, const lmc__run *x,
+                        const MDB_val *from, uint64_t budget, uint64_t *removed, bool *done,
+                        unsigned char *resume, size_t *resume_len)
 {
-    room_arg a = {(uint64_t)16 << (round < 8 ? round : 8), 0};
-    for (int tries = 0; tries < 2; tries++) {
+    const unsigned char *last = r->arena + x->last;
+    MDB_val key = *from, d;
+    uint64_t n = 0;
+    *done = true;
+    int rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    while (rc == 0 && key_cmp(key.mv_data, key.mv_size, last, x->llen) <= 0) {
+        if (n >= budget) {
+            memcpy(resume, key.mv_data, key.mv_size);
+            *resume_len = key.mv_size;
+            *done = false;
+            break;
+        }
+        lmc__entry e;
+        int parsed = lmc__entry_parse(&key, &d, &e);
+        if ((rc = lmc__entry_remove(w, cur, &key, &d)))
+            return rc;
+        w->ctr[parsed == 0 && e.expires_at ? LMC__C_evictions_soonest : LMC__C_evictions_lru]++;
+        n++;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
+    *removed += n;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmc__wfail(w, rc, "evicting a run");
+    return 0;
+}
+
+int lmc__op_runs_delete(lmc__wctx *w, void *p)
+{
+    lmc__runs_del *a = p;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(w->txn, w->k->dbi_entries, &cur);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+    size_t pos = a->pos;
+    bool has_resume = a->has_resume;
+    memcpy(a->next_resume, a->resume, a->rlen);
+    size_t rlen = a->rlen;
+    uint64_t removed = 0;
+    while (pos < a->nsel && removed < a->batch) {
+        const lmc__run *x = &a->r->v[a->sel[pos]];
+        MDB_val from = has_resume ? (MDB_val){rlen, a->next_resume}
+                                  : (MDB_val){x->flen, a->r->arena + x->first};
+        bool done;
+        size_t nl = 0;
+        unsigned char nk[LMC__KEY_STORED_LONG];
+        rc = delete_range(w, cur, a->r, x, &from, a->batch - removed, &removed, &done, nk, &nl);
+        if (rc)
+            break;
+        if (done) {
+            pos++;
+            has_resume = false;
+            rlen = 0;
+        } else {
+            memcpy(a->next_resume, nk, nl);
+            rlen = nl;
+            has_resume = true;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc)
+        return rc;
+    a->next_pos = pos;
+    a->next_has_resume = has_resume;
+    a->next_rlen = rlen;
+    a->next_removed = removed;
+    a->next_soonest = w->ctr[LMC__C_evictions_soonest];
+    a->next_lru = w->ctr[LMC__C_evictions_lru];
+    return 0;
+}
+
+int lmc__runs_delete(lmc *h, lmc__runs_del *a)
+{
+    while (a->pos < a->nsel) {
+        a->next_removed = 0;
+        int rc = lmc__write(h, lmc__op_runs_delete, a, &a->batch);
+        if (rc)
+            return rc;
+        a->removed += a->next_removed;
+        a->soonest += a->next_soonest;
+        a->lru += a->next_lru;
+        a->transactions++;
+        a->pos = a->next_pos;
+        a->has_resume = a->next_has_resume;
+        memcpy(a->resume, a->next_resume, a->next_rlen);
+        a->rlen = a->next_rlen;
+        if (a->stop && a->stop(a->stop_arg, a->removed))
+            break;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Emergency room for a write that found the map full                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Free about want_pages pages in a transaction of its own: expired entries if
+ * there are any, else whole runs of the coldest entries.  Deleting copies
+ * pages before it frees any, so a transaction that finds the map full is
+ * retried with half the deletions, down to one; if even that fails, return
+ * LMC__EMAPFULL.  With nothing left to evict: LMC_ENOSPC.
+ */
+typedef struct room_arg {
+    uint64_t budget;  /* entries to evict */
+    uint64_t removed;
+} room_arg;
+
+/* Evict expired entries; if there are none, the coldest runs of a window of
+ * runs read from the LRU hand on (wrapping around once), up to budget
+ * entries. */
+static int op_room(lmc__wctx *w, void *p)
+{
+    room_arg *a = p;
+    lmc__core *k = w->k;
+    a->removed = 0;
+    uint64_t n = 0;
+    int rc = lmc__evict_by_expiry(w, true, a->budget, &n);
+    if (rc || n) {
+        a->removed = n;
+        return rc;
+    }
+    unsigned len = lmc__run_len(k, w->txn);
+    lmc__runs r;
+    memset(&r, 0, sizeof r);
+    unsigned char next[LMC__KEY_STORED_LONG];
+    size_t next_len = 0;
+    MDB_val start = {k->lru_hand_len, k->lru_hand};
+    /* At least eight runs to choose from, and enough for the budget twice. */
+    uint64_t window = (uint64_t)len * 8;
+    if (window < a->budget * 2)
+        window = a->budget * 2;
+    rc = lmc__runs_scan(w->h, w->txn, &start, window, len, &r, next, &next_len);
+    uint64_t got = 0;
+    for (size_t i = 0; rc == 0 && i < r.n; i++)
+        got += r.v[i].count;
+    if (rc == 0 && got < window && k->lru_hand_len) {
+        /* The hand reached the end: continue from the first entry. */
+        rc = lmc__runs_scan(w->h, w->txn, NULL, window - got, len, &r, next, &next_len);
+    }
+    if (rc == 0) {
+        memcpy(k->lru_hand, next, next_len);
+        k->lru_hand_len = next_len;
+    }
+    /* Entries with a TTL go before entries without: also offer the runs
+     * around the entry that expires soonest, so that a window of the hand
+     * that holds only entries without TTL does not decide alone. */
+    MDB_cursor *xc;
+    if (rc == 0 && mdb_cursor_open(w->txn, k->dbi_expiry, &xc) == 0) {
+        MDB_val xk, xd;
+        unsigned char sk[LMC__KEY_STORED_LONG];
+        MDB_val from = {0, sk};
+        if (mdb_cursor_get(xc, &xk, &xd, MDB_FIRST) == 0 && xk.mv_size > 8 &&
+            xk.mv_size <= LMC__EXPKEY_MAX) {
+            from.mv_size = xk.mv_size - 8;
+            memcpy(sk, (unsigned char *)xk.mv_data + 8, from.mv_size);
+        }
+        mdb_cursor_close(xc);
+        if (from.mv_size) {
+            unsigned char unused[LMC__KEY_STORED_LONG];
+            size_t ul;
+            rc = lmc__runs_scan(w->h, w->txn, &from, window / 2 + len, len, &r, unused, &ul);
+        }
+    }
+    size_t *idx = rc == 0 && r.n ? lmc__malloc(r.n * sizeof *idx) : NULL;
+    if (rc == 0 && r.n && !idx)
+        rc = lmc__err(w->h, LMC_ENOMEM, "out of memory evicting");
+    if (rc == 0 && r.n) {
+        for (size_t i = 0; i < r.n; i++)
+            idx[i] = i;
+        lmc__runs_order(&r, idx, r.n, false);
+        MDB_cursor *cur;
+        rc = mdb_cursor_open(w->txn, k->dbi_entries, &cur);
+        if (rc) {
+            rc = lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+        } else {
+            for (size_t i = 0; rc == 0 && i < r.n && a->removed < a->budget; i++) {
+                const lmc__run *x = &r.v[idx[i]];
+                MDB_val from = {x->flen, r.arena + x->first};
+                bool done;
+                size_t nl;
+                unsigned char nk[LMC__KEY_STORED_LONG];
+                rc = delete_range(w, cur, &r, x, &from, a->budget - a->removed, &a->removed,
+                                  &done, nk, &nl);
+            }
+            mdb_cursor_close(cur);
+        }
+    }
+    lmc__free(idx);
+    lmc__runs_free(&r);
+    return rc;
+}
+
+/* A commit that changes nothing but LMDB's transaction id: pages freed by
+ * transaction N are only reused from transaction N+2 on (LMDB keeps the
+ * previous snapshot intact for readers that may still open it), so after an
+ * eviction this makes its pages available to the write that needs them. */
+static void tick(lmc *h)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(h->core->env, NULL, 0, &txn) != 0)
+        return;
+    size_t id = mdb_txn_id(txn);
+    MDB_val key = {8, (void *)(uintptr_t) "lmc:tick"}, d = {sizeof id, &id};
+    if (mdb_put(txn, h->core->dbi_main, &key, &d, 0) == 0)
+        mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+}
+
+int lmc__make_room(lmc *h, uint64_t want_pages)
+{
+    lmc__core *k = h->core;
+    room_arg a = {0, 0};
+    for (;;) {
         lmc__wctx w;
         memset(&w, 0, sizeof w);
         w.h = h;
-        w.k = h->core;
+        w.k = k;
         int rc = lmc__wbegin(h, &w.txn);
         if (rc)
             return rc;
         w.now = lmc__now_ms();
+        if (a.budget == 0) {
+            /* Turn the pages wanted into entries, from what entries hold. */
+            MDB_stat es, xs;
+            uint64_t pages = 0, entries = 0;
+            if (mdb_stat(w.txn, k->dbi_entries, &es) == 0 &&
+                mdb_stat(w.txn, k->dbi_expiry, &xs) == 0) {
+                entries = es.ms_entries;
+                pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
+                        xs.ms_branch_pages + xs.ms_leaf_pages;
+            }
+            a.budget = pages ? want_pages * entries / pages + 1 : 1;
+            if (a.budget > 100000)
+                a.budget = 100000;
+        }
         rc = op_room(&w, &a);
         if (rc == 0)
             rc = lmc__totals_apply(&w);
@@ -217,13 +543,14 @@ int lmc__make_room(lmc *h, unsigned round)
             if (a.removed == 0) {
                 mdb_txn_abort(w.txn);
                 return lmc__err(h, LMC_ENOSPC, "%s is full and has nothing left to evict",
-                                h->core->path);
+                                k->path);
             }
             rc = lmc__wcommit(h, w.txn);
             if (rc == 0) {
                 for (unsigned i = 0; i < LMC__NCTR; i++)
                     if (w.ctr[i])
-                        lmc__count(w.k, i, w.ctr[i]);
+                        lmc__count(k, i, w.ctr[i]);
+                tick(h);
                 return 0;
             }
         } else {
@@ -231,10 +558,16 @@ int lmc__make_room(lmc *h, unsigned round)
         }
         if (rc != LMC__EMAPFULL)
             return rc;
-        a.budget = 1;
+        /* Deleting copies pages before it frees any: delete less. */
+        if (a.budget <= 1)
+            return LMC__EMAPFULL; /* the caller decides between waiting and giving up */
+        a.budget /= 2;
     }
-    return LMC__EMAPFULL; /* the caller decides between waiting and giving up */
 }
+
+/* ------------------------------------------------------------------------ */
+/* Fill and readers                                                         */
+/* ------------------------------------------------------------------------ */
 
 int lmc__fill_get(lmc *h, lmc__fill *f)
 {
@@ -277,4 +610,30 @@ int lmc__fill_get(lmc *h, lmc__fill *f)
     f->used_pages = hwm - f->free_pages;
     f->fill = f->total_pages ? (double)f->used_pages / (double)f->total_pages : 0.0;
     return 0;
+}
+
+/* mdb_reader_list callback: one line per used slot, "pid thread txnid" with
+ * "-" for a reset (idle) reader. */
+static int reader_line(const char *msg, void *arg)
+{
+    lmc__readers *r = arg;
+    int pid;
+    unsigned long long tid;
+    char txn[32];
+    if (sscanf(msg, "%d %llx %31s", &pid, &tid, txn) != 3)
+        return 0; /* the heading line, or "(no active readers)" */
+    r->slots++;
+    if (txn[0] != '-') {
+        unsigned long long id = strtoull(txn, NULL, 10);
+        r->active++;
+        if (r->oldest == 0 || id < r->oldest)
+            r->oldest = id;
+    }
+    return 0;
+}
+
+void lmc__readers_get(lmc__core *k, lmc__readers *r)
+{
+    memset(r, 0, sizeof *r);
+    mdb_reader_list(k->env, reader_line, r);
 }

@@ -161,6 +161,8 @@ typedef struct lmc__core {
     bool on_tmpfs;
     pid_t pid;                   /* process that opened env */
     bool key_live;               /* tkey was created in this process */
+    _Atomic unsigned write_tick; /* writes since open, to space out room checks */
+    _Atomic bool near_full;      /* few free pages left: check room at every write */
     lmc__rtxn *rtxns;            /* every thread's read txn, for close */
 
     int stats_fd;
@@ -307,8 +309,10 @@ typedef struct lmc__wctx {
 
 typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
 
-/* Run op in a write transaction; on a full map evict and retry. */
-int lmc__write(lmc *h, lmc__wop op, void *arg);
+/* Run op in a write transaction; on a full map evict and retry.  Operations
+ * that only delete pass their per-transaction batch size: on a full map it
+ * is halved instead (a smaller deletion needs fewer fresh pages). */
+int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch);
 
 /* Store an entry with the given version, removing the expiry row of the
  * entry it replaces (old may be NULL when there is none).  Counting the write
@@ -342,11 +346,64 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long);
 /* Walk the expiry index from the soonest entry: remove expired entries (and,
  * unless only_expired, live ones too) until budget removals. */
 int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint64_t *removed);
-/* Evict up to budget entries without TTL, coldest first among a window of
- * candidates read from the LRU hand on. */
-int lmc__evict_lru(lmc__wctx *w, uint64_t budget, uint64_t window, uint64_t *removed);
-/* A write found the map full: free room for the retry (round = attempt). */
-int lmc__make_room(lmc *h, unsigned round);
+/* Evict about want_pages pages' worth of entries (evict.c). */
+int lmc__make_room(lmc *h, uint64_t want_pages);
+/* Pages kept free so that deletes always find the pages they copy first. */
+uint64_t lmc__reserve_pages(const lmc__core *k);
+
+/* A run: consecutive entries (about three leaf pages), the unit of capacity
+ * eviction, scored by its most valuable member (evict.c explains why). */
+typedef struct lmc__run {
+    size_t first, last; /* offsets of the first and last stored key in the arena */
+    uint16_t flen, llen;
+    uint32_t count;
+    uint8_t cls;        /* 0: holds a malformed entry; 1: every entry has a TTL;
+                           2: some entry has none */
+    uint64_t score;     /* class 1: latest expiry; class 2: latest access */
+} lmc__run;
+
+typedef struct lmc__runs {
+    lmc__run *v;
+    size_t n, cap;
+    unsigned char *arena;
+    size_t alen, acap;
+} lmc__runs;
+
+void lmc__runs_free(lmc__runs *r);
+/* Entries per run for the current size of the cache. */
+unsigned lmc__run_len(lmc__core *k, MDB_txn *txn);
+/* Append runs of run_len entries read from start (NULL: the first entry), at
+ * most max_entries entries; next/next_len get the first key not read (0 at
+ * the end). */
+int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entries,
+                   unsigned run_len, lmc__runs *out, unsigned char *next, size_t *next_len);
+/* Sort run indices coldest first, or in key order. */
+void lmc__runs_order(const lmc__runs *r, size_t *idx, size_t n, bool by_key);
+
+/* Deleting chosen runs, in transactions of at most batch deletions. */
+typedef struct lmc__runs_del {
+    const lmc__runs *r;
+    const size_t *sel;  /* runs to delete, in key order */
+    size_t nsel;
+    unsigned batch;     /* halved when a transaction finds the map full */
+    bool (*stop)(void *arg, uint64_t removed); /* budget check between txns */
+    void *stop_arg;
+    /* Progress, adopted after each commit. */
+    size_t pos;
+    bool has_resume;
+    unsigned char resume[LMC__KEY_STORED_LONG];
+    size_t rlen;
+    uint64_t removed, soonest, lru, transactions;
+    /* Written by the operation, adopted by lmc__runs_delete. */
+    size_t next_pos;
+    bool next_has_resume;
+    unsigned char next_resume[LMC__KEY_STORED_LONG];
+    size_t next_rlen;
+    uint64_t next_removed, next_soonest, next_lru;
+} lmc__runs_del;
+
+int lmc__op_runs_delete(lmc__wctx *w, void *arg);
+int lmc__runs_delete(lmc *h, lmc__runs_del *a);
 
 typedef struct lmc__fill {
     uint64_t total_pages, used_pages, free_pages, last_pgno, last_txnid;
@@ -354,6 +411,12 @@ typedef struct lmc__fill {
     double fill;
 } lmc__fill;
 int lmc__fill_get(lmc *h, lmc__fill *f);
+
+/* Reader table summary, from mdb_reader_list. */
+typedef struct lmc__readers {
+    uint64_t slots, active, oldest; /* oldest: txnid of the oldest active reader */
+} lmc__readers;
+void lmc__readers_get(lmc__core *k, lmc__readers *r);
 
 /* ------------------------------------------------------------------------ */
 /* Recency (recency.c)                                                      */

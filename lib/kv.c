@@ -350,7 +350,7 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
         bool done = true;
         int out = 0;
         while (rc == 0) {
-            if (key.mv_size < slen || memcmp(key.mv_data, prefix, slen) != 0)
+            if (key.mv_size < slen || (slen && memcmp(key.mv_data, prefix, slen) != 0))
                 break;
             if (n >= LMC__SCAN_BATCH) {
                 memcpy(resume, key.mv_data, key.mv_size);
@@ -485,7 +485,7 @@ static int store(lmc *c, const void *key, size_t klen, const void *val, size_t v
     if ((rc = lmc__check_size(c, klen, vlen, sk.is_long)))
         return rc;
     store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version};
-    return lmc__write(c, op_store, &a);
+    return lmc__write(c, op_store, &a, NULL);
 }
 
 int lmc_set(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms)
@@ -571,7 +571,7 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
     if (n == 0)
         return 0;
     many_arg a = {items, n};
-    return lmc__write(c, op_set_many, &a);
+    return lmc__write(c, op_set_many, &a, NULL);
 }
 
 typedef struct del_arg {
@@ -606,7 +606,7 @@ int lmc_delete(lmc *c, const void *key, size_t klen)
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     del_arg a = {&sk, key, klen};
-    return lmc__write(c, op_delete, &a);
+    return lmc__write(c, op_delete, &a, NULL);
 }
 
 /* State of a prefix delete across its transactions.  The op only writes the
@@ -623,6 +623,7 @@ typedef struct prefix_arg {
     size_t next_rlen;
     bool next_done;
     uint64_t next_removed;
+    unsigned batch; /* deletions per transaction, halved on a full map */
 } prefix_arg;
 
 static int op_prefix(lmc__wctx *w, void *p)
@@ -647,7 +648,7 @@ static int op_prefix(lmc__wctx *w, void *p)
     uint64_t n = 0;
     a->next_done = true;
     while (rc == 0) {
-        if (key.mv_size < a->slen || memcmp(key.mv_data, a->prefix, a->slen) != 0)
+        if (key.mv_size < a->slen || (a->slen && memcmp(key.mv_data, a->prefix, a->slen) != 0))
             break;
         bool match = true;
         if (a->plen > a->slen) {
@@ -661,7 +662,7 @@ static int op_prefix(lmc__wctx *w, void *p)
             rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
             continue;
         }
-        if (n >= LMC__PREFIX_BATCH) {
+        if (n >= a->batch) {
             memcpy(a->next_resume, key.mv_data, key.mv_size);
             a->next_rlen = key.mv_size;
             a->next_done = false;
@@ -695,11 +696,12 @@ static int delete_prefix_batched(lmc *c, const void *prefix, size_t plen, uint64
     a->plen = plen;
     a->slen = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
     a->has_resume = false;
+    a->batch = LMC__PREFIX_BATCH;
     uint64_t total = 0;
     int rc;
     for (;;) {
         a->next_removed = 0;
-        rc = lmc__write(c, op_prefix, a);
+        rc = lmc__write(c, op_prefix, a, &a->batch);
         if (rc)
             break;
         total += a->next_removed;
@@ -757,7 +759,7 @@ int lmc_clear(lmc *c)
     if (c->rdonly)
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
     lmc__count(c->core, LMC__C_clears, 1);
-    rc = lmc__write(c, op_clear, NULL);
+    rc = lmc__write(c, op_clear, NULL, NULL);
     if (rc == LMC_ENOSPC) {
         /* Dropping a whole tree needs pages for the free list; on a map too
          * full for that, delete in small transactions instead. */
@@ -862,7 +864,7 @@ int lmc_incr(lmc *c, const void *key, size_t klen, int64_t delta, int64_t *resul
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     incr_arg a = {&sk, key, klen, delta, ttl_ms, 0};
-    rc = lmc__write(c, op_incr, &a);
+    rc = lmc__write(c, op_incr, &a, NULL);
     if (rc == 0 && result)
         *result = a.result;
     return rc;
@@ -911,5 +913,5 @@ int lmc_touch(lmc *c, const void *key, size_t klen, int64_t ttl_ms)
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     touch_arg a = {&sk, key, klen, ttl_ms};
-    return lmc__write(c, op_touch, &a);
+    return lmc__write(c, op_touch, &a, NULL);
 }

@@ -26,10 +26,13 @@
 #define LMC__REC_MIN_CELLS (1u << 12)
 #define LMC__REC_MAX_CELLS (1u << 24)
 
-/* One cell per KiB of map: enough cells that keys rarely share one. */
+/* One cell per 256 bytes of map (1.6% of its size, and sparse): keys then
+ * rarely share a cell, which matters because a run of entries is scored by
+ * its most recently used member, so a collision with a newer key makes a
+ * whole cold run look warm. */
 static uint64_t cells_for(uint64_t map_size)
 {
-    uint64_t want = map_size / 1024, n = LMC__REC_MIN_CELLS;
+    uint64_t want = map_size / 256, n = LMC__REC_MIN_CELLS;
     while (n < want && n < LMC__REC_MAX_CELLS)
         n <<= 1;
     return n;

@@ -228,30 +228,6 @@ _Static_assert(offsetof(lmc_proc_stat, bytes_written) ==
                    offsetof(lmc_proc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
                "lmc_proc_stat counters are contiguous and in enum order");
 
-typedef struct readers_ctx {
-    uint64_t slots, active, oldest;
-} readers_ctx;
-
-/* mdb_reader_list callback: one line per used slot, "pid thread txnid" with
- * "-" for a reset (idle) reader. */
-static int reader_line(const char *msg, void *arg)
-{
-    readers_ctx *r = arg;
-    int pid;
-    unsigned long long tid;
-    char txn[32];
-    if (sscanf(msg, "%d %llx %31s", &pid, &tid, txn) != 3)
-        return 0; /* the heading line, or "(no active readers)" */
-    r->slots++;
-    if (txn[0] != '-') {
-        unsigned long long id = strtoull(txn, NULL, 10);
-        r->active++;
-        if (r->oldest == 0 || id < r->oldest)
-            r->oldest = id;
-    }
-    return 0;
-}
-
 int lmc_stats(lmc *c, lmc_stat *st)
 {
     if (!c || !st)
@@ -299,8 +275,8 @@ int lmc_stats(lmc *c, lmc_stat *st)
     st->fill = f.fill;
     st->last_txnid = f.last_txnid;
 
-    readers_ctx rd = {0, 0, 0};
-    mdb_reader_list(k->env, reader_line, &rd);
+    lmc__readers rd;
+    lmc__readers_get(k, &rd);
     st->readers = rd.slots;
     st->readers_active = rd.active;
     st->reader_lag = rd.oldest && f.last_txnid > rd.oldest ? f.last_txnid - rd.oldest : 0;

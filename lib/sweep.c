@@ -4,12 +4,14 @@
  * A pass clears reader slots left by dead processes (they pin freed pages
  * and make the file grow, lmdb-rules 2.3), removes expired entries through
  * the expiry index, and, when fill is above the high watermark, evicts down
- * to the low one: soonest-to-expire first, then entries without TTL by
- * approximate LRU.  Every write transaction holds at most `batch` deletions
- * so that workers' writes wait microseconds, not seconds, for the writer
- * lock; fill is measured again after each eviction batch.  Time and key
- * budgets bound the pass; the next pass simply starts again from the expiry
- * index's head and from the LRU hand.
+ * to the low one.  Capacity eviction reads the whole cache as runs of
+ * consecutive entries (evict.c says why runs), in short read transactions,
+ * picks the runs to drop by the policy (entries with TTL first, soonest to
+ * expire first; then entries without TTL, coldest first) until their pages
+ * cover the excess, and deletes them in key order.  Every write transaction
+ * holds at most `batch` deletions, halved when a transaction finds the map
+ * full, so workers wait microseconds, not seconds, for the writer lock.
+ * Time and key budgets bound the pass.
  */
 #include "fmacros.h"
 
@@ -20,6 +22,11 @@
 
 #define LMC__SWEEP_DEFAULT_BATCH 1000u
 #define LMC__SWEEP_MAX_BATCH 100000u
+/* Entries read per read transaction when listing runs. */
+#define LMC__SWEEP_SCAN_CHUNK 65536u
+/* Eviction rounds of one pass: a round's estimate of the pages a run frees
+ * is refined by measuring the fill again. */
+#define LMC__SWEEP_EVICT_ROUNDS 8
 
 static uint64_t mono_us(void)
 {
@@ -28,45 +35,123 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-typedef struct sweep_arg {
-    int phase;       /* 0: expired only; 1: evict */
-    uint64_t budget; /* deletions allowed in this txn */
-    uint64_t window; /* LRU candidates to read */
-    uint64_t expired, soonest, lru;
-} sweep_arg;
+typedef struct sweep_ctx {
+    lmc_sweep_options o;
+    uint64_t t0;
+    uint64_t deleted; /* before the current step */
+} sweep_ctx;
 
-static int op_sweep(lmc__wctx *w, void *p)
+static bool over_budget(const sweep_ctx *s, uint64_t more)
 {
-    sweep_arg *a = p;
-    a->expired = a->soonest = a->lru = 0;
-    uint64_t n = 0;
-    int rc;
-    if (a->phase == 0) {
-        rc = lmc__evict_by_expiry(w, true, a->budget, &n);
-        a->expired = n;
-        return rc;
-    }
-    /* Expired entries first even here: some may have expired since phase 0. */
-    rc = lmc__evict_by_expiry(w, false, a->budget, &n);
-    if (rc)
-        return rc;
-    a->expired = w->ctr[LMC__C_evictions_expired];
-    a->soonest = w->ctr[LMC__C_evictions_soonest];
-    if (n < a->budget) {
-        uint64_t m = 0;
-        rc = lmc__evict_lru(w, a->budget - n, a->window, &m);
-        a->lru = m;
-    }
-    return rc;
-}
-
-static bool over_budget(const lmc_sweep_options *o, uint64_t t0, uint64_t deleted)
-{
-    if (o->max_keys && deleted >= o->max_keys)
+    if (s->o.max_keys && s->deleted + more >= s->o.max_keys)
         return true;
-    if (o->max_time_ms && mono_us() - t0 >= o->max_time_ms * 1000u)
+    if (s->o.max_time_ms && mono_us() - s->t0 >= s->o.max_time_ms * 1000u)
         return true;
     return false;
+}
+
+static bool runs_stop(void *arg, uint64_t removed)
+{
+    return over_budget(arg, removed);
+}
+
+typedef struct expire_arg {
+    unsigned batch;
+    uint64_t removed;
+} expire_arg;
+
+static int op_expire(lmc__wctx *w, void *p)
+{
+    expire_arg *a = p;
+    return lmc__evict_by_expiry(w, true, a->batch, &a->removed);
+}
+
+/* Read every entry as runs, in read transactions of a bounded size. */
+static int list_runs(lmc *c, lmc__runs *r, uint64_t *entries, uint64_t *entry_pages)
+{
+    lmc__core *k = c->core;
+    lmc__rtxn *rt;
+    int rc = lmc__rbegin(c, &rt);
+    if (rc)
+        return rc;
+    unsigned len = lmc__run_len(k, rt->txn);
+    MDB_stat es, xs;
+    *entries = *entry_pages = 0;
+    if (mdb_stat(rt->txn, k->dbi_entries, &es) == 0 && mdb_stat(rt->txn, k->dbi_expiry, &xs) == 0) {
+        *entries = es.ms_entries;
+        /* The pages an entry holds, its expiry row's share included. */
+        *entry_pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
+                       xs.ms_branch_pages + xs.ms_leaf_pages;
+    }
+    unsigned char next[LMC__KEY_STORED_LONG], start[LMC__KEY_STORED_LONG];
+    size_t nl = 0;
+    MDB_val from = {0, NULL};
+    for (;;) {
+        rc = lmc__runs_scan(c, rt->txn, &from, LMC__SWEEP_SCAN_CHUNK, len, r, next, &nl);
+        lmc__rend(rt);
+        if (rc || nl == 0)
+            return rc;
+        memcpy(start, next, nl);
+        from.mv_size = nl;
+        from.mv_data = start;
+        if ((rc = lmc__rbegin(c, &rt)))
+            return rc;
+    }
+}
+
+/* One eviction round: choose runs worth the excess pages and delete them. */
+static int evict_round(lmc *c, sweep_ctx *s, const lmc__fill *f, lmc_sweep_result *res,
+                       uint64_t *removed)
+{
+    lmc__runs r;
+    memset(&r, 0, sizeof r);
+    uint64_t entries, entry_pages;
+    *removed = 0;
+    int rc = list_runs(c, &r, &entries, &entry_pages);
+    size_t *idx = NULL;
+    if (rc || r.n == 0 || entries == 0)
+        goto out;
+    if (!(idx = lmc__malloc(r.n * sizeof *idx))) {
+        rc = lmc__err(c, LMC_ENOMEM, "out of memory choosing entries to evict");
+        goto out;
+    }
+    for (size_t i = 0; i < r.n; i++)
+        idx[i] = i;
+    lmc__runs_order(&r, idx, r.n, false);
+    /* Take the coldest runs until their pages cover the excess over the low
+     * watermark (with a tenth more, since a run's edge pages stay partly
+     * used), within the key budget. */
+    double per_entry = (double)entry_pages / (double)entries;
+    double want = (f->fill - s->o.low_watermark) * (double)f->total_pages * 1.1 + 2;
+    double got = 0;
+    uint64_t keys = 0;
+    size_t nsel = 0;
+    while (nsel < r.n && got < want) {
+        const lmc__run *x = &r.v[idx[nsel]];
+        if (s->o.max_keys && s->deleted + keys + x->count > s->o.max_keys && nsel > 0)
+            break;
+        got += per_entry * x->count;
+        keys += x->count;
+        nsel++;
+    }
+    lmc__runs_order(&r, idx, nsel, true);
+    lmc__runs_del d;
+    memset(&d, 0, sizeof d);
+    d.r = &r;
+    d.sel = idx;
+    d.nsel = nsel;
+    d.batch = s->o.batch;
+    d.stop = runs_stop;
+    d.stop_arg = s;
+    rc = lmc__runs_delete(c, &d);
+    res->evicted_soonest += d.soonest;
+    res->evicted_lru += d.lru;
+    res->transactions += d.transactions;
+    *removed = d.removed;
+out:
+    lmc__free(idx);
+    lmc__runs_free(&r);
+    return rc;
 }
 
 int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
@@ -78,32 +163,33 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
         return rc == LMC_EBUSY ? lmc__err(c, rc, "lmc_sweep called from inside a callback") : rc;
     if (c->rdonly)
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
-    lmc_sweep_options o;
-    memset(&o, 0, sizeof o);
+    sweep_ctx s;
+    memset(&s, 0, sizeof s);
     if (opts)
-        o = *opts;
-    for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++)
-        if (o.reserved[i])
+        s.o = *opts;
+    lmc_sweep_options *o = &s.o;
+    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+        if (o->reserved[i])
             return lmc__err(c, LMC_EINVAL, "reserved fields of lmc_sweep_options must be zero");
-    if (o.flags & ~(LMC_SWEEP_NOEVICT | LMC_SWEEP_FORCE))
-        return lmc__err(c, LMC_EINVAL, "unknown sweep flags 0x%x", o.flags);
-    if (o.high_watermark == 0)
-        o.high_watermark = 0.80;
-    if (o.low_watermark == 0)
-        o.low_watermark = o.high_watermark < 0.70 ? o.high_watermark : 0.70;
-    if (!(o.high_watermark > 0 && o.high_watermark <= 1) ||
-        !(o.low_watermark > 0 && o.low_watermark <= o.high_watermark))
+    if (o->flags & ~(LMC_SWEEP_NOEVICT | LMC_SWEEP_FORCE))
+        return lmc__err(c, LMC_EINVAL, "unknown sweep flags 0x%x", o->flags);
+    if (o->high_watermark == 0)
+        o->high_watermark = 0.80;
+    if (o->low_watermark == 0)
+        o->low_watermark = o->high_watermark < 0.70 ? o->high_watermark : 0.70;
+    if (!(o->high_watermark > 0 && o->high_watermark <= 1) ||
+        !(o->low_watermark > 0 && o->low_watermark <= o->high_watermark))
         return lmc__err(c, LMC_EINVAL, "watermarks must satisfy 0 < low (%g) <= high (%g) <= 1",
-                        o.low_watermark, o.high_watermark);
-    if (o.batch == 0)
-        o.batch = LMC__SWEEP_DEFAULT_BATCH;
-    if (o.batch > LMC__SWEEP_MAX_BATCH)
-        return lmc__err(c, LMC_EINVAL, "batch %u is above %u", o.batch, LMC__SWEEP_MAX_BATCH);
+                        o->low_watermark, o->high_watermark);
+    if (o->batch == 0)
+        o->batch = LMC__SWEEP_DEFAULT_BATCH;
+    if (o->batch > LMC__SWEEP_MAX_BATCH)
+        return lmc__err(c, LMC_EINVAL, "batch %u is above %u", o->batch, LMC__SWEEP_MAX_BATCH);
 
     lmc__core *k = c->core;
     lmc_sweep_result r;
     memset(&r, 0, sizeof r);
-    uint64_t t0 = mono_us();
+    s.t0 = mono_us();
     int dead = 0;
     mdb_reader_check(k->env, &dead);
     r.readers_cleared = (uint64_t)(dead > 0 ? dead : 0);
@@ -114,74 +200,52 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
     r.fill_before = f.fill;
     r.complete = 1;
 
-    /* Phase 0: expired entries. */
-    sweep_arg a;
-    memset(&a, 0, sizeof a);
+    /* Expired entries. */
+    expire_arg ea = {o->batch, 0};
     for (;;) {
-        uint64_t deleted = r.expired + r.evicted_soonest + r.evicted_lru;
-        if (over_budget(&o, t0, deleted)) {
+        s.deleted = r.expired;
+        if (over_budget(&s, 0)) {
             r.complete = 0;
             break;
         }
-        a.phase = 0;
-        a.budget = o.batch;
-        if (o.max_keys && o.max_keys - deleted < a.budget)
-            a.budget = o.max_keys - deleted;
-        if ((rc = lmc__write(c, op_sweep, &a)))
+        if (o->max_keys && o->max_keys - s.deleted < ea.batch)
+            ea.batch = (unsigned)(o->max_keys - s.deleted);
+        if ((rc = lmc__write(c, op_expire, &ea, &ea.batch)))
             goto out;
         r.transactions++;
-        r.expired += a.expired;
-        if (a.expired < a.budget)
+        r.expired += ea.removed;
+        if (ea.removed < ea.batch) /* the batch the committed txn used */
             break;
     }
 
-    /* Phase 1: capacity eviction. */
+    /* Capacity eviction. */
     if ((rc = lmc__fill_get(c, &f)))
         goto out;
-    if (r.complete && !(o.flags & LMC_SWEEP_NOEVICT) &&
-        (f.fill > o.high_watermark || (o.flags & LMC_SWEEP_FORCE))) {
-        while (f.fill > o.low_watermark) {
-            uint64_t deleted = r.expired + r.evicted_soonest + r.evicted_lru;
-            if (over_budget(&o, t0, deleted)) {
+    if (r.complete && !(o->flags & LMC_SWEEP_NOEVICT) &&
+        (f.fill > o->high_watermark || (o->flags & LMC_SWEEP_FORCE))) {
+        for (int round = 0; round < LMC__SWEEP_EVICT_ROUNDS && f.fill > o->low_watermark;
+             round++) {
+            s.deleted = r.expired + r.evicted_soonest + r.evicted_lru;
+            if (over_budget(&s, 0)) {
                 r.complete = 0;
                 break;
             }
-            /* Estimate how many entries hold the pages above the low mark,
-             * so that one batch does not overshoot it on a small cache. */
-            MDB_stat es;
-            uint64_t entries = 0;
-            lmc__rtxn *rt;
-            if ((rc = lmc__rbegin(c, &rt)))
+            uint64_t removed = 0;
+            if ((rc = evict_round(c, &s, &f, &r, &removed)))
                 goto out;
-            if (mdb_stat(rt->txn, k->dbi_entries, &es) == 0)
-                entries = es.ms_entries;
-            lmc__rend(rt);
-            if (entries == 0)
-                break;
-            double excess_pages = (f.fill - o.low_watermark) * (double)f.total_pages;
-            double pages_per_entry = (double)f.used_pages / (double)entries;
-            uint64_t need = (uint64_t)(excess_pages / pages_per_entry) + 1;
-            a.phase = 1;
-            a.budget = need < o.batch ? need : o.batch;
-            if (o.max_keys && o.max_keys - deleted < a.budget)
-                a.budget = o.max_keys - deleted;
-            a.window = (uint64_t)o.batch * 4;
-            if ((rc = lmc__write(c, op_sweep, &a)))
-                goto out;
-            r.transactions++;
-            r.expired += a.expired;
-            r.evicted_soonest += a.soonest;
-            r.evicted_lru += a.lru;
-            if (a.expired + a.soonest + a.lru == 0)
-                break; /* nothing left that can be evicted */
             if ((rc = lmc__fill_get(c, &f)))
                 goto out;
+            if (removed == 0)
+                break; /* nothing left that can be evicted */
         }
+        s.deleted = r.expired + r.evicted_soonest + r.evicted_lru;
+        if (f.fill > o->low_watermark && over_budget(&s, 0))
+            r.complete = 0;
     }
     r.fill_after = f.fill;
 
 out:
-    r.elapsed_us = mono_us() - t0;
+    r.elapsed_us = mono_us() - s.t0;
     lmc__count(k, LMC__C_sweeps, 1);
     if (r.readers_cleared)
         lmc__count(k, LMC__C_readers_cleared, r.readers_cleared);

@@ -131,8 +131,15 @@ static bool wait_for_pinned_pages(lmc *h, unsigned *waited_us)
         lmc__count(k, LMC__C_readers_cleared, (uint64_t)dead);
         return true;
     }
+    /* Pinning needs a live reader inside a transaction, behind the last
+     * commit, while a good part of the map sits on the free list. */
+    lmc__readers rd;
+    lmc__readers_get(k, &rd);
+    if (rd.active == 0 || *waited_us >= LMC__PIN_WAIT_US)
+        return false;
     lmc__fill f;
-    if (lmc__fill_get(h, &f) != 0 || f.fill >= 0.85 || *waited_us >= LMC__PIN_WAIT_US)
+    if (lmc__fill_get(h, &f) != 0 || rd.oldest >= f.last_txnid ||
+        f.free_pages < f.total_pages / 16)
         return false;
     unsigned us = *waited_us < 100 ? 100 : *waited_us; /* doubles the total each time */
     if (us > 10000)
@@ -143,10 +150,57 @@ static bool wait_for_pinned_pages(lmc *h, unsigned *waited_us)
     return true;
 }
 
-int lmc__write(lmc *h, lmc__wop op, void *arg)
+uint64_t lmc__reserve_pages(const lmc__core *k)
+{
+    /* A delete of one entry copies about ten pages (two trees of depth
+     * three, the main tree's root, the free list); a few writes and an
+     * eviction must fit between two checks. */
+    uint64_t total = k->map_size / k->psize, r = total / 64;
+    if (r < 64)
+        r = 64;
+    return r < total / 4 ? r : total / 4;
+}
+
+/* Pages in use as seen by txn: every tree's pages and the two meta pages.
+ * O(1): LMDB keeps the page counts of each tree in its record. */
+static uint64_t used_pages_in(const lmc__core *k, MDB_txn *txn)
+{
+    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_entries, k->dbi_expiry, k->dbi_meta};
+    uint64_t used = 2;
+    for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
+        MDB_stat st;
+        if (mdb_stat(txn, dbis[i], &st) == 0)
+            used += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    return used;
+}
+
+/*
+ * Pages this write leaves free, or UINT64_MAX when it is not time to look.
+ * A cache with plenty of room looks every 32nd write (and at every write of
+ * more than a page); once free pages are down to four reserves it looks at
+ * every write, so that the map never fills to the last page: on a completely
+ * full map even a delete cannot get the pages it must copy before it frees
+ * any, lmdb-rules 4.2.
+ */
+static uint64_t room_left(lmc__wctx *w, uint64_t reserve)
+{
+    lmc__core *k = w->k;
+    unsigned tick = atomic_fetch_add_explicit(&k->write_tick, 1, memory_order_relaxed);
+    if ((tick & 31) != 0 && w->ctr[LMC__C_bytes_written] <= k->psize &&
+        !atomic_load_explicit(&k->near_full, memory_order_relaxed))
+        return UINT64_MAX;
+    uint64_t total = k->map_size / k->psize, used = used_pages_in(k, w->txn);
+    uint64_t left = used < total ? total - used : 0;
+    atomic_store_explicit(&k->near_full, left < 4 * reserve, memory_order_relaxed);
+    return left;
+}
+
+int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
 {
     lmc__core *k = h->core;
     unsigned evict_round = 0, waited_us = 0;
+    const uint64_t reserve = lmc__reserve_pages(k);
     for (;;) {
         lmc__wctx w;
         w.h = h;
@@ -163,10 +217,18 @@ int lmc__write(lmc *h, lmc__wop op, void *arg)
         rc = op(&w, arg);
         if (rc == 0)
             rc = lmc__totals_apply(&w);
+        uint64_t left = UINT64_MAX;
         if (rc == 0) {
+            if (!batch)
+                left = room_left(&w, reserve);
             rc = lmc__wcommit(h, w.txn);
             if (rc == 0) {
                 apply_counters(&w);
+                /* Low on free pages: evict back to twice the reserve now,
+                 * while evicting is still possible.  Best effort: this write
+                 * itself succeeded. */
+                if (left < reserve)
+                    lmc__make_room(h, 2 * reserve - left);
                 return w.result;
             }
         } else {
@@ -178,19 +240,25 @@ int lmc__write(lmc *h, lmc__wop op, void *arg)
             return rc;
         /* The map is full: this txn's work is lost; make room and retry. */
         lmc__count(k, LMC__C_map_full, 1);
+        if (batch && *batch > 1) {
+            *batch = (*batch + 1) / 2;
+            continue;
+        }
         if (wait_for_pinned_pages(h, &waited_us))
             continue;
         if (evict_round >= LMC__WRITE_ROUNDS)
             return lmc__err(h, LMC_ENOSPC, "%s is full and %u rounds of eviction did not make "
                             "room (a stuck reader may pin freed pages, or free space is too "
                             "fragmented for this entry)", k->path, LMC__WRITE_ROUNDS);
-        rc = lmc__make_room(h, evict_round++);
+        /* Free the reserve again, and more each round. */
+        rc = lmc__make_room(h, reserve << (evict_round < 6 ? evict_round : 6));
+        evict_round++;
         if (rc == LMC__EMAPFULL) {
             /* Even the eviction found no page: only waiting can help. */
             if (wait_for_pinned_pages(h, &waited_us))
                 continue;
             return lmc__err(h, LMC_ENOSPC, "%s is so full that even an eviction finds no "
-                            "free page (a reader pins the freed pages)", k->path);
+                            "free page", k->path);
         }
         if (rc)
             return rc;

@@ -1,13 +1,11 @@
 #!/bin/sh
-# KNOWN LIBRARY BUG (reported to the lead; run.sh reports it as TODO, so it
-# does not fail the suite, and says so when it starts passing).
-#
-# Approximate LRU must not evict keys that were just read while thousands of
-# keys that nobody read remain.  lmc_sweep() reads LRU candidates in windows
-# of 4 x batch consecutive keys and evicts the coldest `budget` of each
-# window, however warm they are compared with the rest of the cache.  A hot
-# key range wider than a window (here 8000 keys under hot/, windows of 4000)
-# therefore loses about a quarter of every window it fills.
+# Regression test (formerly a known library bug): approximate LRU must not
+# evict keys that were just read while thousands of keys that nobody read
+# remain.  lmc_sweep() used to evict the coldest entries of each window of
+# 4 x batch consecutive keys, however warm they were compared with the rest
+# of the cache, so a hot key range wider than a window (here 8000 keys under
+# hot/) lost about a quarter of every window.  It now scores runs of entries
+# over the whole cache and evicts the coldest.
 . "$(dirname "$0")/lib.sh"
 
 C=$(new_cache lru-range 64M)

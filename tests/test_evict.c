@@ -1,0 +1,310 @@
+/*
+ * test_evict.c - a full map never stops writers that can evict, and eviction
+ * follows the policy: expired entries first, then entries with a TTL
+ * (soonest to expire first), then entries without TTL, coldest first.  The
+ * sweeper brings fill under the low watermark without evicting much more
+ * than the excess, and keeps recently read keys.
+ */
+#include "util.h"
+
+#include <sched.h>
+
+static lmc *open_map(tctx *t, unsigned kib)
+{
+    lmc_options o = {.map_size = (uint64_t)kib << 10};
+    lmc *c = NULL;
+    ASSERT_OK(lmc_open(&c, t->path, &o));
+    t->c = c;
+    return c;
+}
+
+static void test_full_map_with_ever_increasing_keys(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 4096);
+    char k[32], v[100];
+    memset(v, 'x', sizeof v);
+    /* Far more than fits: 200,000 x ~130 bytes in a 4 MiB map.  Each new
+     * key sorts after every other one, so only freed whole pages help. */
+    for (int i = 0; i < 200000; i++) {
+        snprintf(k, sizeof k, "k/%08d", i);
+        int rc = lmc_set(c, k, strlen(k), v, sizeof v, LMC_TTL_NEVER);
+        if (rc)
+            fail_msg("set %d: %s (%s)", i, lmc_strerror(rc), lmc_errmsg(c));
+    }
+    char buf[128];
+    for (int i = 199900; i < 200000; i++) {
+        snprintf(k, sizeof k, "k/%08d", i);
+        assert_non_null(get_s(c, k, buf, sizeof buf));
+    }
+    assert_null(get_s(c, "k/00000000", buf, sizeof buf)); /* the oldest went */
+    lmc_stat st = stats_of(c);
+    assert_true(st.evictions_lru > 150000);
+    assert_int_equal(st.evictions_soonest, 0);
+    assert_true(st.entries > 5000); /* eviction freed pages, not the whole map */
+    assert_int_equal(st.entries + st.evictions_lru, 200000);
+}
+
+static void test_full_map_with_random_keys_and_sizes(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 2048);
+    unsigned seed = 7;
+    static char v[12000];
+    memset(v, 'r', sizeof v);
+    for (int i = 0; i < 30000; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "r/%u", rand_r(&seed) % 50000);
+        size_t n = (size_t)(rand_r(&seed) % 100 == 0 ? 3000 + rand_r(&seed) % 9000
+                                                      : rand_r(&seed) % 300);
+        int64_t ttl = rand_r(&seed) % 2 ? LMC_TTL_NEVER : 60000;
+        int rc = lmc_set(c, k, strlen(k), v, n, ttl);
+        if (rc)
+            fail_msg("set %d: %s (%s)", i, lmc_strerror(rc), lmc_errmsg(c));
+    }
+    lmc_stat st = stats_of(c);
+    assert_true(st.evictions_lru + st.evictions_soonest > 0);
+    assert_true(st.entries > 0);
+}
+
+static void test_big_values_replace_each_other(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 2048);
+    size_t n = 1200u << 10; /* more than half the map each */
+    char *v = malloc(n);
+    assert_non_null(v);
+    memset(v, 'a', n);
+    ASSERT_OK(lmc_set(c, "big1", 4, v, n, 0));
+    memset(v, 'b', n);
+    ASSERT_OK(lmc_set(c, "big2", 4, v, n, 0)); /* evicts big1 */
+    char buf[8];
+    assert_null(get_s(c, "big1", buf, sizeof buf));
+    void *out;
+    size_t len;
+    ASSERT_OK(lmc_get_alloc(c, "big2", 4, &out, &len));
+    assert_int_equal(len, n);
+    assert_int_equal(((char *)out)[n - 1], 'b');
+    lmc_free(out);
+    free(v);
+}
+
+static void test_concurrent_writers_on_a_tiny_map(void **state)
+{
+    tctx *t = *state;
+    enum { NPROC = 4, SETS = 5000 };
+    lmc *c = open_map(t, 1024);
+    lmc_close(c);
+    t->c = NULL;
+    pid_t pids[NPROC];
+    for (int p = 0; p < NPROC; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            lmc *h = NULL;
+            CHILD_OK(lmc_open(&h, t->path, NULL));
+            unsigned seed = (unsigned)p;
+            char k[32], v[400], b[400];
+            memset(v, 'w', sizeof v);
+            for (int i = 0; i < SETS; i++) {
+                snprintf(k, sizeof k, "w%d/%d", p, rand_r(&seed) % 3000);
+                CHILD_OK(lmc_set(h, k, strlen(k), v, (size_t)(rand_r(&seed) % 400),
+                                 i % 3 ? LMC_TTL_NEVER : 30000));
+                size_t n;
+                int rc = lmc_get(h, k, strlen(k), b, sizeof b, &n);
+                CHILD_CHECK(rc == LMC_OK || rc == LMC_NOTFOUND);
+            }
+            lmc_close(h);
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < NPROC; p++)
+        wait_ok(pids[p]);
+    t->c = open_map(t, 1024);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.sets, NPROC * SETS);
+    assert_true(st.evictions_lru + st.evictions_soonest > 0);
+}
+
+static void test_expired_entries_go_first(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc *c = open_map(t, 4096);
+    char k[32], v[100];
+    memset(v, 'e', sizeof v);
+    int i = 0;
+    /* Fill most of the map with entries that will have expired. */
+    for (;; i++) {
+        snprintf(k, sizeof k, "a/%06d", i);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, 1000));
+        if (i % 500 == 0 && stats_of(c).fill > 0.7)
+            break;
+    }
+    int written = i + 1;
+    fake_clock_advance(1000);
+    /* Live entries, without TTL, as many again: the expired ones make room. */
+    for (int j = 0; j < written; j++) {
+        snprintf(k, sizeof k, "b/%06d", j);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, LMC_TTL_NEVER));
+    }
+    lmc_stat st = stats_of(c);
+    assert_true(st.evictions_expired > 0);
+    assert_int_equal(st.evictions_soonest, 0);
+    assert_int_equal(st.evictions_lru, 0);
+    char buf[128];
+    for (int j = 0; j < written; j++) {
+        snprintf(k, sizeof k, "b/%06d", j);
+        assert_non_null(get_s(c, k, buf, sizeof buf));
+    }
+}
+
+static void test_entries_with_ttl_go_before_entries_without(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 4096);
+    char k[32], v[100], buf[128];
+    memset(v, 't', sizeof v);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(k, sizeof k, "keep/%05d", i);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, LMC_TTL_NEVER));
+    }
+    /* Far more TTL entries than fit next to them. */
+    for (int i = 0; i < 60000; i++) {
+        snprintf(k, sizeof k, "ttl/%06d", i);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, 3600000));
+    }
+    for (int i = 0; i < 3000; i++) {
+        snprintf(k, sizeof k, "keep/%05d", i);
+        if (!get_s(c, k, buf, sizeof buf))
+            fail_msg("%s was evicted while entries with a TTL remained", k);
+    }
+    lmc_stat st = stats_of(c);
+    assert_true(st.evictions_soonest > 0);
+    assert_int_equal(st.evictions_lru, 0);
+}
+
+/* Fill until the map is above `fill`, with keys prefix/NNNNNN. */
+static int fill_to(lmc *c, const char *prefix, double fill, int64_t ttl)
+{
+    char k[48], v[100];
+    memset(v, 'f', sizeof v);
+    int i = 0;
+    for (;; i++) {
+        snprintf(k, sizeof k, "%s/%06d", prefix, i);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, ttl));
+        if (i % 200 == 0 && stats_of(c).fill > fill)
+            return i + 1;
+    }
+}
+
+static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc *c = open_map(t, 8192);
+    char k[48], buf[128];
+    /* Hot keys spread through the key space, then cold ones; time passes;
+     * then only the hot keys are read. */
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+        ASSERT_OK(put_s(c, k, "hot", LMC_TTL_NEVER));
+    }
+    fake_clock_advance(5000);
+    int n = fill_to(c, "cold", 0.88, LMC_TTL_NEVER);
+    fake_clock_advance(5000);
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+        assert_non_null(get_s(c, k, buf, sizeof buf));
+    }
+    lmc_stat before = stats_of(c);
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_true(r.fill_before > 0.80);
+    assert_true(r.fill_after <= 0.70);
+    assert_int_equal(r.complete, 1);
+    lmc_stat after = stats_of(c);
+    assert_true(after.fill <= 0.70);
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+        if (!get_s(c, k, buf, sizeof buf))
+            fail_msg("hot key %s was evicted", k);
+    }
+    /* About (0.88 - 0.70) / 0.88 = 20% of the entries are excess; allow for
+     * the granularity of runs, but not for a massacre. */
+    double evicted = (double)r.evicted_lru / (double)before.entries;
+    if (evicted > 0.40)
+        fail_msg("evicted %.0f%% of %d entries to go from %.2f to %.2f", evicted * 100, n,
+                 r.fill_before, r.fill_after);
+    assert_true(r.evicted_lru > 0);
+    assert_int_equal(r.evicted_lru, after.evictions_lru);
+}
+
+static void test_sweeper_evicts_soonest_to_expire_first(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 8192);
+    fill_to(c, "late", 0.45, 3600000); /* expires in an hour */
+    fill_to(c, "soon", 0.88, 600000);  /* expires in ten minutes */
+    for (int i = 0; i < 300; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "none/%04d", i);
+        ASSERT_OK(put_s(c, k, "no ttl", LMC_TTL_NEVER));
+    }
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_true(r.fill_after <= 0.70);
+    assert_true(r.evicted_soonest > 0);
+    assert_int_equal(r.evicted_lru, 0); /* entries without TTL are untouched */
+    char buf[128];
+    assert_non_null(get_s(c, "late/000000", buf, sizeof buf));
+    assert_non_null(get_s(c, "none/0000", buf, sizeof buf));
+    /* The soon-expiring group lost entries, the late one none. */
+    int soon_left = 0, late_left = 0;
+    for (int i = 0; i < 2000; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "soon/%06d", i);
+        soon_left += get_s(c, k, buf, sizeof buf) != NULL;
+        snprintf(k, sizeof k, "late/%06d", i);
+        late_left += get_s(c, k, buf, sizeof buf) != NULL;
+    }
+    assert_true(soon_left < 2000);
+    assert_int_equal(late_left, 2000);
+}
+
+static void test_sweep_without_eviction_leaves_live_entries(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc *c = open_map(t, 4096);
+    fill_to(c, "x", 0.5, 100);
+    fill_to(c, "y", 0.9, LMC_TTL_NEVER);
+    fake_clock_advance(100);
+    lmc_stat before = stats_of(c);
+    lmc_sweep_options o = {.flags = LMC_SWEEP_NOEVICT, .batch = 50};
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    lmc_stat after = stats_of(c);
+    assert_true(r.expired > 0);
+    assert_int_equal(r.evicted_lru + r.evicted_soonest, 0);
+    assert_int_equal(after.evictions_lru, before.evictions_lru);
+    assert_int_equal(after.evictions_expired - before.evictions_expired, r.expired);
+    assert_int_equal(after.entries_with_ttl, 0);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+    const struct CMUnitTest tests[] = {
+        T(test_full_map_with_ever_increasing_keys),
+        T(test_full_map_with_random_keys_and_sizes),
+        T(test_big_values_replace_each_other),
+        T(test_concurrent_writers_on_a_tiny_map),
+        T(test_expired_entries_go_first),
+        T(test_entries_with_ttl_go_before_entries_without),
+        T(test_sweeper_keeps_hot_keys_and_does_not_overshoot),
+        T(test_sweeper_evicts_soonest_to_expire_first),
+        T(test_sweep_without_eviction_leaves_live_entries),
+    };
+    return cmocka_run_group_tests_name("evict", tests, NULL, NULL);
+}
