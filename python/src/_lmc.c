@@ -25,9 +25,10 @@
  * waits for another process.  Reads keep the GIL: a hit never blocks (LMDB
  * readers take no lock on the hot path), and measurement showed that
  * releasing and re-taking the GIL, plus the extra copy needed because a
- * Python object cannot be built without it, costs more than the lookup itself
- * (numbers in python/README.md).  Holding the GIL also lets get() build the
- * result bytes directly from the shared map inside the read transaction
+ * Python object cannot be built without it, makes a get 26-30% slower in one
+ * thread and brings no consistent gain with several (bench/python_bench.py,
+ * numbers in bench/RESULTS-python.md).  Holding the GIL also lets get() build
+ * the result bytes directly from the shared map inside the read transaction
  * (lmc_get_view), so a hit copies the value exactly once.
  *
  * Lifetime: a Cache may be closed while other threads use it.  Calls that
