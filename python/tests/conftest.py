@@ -24,6 +24,12 @@ import lmc  # noqa: E402
 assert hasattr(lmc, "Cache"), f"{lmc.__file__} is not a built lmc package; run make python"
 
 
+# Map size of the caches tests create when size does not matter.  lmc
+# reserves the whole map when it creates a cache (on tmpfs that is RAM), and
+# the default of 1 GiB would cost each test about half a second.
+SMALL_MAP = 16 << 20
+
+
 def _shm_base():
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 

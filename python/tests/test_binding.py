@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import TOP, wait_for
+from conftest import SMALL_MAP, TOP, wait_for
 
 import lmc
 
@@ -183,7 +183,7 @@ def test_positive_timeout_expires(cache):
 
 
 def test_timeout_none_uses_the_default_and_zero_never_expires(cache_path):
-    with lmc.Cache(cache_path, default_timeout=0.15) as c:
+    with lmc.Cache(cache_path, default_timeout=0.15, map_size=SMALL_MAP) as c:
         assert c.default_timeout == 0.15
         c.set(b"default", b"1")            # timeout=None: 0.15 s
         c.set(b"never", b"2", timeout=0)   # never
@@ -214,7 +214,7 @@ def test_bad_timeouts(cache, bad, exc):
         cache.set(b"k", b"v", timeout=bad)
     assert cache.get(b"k") is None
     with pytest.raises(exc):
-        lmc.Cache(cache.path, default_timeout=bad)
+        lmc.Cache(cache.path, default_timeout=bad, map_size=SMALL_MAP)
 
 
 def test_touch_changes_the_timeout(cache):
@@ -457,7 +457,7 @@ def test_sweep_bad_watermarks(cache):
 
 def test_readonly_handle_reads_but_refuses_writes(cache, cache_path):
     cache.set(b"k", b"v")
-    with lmc.Cache(cache_path, readonly=True) as ro:
+    with lmc.Cache(cache_path, readonly=True, map_size=SMALL_MAP) as ro:
         assert ro.readonly is True
         assert ro.get(b"k") == b"v"
         with pytest.raises(lmc.ReadOnlyError) as ei:
@@ -472,7 +472,7 @@ def test_open_missing_without_create(tmpdir_shm):
     path = os.path.join(tmpdir_shm, "nope")
     for kw in ({"create": False}, {"readonly": True}):
         with pytest.raises(lmc.NotFoundError) as ei:
-            lmc.Cache(path, **kw)
+            lmc.Cache(path, **kw, map_size=SMALL_MAP)
         assert path in str(ei.value)
     assert not os.path.exists(path)
 
@@ -482,18 +482,18 @@ def test_unsafe_directory_is_refused_with_a_message(tmpdir_shm):
     os.mkdir(path)
     os.chmod(path, 0o777)
     with pytest.raises(lmc.UnsafePathError) as ei:
-        lmc.Cache(path)
+        lmc.Cache(path, map_size=SMALL_MAP)
     e = ei.value
     assert e.code == lmc.LMC_EPERM and e.name == "LMC_EPERM"
     assert path in e.detail and str(e).startswith("LMC_EPERM: ")
 
 
 def test_symlink_is_refused(tmpdir_shm, cache_path):
-    lmc.Cache(cache_path).close()
+    lmc.Cache(cache_path, map_size=SMALL_MAP).close()
     link = os.path.join(tmpdir_shm, "link")
     os.symlink(cache_path, link)
     with pytest.raises(lmc.UnsafePathError):
-        lmc.Cache(link)
+        lmc.Cache(link, map_size=SMALL_MAP)
 
 
 def test_corrupt_files_are_refused_then_reset(tmpdir_shm):
@@ -502,16 +502,16 @@ def test_corrupt_files_are_refused_then_reset(tmpdir_shm):
     with open(os.path.join(path, "data.mdb"), "wb") as f:
         f.write(b"this is not an LMDB file" * 1000)
     with pytest.raises(lmc.CorruptError):
-        lmc.Cache(path)
-    with lmc.Cache(path, reset=True) as c:
+        lmc.Cache(path, map_size=SMALL_MAP)
+    with lmc.Cache(path, reset=True, map_size=SMALL_MAP) as c:
         c.set(b"k", b"v")
         assert c.get(b"k") == b"v"
 
 
 def test_reset_empties_a_valid_cache(cache_path):
-    with lmc.Cache(cache_path) as c:
+    with lmc.Cache(cache_path, map_size=SMALL_MAP) as c:
         c.set(b"k", b"v")
-    with lmc.Cache(cache_path, reset=True) as c:
+    with lmc.Cache(cache_path, reset=True, map_size=SMALL_MAP) as c:
         assert c.get(b"k") is None
 
 
@@ -519,9 +519,9 @@ def test_bad_open_options(cache_path):
     with pytest.raises(lmc.InvalidArgumentError):
         lmc.Cache(cache_path, map_size=1000)  # below 1 MiB
     with pytest.raises(lmc.InvalidArgumentError):
-        lmc.Cache(cache_path, mode=0o666)     # others could write
+        lmc.Cache(cache_path, mode=0o666, map_size=SMALL_MAP)     # others could write
     with pytest.raises(lmc.InvalidArgumentError):
-        lmc.Cache(cache_path, readonly=True, reset=True)
+        lmc.Cache(cache_path, readonly=True, reset=True, map_size=SMALL_MAP)
     with pytest.raises(TypeError):
         lmc.Cache(cache_path, bogus=1)
     with pytest.raises(TypeError):
@@ -532,16 +532,16 @@ def test_path_may_be_pathlike_and_bytes(tmpdir_shm):
     import pathlib
 
     p = pathlib.Path(tmpdir_shm) / "pl"
-    with lmc.Cache(p) as c:
+    with lmc.Cache(p, map_size=SMALL_MAP) as c:
         c.set(b"k", b"v")
         assert c.path == str(p)
-    with lmc.Cache(os.fsencode(str(p))) as c:
+    with lmc.Cache(os.fsencode(str(p)), map_size=SMALL_MAP) as c:
         assert c.get(b"k") == b"v"
 
 
 def test_mode_shares_with_group(tmpdir_shm):
     path = os.path.join(tmpdir_shm, "grp")
-    with lmc.Cache(path, mode=0o660):
+    with lmc.Cache(path, mode=0o660, map_size=SMALL_MAP):
         assert os.stat(path).st_mode & 0o777 == 0o770
         assert os.stat(os.path.join(path, "data.mdb")).st_mode & 0o777 == 0o660
 
@@ -572,7 +572,7 @@ def test_error_attributes_and_helpers():
 
 
 def test_close_is_idempotent_and_later_calls_raise(cache_path):
-    c = lmc.Cache(cache_path)
+    c = lmc.Cache(cache_path, map_size=SMALL_MAP)
     c.set(b"k", b"v")
     assert not c.closed
     c.close()
@@ -585,7 +585,7 @@ def test_close_is_idempotent_and_later_calls_raise(cache_path):
 
 
 def test_context_manager_closes(cache_path):
-    with lmc.Cache(cache_path) as c:
+    with lmc.Cache(cache_path, map_size=SMALL_MAP) as c:
         c.set(b"k", b"v")
     assert c.closed
     with pytest.raises(ValueError):
@@ -594,7 +594,7 @@ def test_context_manager_closes(cache_path):
 
 
 def test_two_handles_on_one_path_share_entries(cache, cache_path):
-    other = lmc.Cache(cache_path)
+    other = lmc.Cache(cache_path, map_size=SMALL_MAP)
     other.set(b"k", b"from other")
     assert cache.get(b"k") == b"from other"
     other.close()  # closing one handle leaves the other working
@@ -603,10 +603,10 @@ def test_two_handles_on_one_path_share_entries(cache, cache_path):
 
 
 def test_handle_is_freed_by_garbage_collection(cache_path):
-    c = lmc.Cache(cache_path)
+    c = lmc.Cache(cache_path, map_size=SMALL_MAP)
     c.set(b"k", b"v")
     del c
-    with lmc.Cache(cache_path) as c2:
+    with lmc.Cache(cache_path, map_size=SMALL_MAP) as c2:
         assert c2.get(b"k") == b"v"
 
 
@@ -670,7 +670,7 @@ def test_close_while_another_thread_writes_is_refused_or_safe(cache_path):
     items = [(b"key-%07d" % i, b"v" * 100) for i in range(100_000)]
     busy_rounds = 0
     for _ in range(20):
-        c = lmc.Cache(cache_path)
+        c = lmc.Cache(cache_path, map_size=64 << 20)  # room for the whole batch
         outcome = {}
         entering = threading.Event()
 
@@ -700,7 +700,7 @@ def test_close_while_another_thread_writes_is_refused_or_safe(cache_path):
             # Refused while the write ran, so the write completed.
             assert outcome["writer"] == "done"
             busy_rounds += 1
-        with lmc.Cache(cache_path) as c2:  # intact either way: all or nothing
+        with lmc.Cache(cache_path, map_size=SMALL_MAP) as c2:  # intact either way: all or nothing
             assert len(c2.keys(b"key-")) in (0, 100_000)
             c2.clear()
         if busy_rounds:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from cachelib import SimpleCache
-from conftest import run_forked, wait_child, wait_for
+from conftest import SMALL_MAP, run_forked, wait_child, wait_for
 
 import lmc
 from lmc.cachelib import LmcCache
@@ -300,7 +300,7 @@ def test_add_replaces_an_expired_entry(lc):
 
 
 def test_inc_creates_with_default_timeout_and_keeps_existing_timeout(tmpdir_shm):
-    c = LmcCache(os.path.join(tmpdir_shm, "c"), default_timeout=0.15)
+    c = LmcCache(os.path.join(tmpdir_shm, "c"), default_timeout=0.15, map_size=SMALL_MAP)
     c.set("kept", 1, timeout=0)
     c.inc("new")
     c.inc("kept")
@@ -311,7 +311,7 @@ def test_inc_creates_with_default_timeout_and_keeps_existing_timeout(tmpdir_shm)
 
 def test_key_prefix_isolates_apps_sharing_one_cache(tmpdir_shm):
     path = os.path.join(tmpdir_shm, "shared")
-    a = LmcCache(path, key_prefix="a/")
+    a = LmcCache(path, key_prefix="a/", map_size=SMALL_MAP)
     b = LmcCache(path, key_prefix="b/")
     bare = LmcCache(path)
     a.set("k", "from a")
@@ -353,7 +353,7 @@ def test_backend_errors_are_false_not_exceptions(tmpdir_shm, caplog):
 
 def test_read_only_cache_refuses_writes_softly(tmpdir_shm):
     path = os.path.join(tmpdir_shm, "ro")
-    rw = LmcCache(path)
+    rw = LmcCache(path, map_size=SMALL_MAP)
     rw.set("k", "v")
     ro = LmcCache(path, readonly=True)
     assert ro.get("k") == "v"
@@ -366,7 +366,7 @@ def test_read_only_cache_refuses_writes_softly(tmpdir_shm):
 
 
 def test_accepts_an_open_lmc_cache(tmpdir_shm):
-    raw = lmc.Cache(os.path.join(tmpdir_shm, "c"))
+    raw = lmc.Cache(os.path.join(tmpdir_shm, "c"), map_size=SMALL_MAP)
     c = LmcCache(raw, key_prefix="p:")
     c.set("k", [1])
     assert pickle.loads(raw.get("p:k")) == [1]

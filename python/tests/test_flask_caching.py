@@ -9,6 +9,8 @@ import pytest
 from flask import Flask
 from flask_caching import Cache
 
+from conftest import SMALL_MAP
+
 import lmc
 from lmc.flask_caching import LmcCache
 
@@ -17,7 +19,8 @@ def make_app(tmpdir_shm, backend="lmc", **config):
     app = Flask(__name__)
     if backend == "lmc":
         app.config.update(CACHE_TYPE="lmc.flask_caching.LmcCache",
-                          CACHE_LMC_PATH=os.path.join(tmpdir_shm, "flask"))
+                          CACHE_LMC_PATH=os.path.join(tmpdir_shm, "flask"),
+                          CACHE_LMC_MAP_SIZE=SMALL_MAP)
     else:
         app.config.update(CACHE_TYPE="SimpleCache")
     app.config.update(config)
@@ -25,7 +28,7 @@ def make_app(tmpdir_shm, backend="lmc", **config):
 
 
 def raw_handle(tmpdir_shm):
-    return lmc.Cache(os.path.join(tmpdir_shm, "flask"))
+    return lmc.Cache(os.path.join(tmpdir_shm, "flask"), map_size=SMALL_MAP)
 
 
 def test_factory_reads_the_configuration(tmpdir_shm):

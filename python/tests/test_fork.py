@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from conftest import run_forked, wait_child, wait_for
+from conftest import SMALL_MAP, run_forked, wait_child, wait_for
 
 import lmc
 
@@ -64,7 +64,7 @@ def test_grandchildren(cache):
 
 
 def test_a_closed_handle_stays_closed_in_the_child(cache_path):
-    c = lmc.Cache(cache_path)
+    c = lmc.Cache(cache_path, map_size=SMALL_MAP)
     c.close()
 
     def child():
@@ -133,7 +133,7 @@ def test_killed_children_leave_the_cache_usable(cache_path):
     children's reader slots are reclaimed, so a reader table with room for
     only 4 threads still serves 4 live readers after 3 children died
     holding slots."""
-    with lmc.Cache(cache_path, max_readers=4) as c:
+    with lmc.Cache(cache_path, max_readers=4, map_size=SMALL_MAP) as c:
         c.set(b"k", b"v")
         for round in range(3):
             counter = b"child-writes-%d" % round
@@ -191,7 +191,7 @@ def test_killed_children_leave_the_cache_usable(cache_path):
 def test_many_forks_do_not_exhaust_reader_slots(cache_path):
     """Each child takes a reader slot; exited children's slots are
     reclaimed, so more children than max_readers can come and go."""
-    with lmc.Cache(cache_path, max_readers=16) as c:
+    with lmc.Cache(cache_path, max_readers=16, map_size=SMALL_MAP) as c:
         c.set(b"k", b"v")
         for _ in range(40):
             assert run_forked(lambda: c.get(b"k") == b"v" or os._exit(2)) == 0
@@ -201,57 +201,55 @@ def test_many_forks_do_not_exhaust_reader_slots(cache_path):
 def test_gil_is_released_while_waiting_for_another_process_s_write(cache_path):
     """A write that waits for LMDB's writer lock held by another process
     lets the other Python threads of this process run meanwhile.  The child
-    holds the lock for a few hundred ms in one big transaction; a round in
-    which the parent's write did not have to wait (the child was not in its
-    transaction yet, or already done) is repeated, against a deadline."""
-    deadline = time.monotonic() + 60
+    holds the lock for a few hundred ms in one big transaction while the
+    parent writes in a loop; the parent's write that had to wait for that
+    transaction must have let the spinning thread run."""
     c = lmc.Cache(cache_path, map_size=256 << 20)
-    rounds = 0
-    while True:
-        rounds += 1
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(r)
-                # Built here, not inherited: touching the parent's objects
-                # would copy their pages first and delay the transaction.
-                items = [(b"bulk-%07d" % i, b"v" * 100) for i in range(300_000)]
-                os.write(w, b"go")
-                c.set_many(items)  # one long write transaction
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        os.read(r, 2)
-        os.close(r)
-        ticks = []
-        stop = threading.Event()
-
-        def spin():
-            while not stop.is_set():
-                ticks.append(time.monotonic())
-
-        t = threading.Thread(target=spin)
-        t.start()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
         try:
-            # Give the child time to build its batch and take the lock; if
-            # it was not enough, the round does not count (checked below).
-            time.sleep(0.05)
-            t0 = time.monotonic()
-            c.set(b"parent", b"1")
-            t1 = time.monotonic()
+            os.close(r)
+            # Built here, not inherited: touching the parent's objects would
+            # copy their pages first and delay the transaction.
+            items = [(b"bulk-%07d" % i, b"v" * 100) for i in range(300_000)]
+            os.write(w, b"go")
+            c.set_many(items)  # one long write transaction
+            code = 0
         finally:
-            stop.set()
-            t.join()
-        assert wait_child(pid) == 0
-        assert c.get(b"parent") == b"1"
-        if t1 - t0 > 0.03:  # the write waited for the child's transaction
-            inside = [x for x in ticks if t0 + 0.25 * (t1 - t0) < x < t0 + 0.75 * (t1 - t0)]
-            assert len(inside) > 10, f"no other thread ran during a {t1 - t0:.3f} s wait"
-            c.close()
-            print(f"waited {t1 - t0:.3f} s in round {rounds}")
-            return
-        assert time.monotonic() < deadline, "the parent's write never had to wait"
-        c.clear()
+            os._exit(code)
+    os.close(w)
+    os.read(r, 2)
+    os.close(r)
+    ticks, writes = [], []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+
+    t = threading.Thread(target=spin)
+    t.start()
+    deadline = time.monotonic() + 60
+    try:
+        # Write until the child is done; one of these writes lands inside its
+        # transaction and waits for it.
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            assert time.monotonic() < deadline, "the child's transaction never ended"
+            t0 = time.monotonic()
+            c.set(b"parent", b"%d" % len(writes))
+            writes.append((t0, time.monotonic()))
+    finally:
+        stop.set()
+        t.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert c.get(b"bulk-0299999") == b"v" * 100  # the child's transaction committed
+    t0, t1 = max(writes, key=lambda span: span[1] - span[0])
+    assert t1 - t0 > 0.05, f"no write waited for the child (longest {t1 - t0:.3f} s)"
+    inside = [x for x in ticks if t0 + 0.25 * (t1 - t0) < x < t0 + 0.75 * (t1 - t0)]
+    assert len(inside) > 10, f"no other thread ran during a {t1 - t0:.3f} s wait"
+    c.close()
