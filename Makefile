@@ -56,7 +56,7 @@ VARIANT := ubsan
 SAN := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 else ifeq ($(SANITIZER),thread)
 VARIANT := tsan
-SAN := -fsanitize=thread -fno-omit-frame-pointer
+SAN := -fsanitize=thread -fno-omit-frame-pointer -fno-optimize-sibling-calls
 else
 $(error SANITIZER must be address, undefined or thread, not '$(SANITIZER)')
 endif
@@ -162,14 +162,25 @@ check: lib $(TEST_BIN)
 
 check-threads: lib $(THREAD_TESTS)
 	$(Q)fail=0; for t in $(THREAD_TESTS); do \
-	    echo "# $$t"; CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; done; exit $$fail
+	    echo "# $$t"; \
+	    TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 $$TSAN_OPTIONS" \
+	    CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; done; exit $$fail
 
 test-exports: $(SHARED)
 	$(Q)sh tests/check-exports.sh $(SHARED) include/lmc.h
 
+# Sanitizer builds get directories of their own: build/asan and build/tsan,
+# or <B>-asan and <B>-tsan when B was given on the command line (a B given
+# there reaches every sub-make, so it must be replaced, not inherited).
+ifeq ($(origin B),command line)
+SAN_B = $(B)-$(1)
+else
+SAN_B = build/$(1)
+endif
+
 test-sanitizers:
-	$(Q)$(MAKE) --no-print-directory SANITIZER=address check
-	$(Q)$(MAKE) --no-print-directory SANITIZER=thread check-threads
+	$(Q)$(MAKE) --no-print-directory SANITIZER=address B=$(call SAN_B,asan) check
+	$(Q)$(MAKE) --no-print-directory SANITIZER=thread B=$(call SAN_B,tsan) check-threads
 
 # Everything: what CI runs.
 test: deps

@@ -130,6 +130,11 @@ typedef struct lmc_options {
 #define LMC_TTL_DEFAULT (-1)
 /** ttl_ms argument: never expire.  Any value > 0 is milliseconds from now. */
 #define LMC_TTL_NEVER 0
+/** ttl_ms argument of writes that replace a value (set, replace, cas,
+ *  set_many): keep the expiry time of the live entry being replaced; an
+ *  entry that did not exist gets the handle's default.  Elsewhere it means
+ *  the same as LMC_TTL_DEFAULT. */
+#define LMC_TTL_KEEP (-2)
 
 /** Largest key, in bytes.  Keys are 1 .. LMC_MAX_KEY bytes of any value. */
 #define LMC_MAX_KEY 65536u
@@ -182,7 +187,7 @@ LMC_API void lmc_close(lmc *c);
  * entries closest to expiry, then entries without TTL by approximate LRU) and
  * retry.  Common return codes of every write:
  *   LMC_EINVAL    NULL handle, NULL key, key of 0 bytes, NULL val with vlen > 0,
- *                 ttl_ms < -1;
+ *                 ttl_ms < LMC_TTL_KEEP;
  *   LMC_ETOOBIG   key longer than LMC_MAX_KEY, or an entry larger than the
  *                 whole map could ever hold;
  *   LMC_ENOSPC    eviction could not make room (e.g. a reader stuck on an old
@@ -193,7 +198,8 @@ LMC_API void lmc_close(lmc *c);
  */
 
 /** Store @p val under @p key, replacing any existing entry.
- *  @param ttl_ms LMC_TTL_DEFAULT, LMC_TTL_NEVER or milliseconds from now.
+ *  @param ttl_ms LMC_TTL_DEFAULT, LMC_TTL_NEVER, LMC_TTL_KEEP or milliseconds
+ *                from now.
  *  @return LMC_OK or a common write code. */
 LMC_API int lmc_set(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
                     int64_t ttl_ms);
@@ -268,7 +274,7 @@ typedef struct lmc_item {
     size_t klen;
     const void *val;
     size_t vlen;
-    int64_t ttl_ms; /**< LMC_TTL_DEFAULT, LMC_TTL_NEVER or milliseconds */
+    int64_t ttl_ms; /**< LMC_TTL_DEFAULT, LMC_TTL_NEVER, LMC_TTL_KEEP or ms */
 } lmc_item;
 
 /** Store @p n items in one transaction: all of them or none.
@@ -299,6 +305,12 @@ LMC_API int lmc_set_many(lmc *c, const lmc_item *items, size_t n);
  *         copied; *vlen says how much is needed); a common read code.
  */
 LMC_API int lmc_get(lmc *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
+
+/** Whether a live entry exists, without reading its value.  Counted as a
+ *  hit or a miss (with no bytes read), and refreshes the entry's recency
+ *  like a get.
+ *  @return LMC_OK if it exists; a common read code (LMC_NOTFOUND if not). */
+LMC_API int lmc_exists(lmc *c, const void *key, size_t klen);
 
 /** Like lmc_get(), and also return the entry's version for lmc_cas().
  *  @param[out] version may be NULL. */

@@ -263,7 +263,8 @@ void lmc__test_set_clock(int64_t (*fn)(void));
 
 uint64_t lmc__hash64(const void *p, size_t n, uint64_t seed);
 
-/* Expiry time for a ttl argument; returns 0 or LMC_EINVAL. */
+/* Expiry time for a ttl argument (LMC_TTL_KEEP counts as the default here;
+ * callers that replace a live entry handle it first); 0 or LMC_EINVAL. */
 int lmc__expiry(const lmc *h, int64_t ttl_ms, int64_t now, uint64_t *expires_at);
 
 /* Validate a key argument; returns 0, LMC_EINVAL or LMC_ETOOBIG with message. */

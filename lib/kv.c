@@ -54,9 +54,9 @@ static inline int begin_write(lmc *c, const void *key, size_t klen, const void *
         return rc;
     if (LMC__UNLIKELY(!val && vlen))
         return lmc__err(c, LMC_EINVAL, "val is NULL but vlen is %zu", vlen);
-    if (LMC__UNLIKELY(ttl_ms < LMC_TTL_DEFAULT))
+    if (LMC__UNLIKELY(ttl_ms < LMC_TTL_KEEP))
         return lmc__err(c, LMC_EINVAL, "ttl_ms %lld is negative (use LMC_TTL_DEFAULT, "
-                        "LMC_TTL_NEVER or milliseconds)", (long long)ttl_ms);
+                        "LMC_TTL_NEVER, LMC_TTL_KEEP or milliseconds)", (long long)ttl_ms);
     if (LMC__UNLIKELY(c->rdonly))
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
     return 0;
@@ -202,6 +202,22 @@ int lmc_get_alloc(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
     *val = p;
     *vlen = n;
     hit_done(c, &sk, exp, n);
+    return 0;
+}
+
+int lmc_exists(lmc *c, const void *key, size_t klen)
+{
+    int rc = begin_call(c, key, klen);
+    if (rc)
+        return rc;
+    lmc__skey sk;
+    found f;
+    rc = lookup(c, key, klen, &sk, &f);
+    if (rc)
+        return rc;
+    uint64_t exp = f.e.expires_at;
+    lmc__rend(f.r);
+    hit_done(c, &sk, exp, 0);
     return 0;
 }
 
@@ -431,15 +447,25 @@ typedef struct store_arg {
     uint64_t version;
 } store_arg;
 
+/* Expiry of an entry written over f: LMC_TTL_KEEP keeps a live one's. */
+static int new_expiry(lmc__wctx *w, int64_t ttl, const wfound *f, uint64_t *exp)
+{
+    if (ttl == LMC_TTL_KEEP && f->live) {
+        *exp = f->e.expires_at;
+        return 0;
+    }
+    return lmc__expiry(w->h, ttl, w->now, exp);
+}
+
 static int op_store(lmc__wctx *w, void *p)
 {
     store_arg *a = p;
+    wfound f;
     uint64_t exp;
-    int rc = lmc__expiry(w->h, a->ttl, w->now, &exp);
+    int rc = wlookup(w, a->sk, a->key, a->klen, &f);
     if (rc)
         return rc;
-    wfound f;
-    if ((rc = wlookup(w, a->sk, a->key, a->klen, &f)))
+    if ((rc = new_expiry(w, a->ttl, &f, &exp)))
         return rc;
     switch (a->mode) {
     case MODE_ADD:
@@ -522,12 +548,12 @@ static int op_set_many(lmc__wctx *w, void *p)
         const lmc_item *it = &a->items[i];
         lmc__skey sk;
         lmc__skey_make(&sk, it->key, it->klen);
+        wfound f;
         uint64_t exp;
-        int rc = lmc__expiry(w->h, it->ttl_ms, w->now, &exp);
+        int rc = wlookup(w, &sk, it->key, it->klen, &f);
         if (rc)
             return rc;
-        wfound f;
-        if ((rc = wlookup(w, &sk, it->key, it->klen, &f)))
+        if ((rc = new_expiry(w, it->ttl_ms, &f, &exp)))
             return rc;
         rc = lmc__entry_store(w, &sk, it->key, it->klen, it->val, it->vlen, exp, w->version,
                               f.exists ? &f.old : NULL);
@@ -558,7 +584,7 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
             return lmc__err(c, rc, "item %zu: %s", i, why);
         if (!it->val && it->vlen)
             return lmc__err(c, LMC_EINVAL, "item %zu: val is NULL but vlen is %zu", i, it->vlen);
-        if (it->ttl_ms < LMC_TTL_DEFAULT)
+        if (it->ttl_ms < LMC_TTL_KEEP)
             return lmc__err(c, LMC_EINVAL, "item %zu: ttl_ms %lld is negative", i,
                             (long long)it->ttl_ms);
         int is_long = it->klen >= LMC__KEY_INLINE;
@@ -888,7 +914,7 @@ static int op_touch(lmc__wctx *w, void *p)
     if (!f.live)
         return LMC_NOTFOUND;
     uint64_t exp;
-    if ((rc = lmc__expiry(w->h, a->ttl, w->now, &exp)))
+    if ((rc = new_expiry(w, a->ttl, &f, &exp)))
         return rc;
     if (exp == f.e.expires_at)
         return 0;

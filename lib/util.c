@@ -223,10 +223,10 @@ int lmc__check_key(const lmc *h, const void *key, size_t klen)
 
 int lmc__expiry(const lmc *h, int64_t ttl_ms, int64_t now, uint64_t *expires_at)
 {
-    if (ttl_ms < LMC_TTL_DEFAULT)
+    if (ttl_ms < LMC_TTL_KEEP)
         return lmc__err(h, LMC_EINVAL, "ttl_ms %lld is negative (use LMC_TTL_DEFAULT, "
-                        "LMC_TTL_NEVER or milliseconds)", (long long)ttl_ms);
-    if (ttl_ms == LMC_TTL_DEFAULT)
+                        "LMC_TTL_NEVER, LMC_TTL_KEEP or milliseconds)", (long long)ttl_ms);
+    if (ttl_ms == LMC_TTL_DEFAULT || ttl_ms == LMC_TTL_KEEP)
         ttl_ms = h->default_ttl_ms;
     if (ttl_ms == LMC_TTL_NEVER) {
         *expires_at = 0;

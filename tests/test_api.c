@@ -364,6 +364,21 @@ static void test_cas(void **state)
     assert_int_equal(st.cas_conflicts, 1);
 }
 
+static void test_exists(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_RC(lmc_exists(t->c, "k", 1), LMC_NOTFOUND);
+    ASSERT_OK(lmc_set(t->c, "k", 1, "a big value", 11, 0));
+    ASSERT_OK(lmc_exists(t->c, "k", 1));
+    ASSERT_RC(lmc_exists(t->c, "", 0), LMC_EINVAL);
+    ASSERT_RC(lmc_exists(NULL, "k", 1), LMC_EINVAL);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.bytes_read, 0); /* nothing was read */
+}
+
 static void test_get_alloc(void **state)
 {
     tctx *t = *state;
@@ -788,6 +803,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_incr, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cas, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_exists, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_get_alloc, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_get_view, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_get_many, setup_dir, teardown_dir),

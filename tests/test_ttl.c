@@ -45,7 +45,7 @@ static void test_default_and_never(void **state)
     ASSERT_OK(put_s(c, "d", "v", LMC_TTL_DEFAULT));
     ASSERT_OK(put_s(c, "n", "v", LMC_TTL_NEVER));
     ASSERT_OK(put_s(c, "m", "v", 2000));
-    ASSERT_RC(put_s(c, "x", "v", -2), LMC_EINVAL);
+    ASSERT_RC(put_s(c, "x", "v", -3), LMC_EINVAL);
     ASSERT_RC(put_s(c, "x", "v", INT64_MAX), LMC_EINVAL);
     fake_clock_advance(500);
     assert_null(get_s(c, "d", buf, sizeof buf));
@@ -54,6 +54,39 @@ static void test_default_and_never(void **state)
     fake_clock_advance((int64_t)10 * 365 * 86400000);
     assert_string_equal(get_s(c, "n", buf, sizeof buf), "v");
     assert_null(get_s(c, "m", buf, sizeof buf));
+}
+
+static void test_keep_ttl_on_replace(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 700);
+    char buf[16];
+    size_t n;
+    uint64_t ver;
+    ASSERT_OK(put_s(c, "k", "1", 1000));
+    fake_clock_advance(400);
+    ASSERT_OK(put_s(c, "k", "2", LMC_TTL_KEEP)); /* still expires at 1000 */
+    ASSERT_OK(lmc_get_cas(c, "k", 1, buf, sizeof buf, &n, &ver));
+    ASSERT_OK(lmc_cas(c, "k", 1, "3", 1, LMC_TTL_KEEP, ver));
+    ASSERT_OK(lmc_replace(c, "k", 1, "4", 1, LMC_TTL_KEEP));
+    lmc_item it = {"k", 1, "5", 1, LMC_TTL_KEEP};
+    ASSERT_OK(lmc_set_many(c, &it, 1));
+    ASSERT_OK(lmc_touch(c, "k", 1, LMC_TTL_KEEP)); /* a no-op */
+    fake_clock_advance(599);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "5");
+    assert_int_equal(stats_of(c).entries_with_ttl, 1);
+    fake_clock_advance(1);
+    assert_null(get_s(c, "k", buf, sizeof buf));
+    /* No live entry to keep from: the handle's default applies. */
+    ASSERT_OK(put_s(c, "k", "6", LMC_TTL_KEEP));
+    ASSERT_OK(put_s(c, "never", "x", LMC_TTL_NEVER));
+    ASSERT_OK(put_s(c, "never", "y", LMC_TTL_KEEP)); /* keeps "never" */
+    fake_clock_advance(699);
+    assert_string_equal(get_s(c, "k", buf, sizeof buf), "6");
+    fake_clock_advance(1);
+    assert_null(get_s(c, "k", buf, sizeof buf));
+    assert_string_equal(get_s(c, "never", buf, sizeof buf), "y");
+    ASSERT_RC(put_s(c, "k", "v", -3), LMC_EINVAL);
 }
 
 static void test_overwrite_keeps_index_exact(void **state)
@@ -266,6 +299,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_expiry_is_lazy_and_writes_nothing),
         T(test_default_and_never),
+        T(test_keep_ttl_on_replace),
         T(test_overwrite_keeps_index_exact),
         T(test_touch),
         T(test_sweep_removes_exactly_the_expired),

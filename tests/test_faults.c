@@ -1,0 +1,439 @@
+/*
+ * test_faults.c - every failure path that a test can provoke: allocation
+ * failures (SQLite-style loops: fail the nth allocation for n = 1, 2, ...,
+ * once with a single failure and once with every later allocation failing
+ * too), and LMDB errors injected with -Wl,--wrap (MDB_MAP_FULL, EIO,
+ * MDB_READERS_FULL, MDB_CORRUPTED).  Each must give a clear code and message,
+ * leak nothing (the ASan build checks) and leave the cache consistent.
+ */
+#include "util.h"
+
+#include <pthread.h>
+
+/* ------------------------------------------------------------------------ */
+/* LMDB fault injection                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fault {
+    int calls; /* calls to let through before failing */
+    int fails; /* failures to inject after that (-1: forever) */
+    int rc;    /* the result to inject */
+    bool rdonly_only; /* mdb_txn_begin: only read-only txns */
+} fault;
+
+static fault f_put, f_commit, f_begin, f_get;
+
+static void fault_reset(void)
+{
+    memset(&f_put, 0, sizeof f_put);
+    memset(&f_commit, 0, sizeof f_commit);
+    memset(&f_begin, 0, sizeof f_begin);
+    memset(&f_get, 0, sizeof f_get);
+}
+
+static bool fault_fire(fault *f)
+{
+    if (f->fails == 0)
+        return false;
+    if (f->calls > 0) {
+        f->calls--;
+        return false;
+    }
+    if (f->fails > 0)
+        f->fails--;
+    return true;
+}
+
+int __real_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags);
+int __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags)
+{
+    if (fault_fire(&f_put))
+        return f_put.rc;
+    return __real_mdb_put(txn, dbi, key, data, flags);
+}
+
+int __real_mdb_txn_commit(MDB_txn *txn);
+int __wrap_mdb_txn_commit(MDB_txn *txn)
+{
+    if (fault_fire(&f_commit)) {
+        mdb_txn_abort(txn); /* commit always frees the txn */
+        return f_commit.rc;
+    }
+    return __real_mdb_txn_commit(txn);
+}
+
+int __real_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned flags, MDB_txn **txn);
+int __wrap_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned flags, MDB_txn **txn)
+{
+    if ((!f_begin.rdonly_only || (flags & MDB_RDONLY)) && fault_fire(&f_begin))
+        return f_begin.rc;
+    return __real_mdb_txn_begin(env, parent, flags, txn);
+}
+
+int __real_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data);
+int __wrap_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
+{
+    if (fault_fire(&f_get))
+        return f_get.rc;
+    return __real_mdb_get(txn, dbi, key, data);
+}
+
+static int setup(void **state)
+{
+    fault_reset();
+    return setup_dir(state);
+}
+
+static int teardown(void **state)
+{
+    fault_reset();
+    return teardown_dir(state);
+}
+
+static void test_map_full_from_put_evicts_and_retries(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    char k[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof k, "k%04d", i);
+        ASSERT_OK(put_s(t->c, k, "value", 0));
+    }
+    f_put = (fault){.fails = 1, .rc = MDB_MAP_FULL};
+    ASSERT_OK(put_s(t->c, "new", "v", 0));
+    char buf[8];
+    assert_string_equal(get_s(t->c, "new", buf, sizeof buf), "v");
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.map_full, 1);
+    assert_true(st.evictions_lru > 0);
+    assert_int_equal(st.entries + st.evictions_lru, 301);
+}
+
+static void test_map_full_with_nothing_to_evict(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    f_put = (fault){.fails = -1, .rc = MDB_MAP_FULL};
+    ASSERT_RC(put_s(t->c, "k", "v", 0), LMC_ENOSPC);
+    assert_non_null(strstr(lmc_errmsg(t->c), "nothing left to evict"));
+    fault_reset();
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+}
+
+static void test_commit_failure_loses_only_that_write(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    char buf[16];
+    ASSERT_OK(put_s(t->c, "k", "old", 0));
+    f_commit = (fault){.fails = 1, .rc = EIO};
+    ASSERT_RC(put_s(t->c, "k", "new", 0), LMC_EIO);
+    assert_non_null(strstr(lmc_errmsg(t->c), "mdb_txn_commit"));
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "old");
+    f_commit = (fault){.fails = 1, .rc = ENOSPC};
+    ASSERT_RC(lmc_incr(t->c, "n", 1, 1, NULL, 0), LMC_ENOSPC);
+    assert_null(get_s(t->c, "n", buf, sizeof buf));
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.sets, 1); /* failed writes are not counted */
+    assert_int_equal(st.entries, 1);
+    ASSERT_OK(put_s(t->c, "k", "new", 0));
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "new");
+}
+
+static void test_write_begin_failure(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    f_begin = (fault){.fails = 1, .rc = MDB_PANIC};
+    ASSERT_RC(put_s(t->c, "k", "v", 0), LMC_EIO);
+    assert_non_null(strstr(lmc_errmsg(t->c), "mdb_txn_begin"));
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+}
+
+static void *first_get(void *p)
+{
+    tctx *t = p;
+    char buf[8];
+    size_t n;
+    intptr_t rc = lmc_get(t->c, "k", 1, buf, sizeof buf, &n);
+    return (void *)rc;
+}
+
+static void test_readers_full_clears_stale_slots_then_gives_up(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    /* Once: the library clears stale slots and retries. */
+    f_begin = (fault){.fails = 1, .rc = MDB_READERS_FULL, .rdonly_only = true};
+    pthread_t th;
+    void *rc;
+    assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_int_equal((intptr_t)rc, LMC_OK);
+    /* Always: a clear LMC_EBUSY, and the next thread is fine again. */
+    f_begin = (fault){.fails = -1, .rc = MDB_READERS_FULL, .rdonly_only = true};
+    assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_int_equal((intptr_t)rc, LMC_EBUSY);
+    fault_reset();
+    assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_int_equal((intptr_t)rc, LMC_OK);
+}
+
+static void test_corrupted_page_on_read(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    char buf[8];
+    size_t n;
+    f_get = (fault){.fails = 1, .rc = MDB_CORRUPTED};
+    ASSERT_RC(lmc_get(t->c, "k", 1, buf, sizeof buf, &n), LMC_ECORRUPT);
+    assert_non_null(strstr(lmc_errmsg(t->c), "mdb_get"));
+    f_get = (fault){.fails = 1, .rc = MDB_PAGE_NOTFOUND};
+    ASSERT_RC(lmc_set(t->c, "k", 1, "w", 1, 0), LMC_ECORRUPT);
+    ASSERT_OK(lmc_get(t->c, "k", 1, buf, sizeof buf, &n));
+    assert_int_equal(buf[0], 'v');
+}
+
+/* ------------------------------------------------------------------------ */
+/* Allocation failures                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* An operation run with allocations failing, with a preparation and a check
+ * that run without. */
+typedef struct alloc_case {
+    void (*prep)(tctx *t, int step);
+    int (*op)(tctx *t, int step);
+    void (*check)(tctx *t, int step, int rc);
+} alloc_case;
+
+/*
+ * Run op with the nth allocation failing, for n = 1, 2, ... until op
+ * succeeds without reaching the failure; with persistent, every allocation
+ * after the nth fails too.  op must give LMC_ENOMEM or LMC_OK each time, and
+ * check must find the cache consistent either way.
+ */
+static void alloc_loop(tctx *t, const alloc_case *ac, bool persistent)
+{
+    for (unsigned long n = 1; n < 200; n++) {
+        if (ac->prep)
+            ac->prep(t, (int)n);
+        lmc__test_fail_alloc(n, persistent);
+        unsigned long before = lmc__test_alloc_count();
+        int rc = ac->op(t, (int)n);
+        unsigned long used = lmc__test_alloc_count() - before;
+        lmc__test_fail_alloc(0, false);
+        if (rc != LMC_OK && rc != LMC_ENOMEM)
+            fail_msg("allocation %lu failing gave %s (%s)", n, lmc_errname(rc),
+                     lmc__errmsg_last());
+        if (ac->check)
+            ac->check(t, (int)n, rc);
+        if (rc == LMC_OK && used < n)
+            return; /* got through without reaching the nth allocation */
+    }
+    fail_msg("the operation never completed");
+}
+
+static int op_open(tctx *t, int step)
+{
+    (void)step;
+    lmc *c = (lmc *)0x1;
+    lmc_options o = {.map_size = 4u << 20};
+    int rc = lmc_open(&c, t->path, &o);
+    if (rc) {
+        assert_null(c);
+        assert_true(*lmc_errmsg(NULL) != 0);
+        return rc;
+    }
+    lmc_close(c);
+    return 0;
+}
+
+static void test_open_under_allocation_failures(void **state)
+{
+    tctx *t = *state;
+    const alloc_case ac = {NULL, op_open, NULL};
+    alloc_loop(t, &ac, false);
+    alloc_loop(t, &ac, true);
+    /* The cache is fine afterwards. */
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    assert_int_equal(stats_of(t->c).entries, 1);
+}
+
+static int op_get_alloc(tctx *t, int step)
+{
+    (void)step;
+    void *p = NULL;
+    size_t n;
+    int rc = lmc_get_alloc(t->c, "k", 1, &p, &n);
+    if (rc == 0) {
+        assert_int_equal(n, 5);
+        lmc_free(p);
+    } else {
+        assert_null(p);
+    }
+    return rc;
+}
+
+static void *alloc_thread(void *p)
+{
+    return (void *)(intptr_t)op_get_alloc(p, 0);
+}
+
+static int op_get_alloc_new_thread(tctx *t, int step)
+{
+    (void)step;
+    pthread_t th;
+    void *rc;
+    assert_int_equal(pthread_create(&th, NULL, alloc_thread, t), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    return (int)(intptr_t)rc;
+}
+
+static void check_value(tctx *t, int step, int rc)
+{
+    (void)step;
+    (void)rc;
+    char buf[8];
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "value");
+}
+
+static void test_reads_under_allocation_failures(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "value", 0));
+    const alloc_case get = {NULL, op_get_alloc, check_value};
+    alloc_loop(t, &get, false);
+    alloc_loop(t, &get, true);
+    /* A thread's first read allocates its read transaction. */
+    const alloc_case thr = {NULL, op_get_alloc_new_thread, check_value};
+    alloc_loop(t, &thr, false);
+    alloc_loop(t, &thr, true);
+}
+
+static void prep_prefix(tctx *t, int step)
+{
+    char k[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(k, sizeof k, "p%d/%d", step, i);
+        ASSERT_OK(put_s(t->c, k, "v", 0));
+    }
+}
+
+static int op_prefix(tctx *t, int step)
+{
+    char k[32];
+    snprintf(k, sizeof k, "p%d/", step);
+    uint64_t n = 0;
+    int rc = lmc_delete_prefix(t->c, k, strlen(k), &n);
+    assert_int_equal(n, rc == LMC_OK ? 20 : 0);
+    return rc;
+}
+
+static int count_entry(void *arg, const lmc_value *v)
+{
+    (void)v;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+/* The entry count of the stats matches a full scan. */
+static void check_consistent(tctx *t, int step, int rc)
+{
+    (void)step;
+    (void)rc;
+    uint64_t seen = 0;
+    ASSERT_OK(lmc_scan(t->c, NULL, 0, count_entry, &seen));
+    assert_int_equal(stats_of(t->c).entries, seen);
+}
+
+static void check_prefix(tctx *t, int step, int rc)
+{
+    char k[32];
+    snprintf(k, sizeof k, "p%d/", step);
+    uint64_t seen = 0;
+    ASSERT_OK(lmc_scan(t->c, k, strlen(k), count_entry, &seen));
+    assert_int_equal(seen, rc == LMC_OK ? 0 : 20);
+    check_consistent(t, step, rc);
+}
+
+static char big[4096];
+
+static void prep_touch(tctx *t, int step)
+{
+    memset(big, 'a' + step % 26, sizeof big);
+    ASSERT_OK(lmc_set(t->c, "big", 3, big, sizeof big, 100000));
+}
+
+static int op_touch(tctx *t, int step)
+{
+    return lmc_touch(t->c, "big", 3, 200000 + step);
+}
+
+static void check_touch(tctx *t, int step, int rc)
+{
+    (void)step;
+    (void)rc;
+    void *out;
+    size_t n;
+    ASSERT_OK(lmc_get_alloc(t->c, "big", 3, &out, &n));
+    assert_int_equal(n, sizeof big);
+    assert_memory_equal(out, big, n);
+    lmc_free(out);
+}
+
+static void prep_sweep(tctx *t, int step)
+{
+    (void)step;
+    char k[32];
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "s/%04d", i);
+        ASSERT_OK(put_s(t->c, k, "some value", 0));
+    }
+}
+
+static int op_sweep(tctx *t, int step)
+{
+    (void)step;
+    lmc_sweep_options o = {.flags = LMC_SWEEP_FORCE, .high_watermark = 0.01,
+                           .low_watermark = 0.005};
+    lmc_sweep_result r;
+    return lmc_sweep(t->c, &o, &r);
+}
+
+static void test_writes_under_allocation_failures(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 8, 0);
+    const alloc_case prefix = {prep_prefix, op_prefix, check_prefix};
+    alloc_loop(t, &prefix, false);
+    alloc_loop(t, &prefix, true);
+    const alloc_case touch = {prep_touch, op_touch, check_touch};
+    alloc_loop(t, &touch, false);
+    alloc_loop(t, &touch, true);
+    const alloc_case sweep = {prep_sweep, op_sweep, check_consistent};
+    alloc_loop(t, &sweep, false);
+    alloc_loop(t, &sweep, true);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_map_full_from_put_evicts_and_retries),
+        T(test_map_full_with_nothing_to_evict),
+        T(test_commit_failure_loses_only_that_write),
+        T(test_write_begin_failure),
+        T(test_readers_full_clears_stale_slots_then_gives_up),
+        T(test_corrupted_page_on_read),
+        T(test_open_under_allocation_failures),
+        T(test_reads_under_allocation_failures),
+        T(test_writes_under_allocation_failures),
+    };
+    return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+}
