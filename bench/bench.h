@@ -267,6 +267,8 @@ void bench_result_finish(bench_result *r);
 int bench_run_inprocess(const bench_contender *c, const bench_cfg *cfg, const bench_dataset *ds,
                         const uint32_t *seq, int workload, uint64_t nops, double *ns_per_op,
                         char *err, size_t errn);
+/* CPUs this process tree can get now (spin test). */
+double bench_cpu_available(double secs);
 /* Loop overhead of the timing itself (clock + histogram), in ns per op. */
 double bench_timing_overhead_ns(void);
 
@@ -314,6 +316,8 @@ void bench_scale_open(bench_cfg *cfg, const bench_dataset *ds, const bench_scale
                       bench_scale_out *o);
 void bench_scale_space(bench_cfg *cfg, const bench_dataset *ds, const char *label,
                        const bench_contender *const *cs, unsigned ncs, bench_scale_out *o);
+/* The open probe of bench_scale_open, run in a freshly exec'ed process. */
+int bench_open_probe(const char *kind, const char *path, const char *key);
 void bench_scale_pss(bench_cfg *cfg, const bench_scale_opts *so, bench_scale_out *o);
 
 /* Small helpers (common.c). */

@@ -407,6 +407,9 @@ static void print_header(const suite *s, const bench_cfg *cfg, const bench_conte
     meta("machine", "%s, %ld CPUs, %.1f GiB RAM", cpu, sysconf(_SC_NPROCESSORS_ONLN), mem_gib());
     meta("kernel", "%s %s %s", u.sysname, u.release, u.version);
     meta("load average at start", "%s", la);
+    meta("CPU available at start", "%.2f of %ld (one spinning process per CPU for 0.2 s; "
+         "below the CPU count, other programs were running)", bench_cpu_available(0.2),
+         sysconf(_SC_NPROCESSORS_ONLN));
     meta("build", "%s", BENCH_BUILD_INFO);
     meta("library", "lmc %s (static), %s", lmc_version(NULL, NULL, NULL),
          mdb_version(NULL, NULL, NULL));
@@ -666,6 +669,9 @@ static int run_profile(bench_cfg *cfg, const bench_contender **cs, unsigned ncs,
 
 int main(int argc, char **argv)
 {
+    /* Internal: the open-time probe runs in a freshly exec'ed process. */
+    if (argc == 5 && strcmp(argv[1], "--open-probe") == 0)
+        return bench_open_probe(argv[2], argv[3], argv[4]);
     bool quick = false, no_scale = false, only_scale = false;
     const char *dir = NULL, *clist = "lmc,lmdb,redis,memcached", *profile = NULL;
     int run_ms = -1, warm_ms = -1, reps = -1;
@@ -907,6 +913,8 @@ int main(int argc, char **argv)
     loadavg(la, sizeof la);
     say("\n");
     meta("load average at end", "%s", la);
+    meta("CPU available at end", "%.2f of %ld", bench_cpu_available(0.2),
+         sysconf(_SC_NPROCESSORS_ONLN));
     meta("total time", "%.0f s", (double)(bench_now_ns() - t_start) / 1e9);
     meta("result", "%u cells, %u failures", all.n, failures);
     free(all.r);

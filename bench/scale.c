@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -360,50 +361,97 @@ out:
 /* Open time                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Time, in a fresh child process, what a worker does when it starts: open
- * the cache and read one key; then the close. */
-static int time_open(const bench_cfg *cfg, const bench_dataset *ds, bool raw, double *open_us,
-                     double *close_us, char *err, size_t errn)
+static long minflt(void)
 {
-    double *shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (shm == MAP_FAILED)
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/*
+ * The open probe, run by `lmcbench --open-probe KIND PATH KEY` in a freshly
+ * exec'ed process (see time_open): what a worker does when it starts, open
+ * the cache and read one key, then the close.  Prints four numbers: open +
+ * first get (us), the first get alone (us), the close (us), and the minor
+ * page faults taken by open + first get.
+ */
+int bench_open_probe(const char *kind, const char *path, const char *key)
+{
+    size_t kl = strlen(key);
+    long f0 = minflt();
+    uint64_t t0 = bench_now_ns();
+    char err[256];
+    if (strcmp(kind, "lmdb") == 0) {
+        if (bench_lmdb_open_probe(path, key, kl, err, sizeof err)) {
+            fprintf(stderr, "open probe: %s\n", err);
+            return 1;
+        }
+        printf("%.1f 0 0 %ld\n", (double)(bench_now_ns() - t0) / 1000, minflt() - f0);
+        return 0;
+    }
+    lmc *c;
+    int rc = lmc_open(&c, path, NULL);
+    if (rc) {
+        fprintf(stderr, "open probe: lmc_open: %s (%s)\n", lmc_strerror(rc), lmc_errmsg(NULL));
+        return 1;
+    }
+    uint64_t t1 = bench_now_ns();
+    char vb[256];
+    size_t vl;
+    rc = lmc_get(c, key, kl, vb, sizeof vb, &vl);
+    uint64_t t2 = bench_now_ns();
+    long f1 = minflt();
+    lmc_close(c);
+    uint64_t t3 = bench_now_ns();
+    if (rc) {
+        fprintf(stderr, "open probe: lmc_get: %s\n", lmc_strerror(rc));
+        return 1;
+    }
+    printf("%.1f %.1f %.1f %ld\n", (double)(t2 - t0) / 1000, (double)(t2 - t1) / 1000,
+           (double)(t3 - t2) / 1000, f1 - f0);
+    return 0;
+}
+
+/*
+ * Run the open probe in a fresh process: fork and exec this program, so that
+ * the probe starts with a small address space like a newly started worker.
+ * (A child merely forked from this driver would pay for copy-on-write faults
+ * on the driver's large heap, several hundred of them, which says nothing
+ * about lmc.)
+ */
+static int time_open(const bench_cfg *cfg, const bench_dataset *ds, bool raw, double out[4],
+                     char *err, size_t errn)
+{
+    int fds[2];
+    if (pipe(fds))
         return -1;
-    memset(shm, 0, 4096);
+    char key[BENCH_KSTRIDE];
+    memcpy(key, bench_key(ds, ds->n / 2), ds->klen[ds->n / 2]);
+    key[ds->klen[ds->n / 2]] = 0;
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        alarm(120);
-        const char *k = bench_key(ds, ds->n / 2);
-        size_t kl = ds->klen[ds->n / 2];
-        uint64_t t0 = bench_now_ns();
-        if (raw) {
-            if (bench_lmdb_open_probe(cfg->lmdb_path, k, kl, (char *)(shm + 4), 256))
-                _exit(1);
-            shm[0] = (double)(bench_now_ns() - t0) / 1000;
-            _exit(0);
-        }
-        lmc *c;
-        if (open_lmc(cfg, &c, (char *)(shm + 4), 256))
-            _exit(1);
-        char vb[64 * 1024];
-        size_t vl;
-        int rc = lmc_get(c, k, kl, vb, sizeof vb, &vl);
-        uint64_t t1 = bench_now_ns();
-        lmc_close(c);
-        uint64_t t2 = bench_now_ns();
-        shm[0] = (double)(t1 - t0) / 1000;
-        shm[1] = (double)(t2 - t1) / 1000;
-        _exit(rc == LMC_OK ? 0 : 2);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/proc/self/exe", "lmcbench", "--open-probe", raw ? "lmdb" : "lmc",
+              raw ? cfg->lmdb_path : cfg->lmc_path, key, (char *)NULL);
+        _exit(127);
     }
+    close(fds[1]);
+    char buf[256] = "";
+    ssize_t n, got = 0;
+    while ((n = read(fds[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0)
+        got += n;
+    close(fds[0]);
     int st = 0;
     waitpid(pid, &st, 0);
-    int rc = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-    if (rc)
-        snprintf(err, errn, "%s", ((char *)(shm + 4))[0] ? (char *)(shm + 4) : "probe failed");
-    *open_us = shm[0];
-    *close_us = shm[1];
-    munmap(shm, 4096);
-    return rc;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
+        sscanf(buf, "%lf %lf %lf %lf", &out[0], &out[1], &out[2], &out[3]) != 4) {
+        snprintf(err, errn, "the probe process failed (status %d)", st);
+        return -1;
+    }
+    return 0;
 }
 
 void bench_scale_open(bench_cfg *cfg, const bench_dataset *ds, const bench_scale_opts *so,
@@ -422,11 +470,15 @@ void bench_scale_open(bench_cfg *cfg, const bench_dataset *ds, const bench_scale
             return;
         }
         for (int raw = 0; raw < (cfg->lmdb_path[0] ? 2 : 1); raw++) {
-            double ov[32], cv[32];
+            double v[4][32];
             unsigned n = so->open_reps < 32 ? so->open_reps : 32, ok = 0;
             for (unsigned i = 0; i < n; i++) {
-                if (time_open(cfg, ds, raw, &ov[ok], &cv[ok], err, sizeof err) == 0)
+                double one[4];
+                if (time_open(cfg, ds, raw, one, err, sizeof err) == 0) {
+                    for (int j = 0; j < 4; j++)
+                        v[j][ok] = one[j];
                     ok++;
+                }
             }
             if (ok < n) {
                 bench_scale_fail(o, sec, "%s open probe failed: %s", raw ? "lmdb" : "lmc", err);
@@ -436,13 +488,16 @@ void bench_scale_open(bench_cfg *cfg, const bench_dataset *ds, const bench_scale
             snprintf(m, sizeof m, "%s open + first get%s", raw ? "raw LMDB" : "lmc",
                      held ? ", cache held open by another process" : ", nobody else has it open");
             if (raw)
-                bench_scale_add(o, sec, m, bench_median(ov, ok), "us",
-                                "median of %u fresh processes; %s entries; env open, DBI "
-                                "open, read txn", ok, cnt);
+                bench_scale_add(o, sec, m, bench_median(v[0], ok), "us",
+                                "median of %u freshly exec'ed processes; %s entries; env open, "
+                                "DBI open, read txn, get; %.0f page faults", ok, cnt,
+                                bench_median(v[3], ok));
             else
-                bench_scale_add(o, sec, m, bench_median(ov, ok), "us",
-                                "median of %u fresh processes; %s entries; lmc_close %.0f us",
-                                ok, cnt, bench_median(cv, ok));
+                bench_scale_add(o, sec, m, bench_median(v[0], ok), "us",
+                                "median of %u freshly exec'ed processes; %s entries; first get "
+                                "%.0f us; %.0f page faults; lmc_close %.0f us", ok, cnt,
+                                bench_median(v[1], ok), bench_median(v[3], ok),
+                                bench_median(v[2], ok));
         }
         lmc_close(hold);
     }
