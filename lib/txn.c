@@ -14,6 +14,7 @@
 #include "fmacros.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -59,12 +60,16 @@ void lmc__rtxn_release_all(lmc__core *k, bool owned)
         lmc__rtxn *next = r->next;
         if (owned && r->pid == getpid()) {
             mdb_txn_abort(r->txn);
-            lmc__free(r);
+        } else {
+            /* Not owned: our copy, made by fork, of a txn of the parent.
+             * mdb_txn_abort would clear the parent's reader slot in shared
+             * memory.  LMDB 0.9 allocates a read-only txn as one calloc'd
+             * block that mdb_txn_abort just free()s (mdb_txn_begin,
+             * mdb_txn_end), so freeing that block releases our copy and
+             * nothing else. */
+            free(r->txn);
         }
-        /* Not owned: the txn objects are the parent's, copied by fork.
-         * Aborting one would clear the parent's reader slot in shared memory,
-         * and LMDB gives no way to free the object alone, so the few hundred
-         * bytes are left behind in the child on purpose. */
+        lmc__free(r);
         r = next;
     }
     if (owned && k->key_live)

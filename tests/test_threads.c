@@ -7,6 +7,9 @@
 #include "util.h"
 
 #include <pthread.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
 
 typedef struct thread_arg {
     lmc *c;
@@ -239,6 +242,15 @@ static void test_fork_while_threads_work(void **state)
      * ThreadSanitizer builds run this test. */
     skip();
 #endif
+#ifdef RUNNING_ON_VALGRIND
+    /* A child forked while another thread is inside a write transaction
+     * inherits that transaction's lists; they belong to a thread that does
+     * not exist in the child and cannot be freed there (aborting the txn
+     * would unlock the parent's writer mutex), so valgrind's leak check in
+     * the child fails it.  Every other run of the suite runs this test. */
+    if (RUNNING_ON_VALGRIND)
+        skip();
+#endif
     t->c = open_cache(t, 8, 0);
     ASSERT_OK(put_s(t->c, "k", "v", 0));
     _Atomic int stop = 0;
@@ -248,9 +260,9 @@ static void test_fork_while_threads_work(void **state)
         a[i] = (thread_arg){.c = t->c, .stop = &stop};
         assert_int_equal(pthread_create(&th[i], NULL, busy_reader, &a[i]), 0);
     }
+    int bad_children = 0;
     for (int i = 0; i < 10; i++) {
         pid_t p = fork();
-        assert_true(p >= 0);
         if (p == 0) {
             char buf[8];
             size_t n;
@@ -258,13 +270,17 @@ static void test_fork_while_threads_work(void **state)
             CHILD_OK(lmc_incr(t->c, "forks", 5, 1, NULL, 0));
             _exit(0);
         }
-        wait_ok(p);
+        int st = 0;
+        if (p < 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            bad_children++;
     }
+    /* Stop the threads before any assertion can end the test under them. */
     atomic_store(&stop, 1);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(a[i].failures, 0);
     }
+    assert_int_equal(bad_children, 0);
     char buf[8];
     assert_string_equal(get_s(t->c, "forks", buf, sizeof buf), "10");
 }
