@@ -243,7 +243,9 @@ static void fmt_ratio(char *b, size_t n, double lmc_ops, double ops)
 
 static void csv_result(const bench_result *r, double lmc_ops, const char *label)
 {
-    printf("workload,%s,%s,%u,%zu,%u,%s,%.0f,%.3f,%.3f,%.3f,%.3f,%.1f,", label,
+    printf("workload,");
+    csv_str(label);
+    printf(",%s,%u,%zu,%u,%s,%.0f,%.3f,%.3f,%.3f,%.3f,%.1f,",
            bench_workload_names[r->workload], r->keys, r->vsize, r->nprocs, r->contender,
            r->ops_s, r->p50 / 1000, r->p95 / 1000, r->p99 / 1000, r->p999 / 1000, r->max / 1000);
     if (r->workload == W_MIX)
@@ -408,8 +410,8 @@ static void print_header(const suite *s, const bench_cfg *cfg, const bench_conte
     meta("kernel", "%s %s %s", u.sysname, u.release, u.version);
     meta("load average at start", "%s", la);
     meta("CPU available at start", "%.2f of %ld (one spinning process per CPU for 0.2 s; "
-         "below the CPU count, other programs were running)", bench_cpu_available(0.2),
-         sysconf(_SC_NPROCESSORS_ONLN));
+         "a figure well below the CPU count means other programs were busy)",
+         bench_cpu_available(0.2), sysconf(_SC_NPROCESSORS_ONLN));
     meta("build", "%s", BENCH_BUILD_INFO);
     meta("library", "lmc %s (static), %s", lmc_version(NULL, NULL, NULL),
          mdb_version(NULL, NULL, NULL));
@@ -518,8 +520,9 @@ static void print_targets(const all_results *a, const bench_scale_out *o, uint32
             say("| sweep of expired entries | %.2f s | < 10 s | %s |\n", r->value,
                 r->value < 10 ? "holds" : "**missed**");
         else if (strcmp(r->section, "space") == 0 && strncmp(r->metric, "lmc ", 4) == 0)
-            say("| lmc bytes per entry beyond key and value (%.40s) | %.1f B | <= 64 B | %s |\n",
-                r->note, r->value, r->value <= 64 ? "holds" : "**missed**");
+            say("| lmc bytes per entry beyond key and value (%.*s) | %.1f B | <= 64 B | %s |\n",
+                (int)strcspn(r->note, ";"), r->note, r->value,
+                r->value <= 64 ? "holds" : "**missed**");
         else if (strcmp(r->metric, "bytes per entry beyond key and value") == 0)
             say("| lmc bytes per entry (%s) | %.1f B | <= 64 B | %s |\n", r->section, r->value,
                 r->value <= 64 ? "holds" : "**missed**");
@@ -785,10 +788,12 @@ int main(int argc, char **argv)
         s.plan.reps = (unsigned)reps;
 
     uint64_t t_start = bench_now_ns();
+    double overhead = bench_timing_overhead_ns();
+    /* In CSV the header facts come first, as '#' comment lines, then the
+     * column row. */
+    print_header(&s, &cfg, cs, ncs, overhead);
     if (g_csv)
         printf("%s\n", CSV_HEADER);
-    double overhead = bench_timing_overhead_ns();
-    print_header(&s, &cfg, cs, ncs, overhead);
 
     all_results all = {0};
     static bench_scale_out scale;
