@@ -119,11 +119,13 @@ static void suite_quick(suite *s)
     static const unsigned P1[] = {1}, P2[] = {2};
     static const int GS[] = {W_GET_HIT, W_SET};
     block *b = &s->blocks[s->nblocks++];
-    *b = (block){.keys = 10000, .vsize = 100, .map = 256 * MIB, .space = true, .open = true};
+    /* Small maps: lmc reserves its whole map on tmpfs, and a CI machine's
+     * /dev/shm may be small. */
+    *b = (block){.keys = 10000, .vsize = 100, .map = 64 * MIB, .space = true, .open = true};
     add_cells(b, ALL_W, 8, P1, 1);
     add_cells(b, GS, 2, P2, 1);
     b = &s->blocks[s->nblocks++];
-    *b = (block){.keys = 1000, .vsize = 16384, .map = 256 * MIB};
+    *b = (block){.keys = 1000, .vsize = 16384, .map = 64 * MIB};
     add_cells(b, GS, 2, P1, 1);
     s->scale = (bench_scale_opts){.prefix_total = 100000,
                                   .prefix_removed = 10000,
@@ -900,7 +902,7 @@ int main(int argc, char **argv)
     bool have_lmc = nlive > 0 && live[0] == &bench_lmc;
     if (!no_scale && have_lmc) {
         fprintf(stderr, "scale cases ...\n");
-        cfg.map_size = s.scale.quick ? 256 * MIB : 1 * GIB;
+        cfg.map_size = s.scale.quick ? 128 * MIB : 1 * GIB;
         bench_scale_prefix(&cfg, &s.scale, false, &scale);
         bench_scale_prefix(&cfg, &s.scale, true, &scale);
         bench_scale_sweep(&cfg, &s.scale, &scale);
