@@ -163,7 +163,7 @@ check: lib $(TEST_BIN)
 check-threads: lib $(THREAD_TESTS)
 	$(Q)fail=0; for t in $(THREAD_TESTS); do \
 	    echo "# $$t"; \
-	    TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 $$TSAN_OPTIONS" \
+	    TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp history_size=7 halt_on_error=1 $$TSAN_OPTIONS" \
 	    CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; done; exit $$fail
 
 test-exports: $(SHARED)

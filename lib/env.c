@@ -320,13 +320,13 @@ static int init_new(const lmc *h, lmc__core *k, const char *boot)
      * token never matches after a reset. */
     uint64_t vbase = (uint64_t)now_ns();
     uint8_t clean = 0;
-    uint64_t totals[2] = {0, 0};
+    lmc__totals totals = {0, 0, 0};
     const char *what = "mdb_dbi_open";
     if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
-        (rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &k->dbi_entries)) ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &k->dbi_expiry)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &k->dbi_meta)))
         goto fail;
+    k->dbi_entries = k->dbi_main; /* see the stored keys in internal.h */
     what = "mdb_put (meta)";
     if ((rc = meta_put(txn, k->dbi_meta, "format", &fmt, sizeof fmt)) ||
         (rc = meta_put(txn, k->dbi_meta, "created_ms", &created, sizeof created)) ||
@@ -335,7 +335,7 @@ static int init_new(const lmc *h, lmc__core *k, const char *boot)
         (rc = meta_put(txn, k->dbi_meta, "boot_id", boot, strlen(boot))) ||
         (rc = meta_put(txn, k->dbi_meta, "clean", &clean, 1)))
         goto fail;
-    MDB_val tk = lmc__totals_key, tv = {sizeof totals, totals};
+    MDB_val tk = lmc__totals_key, tv = {sizeof totals, &totals};
     if ((rc = mdb_put(txn, k->dbi_main, &tk, &tv, 0)))
         goto fail;
     what = "mdb_txn_commit (create)";
@@ -362,7 +362,6 @@ static int load_existing(const lmc *h, lmc__core *k, meta_state *ms)
     if (rc)
         return lmc__mdb_err(h, rc, "mdb_txn_begin (open)");
     if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
-        (rc = mdb_dbi_open(txn, "entries", 0, &k->dbi_entries)) ||
         (rc = mdb_dbi_open(txn, "expiry", 0, &k->dbi_expiry)) ||
         (rc = mdb_dbi_open(txn, "meta", 0, &k->dbi_meta))) {
         mdb_txn_abort(txn);
@@ -387,6 +386,7 @@ static int load_existing(const lmc *h, lmc__core *k, meta_state *ms)
     ms->boot[n] = 0;
     ms->clean = 0;
     meta_get(txn, k->dbi_meta, "clean", &ms->clean, 1);
+    k->dbi_entries = k->dbi_main; /* see the stored keys in internal.h */
     /* Committing a read txn keeps the DBI handles it opened for the env. */
     rc = mdb_txn_commit(txn);
     if (rc)

@@ -185,12 +185,14 @@ int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entr
         return lmc__mdb_err(h, rc, "mdb_cursor_open");
     MDB_val key, d, prev = {0, NULL};
     unsigned char prevbuf[LMC__KEY_STORED_LONG];
-    if (start && start->mv_size) {
+    const unsigned char ns = LMC__NS;
+    if (start && start->mv_size)
         key = *start;
-        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    } else {
-        rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-    }
+    else
+        key = (MDB_val){1, (void *)(uintptr_t)&ns}; /* the first entry */
+    rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    if (rc == 0 && !lmc__is_entry_key(&key))
+        rc = MDB_NOTFOUND; /* past the entries: the main database's own keys */
     lmc__run *x = NULL;
     bool bad = false, no_ttl = false;
     uint64_t max_exp = 0, max_rec = 0, scanned = 0;
@@ -249,6 +251,8 @@ int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entr
             x = NULL;
         }
         rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+        if (rc == 0 && !lmc__is_entry_key(&key))
+            rc = MDB_NOTFOUND;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         mdb_cursor_close(cur);
@@ -305,7 +309,8 @@ static int delete_range(lmc__wctx *w, MDB_cursor *cur, const lmc__runs *r, const
     uint64_t n = 0;
     *done = true;
     int rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    while (rc == 0 && key_cmp(key.mv_data, key.mv_size, last, x->llen) <= 0) {
+    while (rc == 0 && lmc__is_entry_key(&key) &&
+           key_cmp(key.mv_data, key.mv_size, last, x->llen) <= 0) {
         if (n >= budget) {
             memcpy(resume, key.mv_data, key.mv_size);
             *resume_len = key.mv_size;
@@ -541,7 +546,7 @@ int lmc__make_room(lmc *h, uint64_t want_pages)
             rc = lmc__totals_apply(&w);
         if (rc == 0) {
             if (a.removed == 0) {
-                mdb_txn_abort(w.txn);
+                lmc__wabort(h, w.txn);
                 return lmc__err(h, LMC_ENOSPC, "%s is full and has nothing left to evict",
                                 k->path);
             }
@@ -554,7 +559,7 @@ int lmc__make_room(lmc *h, uint64_t want_pages)
                 return 0;
             }
         } else {
-            mdb_txn_abort(w.txn);
+            lmc__wabort(h, w.txn);
         }
         if (rc != LMC__EMAPFULL)
             return rc;

@@ -29,24 +29,41 @@
 /* ------------------------------------------------------------------------ */
 
 /* Format of the entries; stored in the meta DB and checked on open. */
-#define LMC__FORMAT_VERSION 1u
+#define LMC__FORMAT_VERSION 2u
 
 /*
- * Stored keys.  LMDB keys stop at 511 bytes and the expiry index adds 8, so a
- * user key of LMC__KEY_INLINE bytes or more is stored as its first
- * LMC__KEY_INLINE bytes followed by a 16-byte hash of the whole key, and the
- * whole key is kept in the value to confirm a hit.
+ * Stored keys.  Entries live in LMDB's main (unnamed) database, next to the
+ * records of the named databases "expiry" and "meta" and two keys of our own
+ * ("lmc:totals", "lmc:tick").  A named database would cost every read: LMDB
+ * 0.9 marks named databases stale whenever a read txn is renewed, so the
+ * first lookup of each get would search the main database for the record
+ * again (465 instructions, a sixth of a get, measured in bench/RESULTS.md),
+ * and every commit would rewrite that record.  Every stored entry key starts
+ * with the byte LMC__NS, which no other key of the main database starts
+ * with, so entries are one contiguous range and prefixes stay ranges.
+ *
+ * LMDB keys stop at 511 bytes and the expiry index adds 8, so a user key of
+ * LMC__KEY_INLINE bytes or more is stored as its first LMC__KEY_INLINE bytes
+ * followed by a 16-byte hash of the whole key, and the whole key is kept in
+ * the value to confirm a hit.
  */
+#define LMC__NS 0x01u
 #define LMC__KEY_INLINE 448u
 #define LMC__KEY_HASH 16u
-#define LMC__KEY_STORED_LONG (LMC__KEY_INLINE + LMC__KEY_HASH)
+#define LMC__KEY_STORED_LONG (1u + LMC__KEY_INLINE + LMC__KEY_HASH)
 #define LMC__EXPKEY_MAX (8u + LMC__KEY_STORED_LONG)
 
 typedef struct lmc__skey {
-    MDB_val v;    /* the stored key: points at the user's key or at buf */
+    MDB_val v;    /* the stored key, in buf */
     int is_long;  /* 1 if the long-key encoding is used */
     unsigned char buf[LMC__KEY_STORED_LONG];
 } lmc__skey;
+
+/* Whether a key of the main database is an entry's. */
+static inline bool lmc__is_entry_key(const MDB_val *k)
+{
+    return k->mv_size >= 2 && *(const unsigned char *)k->mv_data == LMC__NS;
+}
 
 void lmc__skey_make(lmc__skey *s, const void *key, size_t klen);
 
@@ -125,12 +142,19 @@ typedef struct lmc__perm {
 
 /* A thread's reusable read transaction on one core (MDB_NOTLS: the txn
  * object owns the reader slot, so each thread keeps its own and renews it). */
+#define LMC__STAMP_BATCH 32u
+
 typedef struct lmc__rtxn {
     MDB_txn *txn;
     struct lmc__core *core;
     pid_t pid;      /* process that created it: never touched by another */
     unsigned gen;   /* core generation it belongs to */
     struct lmc__rtxn *prev, *next;
+    /* Recency cells this thread's hits must stamp, written to the shared
+     * array in batches (recency.c). */
+    unsigned nstamps;
+    int64_t first_stamp_ms;
+    uint32_t stamps[LMC__STAMP_BATCH];
 } lmc__rtxn;
 
 /* The per-process state of one cache, shared by every lmc handle of this
@@ -138,10 +162,11 @@ typedef struct lmc__rtxn {
 typedef struct lmc__core {
     /* Hot fields, read on every call. */
     MDB_env *env;
-    MDB_dbi dbi_main, dbi_entries, dbi_expiry, dbi_meta;
+    MDB_dbi dbi_main, dbi_entries, dbi_expiry, dbi_meta; /* entries == main */
     _Atomic unsigned gen;        /* == lmc__fork_gen while valid in this process */
     pthread_key_t tkey;          /* -> lmc__rtxn of the calling thread */
     lmc__slot *slot;             /* this process's stats slot */
+    _Atomic uint64_t *gate;      /* writer gate in the stats file, or NULL */
     _Atomic uint32_t *recency;   /* shared access times, see recency.c */
     uint64_t recency_mask;
     int64_t created_ms;
@@ -289,6 +314,8 @@ void lmc__rtxn_destructor(void *p);
 int lmc__wbegin(lmc *h, MDB_txn **txn);
 /* Commit; MDB_MAP_FULL becomes LMC__EMAPFULL.  The txn is gone either way. */
 int lmc__wcommit(lmc *h, MDB_txn *txn);
+/* Abort a write txn from lmc__wbegin. */
+void lmc__wabort(lmc *h, MDB_txn *txn);
 
 /* ------------------------------------------------------------------------ */
 /* Writes (write.c)                                                         */
@@ -303,9 +330,11 @@ typedef struct lmc__wctx {
     uint64_t version;        /* version given to entries written now */
     int64_t d_key_bytes;     /* change of the key/value byte totals */
     int64_t d_value_bytes;
+    int64_t d_entries;       /* change of the entry count */
     uint64_t ctr[LMC__NCTR]; /* counter deltas, applied after commit */
     bool map_full;           /* this attempt hit MDB_MAP_FULL */
     int result;              /* returned by lmc__write after a commit */
+    const MDB_val *stamp;    /* key to stamp in the recency array after commit */
 } lmc__wctx;
 
 typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
@@ -331,8 +360,11 @@ int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
 int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *old);
 /* Map an LMDB result inside a write op (MDB_MAP_FULL -> LMC__EMAPFULL). */
 int lmc__wfail(lmc__wctx *w, int rc, const char *what);
-/* Byte totals of the cache. */
-int lmc__totals_get(MDB_txn *txn, const lmc__core *k, uint64_t *key_bytes, uint64_t *value_bytes);
+/* Byte totals and entry count of the cache. */
+typedef struct lmc__totals {
+    uint64_t key_bytes, value_bytes, entries;
+} lmc__totals;
+int lmc__totals_get(MDB_txn *txn, const lmc__core *k, lmc__totals *t);
 int lmc__totals_zero(lmc__wctx *w);
 /* Fold the txn's byte-total deltas into the stored totals. */
 int lmc__totals_apply(lmc__wctx *w);
@@ -432,13 +464,18 @@ static inline uint32_t lmc__recency_now(const lmc__core *k, int64_t now_ms)
     return (uint32_t)((uint64_t)d >> 6) + 1u;
 }
 
-static inline _Atomic uint32_t *lmc__recency_cell(const lmc__core *k, const MDB_val *skey)
+static inline uint32_t lmc__recency_index(const lmc__core *k, const MDB_val *skey)
 {
-    return &k->recency[lmc__hash64(skey->mv_data, skey->mv_size, 0x6c6d63) & k->recency_mask];
+    return (uint32_t)(lmc__hash64(skey->mv_data, skey->mv_size, 0x6c6d63) & k->recency_mask);
 }
 
-/* Stamp the access time of skey, writing only when the stored time is stale,
- * so that a hot key costs one shared-memory write per 64 ms. */
+static inline _Atomic uint32_t *lmc__recency_cell(const lmc__core *k, const MDB_val *skey)
+{
+    return &k->recency[lmc__recency_index(k, skey)];
+}
+
+/* Stamp the access time of skey now, writing only when the stored time is
+ * stale, so that a hot key costs one shared-memory write per 64 ms. */
 static inline void lmc__recency_touch(const lmc__core *k, const MDB_val *skey, int64_t now_ms)
 {
     if (!k->recency)
@@ -448,6 +485,32 @@ static inline void lmc__recency_touch(const lmc__core *k, const MDB_val *skey, i
     if (atomic_load_explicit(cell, memory_order_relaxed) != now)
         atomic_store_explicit(cell, now, memory_order_relaxed);
 }
+
+/* Write a thread's pending stamps to the shared array. */
+void lmc__stamp_flush(const lmc__core *k, lmc__rtxn *r);
+
+/*
+ * Record that this thread read skey.  The cell is a random line of an array
+ * of megabytes: stamping it at once costs a cache (and TLB) miss per get,
+ * about 200 ns, a fifth of a get.  So hits queue their cell here and the
+ * queue is written after 32 hits, or once at least 64 ms (one recency unit)
+ * have passed, with all cells prefetched first so that the misses overlap.
+ */
+static inline void lmc__stamp(const lmc__core *k, lmc__rtxn *r, const MDB_val *skey)
+{
+    if (!k->recency)
+        return;
+    unsigned n = r->nstamps;
+    r->stamps[n++] = lmc__recency_index(k, skey);
+    r->nstamps = n;
+    if (n == 1)
+        r->first_stamp_ms = lmc__coarse_ms();
+    else if (n == LMC__STAMP_BATCH || ((n & 7) == 0 && lmc__coarse_ms() - r->first_stamp_ms >= 64))
+        lmc__stamp_flush(k, r);
+}
+
+/* Stamp skey from a write: through the thread's queue if it has one. */
+void lmc__stamp_key(lmc *h, const MDB_val *skey);
 
 int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h);
 void lmc__recency_close(lmc__core *k);

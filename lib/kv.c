@@ -121,14 +121,23 @@ static inline int lookup(lmc *c, const void *key, size_t klen, lmc__skey *sk, fo
     return lmc__mdb_err(c, rc, "mdb_get");
 }
 
-/* Bookkeeping of a hit, after the read txn has ended. */
-static inline void hit_done(lmc *c, const lmc__skey *sk, uint64_t expires_at, size_t vlen)
+/* Copy a value out of the map.  A function of its own (not inlined) so that
+ * ThreadSanitizer's suppressions can name it: see tests/tsan.supp. */
+__attribute__((noinline)) static void map_copy(void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+
+/* Bookkeeping of a hit, after the read txn has ended.  Entries with a TTL
+ * are evicted by expiry time, so only the others need a recency stamp. */
+static inline void hit_done(lmc *c, lmc__rtxn *r, const lmc__skey *sk, uint64_t expires_at,
+                            size_t vlen)
 {
     lmc__core *k = c->core;
     lmc__count(k, LMC__C_hits, 1);
     lmc__count(k, LMC__C_bytes_read, vlen);
     if (!expires_at)
-        lmc__recency_touch(k, &sk->v, lmc__coarse_ms());
+        lmc__stamp(k, r, &sk->v);
 }
 
 static int get_copy(lmc *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
@@ -154,13 +163,13 @@ static int get_copy(lmc *c, const void *key, size_t klen, void *buf, size_t cap,
                         n, cap);
     }
     if (n)
-        memcpy(buf, f.e.val, n);
+        map_copy(buf, f.e.val, n);
     if (version)
         *version = f.e.version;
     lmc__rend(f.r);
     if (vlen)
         *vlen = n;
-    hit_done(c, &sk, exp, n);
+    hit_done(c, f.r, &sk, exp, n);
     return 0;
 }
 
@@ -197,11 +206,11 @@ int lmc_get_alloc(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
         return lmc__err(c, LMC_ENOMEM, "out of memory for a value of %zu bytes", n);
     }
     if (n)
-        memcpy(p, f.e.val, n);
+        map_copy(p, f.e.val, n);
     lmc__rend(f.r);
     *val = p;
     *vlen = n;
-    hit_done(c, &sk, exp, n);
+    hit_done(c, f.r, &sk, exp, n);
     return 0;
 }
 
@@ -217,7 +226,7 @@ int lmc_exists(lmc *c, const void *key, size_t klen)
         return rc;
     uint64_t exp = f.e.expires_at;
     lmc__rend(f.r);
-    hit_done(c, &sk, exp, 0);
+    hit_done(c, f.r, &sk, exp, 0);
     return 0;
 }
 
@@ -250,7 +259,7 @@ int lmc_get_view(lmc *c, const void *key, size_t klen, lmc_view_fn fn, void *arg
     int r = fn(arg, &v);
     lmc__tl_callback = NULL;
     lmc__rend(f.r);
-    hit_done(c, &sk, exp, v.len);
+    hit_done(c, f.r, &sk, exp, v.len);
     return r;
 }
 
@@ -296,11 +305,8 @@ int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *ar
             value_from_entry(&v, &e);
             hits++;
             bytes += v.len;
-            if (!e.expires_at) {
-                if (!now)
-                    now = lmc__coarse_ms();
-                lmc__recency_touch(k, &sk.v, now);
-            }
+            if (!e.expires_at)
+                lmc__stamp(k, r, &sk.v);
             out = fn(arg, i, &v);
         } else {
             misses++;
@@ -335,7 +341,13 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
     if (plen > LMC_MAX_KEY)
         return 0; /* no key can start with it */
     lmc__core *k = c->core;
-    const size_t slen = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
+    /* The stored form of the prefix: the namespace byte and at most the
+     * part of the key that stored keys keep. */
+    const size_t slen = 1 + (plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE);
+    unsigned char spfx[1 + LMC__KEY_INLINE];
+    spfx[0] = LMC__NS;
+    if (plen)
+        memcpy(spfx + 1, prefix, slen - 1);
     /* Between batches, resume holds the first stored key not yet visited. */
     unsigned char resume[LMC__KEY_STORED_LONG];
     size_t rlen = 0;
@@ -350,23 +362,15 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
             return lmc__mdb_err(c, rc, "mdb_cursor_open");
         }
         MDB_val key, d;
-        if (has_resume) {
-            key.mv_size = rlen;
-            key.mv_data = resume;
-            rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-        } else if (slen) {
-            key.mv_size = slen;
-            key.mv_data = (void *)(uintptr_t)prefix;
-            rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-        } else {
-            rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-        }
+        key.mv_size = has_resume ? rlen : slen;
+        key.mv_data = has_resume ? resume : spfx;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
         int64_t now = lmc__now_ms();
         unsigned n = 0;
         bool done = true;
         int out = 0;
         while (rc == 0) {
-            if (key.mv_size < slen || (slen && memcmp(key.mv_data, prefix, slen) != 0))
+            if (key.mv_size < slen || memcmp(key.mv_data, spfx, slen) != 0)
                 break;
             if (n >= LMC__SCAN_BATCH) {
                 memcpy(resume, key.mv_data, key.mv_size);
@@ -379,7 +383,7 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
             lmc__entry e;
             if (lmc__entry_parse(&key, &d, &e) == 0 &&
                 !(e.expires_at && e.expires_at <= (uint64_t)now) &&
-                (plen <= slen || (e.klen >= plen && memcmp(e.key, prefix, plen) == 0))) {
+                (plen < slen || (e.klen >= plen && memcmp(e.key, prefix, plen) == 0))) {
                 lmc_value v;
                 value_from_entry(&v, &e);
                 lmc__tl_callback = k;
@@ -496,6 +500,8 @@ static int op_store(lmc__wctx *w, void *p)
     if (rc == 0) {
         w->ctr[LMC__C_sets]++;
         w->ctr[LMC__C_bytes_written] += a->vlen;
+        if (!exp)
+            w->stamp = &a->sk->v; /* a write is an access */
     }
     return rc;
 }
@@ -559,6 +565,8 @@ static int op_set_many(lmc__wctx *w, void *p)
                               f.exists ? &f.old : NULL);
         if (rc)
             return rc;
+        if (!exp)
+            lmc__recency_touch(w->k, &sk.v, w->now);
         w->ctr[LMC__C_sets]++;
         w->ctr[LMC__C_bytes_written] += it->vlen;
     }
@@ -641,7 +649,8 @@ int lmc_delete(lmc *c, const void *key, size_t klen)
 typedef struct prefix_arg {
     const unsigned char *prefix;
     size_t plen;
-    size_t slen; /* bytes of the prefix compared with stored keys */
+    size_t slen; /* bytes of spfx compared with stored keys */
+    unsigned char spfx[1 + LMC__KEY_INLINE]; /* namespace byte + stored part */
     unsigned char resume[LMC__KEY_STORED_LONG];
     size_t rlen;
     bool has_resume;
@@ -660,24 +669,16 @@ static int op_prefix(lmc__wctx *w, void *p)
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
     MDB_val key, d;
-    if (a->has_resume) {
-        key.mv_size = a->rlen;
-        key.mv_data = a->resume;
-        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    } else if (a->slen) {
-        key.mv_size = a->slen;
-        key.mv_data = (void *)(uintptr_t)a->prefix;
-        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    } else {
-        rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-    }
+    key.mv_size = a->has_resume ? a->rlen : a->slen;
+    key.mv_data = a->has_resume ? a->resume : a->spfx;
+    rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
     uint64_t n = 0;
     a->next_done = true;
     while (rc == 0) {
-        if (key.mv_size < a->slen || (a->slen && memcmp(key.mv_data, a->prefix, a->slen) != 0))
+        if (key.mv_size < a->slen || memcmp(key.mv_data, a->spfx, a->slen) != 0)
             break;
         bool match = true;
-        if (a->plen > a->slen) {
+        if (a->plen >= a->slen) {
             /* A prefix longer than the stored part of long keys: check the
              * whole key kept in the value. */
             lmc__entry e;
@@ -720,7 +721,10 @@ static int delete_prefix_batched(lmc *c, const void *prefix, size_t plen, uint64
         return lmc__err(c, LMC_ENOMEM, "out of memory for a prefix delete");
     a->prefix = prefix;
     a->plen = plen;
-    a->slen = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
+    a->slen = 1 + (plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE);
+    a->spfx[0] = LMC__NS;
+    if (plen)
+        memcpy(a->spfx + 1, prefix, a->slen - 1);
     a->has_resume = false;
     a->batch = LMC__PREFIX_BATCH;
     uint64_t total = 0;
@@ -764,17 +768,12 @@ int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed
     return delete_prefix_batched(c, prefix, plen, removed, LMC__C_prefix_deleted_keys);
 }
 
-static int op_clear(lmc__wctx *w, void *p)
-{
-    (void)p;
-    int rc = mdb_drop(w->txn, w->k->dbi_entries, 0);
-    if (rc == 0)
-        rc = mdb_drop(w->txn, w->k->dbi_expiry, 0);
-    if (rc)
-        return lmc__wfail(w, rc, "mdb_drop");
-    return lmc__totals_zero(w);
-}
-
+/*
+ * Entries share LMDB's main database with the records of the named
+ * databases, so there is no tree to drop: clear deletes the entry range in
+ * transactions of at most 1000 deletions, like a prefix delete (it also keeps
+ * the expiry index exact, and never holds the writer lock for long).
+ */
 int lmc_clear(lmc *c)
 {
     if (!c)
@@ -785,13 +784,7 @@ int lmc_clear(lmc *c)
     if (c->rdonly)
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
     lmc__count(c->core, LMC__C_clears, 1);
-    rc = lmc__write(c, op_clear, NULL, NULL);
-    if (rc == LMC_ENOSPC) {
-        /* Dropping a whole tree needs pages for the free list; on a map too
-         * full for that, delete in small transactions instead. */
-        rc = delete_prefix_batched(c, "", 0, NULL, 0);
-    }
-    return rc;
+    return delete_prefix_batched(c, "", 0, NULL, 0);
 }
 
 /* Parse a decimal int64: optional '-', 1 to 19 digits, nothing else. */
@@ -878,6 +871,8 @@ static int op_incr(lmc__wctx *w, void *p)
         return rc;
     w->ctr[LMC__C_sets]++;
     w->ctr[LMC__C_bytes_written] += n;
+    if (!exp)
+        w->stamp = &a->sk->v;
     a->result = next;
     return 0;
 }
@@ -928,6 +923,8 @@ static int op_touch(lmc__wctx *w, void *p)
     rc = lmc__entry_store(w, a->sk, a->key, a->klen, copy, n, exp, f.e.version, &f.old);
     if (copy != small)
         lmc__free(copy);
+    if (rc == 0 && !exp)
+        w->stamp = &a->sk->v;
     return rc;
 }
 

@@ -11,6 +11,11 @@
  * however often it is read.  Keys that share a cell share a time: the
  * eviction order is approximate, which is all LRU needs.
  *
+ * Stamping a cell costs a cache miss (the array is megabytes, indexed at
+ * random), so reads queue their stamps per thread and write them in batches
+ * with prefetching (lmc__stamp in internal.h); the queue is also written
+ * when a sweep starts in that thread, when the thread exits and on close.
+ *
  * The file needs no header: its size, a power of two of cells, is the whole
  * format.  A file of any other size is refused as damaged.
  */
@@ -85,6 +90,32 @@ int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const
 fail:
     close(fd);
     return rc;
+}
+
+void lmc__stamp_flush(const lmc__core *k, lmc__rtxn *r)
+{
+    unsigned n = r->nstamps;
+    r->nstamps = 0;
+    if (!n || !k->recency)
+        return;
+    for (unsigned i = 0; i < n; i++)
+        __builtin_prefetch((const void *)(uintptr_t)&k->recency[r->stamps[i]], 1, 0);
+    uint32_t now = lmc__recency_now(k, lmc__coarse_ms());
+    for (unsigned i = 0; i < n; i++) {
+        _Atomic uint32_t *cell = &k->recency[r->stamps[i]];
+        if (atomic_load_explicit(cell, memory_order_relaxed) != now)
+            atomic_store_explicit(cell, now, memory_order_relaxed);
+    }
+}
+
+void lmc__stamp_key(lmc *h, const MDB_val *skey)
+{
+    lmc__core *k = h->core;
+    lmc__rtxn *r = k->recency ? pthread_getspecific(k->tkey) : NULL;
+    if (r)
+        lmc__stamp(k, r, skey);
+    else
+        lmc__recency_touch(k, skey, lmc__coarse_ms());
 }
 
 void lmc__recency_close(lmc__core *k)

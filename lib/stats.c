@@ -45,7 +45,14 @@ typedef struct stats_hdr {
     uint32_t nctrs;
     int64_t created_ms;
     _Atomic uint32_t hwm; /* 1 + highest slot index ever claimed */
+    uint32_t pad0;
+    uint64_t pad1[3];
+    /* The writer gate (txn.c), alone on its cache line at offset 64. */
+    _Atomic uint64_t gate;
+    uint64_t pad2[7];
 } stats_hdr;
+
+_Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
 
 _Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
 _Static_assert(LMC__NCTR <= LMC__SLOT_CTRS, "counters fit in a slot");
@@ -165,6 +172,7 @@ void lmc__stats_claim(lmc__core *k)
             ;
         k->slot = s;
         k->slot_index = i;
+        k->gate = &sh->gate;
         return;
     }
     /* Table full: share slot 0. */
@@ -209,6 +217,7 @@ void lmc__stats_close(lmc__core *k, bool owned)
     k->stats_size = 0;
     k->slot_index = 0;
     k->slot = &k->local_slot;
+    k->gate = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -258,14 +267,16 @@ int lmc_stats(lmc *c, lmc_stat *st)
     lmc__rtxn *r;
     if ((rc = lmc__rbegin(c, &r)))
         return rc;
-    MDB_stat es, xs;
-    if ((rc = mdb_stat(r->txn, k->dbi_entries, &es)) == 0 &&
-        (rc = mdb_stat(r->txn, k->dbi_expiry, &xs)) == 0)
-        rc = lmc__totals_get(r->txn, k, &st->key_bytes, &st->value_bytes);
+    MDB_stat xs;
+    lmc__totals tot;
+    if ((rc = mdb_stat(r->txn, k->dbi_expiry, &xs)) == 0)
+        rc = lmc__totals_get(r->txn, k, &tot);
     lmc__rend(r);
     if (rc)
         return lmc__mdb_err(c, rc, "mdb_stat");
-    st->entries = es.ms_entries;
+    st->entries = tot.entries;
+    st->key_bytes = tot.key_bytes;
+    st->value_bytes = tot.value_bytes;
     st->entries_with_ttl = xs.ms_entries;
     st->map_size = (uint64_t)f.total_pages * f.psize;
     st->page_size = f.psize;

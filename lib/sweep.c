@@ -190,6 +190,10 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
     lmc_sweep_result r;
     memset(&r, 0, sizeof r);
     s.t0 = mono_us();
+    /* This thread's queued recency stamps count in the eviction below. */
+    lmc__rtxn *mine = k->recency ? pthread_getspecific(k->tkey) : NULL;
+    if (mine)
+        lmc__stamp_flush(k, mine);
     int dead = 0;
     mdb_reader_check(k->env, &dead);
     r.readers_cleared = (uint64_t)(dead > 0 ? dead : 0);

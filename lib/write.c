@@ -37,7 +37,7 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
     if (vlen > LMC__MAX_ENTRY)
         return lmc__err(h, LMC_ETOOBIG, "value of %zu bytes is larger than the %zu-byte limit",
                         vlen, LMC__MAX_ENTRY);
-    size_t need = lmc__entry_size(klen, vlen, is_long) + (is_long ? LMC__KEY_STORED_LONG : klen);
+    size_t need = lmc__entry_size(klen, vlen, is_long) + (is_long ? LMC__KEY_STORED_LONG : klen + 1);
     /* An empty map still holds 2 meta pages, the roots of the main, entries,
      * expiry and meta trees and the free list: keep 16 pages aside. */
     uint64_t pages = k->map_size / k->psize;
@@ -48,51 +48,45 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
     return 0;
 }
 
-/* Fold the byte-total deltas of this txn into the stored totals. */
-int lmc__totals_apply(lmc__wctx *w)
-{
-    if (!w->d_key_bytes && !w->d_value_bytes)
-        return 0;
-    lmc__core *k = w->k;
-    uint64_t t[2] = {0, 0};
-    MDB_val key = lmc__totals_key, d;
-    int rc = mdb_get(w->txn, k->dbi_main, &key, &d);
-    if (rc == 0 && d.mv_size == sizeof t)
-        memcpy(t, d.mv_data, sizeof t);
-    /* Deltas are signed; totals never go below zero even if a malformed
-     * entry was removed without knowing its size. */
-    int64_t kb = (int64_t)t[0] + w->d_key_bytes, vb = (int64_t)t[1] + w->d_value_bytes;
-    t[0] = kb < 0 ? 0 : (uint64_t)kb;
-    t[1] = vb < 0 ? 0 : (uint64_t)vb;
-    d.mv_size = sizeof t;
-    d.mv_data = t;
-    rc = mdb_put(w->txn, k->dbi_main, &key, &d, 0);
-    if (rc)
-        return lmc__mdb_err(w->h, rc, "mdb_put (totals)");
-    w->d_key_bytes = w->d_value_bytes = 0;
-    return 0;
-}
-
-int lmc__totals_get(MDB_txn *txn, const lmc__core *k, uint64_t *key_bytes, uint64_t *value_bytes)
+/* The stored totals: key bytes, value bytes, entries. */
+int lmc__totals_get(MDB_txn *txn, const lmc__core *k, lmc__totals *t)
 {
     MDB_val key = lmc__totals_key, d;
-    uint64_t t[2] = {0, 0};
+    memset(t, 0, sizeof *t);
     int rc = mdb_get(txn, k->dbi_main, &key, &d);
-    if (rc == 0 && d.mv_size == sizeof t)
-        memcpy(t, d.mv_data, sizeof t);
-    *key_bytes = t[0];
-    *value_bytes = t[1];
+    if (rc == 0 && d.mv_size <= sizeof *t)
+        memcpy(t, d.mv_data, d.mv_size);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Reset the stored totals to zero (clear). */
-int lmc__totals_zero(lmc__wctx *w)
+static uint64_t add_clamped(uint64_t v, int64_t d)
 {
-    uint64_t t[2] = {0, 0};
-    MDB_val key = lmc__totals_key, d = {sizeof t, t};
-    w->d_key_bytes = w->d_value_bytes = 0;
-    int rc = mdb_put(w->txn, w->k->dbi_main, &key, &d, 0);
-    return rc ? lmc__mdb_err(w->h, rc, "mdb_put (totals)") : 0;
+    /* Never below zero, even if a malformed entry of unknown size was
+     * removed. */
+    if (d < 0 && (uint64_t)-d > v)
+        return 0;
+    return v + (uint64_t)d;
+}
+
+/* Fold the deltas of this txn into the stored totals.  They commit with the
+ * data they describe, so they stay exact across crashes, and they live in
+ * the main database, whose root page every commit rewrites anyway. */
+int lmc__totals_apply(lmc__wctx *w)
+{
+    if (!w->d_key_bytes && !w->d_value_bytes && !w->d_entries)
+        return 0;
+    lmc__totals t;
+    int rc = lmc__totals_get(w->txn, w->k, &t);
+    if (rc)
+        return lmc__wfail(w, rc, "mdb_get (totals)");
+    t.key_bytes = add_clamped(t.key_bytes, w->d_key_bytes);
+    t.value_bytes = add_clamped(t.value_bytes, w->d_value_bytes);
+    t.entries = add_clamped(t.entries, w->d_entries);
+    MDB_val key = lmc__totals_key, d = {sizeof t, &t};
+    if ((rc = mdb_put(w->txn, w->k->dbi_main, &key, &d, 0)))
+        return lmc__wfail(w, rc, "mdb_put (totals)");
+    w->d_key_bytes = w->d_value_bytes = w->d_entries = 0;
+    return 0;
 }
 
 static void apply_counters(lmc__wctx *w)
@@ -165,7 +159,7 @@ uint64_t lmc__reserve_pages(const lmc__core *k)
  * O(1): LMDB keeps the page counts of each tree in its record. */
 static uint64_t used_pages_in(const lmc__core *k, MDB_txn *txn)
 {
-    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_entries, k->dbi_expiry, k->dbi_meta};
+    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_expiry, k->dbi_meta};
     uint64_t used = 2;
     for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
         MDB_stat st;
@@ -205,9 +199,10 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
         lmc__wctx w;
         w.h = h;
         w.k = k;
-        w.d_key_bytes = w.d_value_bytes = 0;
+        w.d_key_bytes = w.d_value_bytes = w.d_entries = 0;
         w.map_full = false;
         w.result = 0;
+        w.stamp = NULL;
         memset(w.ctr, 0, sizeof w.ctr);
         int rc = lmc__wbegin(h, &w.txn);
         if (rc)
@@ -224,6 +219,10 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
             rc = lmc__wcommit(h, w.txn);
             if (rc == 0) {
                 apply_counters(&w);
+                /* Stamped after the commit: a cache miss has no business
+                 * inside the writer lock. */
+                if (w.stamp)
+                    lmc__stamp_key(h, w.stamp);
                 /* Low on free pages: evict back to twice the reserve now,
                  * while evicting is still possible.  Best effort: this write
                  * itself succeeded. */
@@ -232,7 +231,7 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
                 return w.result;
             }
         } else {
-            mdb_txn_abort(w.txn);
+            lmc__wabort(h, w.txn);
             if (is_answer(rc))
                 apply_counters(&w);
         }
@@ -314,12 +313,11 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
         rc = mdb_put(w->txn, k->dbi_expiry, &ekv, &empty, 0);
         if (rc)
             return wfail(w, rc, "mdb_put (expiry)");
-    } else {
-        /* A write is an access: entries without TTL are evicted by LRU. */
-        lmc__recency_touch(k, &sk->v, w->now);
     }
     w->d_key_bytes += (int64_t)klen;
     w->d_value_bytes += (int64_t)vlen;
+    if (!old)
+        w->d_entries++;
     return 0;
 }
 
@@ -332,8 +330,11 @@ int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
         rc = mdb_cursor_del(cur, 0);
     else
         rc = mdb_del(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)skey, NULL);
-    if (rc && rc != MDB_NOTFOUND)
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
         return wfail(w, rc, "mdb_del (entry)");
+    w->d_entries--;
     return 0;
 }
 
@@ -345,8 +346,11 @@ int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *
         w->d_value_bytes -= (int64_t)e.vlen;
     }
     int rc = mdb_del(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)skey, NULL);
-    if (rc && rc != MDB_NOTFOUND)
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
         return wfail(w, rc, "mdb_del (entry)");
+    w->d_entries--;
     return 0;
 }
 

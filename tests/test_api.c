@@ -170,7 +170,7 @@ static void test_existing_cache_keeps_its_map_size(void **state)
     lmc_info info;
     ASSERT_OK(lmc_info_get(t->c, &info));
     assert_int_equal(info.map_size, 4u << 20);
-    assert_int_equal(info.format_version, 1);
+    assert_int_equal(info.format_version, LMC__FORMAT_VERSION);
     assert_int_equal(info.on_tmpfs, 1);
     assert_int_equal(info.max_readers, 1024);
     assert_string_equal(info.path, t->path);

@@ -218,6 +218,9 @@ static void test_malformed_entries_read_as_misses(void **state)
     const size_t jlen[] = {3, 30, 24};
     char buf[32];
     for (size_t i = 0; i < 3; i++) {
+        /* Damage an entry the library wrote (a poke of a key that does not
+         * exist would add an entry behind the library's entry count). */
+        ASSERT_OK(put_s(t->c, "m", "fine", 0));
         poke_entry(t->c, "m", 1, junk[i], jlen[i]);
         uint64_t before = stats_of(t->c).malformed;
         assert_null(get_s(t->c, "m", buf, sizeof buf));
@@ -231,6 +234,7 @@ static void test_malformed_entries_read_as_misses(void **state)
     }
     /* A long-key flag on a short stored key is malformed too. */
     unsigned char hdr[LMC__HDR_SIZE + 4] = {LMC__ENTRY_FORMAT, LMC__EF_LONGKEY};
+    ASSERT_OK(put_s(t->c, "m", "fine", 0));
     poke_entry(t->c, "m", 1, hdr, sizeof hdr);
     assert_null(get_s(t->c, "m", buf, sizeof buf));
     ASSERT_OK(put_s(t->c, "m", "again", 0));
@@ -238,8 +242,10 @@ static void test_malformed_entries_read_as_misses(void **state)
     assert_string_equal(get_s(t->c, "other", buf, sizeof buf), "untouched");
     lmc_stat st = stats_of(t->c);
     assert_int_equal(st.entries, 2);
-    /* Byte totals never go below zero despite entries of unknown size. */
-    assert_true(st.key_bytes <= 6 + 5);
+    /* A damaged entry's size is unknown, so each one overwritten or removed
+     * leaves its bytes counted (here at most 2 of "m" per round, 4 rounds):
+     * the totals run a little high, never below the live bytes. */
+    assert_true(st.key_bytes >= 6 && st.key_bytes <= 6 + 8);
 }
 
 int main(void)
