@@ -194,6 +194,7 @@ int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entr
     if (rc == 0 && !lmc__is_entry_key(&key))
         rc = MDB_NOTFOUND; /* past the entries: the main database's own keys */
     lmc__run *x = NULL;
+    const int64_t now_ms = lmc__coarse_ms();
     bool bad = false, no_ttl = false;
     uint64_t max_exp = 0, max_rec = 0, scanned = 0;
     /* A run also ends where entries switch between having a TTL and not
@@ -232,9 +233,7 @@ int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entr
                 max_exp = e.expires_at;
         } else {
             no_ttl = true;
-            uint32_t rec = k->recency ? atomic_load_explicit(lmc__recency_cell(k, &key),
-                                                             memory_order_relaxed)
-                                      : 0;
+            uint32_t rec = lmc__recency_of(k, &key, now_ms);
             if (rec > max_rec)
                 max_rec = rec;
         }

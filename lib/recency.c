@@ -99,12 +99,13 @@ void lmc__stamp_flush(const lmc__core *k, lmc__rtxn *r)
     if (!n || !k->recency)
         return;
     for (unsigned i = 0; i < n; i++)
-        __builtin_prefetch((const void *)(uintptr_t)&k->recency[r->stamps[i]], 1, 0);
+        __builtin_prefetch((const void *)(uintptr_t)lmc__recency_cellp(k, r->stamps[i]), 1, 0);
     uint32_t now = lmc__recency_now(k, lmc__coarse_ms());
     for (unsigned i = 0; i < n; i++) {
-        _Atomic uint32_t *cell = &k->recency[r->stamps[i]];
-        if (atomic_load_explicit(cell, memory_order_relaxed) != now)
-            atomic_store_explicit(cell, now, memory_order_relaxed);
+        _Atomic uint32_t *cell = lmc__recency_cellp(k, r->stamps[i]);
+        uint32_t v = lmc__recency_value(now, r->stamps[i]);
+        if (atomic_load_explicit(cell, memory_order_relaxed) != v)
+            atomic_store_explicit(cell, v, memory_order_relaxed);
     }
 }
 
