@@ -137,7 +137,7 @@ $(B)/tests/%: tests/%.c tests/util.h $(STATIC)
 	    $(STATIC) $(ALL_LDFLAGS) -lcmocka $(LIBS)
 
 FAULT_WRAP := -Wl,--wrap=mdb_put -Wl,--wrap=mdb_txn_commit -Wl,--wrap=mdb_txn_begin \
-              -Wl,--wrap=mdb_get
+              -Wl,--wrap=mdb_get -Wl,--wrap=mdb_cursor_get
 
 deps:
 	@missing=""; \

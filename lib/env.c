@@ -55,7 +55,6 @@
 #define LMC__OPEN_LOCK_TIMEOUT_MS 60000
 
 /* Key of the byte totals in LMDB's main (unnamed) database, see write.c. */
-extern const MDB_val lmc__totals_key;
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 /* Protects the core registry and every core's list of read txns; held only
@@ -320,7 +319,6 @@ static int init_new(const lmc *h, lmc__core *k, const char *boot)
      * token never matches after a reset. */
     uint64_t vbase = (uint64_t)now_ns();
     uint8_t clean = 0;
-    lmc__totals totals = {0, 0, 0};
     const char *what = "mdb_dbi_open";
     if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &k->dbi_expiry)) ||
@@ -334,9 +332,6 @@ static int init_new(const lmc *h, lmc__core *k, const char *boot)
         (rc = meta_put(txn, k->dbi_meta, "map_size", &k->map_size, sizeof k->map_size)) ||
         (rc = meta_put(txn, k->dbi_meta, "boot_id", boot, strlen(boot))) ||
         (rc = meta_put(txn, k->dbi_meta, "clean", &clean, 1)))
-        goto fail;
-    MDB_val tk = lmc__totals_key, tv = {sizeof totals, &totals};
-    if ((rc = mdb_put(txn, k->dbi_main, &tk, &tv, 0)))
         goto fail;
     what = "mdb_txn_commit (create)";
     if ((rc = mdb_txn_commit(txn)))
@@ -647,6 +642,8 @@ again:;
         goto fail;
     }
     k->key_live = true;
+    if (!rdonly && exists && k->stats_fresh && (rc = lmc__totals_rescan(h, k)))
+        goto fail;
     if (!rdonly) {
         lmc__stats_claim(k);
         if (dead > 0)

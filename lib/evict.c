@@ -541,8 +541,6 @@ int lmc__make_room(lmc *h, uint64_t want_pages)
                 a.budget = 100000;
         }
         rc = op_room(&w, &a);
-        if (rc == 0)
-            rc = lmc__totals_apply(&w);
         if (rc == 0) {
             if (a.removed == 0) {
                 lmc__wabort(h, w.txn);
@@ -554,6 +552,7 @@ int lmc__make_room(lmc *h, uint64_t want_pages)
                 for (unsigned i = 0; i < LMC__NCTR; i++)
                     if (w.ctr[i])
                         lmc__count(k, i, w.ctr[i]);
+                lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes);
                 tick(h);
                 return 0;
             }

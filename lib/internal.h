@@ -172,6 +172,7 @@ typedef struct lmc__core {
     pthread_key_t tkey;          /* -> lmc__rtxn of the calling thread */
     lmc__slot *slot;             /* this process's stats slot */
     _Atomic uint64_t *gate;      /* writer gate in the stats file, or NULL */
+    _Atomic int64_t *byte_totals; /* key and value bytes, in the stats file */
     _Atomic uint32_t *recency;   /* shared access times, see recency.c */
     uint64_t recency_mask;
     int64_t created_ms;
@@ -200,6 +201,7 @@ typedef struct lmc__core {
     size_t stats_size;
     unsigned nslots;
     unsigned slot_index;         /* 0 = shared overflow slot or none */
+    bool stats_fresh;            /* the stats file was (re)created by this open */
     lmc__slot local_slot;        /* used by read-only handles */
 
     int rec_fd;
@@ -335,11 +337,12 @@ typedef struct lmc__wctx {
     uint64_t version;        /* version given to entries written now */
     int64_t d_key_bytes;     /* change of the key/value byte totals */
     int64_t d_value_bytes;
-    int64_t d_entries;       /* change of the entry count */
     uint64_t ctr[LMC__NCTR]; /* counter deltas, applied after commit */
     bool map_full;           /* this attempt hit MDB_MAP_FULL */
     int result;              /* returned by lmc__write after a commit */
     const MDB_val *stamp;    /* key to stamp in the recency array after commit */
+    MDB_cursor *cur;         /* entries cursor of lookups, or NULL */
+    const void *cur_at;      /* data of the entry cur is positioned on */
 } lmc__wctx;
 
 typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
@@ -350,8 +353,10 @@ typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
 int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch);
 
 /* Store an entry with the given version, removing the expiry row of the
- * entry it replaces (old may be NULL when there is none).  Counting the write
- * is the caller's business. */
+ * entry it replaces (old may be NULL when there is none; when it is the
+ * entry a lookup positioned w->cur on, it is overwritten through the cursor,
+ * which saves a search of the tree).  Counting the write is the caller's
+ * business. */
 int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
                      const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
                      const MDB_val *old);
@@ -365,14 +370,12 @@ int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
 int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *old);
 /* Map an LMDB result inside a write op (MDB_MAP_FULL -> LMC__EMAPFULL). */
 int lmc__wfail(lmc__wctx *w, int rc, const char *what);
-/* Byte totals and entry count of the cache. */
-typedef struct lmc__totals {
-    uint64_t key_bytes, value_bytes, entries;
-} lmc__totals;
-int lmc__totals_get(MDB_txn *txn, const lmc__core *k, lmc__totals *t);
-int lmc__totals_zero(lmc__wctx *w);
-/* Fold the txn's byte-total deltas into the stored totals. */
-int lmc__totals_apply(lmc__wctx *w);
+/* Byte totals of the cache (stats.c): added after each commit. */
+void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes);
+/* Recount them with a scan of every entry (a stats file made afresh). */
+int lmc__totals_rescan(const lmc *h, lmc__core *k);
+/* Entries of the cache: the main database's keys but its own few. */
+uint64_t lmc__entries_count(const lmc__core *k, MDB_txn *txn);
 
 /* Largest value that could ever be stored with a key of klen bytes. */
 int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long);

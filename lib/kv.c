@@ -420,13 +420,19 @@ typedef struct wfound {
 
 static int wlookup(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen, wfound *f)
 {
-    int rc = mdb_get(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)&sk->v, &f->old);
     f->exists = f->mine = f->live = false;
+    w->cur_at = NULL;
+    int rc = w->cur ? 0 : mdb_cursor_open(w->txn, w->k->dbi_entries, &w->cur);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+    MDB_val k = sk->v;
+    rc = mdb_cursor_get(w->cur, &k, &f->old, MDB_SET_KEY);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return lmc__wfail(w, rc, "mdb_get");
+        return lmc__wfail(w, rc, "mdb_cursor_get");
     f->exists = true;
+    w->cur_at = f->old.mv_data;
     if (lmc__entry_parse(&sk->v, &f->old, &f->e) != 0) {
         f->mine = true; /* malformed: ours to overwrite or remove */
         return 0;

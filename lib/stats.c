@@ -50,6 +50,13 @@ typedef struct stats_hdr {
     /* The writer gate (txn.c), alone on its cache line at offset 64. */
     _Atomic uint64_t gate;
     uint64_t pad2[7];
+    /* Bytes of keys and values stored, at offset 128: added by every writer
+     * after its commit.  Kept in LMDB they would cost each write a second
+     * root-to-leaf path of page copies; kept here a writer killed between
+     * its commit and the add leaves them off by that one write, which is
+     * within what a gauge is for. */
+    _Atomic int64_t key_bytes;
+    _Atomic int64_t value_bytes;
 } stats_hdr;
 
 _Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
@@ -131,6 +138,7 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
         atomic_thread_fence(memory_order_release);
         memcpy(sh->magic, STATS_MAGIC, 8);
     }
+    k->stats_fresh = fresh;
     if (memcmp(sh->magic, STATS_MAGIC, 8) != 0 || sh->version != STATS_VERSION ||
         sh->slot_size != sizeof(lmc__slot) || sh->nctrs != LMC__SLOT_CTRS ||
         sh->nslots == 0 || sh->nslots > 65536 || size < stats_file_size(sh->nslots) ||
@@ -173,10 +181,72 @@ void lmc__stats_claim(lmc__core *k)
         k->slot = s;
         k->slot_index = i;
         k->gate = &sh->gate;
+        k->byte_totals = &sh->key_bytes;
         return;
     }
     /* Table full: share slot 0. */
     k->slot = slot_at(k, 0);
+    k->byte_totals = &sh->key_bytes;
+}
+
+void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes)
+{
+    if (!k->byte_totals || (!key_bytes && !value_bytes))
+        return;
+    atomic_fetch_add_explicit(&k->byte_totals[0], key_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->byte_totals[1], value_bytes, memory_order_relaxed);
+}
+
+int lmc__totals_rescan(const lmc *h, lmc__core *k)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmc__mdb_err(h, rc, "mdb_txn_begin (recount)");
+    if ((rc = mdb_cursor_open(txn, k->dbi_main, &cur))) {
+        mdb_txn_abort(txn);
+        return lmc__mdb_err(h, rc, "mdb_cursor_open (recount)");
+    }
+    const unsigned char ns = LMC__NS;
+    MDB_val key = {1, (void *)(uintptr_t)&ns}, d;
+    int64_t kb = 0, vb = 0;
+    rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    while (rc == 0 && lmc__is_entry_key(&key)) {
+        lmc__entry e;
+        if (lmc__entry_parse(&key, &d, &e) == 0) {
+            kb += (int64_t)e.klen;
+            vb += (int64_t)e.vlen;
+        }
+        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmc__mdb_err(h, rc, "recounting the entries");
+    stats_hdr *sh = hdr(k);
+    atomic_store(&sh->key_bytes, kb);
+    atomic_store(&sh->value_bytes, vb);
+    return 0;
+}
+
+uint64_t lmc__entries_count(const lmc__core *k, MDB_txn *txn)
+{
+    MDB_stat st;
+    MDB_cursor *cur;
+    if (mdb_stat(txn, k->dbi_main, &st) != 0 || mdb_cursor_open(txn, k->dbi_main, &cur) != 0)
+        return 0;
+    /* The main database's own keys (named databases' records, lmc:tick)
+     * all sort before the entries: count them off. */
+    uint64_t own = 0;
+    MDB_val key, d;
+    int rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
+    while (rc == 0 && !lmc__is_entry_key(&key)) {
+        own++;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return st.ms_entries > own ? st.ms_entries - own : 0;
 }
 
 /* Pid holding slot i's lock, or 0 (F_GETLK reports other processes only). */
@@ -218,6 +288,7 @@ void lmc__stats_close(lmc__core *k, bool owned)
     k->slot_index = 0;
     k->slot = &k->local_slot;
     k->gate = NULL;
+    k->byte_totals = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -268,16 +339,18 @@ int lmc_stats(lmc *c, lmc_stat *st)
     if ((rc = lmc__rbegin(c, &r)))
         return rc;
     MDB_stat xs;
-    lmc__totals tot;
-    if ((rc = mdb_stat(r->txn, k->dbi_expiry, &xs)) == 0)
-        rc = lmc__totals_get(r->txn, k, &tot);
+    rc = mdb_stat(r->txn, k->dbi_expiry, &xs);
+    st->entries = lmc__entries_count(k, r->txn);
     lmc__rend(r);
     if (rc)
         return lmc__mdb_err(c, rc, "mdb_stat");
-    st->entries = tot.entries;
-    st->key_bytes = tot.key_bytes;
-    st->value_bytes = tot.value_bytes;
     st->entries_with_ttl = xs.ms_entries;
+    if (k->stats_map) {
+        int64_t kb = atomic_load_explicit(&hdr(k)->key_bytes, memory_order_relaxed);
+        int64_t vb = atomic_load_explicit(&hdr(k)->value_bytes, memory_order_relaxed);
+        st->key_bytes = kb > 0 ? (uint64_t)kb : 0;
+        st->value_bytes = vb > 0 ? (uint64_t)vb : 0;
+    }
     st->map_size = (uint64_t)f.total_pages * f.psize;
     st->page_size = f.psize;
     st->total_pages = f.total_pages;

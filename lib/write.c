@@ -8,12 +8,10 @@
  * transaction (evict.c) and runs the operation again, a bounded number of
  * times.
  *
- * Every entry change also keeps two things exact inside the same transaction:
- * the expiry index row of the entry, and the byte totals (user key and value
- * bytes) stored under a key of LMDB's main database.  The main database is
- * rewritten by every commit anyway (it holds the named databases' records),
- * so the totals cost one put into an already dirty page instead of a page
- * copy, and they stay exact across crashes because they commit with the data.
+ * Every entry change also keeps the expiry index row of the entry exact
+ * inside the same transaction, and counts the change of the key and value
+ * byte totals, which are added to the stats file after the commit (kept in
+ * LMDB they would cost every write a second path of page copies).
  */
 #include "fmacros.h"
 
@@ -21,8 +19,6 @@
 #include <time.h>
 
 #include "internal.h"
-
-const MDB_val lmc__totals_key = {10, (void *)(uintptr_t) "lmc:totals"};
 
 /* Attempts of one write before it gives up with LMC_ENOSPC. */
 #define LMC__WRITE_ROUNDS 10u
@@ -45,47 +41,6 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
     if (pages < 16 || need_pages > pages - 16)
         return lmc__err(h, LMC_ETOOBIG, "an entry of %zu bytes can never fit in the %llu-byte "
                         "map of %s", need, (unsigned long long)k->map_size, k->path);
-    return 0;
-}
-
-/* The stored totals: key bytes, value bytes, entries. */
-int lmc__totals_get(MDB_txn *txn, const lmc__core *k, lmc__totals *t)
-{
-    MDB_val key = lmc__totals_key, d;
-    memset(t, 0, sizeof *t);
-    int rc = mdb_get(txn, k->dbi_main, &key, &d);
-    if (rc == 0 && d.mv_size <= sizeof *t)
-        memcpy(t, d.mv_data, d.mv_size);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-static uint64_t add_clamped(uint64_t v, int64_t d)
-{
-    /* Never below zero, even if a malformed entry of unknown size was
-     * removed. */
-    if (d < 0 && (uint64_t)-d > v)
-        return 0;
-    return v + (uint64_t)d;
-}
-
-/* Fold the deltas of this txn into the stored totals.  They commit with the
- * data they describe, so they stay exact across crashes, and they live in
- * the main database, whose root page every commit rewrites anyway. */
-int lmc__totals_apply(lmc__wctx *w)
-{
-    if (!w->d_key_bytes && !w->d_value_bytes && !w->d_entries)
-        return 0;
-    lmc__totals t;
-    int rc = lmc__totals_get(w->txn, w->k, &t);
-    if (rc)
-        return lmc__wfail(w, rc, "mdb_get (totals)");
-    t.key_bytes = add_clamped(t.key_bytes, w->d_key_bytes);
-    t.value_bytes = add_clamped(t.value_bytes, w->d_value_bytes);
-    t.entries = add_clamped(t.entries, w->d_entries);
-    MDB_val key = lmc__totals_key, d = {sizeof t, &t};
-    if ((rc = mdb_put(w->txn, w->k->dbi_main, &key, &d, 0)))
-        return lmc__wfail(w, rc, "mdb_put (totals)");
-    w->d_key_bytes = w->d_value_bytes = w->d_entries = 0;
     return 0;
 }
 
@@ -199,10 +154,12 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
         lmc__wctx w;
         w.h = h;
         w.k = k;
-        w.d_key_bytes = w.d_value_bytes = w.d_entries = 0;
+        w.d_key_bytes = w.d_value_bytes = 0;
         w.map_full = false;
         w.result = 0;
         w.stamp = NULL;
+        w.cur = NULL;
+        w.cur_at = NULL;
         memset(w.ctr, 0, sizeof w.ctr);
         int rc = lmc__wbegin(h, &w.txn);
         if (rc)
@@ -210,8 +167,8 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
         w.now = lmc__now_ms();
         w.version = k->version_base + (uint64_t)mdb_txn_id(w.txn);
         rc = op(&w, arg);
-        if (rc == 0)
-            rc = lmc__totals_apply(&w);
+        if (w.cur)
+            mdb_cursor_close(w.cur);
         uint64_t left = UINT64_MAX;
         if (rc == 0) {
             if (!batch)
@@ -219,6 +176,7 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
             rc = lmc__wcommit(h, w.txn);
             if (rc == 0) {
                 apply_counters(&w);
+                lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes);
                 /* Stamped after the commit: a cache miss has no business
                  * inside the writer lock. */
                 if (w.stamp)
@@ -303,7 +261,11 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
         return rc;
     MDB_val skey = sk->v;
     MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long), NULL};
-    rc = mdb_put(w->txn, k->dbi_entries, &skey, &d, MDB_RESERVE);
+    if (old && w->cur && old->mv_data == w->cur_at)
+        rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
+    else
+        rc = mdb_put(w->txn, k->dbi_entries, &skey, &d, MDB_RESERVE);
+    w->cur_at = NULL;
     if (rc)
         return wfail(w, rc, "mdb_put (entry)");
     lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
@@ -316,8 +278,6 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     }
     w->d_key_bytes += (int64_t)klen;
     w->d_value_bytes += (int64_t)vlen;
-    if (!old)
-        w->d_entries++;
     return 0;
 }
 
@@ -334,7 +294,6 @@ int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
         return 0;
     if (rc)
         return wfail(w, rc, "mdb_del (entry)");
-    w->d_entries--;
     return 0;
 }
 
@@ -350,7 +309,6 @@ int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *
         return 0;
     if (rc)
         return wfail(w, rc, "mdb_del (entry)");
-    w->d_entries--;
     return 0;
 }
 

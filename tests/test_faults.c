@@ -21,7 +21,7 @@ typedef struct fault {
     bool rdonly_only; /* mdb_txn_begin: only read-only txns */
 } fault;
 
-static fault f_put, f_commit, f_begin, f_get;
+static fault f_put, f_commit, f_begin, f_get, f_cget;
 
 static void fault_reset(void)
 {
@@ -29,6 +29,7 @@ static void fault_reset(void)
     memset(&f_commit, 0, sizeof f_commit);
     memset(&f_begin, 0, sizeof f_begin);
     memset(&f_get, 0, sizeof f_get);
+    memset(&f_cget, 0, sizeof f_cget);
 }
 
 static bool fault_fire(fault *f)
@@ -76,6 +77,14 @@ int __wrap_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
     if (fault_fire(&f_get))
         return f_get.rc;
     return __real_mdb_get(txn, dbi, key, data);
+}
+
+int __real_mdb_cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data, MDB_cursor_op op);
+int __wrap_mdb_cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data, MDB_cursor_op op)
+{
+    if (fault_fire(&f_cget))
+        return f_cget.rc;
+    return __real_mdb_cursor_get(cur, key, data, op);
 }
 
 static int setup(void **state)
@@ -192,7 +201,7 @@ static void test_corrupted_page_on_read(void **state)
     f_get = (fault){.fails = 1, .rc = MDB_CORRUPTED};
     ASSERT_RC(lmc_get(t->c, "k", 1, buf, sizeof buf, &n), LMC_ECORRUPT);
     assert_non_null(strstr(lmc_errmsg(t->c), "mdb_get"));
-    f_get = (fault){.fails = 1, .rc = MDB_PAGE_NOTFOUND};
+    f_cget = (fault){.fails = 1, .rc = MDB_PAGE_NOTFOUND}; /* a write's lookup */
     ASSERT_RC(lmc_set(t->c, "k", 1, "w", 1, 0), LMC_ECORRUPT);
     ASSERT_OK(lmc_get(t->c, "k", 1, buf, sizeof buf, &n));
     assert_int_equal(buf[0], 'v');
