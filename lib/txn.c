@@ -14,7 +14,6 @@
 #include "fmacros.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,23 +142,24 @@ int lmc__rbegin(lmc *h, lmc__rtxn **out)
  * that finds it taken sleeps in the kernel, and waking it on the other CPU
  * costs tens of microseconds, while the holder needs two or three: with two
  * writer processes throughput drops below one process's and the p99 of a
- * set jumps to a few hundred microseconds (bench/RESULTS.md).  So writers
- * first take a gate word in shared memory (the stats file's header), spinning
- * a little while it is held, and only then take LMDB's mutex, which is then
- * almost always free.  The gate is advisory: a writer that does not get it
- * within the spin goes straight to LMDB's mutex, as before, so a holder that
- * is descheduled (more writers than CPUs) costs the others a short spin
- * (100 pauses, then 20 sched_yield()s that let such a holder run), not a
- * long one, and correctness never depends on it.  Measured side by side
- * (bench/RESULTS.md): 2-writer set throughput went from about 0.7 of one
- * writer's to about 1.0, and its p99 from about 100 us to 5-13 us.  The word holds the
- * holder's stats slot and when it was taken; a gate held far longer than any
- * write transaction takes (its holder died, or stalled) is cleared by the
- * next writer that finds it.
+ * set jumps to a hundred microseconds (bench/RESULTS.md).  So writers first
+ * take a gate word in shared memory (the stats file's header), spinning
+ * while it is held by a writer that is making progress, and only then take
+ * LMDB's mutex, which is then almost always free.
+ *
+ * The word holds the holder's stats slot and when it took the gate, in
+ * nanoseconds.  A waiter spins only while the gate has been held for less
+ * than LMC__GATE_SPIN_NS: a hold that lasts longer means the holder was
+ * descheduled (more writers than CPUs) or is doing a long transaction, and
+ * spinning would only take the CPU it needs, so the waiter goes straight to
+ * LMDB's mutex and sleeps there as before.  The gate is advisory: LMDB's
+ * mutex alone serialises writers, so correctness never depends on it, and
+ * a gate held for more than LMC__GATE_STALE_NS (its holder died) is cleared
+ * by the next writer that finds it.  Measured side by side, see
+ * bench/RESULTS.md.
  */
-#define LMC__GATE_SPINS 100u
-#define LMC__GATE_YIELDS 20u
-#define LMC__GATE_STALE_MS 20u
+#define LMC__GATE_SPIN_NS 20000u
+#define LMC__GATE_STALE_NS 20000000u
 #define LMC__GATE_TIME_MASK ((UINT64_C(1) << 48) - 1)
 
 static _Thread_local bool tl_gated;
@@ -173,11 +173,11 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static uint64_t coarse_mono_ms(void)
+static uint64_t mono_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) & LMC__GATE_TIME_MASK;
 }
 
 static void gate_acquire(lmc__core *k)
@@ -188,23 +188,27 @@ static void gate_acquire(lmc__core *k)
 #endif
     if (!g)
         return;
-    uint64_t now = coarse_mono_ms();
-    uint64_t me = ((uint64_t)k->slot_index << 48) | (now & LMC__GATE_TIME_MASK);
-    for (unsigned i = 0; i < LMC__GATE_SPINS + LMC__GATE_YIELDS; i++) {
+    const uint64_t tag = (uint64_t)k->slot_index << 48;
+    for (unsigned i = 0;; i++) {
         uint64_t cur = atomic_load_explicit(g, memory_order_relaxed);
-        if (cur == 0 && atomic_compare_exchange_weak_explicit(g, &cur, me, memory_order_acquire,
-                                                              memory_order_relaxed)) {
-            tl_gated = true;
-            return;
+        if (cur == 0) {
+            if (atomic_compare_exchange_weak_explicit(g, &cur, tag | mono_ns(),
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
+                tl_gated = true;
+                return;
+            }
+        } else if ((i & 7) == 0) {
+            uint64_t held = (mono_ns() - cur) & LMC__GATE_TIME_MASK;
+            if (held > LMC__GATE_STALE_NS) {
+                atomic_compare_exchange_strong(g, &cur, 0);
+                return;
+            }
+            if (held > LMC__GATE_SPIN_NS)
+                return; /* the holder is not running: wait in LMDB's mutex */
         }
-        if (i < LMC__GATE_SPINS)
-            cpu_relax();
-        else
-            sched_yield(); /* let a descheduled holder run */
+        cpu_relax();
     }
-    uint64_t cur = atomic_load_explicit(g, memory_order_relaxed);
-    if (cur && ((now - cur) & LMC__GATE_TIME_MASK) > LMC__GATE_STALE_MS)
-        atomic_compare_exchange_strong(g, &cur, 0);
 }
 
 static void gate_release(lmc__core *k)
