@@ -4,6 +4,8 @@
 #                       LMDB, Redis and memcached side by side, plus the scale
 #                       cases; BENCH_ARGS="--csv" for CSV on stdout
 #   make bench-quick    the ~20 s smoke run that `make test` runs
+#   make bench-flags    the LMDB flag comparison behind lmc's choice of flags
+#                       (bench/flags.c, raw LMDB only, about 20 s)
 #
 # Always build into a directory of your own when others build too, e.g.
 # `make B=build/bench bench`.
@@ -16,7 +18,8 @@
 
 BENCH_DIR := $(B)/bench
 BENCH_BIN := $(BENCH_DIR)/lmcbench
-BENCH_SRC := $(wildcard bench/*.c)
+BENCH_SRC := $(filter-out bench/flags.c,$(wildcard bench/*.c))
+BENCH_FLAGS_BIN := $(BENCH_DIR)/flags
 BENCH_OBJ := $(patsubst bench/%.c,$(BENCH_DIR)/%.o,$(BENCH_SRC))
 BENCH_CONFIG := $(BENCH_DIR)/bench_config.h
 BENCH_ARGS ?=
@@ -36,9 +39,17 @@ EXTRA_DEB_PKGS += libhiredis-dev libmemcached-dev redis-server memcached
 TEST_EXTRA += bench-quick
 # The driver builds without the optional libraries, so `make all` builds it
 # and a change that breaks it shows up at once.
-ALL_EXTRA += $(BENCH_BIN)
+ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN)
 
-.PHONY: bench bench-quick bench-config-force
+.PHONY: bench bench-quick bench-flags bench-config-force
+
+$(BENCH_FLAGS_BIN): bench/flags.c
+	@mkdir -p $(@D)
+	$(E) "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -llmdb
+
+bench-flags: $(BENCH_FLAGS_BIN)
+	$(Q)$(BENCH_FLAGS_BIN)
 
 bench: $(BENCH_BIN)
 	$(Q)sh bench/run.sh $(BENCH_BIN) $(BENCH_ARGS)

@@ -539,14 +539,8 @@ static PyObject *Cache_get(CacheObject *self, PyObject *const *args, Py_ssize_t 
     return raise_lmc(h, rc);
 }
 
-static int view_nothing(void *arg, const lmc_value *v)
-{
-    (void)arg;
-    (void)v;
-    return 0;
-}
-
-/* 1 if a live entry exists, 0 if not, -1 with an exception set. */
+/* 1 if a live entry exists, 0 if not, -1 with an exception set.  lmc_exists
+ * counts a hit or a miss but reads no value (no bytes_read). */
 static int has_key(CacheObject *self, PyObject *key)
 {
     lmc *h = handle(self);
@@ -555,7 +549,7 @@ static int has_key(CacheObject *self, PyObject *key)
     pybuf k;
     if (key_from(key, &k))
         return -1;
-    int rc = lmc_get_view(h, k.p, (size_t)k.n, view_nothing, NULL);
+    int rc = lmc_exists(h, k.p, (size_t)k.n);
     buf_release(&k);
     if (rc == LMC_OK)
         return 1;

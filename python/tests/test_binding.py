@@ -416,6 +416,16 @@ def test_stats_count_this_process_calls(cache):
     assert after["entries"] == 1  # n
 
 
+def test_has_counts_a_lookup_but_reads_nothing(cache):
+    cache.set(b"k", b"x" * 1000)
+    before = cache.stats()
+    assert cache.has(b"k") and not cache.has(b"nope") and b"k" in cache
+    after = cache.stats()
+    assert after["hits"] - before["hits"] == 2
+    assert after["misses"] - before["misses"] == 1
+    assert after["bytes_read"] == before["bytes_read"]
+
+
 def test_process_stats_lists_this_process(cache):
     cache.get(b"x")
     mine = [p for p in cache.process_stats() if p["pid"] == os.getpid()]
