@@ -54,8 +54,6 @@
 #define LMC__MAX_READERS (1u << 20)
 #define LMC__OPEN_LOCK_TIMEOUT_MS 60000
 
-/* Key of the byte totals in LMDB's main (unnamed) database, see write.c. */
-
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 /* Protects the core registry and every core's list of read txns; held only
  * briefly, and taken by the atfork prepare handler so that the child sees

@@ -33,8 +33,8 @@
 
 /*
  * Stored keys.  Entries live in LMDB's main (unnamed) database, next to the
- * records of the named databases "expiry" and "meta" and two keys of our own
- * ("lmc:totals", "lmc:tick").  A named database would cost every read: LMDB
+ * records of the named databases "expiry" and "meta" and one key of our own
+ * ("lmc:tick", see evict.c).  A named database would cost every read: LMDB
  * 0.9 marks named databases stale whenever a read txn is renewed, so the
  * first lookup of each get would search the main database for the record
  * again (465 instructions, a sixth of a get, measured in bench/RESULTS.md),
