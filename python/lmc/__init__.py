@@ -8,7 +8,8 @@
 Every worker process that opens the same path shares the same entries; a
 handle opened before os.fork() keeps working in the child.  Keys are bytes
 or str (encoded as UTF-8); values are bytes.  Timeouts are in seconds
-(None = the cache's default, 0 = never expire).
+(None = the cache's default, 0 = never expire, lmc.KEEP_TTL = keep the
+expiry time of the entry being replaced).
 
 Backends for the usual Python cache APIs:
     lmc.cachelib.LmcCache        a cachelib.BaseCache (pickled values)
@@ -17,6 +18,7 @@ Backends for the usual Python cache APIs:
 See python/README.md for the whole API and how errors are reported.
 """
 from ._lmc import (  # noqa: F401
+    KEEP_TTL,
     LIB_VERSION,
     BusyError,
     Cache,
@@ -43,6 +45,7 @@ globals().update({k: v for k, v in vars(_lmc).items() if k.startswith("LMC_")})
 __version__ = LIB_VERSION
 __all__ = [
     "Cache",
+    "KEEP_TTL",
     "Error",
     "BusyError",
     "CorruptError",

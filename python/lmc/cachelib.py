@@ -14,9 +14,10 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
   floats; lmc keeps milliseconds.
 - add(), inc() and dec() are atomic across processes (lmc_add, lmc_incr).
   inc() on a key that does not exist creates it with default_timeout, like
-  cachelib's generic inc(); on an existing integer it keeps the key's
-  timeout (cachelib's generic version resets it to the default, and so does
-  the compare-and-swap path inc() takes for pickled numbers such as floats).
+  cachelib's generic inc(); on an existing number it keeps the key's
+  timeout, on the integer path and on the compare-and-swap path inc() takes
+  for pickled numbers such as floats (cachelib's generic version resets it
+  to the default).
 - has() is a real existence check: it reads no value and unpickles nothing.
 - delete_many() deletes every key given and returns those that existed.
 - Values are pickled, except plain ints that fit in 64 bits, which are
@@ -42,7 +43,7 @@ import typing as _t
 
 from cachelib.base import BaseCache
 
-from ._lmc import Cache, Error, InvalidArgumentError, NotANumberError
+from ._lmc import KEEP_TTL, Cache, Error, InvalidArgumentError, NotANumberError
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +256,9 @@ class LmcCache(BaseCache):
             # cachelib's rule: a falsy value counts as 0; a value that does
             # not support + raises TypeError, as in SimpleCache.
             value = (self.serializer.loads(raw) or 0) + delta
-            # The entry gets default_timeout again, as with cachelib's generic
-            # inc(): lmc_cas cannot keep the entry's current timeout.
-            if self.lmc.cas(k, self.serializer.dumps(value), version, ttl):
+            # The entry keeps its expiry time, as lmc_incr does on the integer
+            # path above, so that a counter with a timeout (a rate-limit
+            # window) behaves the same whatever number type it holds.
+            if self.lmc.cas(k, self.serializer.dumps(value), version, KEEP_TTL):
                 return value
         raise Error("inc(): the value kept changing under 1000 compare-and-swap attempts")

@@ -299,15 +299,42 @@ static inline void buf_release(pybuf *b)
 }
 
 /*
+ * lmc.KEEP_TTL, the timeout that keeps the expiry time of the entry being
+ * replaced (LMC_TTL_KEEP).  It is a sentinel object rather than a number so
+ * that no arithmetic on timeouts can produce it by accident.
+ */
+static PyObject *keep_ttl_repr(PyObject *self)
+{
+    (void)self;
+    return PyUnicode_FromString("lmc.KEEP_TTL");
+}
+
+static PyTypeObject KeepTTLType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lmc._KeepTTL",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_repr = keep_ttl_repr,
+    .tp_doc = "Type of lmc.KEEP_TTL.",
+};
+
+static PyObject *g_keep_ttl; /* the one instance, owned by this module */
+
+/*
  * Convert a timeout in seconds to lmc's ttl_ms: None (or a missing argument)
  * is LMC_TTL_DEFAULT, 0 is LMC_TTL_NEVER, positive values are rounded up to
- * whole milliseconds.  Negative values are refused here; the cachelib layer
- * gives them their "already expired" meaning before calling down.
+ * whole milliseconds, KEEP_TTL is LMC_TTL_KEEP.  Negative values are refused
+ * here; the cachelib layer gives them their "already expired" meaning before
+ * calling down.
  */
 static int timeout_from(PyObject *o, int64_t *ttl)
 {
     if (!o || o == Py_None) {
         *ttl = LMC_TTL_DEFAULT;
+        return 0;
+    }
+    if (o == g_keep_ttl) {
+        *ttl = LMC_TTL_KEEP;
         return 0;
     }
     if (PyLong_Check(o)) {
@@ -449,6 +476,11 @@ static int Cache_init(CacheObject *self, PyObject *args, PyObject *kwds)
     o.flags = (readonly ? LMC_OPEN_RDONLY : 0) | (reset ? LMC_OPEN_RESET : 0) |
               (create ? 0 : LMC_OPEN_NOCREATE);
     int64_t ttl;
+    if (timeout == g_keep_ttl) {
+        PyErr_SetString(PyExc_ValueError, "default_timeout cannot be KEEP_TTL");
+        Py_DECREF(pathbytes);
+        return -1;
+    }
     if (timeout_from(timeout, &ttl)) {
         Py_DECREF(pathbytes);
         return -1;
@@ -980,6 +1012,11 @@ static PyObject *Cache_touch(CacheObject *self, PyObject *const *args, Py_ssize_
     if (!h)
         return NULL;
     int64_t ttl;
+    if (a[1] == g_keep_ttl) {
+        /* lmc_touch would read it as the default: refuse the no-op instead. */
+        PyErr_SetString(PyExc_ValueError, "touch() needs a timeout, not KEEP_TTL");
+        return NULL;
+    }
     if (timeout_from(a[1], &ttl))
         return NULL;
     pybuf k;
@@ -1425,7 +1462,9 @@ static PyMethodDef Cache_methods[] = {
     METH_FAST("set", Cache_set,
               "set(key, value, timeout=None) -> None\n\n"
               "Store value (bytes-like) under key.  timeout in seconds: None = the\n"
-              "cache's default, 0 = never expire."),
+              "cache's default, 0 = never expire, KEEP_TTL = keep the expiry time of\n"
+              "the entry being replaced (set, replace, cas, set_many; a new entry gets\n"
+              "the default)."),
     METH_FAST("add", Cache_add,
               "add(key, value, timeout=None) -> bool\n\n"
               "Store only if no live entry exists; False if one does.  Atomic across\n"
@@ -1588,11 +1627,16 @@ PyMODINIT_FUNC PyInit__lmc(void)
 {
     if (PyType_Ready(&CacheType) < 0)
         return NULL;
+    if (PyType_Ready(&KeepTTLType) < 0)
+        return NULL;
+    if (!g_keep_ttl && !(g_keep_ttl = PyType_GenericAlloc(&KeepTTLType, 0)))
+        return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (!m)
         return NULL;
     if (pthread_atfork(NULL, NULL, after_fork_child) != 0 || add_exceptions(m) ||
         PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) ||
+        PyModule_AddObjectRef(m, "KEEP_TTL", g_keep_ttl) ||
         PyModule_AddStringConstant(m, "LIB_VERSION", lmc_version(NULL, NULL, NULL)))
         goto fail;
 #define ADD_CODE(name, value, text) \

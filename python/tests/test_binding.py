@@ -217,6 +217,35 @@ def test_bad_timeouts(cache, bad, exc):
         lmc.Cache(cache.path, default_timeout=bad, map_size=SMALL_MAP)
 
 
+def test_keep_ttl_keeps_the_expiry_of_the_replaced_entry(cache_path):
+    with lmc.Cache(cache_path, default_timeout=3600, map_size=SMALL_MAP) as c:
+        assert repr(lmc.KEEP_TTL) == "lmc.KEEP_TTL"
+        c.set(b"short", b"1", timeout=0.15)
+        c.set(b"never", b"1", timeout=0)
+        c.set(b"short", b"2", timeout=lmc.KEEP_TTL)
+        assert c.replace(b"never", b"2", timeout=lmc.KEEP_TTL) is True
+        _, ver = c.get_cas(b"never")
+        assert c.cas(b"never", b"3", ver, timeout=lmc.KEEP_TTL) is True
+        c.set_many({b"new": b"1"}, timeout=lmc.KEEP_TTL)   # new: the default
+        assert c.get(b"short") == b"2"
+        # "short" kept its TTL, "never" kept none, "new" got the default's.
+        assert c.stats()["entries_with_ttl"] == 2
+        wait_for(lambda: c.get(b"short") is None, what="kept 0.15 s expiry")
+        assert c.get(b"never") == b"3"
+        assert c.get(b"new") == b"1"
+
+
+def test_keep_ttl_is_refused_where_it_means_nothing(cache):
+    cache.set(b"k", b"v", timeout=0)
+    with pytest.raises(ValueError):
+        cache.touch(b"k", lmc.KEEP_TTL)
+    with pytest.raises(ValueError):
+        lmc.Cache(cache.path, default_timeout=lmc.KEEP_TTL, map_size=SMALL_MAP)
+    with pytest.raises(TypeError):
+        type(lmc.KEEP_TTL)()
+    assert cache.get(b"k") == b"v"
+
+
 def test_touch_changes_the_timeout(cache):
     assert cache.touch(b"absent", 10) is False
     cache.set(b"a", b"1", timeout=0.2)

@@ -309,6 +309,19 @@ def test_inc_creates_with_default_timeout_and_keeps_existing_timeout(tmpdir_shm)
     c.lmc.close()
 
 
+def test_inc_on_a_pickled_number_keeps_its_timeout(tmpdir_shm):
+    # The compare-and-swap path (a float) must keep the timeout as the integer
+    # path does: a counter with a window expires when the window ends.
+    c = LmcCache(os.path.join(tmpdir_shm, "c"), default_timeout=0, map_size=SMALL_MAP)
+    c.set("window", 1.5, timeout=0.15)
+    c.set("forever", 0.5, timeout=0)
+    assert c.inc("window") == 2.5
+    assert c.inc("forever") == 1.5
+    wait_for(lambda: not c.has("window"), what="float counter's window to end")
+    assert c.get("forever") == 1.5
+    c.lmc.close()
+
+
 def test_key_prefix_isolates_apps_sharing_one_cache(tmpdir_shm):
     path = os.path.join(tmpdir_shm, "shared")
     a = LmcCache(path, key_prefix="a/", map_size=SMALL_MAP)
