@@ -411,6 +411,17 @@ static inline void busy_leave(CacheObject *self)
         self->busy--;
 }
 
+/* Run stmt, one lmc call that may wait (a write, a sweep, the stats), with
+ * the GIL released and the handle marked busy, so that a Python thread that
+ * closes or reopens the handle meanwhile is refused instead of freeing it
+ * under the call. */
+#define WITHOUT_GIL(self, stmt)                                                                    \
+    do {                                                                                           \
+        busy_enter(self);                                                                          \
+        Py_BEGIN_ALLOW_THREADS stmt;                                                               \
+        Py_END_ALLOW_THREADS busy_leave(self);                                                     \
+    } while (0)
+
 static inline int is_busy(const CacheObject *self)
 {
     return self->busy && self->busy_gen == g_fork_gen;
@@ -814,11 +825,7 @@ static int store(CacheObject *self, const char *fname, store_fn fn, PyObject *co
         return CB_PYERR;
     }
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = fn(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = fn(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl));
     buf_release(&k);
     buf_release(&v);
     return rc;
@@ -880,11 +887,7 @@ static PyObject *Cache_cas(CacheObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_cas(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl, version);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_cas(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl, version));
     buf_release(&k);
     buf_release(&v);
     if (rc == LMC_OK)
@@ -903,11 +906,7 @@ static PyObject *Cache_delete(CacheObject *self, PyObject *key)
     if (key_from(key, &k))
         return NULL;
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_delete(h, k.p, (size_t)k.n);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_delete(h, k.p, (size_t)k.n));
     buf_release(&k);
     if (rc == LMC_OK)
         Py_RETURN_TRUE;
@@ -933,11 +932,7 @@ static PyObject *Cache_delete_prefix(CacheObject *self, PyObject *prefix)
     }
     uint64_t removed = 0;
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_delete_prefix(h, p.p, (size_t)p.n, &removed);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_delete_prefix(h, p.p, (size_t)p.n, &removed));
     buf_release(&p);
     if (rc)
         return raise_lmc(h, rc);
@@ -951,11 +946,7 @@ static PyObject *Cache_clear(CacheObject *self, PyObject *unused)
     if (!h)
         return NULL;
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_clear(h);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_clear(h));
     if (rc)
         return raise_lmc(h, rc);
     Py_RETURN_NONE;
@@ -990,11 +981,7 @@ static PyObject *Cache_incr(CacheObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     int64_t result = 0;
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_incr(h, k.p, (size_t)k.n, (int64_t)delta, &result, ttl);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_incr(h, k.p, (size_t)k.n, (int64_t)delta, &result, ttl));
     buf_release(&k);
     if (rc)
         return raise_lmc(h, rc);
@@ -1023,11 +1010,7 @@ static PyObject *Cache_touch(CacheObject *self, PyObject *const *args, Py_ssize_
     if (key_from(a[0], &k))
         return NULL;
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_touch(h, k.p, (size_t)k.n, ttl);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_touch(h, k.p, (size_t)k.n, ttl));
     buf_release(&k);
     if (rc == LMC_OK)
         Py_RETURN_TRUE;
@@ -1102,11 +1085,7 @@ static PyObject *Cache_set_many(CacheObject *self, PyObject *const *args, Py_ssi
         items[i].ttl_ms = ttl;
     }
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_set_many(h, items, (size_t)n);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_set_many(h, items, (size_t)n));
     if (rc)
         raise_lmc(h, rc);
     else
@@ -1157,11 +1136,7 @@ static PyObject *Cache_sweep(CacheObject *self, PyObject *args, PyObject *kwds)
     lmc_sweep_result r;
     memset(&r, 0, sizeof r);
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_sweep(h, &o, &r);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_sweep(h, &o, &r));
     if (rc)
         return raise_lmc(h, rc);
     PyObject *d = PyDict_New();
@@ -1191,11 +1166,7 @@ static PyObject *Cache_stats(CacheObject *self, PyObject *unused)
     lmc_stat st;
     memset(&st, 0, sizeof st);
     int rc;
-    busy_enter(self);
-    Py_BEGIN_ALLOW_THREADS
-    rc = lmc_stats(h, &st);
-    Py_END_ALLOW_THREADS
-    busy_leave(self);
+    WITHOUT_GIL(self, rc = lmc_stats(h, &st));
     if (rc)
         return raise_lmc(h, rc);
     size_t n = 0;
@@ -1241,11 +1212,7 @@ static PyObject *Cache_process_stats(CacheObject *self, PyObject *unused)
             return PyErr_NoMemory();
         }
         ps = np;
-        busy_enter(self);
-        Py_BEGIN_ALLOW_THREADS
-        rc = lmc_stats_processes(h, ps, cap, &n);
-        Py_END_ALLOW_THREADS
-        busy_leave(self);
+        WITHOUT_GIL(self, rc = lmc_stats_processes(h, ps, cap, &n));
         if (rc || n <= cap)
             break;
         cap = n + 16;
