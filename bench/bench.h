@@ -191,7 +191,7 @@ typedef struct bench_contender {
 
 extern const bench_contender bench_lmc;
 extern const bench_contender bench_lmdb;
-extern const bench_contender bench_lmdb_named; /* raw LMDB in a named DB, as lmc stores */
+extern const bench_contender bench_lmdb_named; /* raw LMDB in a named DB (lmc's first format) */
 extern const bench_contender bench_redis;
 extern const bench_contender bench_memcached;
 

@@ -12,8 +12,9 @@
  * (taken from lib/env.c by bench.mk at build time), the same map size, 1024
  * reader slots, 4 named databases, the data file preallocated with
  * posix_fallocate, and mdb_reader_check after open.  Data goes into the main
- * database; the contender "lmdb-named" puts it in a named database instead,
- * as lmc does, to show what that costs.
+ * database, as lmc's entries are; the contender "lmdb-named" puts it in a
+ * named database instead, as lmc's first format did, to show what that costs
+ * (see "What changed" in bench/RESULTS.md).
  */
 #include "bench.h"
 

@@ -52,13 +52,15 @@ static int open_cache(lmc **c, const char *path)
 
 static int fill(const char *path, const char *prefix, long count, long vsize, long ttl)
 {
-    lmc *c;
-    if (open_cache(&c, path))
-        return 2;
     char *val = malloc((size_t)vsize + 1);
     if (!val)
         return 2;
     memset(val, 'v', (size_t)vsize);
+    lmc *c;
+    if (open_cache(&c, path)) {
+        free(val);
+        return 2;
+    }
     int status = 0;
     for (long i = 0; i < count; i++) {
         char key[256];
@@ -77,13 +79,15 @@ static int fill(const char *path, const char *prefix, long count, long vsize, lo
 
 static int fill_until(const char *path, const char *prefix, long vsize, double target)
 {
-    lmc *c;
-    if (open_cache(&c, path))
-        return 2;
     char *val = malloc((size_t)vsize + 1);
     if (!val)
         return 2;
     memset(val, 'c', (size_t)vsize);
+    lmc *c;
+    if (open_cache(&c, path)) {
+        free(val);
+        return 2;
+    }
     int status = 0;
     long i = 0;
     for (;; i++) {
