@@ -487,10 +487,11 @@ LMC_API int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *r
     X(fill, double, "used_pages / total_pages")                                           \
     X(readers, uint64_t, "reader slots held by live processes")                           \
     X(readers_active, uint64_t, "readers inside a read transaction now")                  \
-    X(reader_lag, uint64_t, "transactions the oldest active reader is behind")            \
+    X(reader_lag, uint64_t, "transactions the oldest reader snapshot is behind")          \
     X(max_readers, uint64_t, "size of the reader table")                                  \
     X(processes, uint64_t, "processes attached (holding a stats slot)")                   \
-    X(last_txnid, uint64_t, "id of the last committed write transaction")
+    X(last_txnid, uint64_t, "id of the last committed write transaction")                 \
+    X(readers_stale, uint64_t, "reader slots of dead processes, not yet cleared")
 
 /** Counters and gauges of a cache, filled by lmc_stats(). */
 typedef struct lmc_stat {
@@ -500,7 +501,7 @@ typedef struct lmc_stat {
 #define LMC__STAT_GAUGE(name, type, help) type name;
     LMC_GAUGES(LMC__STAT_GAUGE)
 #undef LMC__STAT_GAUGE
-    uint64_t reserved[16];
+    uint64_t reserved[15]; /* new gauges take these, so the size stays */
 } lmc_stat;
 
 /**

@@ -24,6 +24,8 @@
  */
 #include "fmacros.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -616,7 +618,11 @@ int lmc__fill_get(lmc *h, lmc__fill *f)
 }
 
 /* mdb_reader_list callback: one line per used slot, "pid thread txnid" with
- * "-" for a reset (idle) reader. */
+ * "-" for a reset (idle) reader.  A slot stays in the table after its
+ * process dies until mdb_reader_check clears it, so liveness is asked of the
+ * kernel: kill(pid, 0) fails with ESRCH only for a pid nobody has (EPERM
+ * means it exists under another user).  A reused pid makes a dead slot look
+ * live, which errs the same way mdb_reader_check does. */
 static int reader_line(const char *msg, void *arg)
 {
     lmc__readers *r = arg;
@@ -625,10 +631,15 @@ static int reader_line(const char *msg, void *arg)
     char txn[32];
     if (sscanf(msg, "%d %llx %31s", &pid, &tid, txn) != 3)
         return 0; /* the heading line, or "(no active readers)" */
-    r->slots++;
+    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+    if (alive)
+        r->slots++;
+    else
+        r->stale++;
     if (txn[0] != '-') {
         unsigned long long id = strtoull(txn, NULL, 10);
-        r->active++;
+        if (alive)
+            r->active++;
         if (r->oldest == 0 || id < r->oldest)
             r->oldest = id;
     }

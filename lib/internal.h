@@ -453,9 +453,12 @@ typedef struct lmc__fill {
 } lmc__fill;
 int lmc__fill_get(lmc *h, lmc__fill *f);
 
-/* Reader table summary, from mdb_reader_list. */
+/* Reader table summary, from mdb_reader_list.  slots and active count live
+ * processes' slots only; stale counts the slots of dead ones; oldest is the
+ * txnid of the oldest reader inside a txn, dead or alive, because a dead
+ * reader's snapshot pins pages until its slot is cleared. */
 typedef struct lmc__readers {
-    uint64_t slots, active, oldest; /* oldest: txnid of the oldest active reader */
+    uint64_t slots, stale, active, oldest;
 } lmc__readers;
 void lmc__readers_get(lmc__core *k, lmc__readers *r);
 

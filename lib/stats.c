@@ -362,6 +362,7 @@ int lmc_stats(lmc *c, lmc_stat *st)
     lmc__readers rd;
     lmc__readers_get(k, &rd);
     st->readers = rd.slots;
+    st->readers_stale = rd.stale;
     st->readers_active = rd.active;
     st->reader_lag = rd.oldest && f.last_txnid > rd.oldest ? f.last_txnid - rd.oldest : 0;
     unsigned mr = 0;

@@ -523,12 +523,12 @@ static int cmd_info(lmc *c, const config *cfg)
            "\non_tmpfs:%d\nmap_size:%" PRIu64 "\npage_size:%" PRIu64 "\nmax_readers:%u\n"
            "entries:%" PRIu64 "\nentries_with_ttl:%" PRIu64 "\nkey_bytes:%" PRIu64
            "\nvalue_bytes:%" PRIu64 "\nfill:%.6f\nhit_ratio:%.6f\nprocesses:%" PRIu64
-           "\nreaders:%" PRIu64 "\nreader_lag:%" PRIu64 "\n",
+           "\nreaders:%" PRIu64 "\nreaders_stale:%" PRIu64 "\nreader_lag:%" PRIu64 "\n",
            lmc_version(NULL, NULL, NULL), info.lmdb_version, info.format_version, created,
            info.created_ms, info.on_tmpfs, info.map_size, info.page_size, info.max_readers,
            st.entries, st.entries_with_ttl, st.key_bytes, st.value_bytes, st.fill,
            st.gets ? (double)st.hits / (double)st.gets : 0.0, st.processes, st.readers,
-           st.reader_lag);
+           st.readers_stale, st.reader_lag);
     return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
 }
 
