@@ -192,6 +192,7 @@ typedef struct bench_contender {
 extern const bench_contender bench_lmc;
 extern const bench_contender bench_lmdb;
 extern const bench_contender bench_lmdb_named; /* raw LMDB in a named DB (lmc's first format) */
+extern const bench_contender bench_lmdb_pair;  /* raw LMDB, two sets per write txn */
 extern const bench_contender bench_redis;
 extern const bench_contender bench_memcached;
 

@@ -15,6 +15,14 @@
  * database, as lmc's entries are; the contender "lmdb-named" puts it in a
  * named database instead, as lmc's first format did, to show what that costs
  * (see "What changed" in bench/RESULTS.md).
+ *
+ * The contender "lmdb-pair" is raw LMDB that commits two sets in each write
+ * txn: its first set of a pair only copies the key and value aside, its
+ * second puts both and commits.  That is the most a group commit of two
+ * writer processes could save per set (their two sets sharing one txn, with
+ * no hand-over between processes), so it tells whether building one is worth
+ * it (bench/RESULTS.md).  Only its throughput means something: half its sets
+ * cost a copy and the other half two puts.
  */
 #include "bench.h"
 
@@ -51,6 +59,11 @@ typedef struct rh {
     MDB_env *env;
     MDB_dbi dbi;
     MDB_txn *rtxn;
+    bool pair;         /* lmdb-pair: commit every second set */
+    bool pending;      /* lmdb-pair: the first set of a pair is waiting */
+    size_t pkl, pvl;   /* its key and value, in pbuf */
+    size_t pcap;
+    char *pbuf;
     char msg[256];
 } rh;
 
@@ -60,9 +73,13 @@ static const char *lmdb_unavailable(const bench_cfg *cfg)
     return NULL;
 }
 
-static void path_of(const bench_cfg *cfg, bool named, char *buf, size_t n)
+/* The three raw LMDB contenders keep their environments apart. */
+typedef enum variant { V_MAIN, V_NAMED, V_PAIR } variant;
+
+static void path_of(const bench_cfg *cfg, variant v, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/%s", cfg->dir, named ? "lmdb-named" : "lmdb");
+    static const char *const dirs[] = {"lmdb", "lmdb-named", "lmdb-pair"};
+    snprintf(buf, n, "%s/%s", cfg->dir, dirs[v]);
 }
 
 /* Open an environment the way lmc does (lib/env.c, steps 4 and 5). */
@@ -129,11 +146,13 @@ static int dbi_open(MDB_env *env, bool named, bool create, MDB_dbi *dbi, char *e
     return 0;
 }
 
-static int load_common(bench_cfg *cfg, const bench_dataset *ds, bool named, char *err, size_t n)
+static int load_common(bench_cfg *cfg, const bench_dataset *ds, variant var, char *err,
+                       size_t n)
 {
+    bool named = var == V_NAMED;
     char path[512];
-    path_of(cfg, named, path, sizeof path);
-    if (!named)
+    path_of(cfg, var, path, sizeof path);
+    if (var == V_MAIN)
         snprintf(cfg->lmdb_path, sizeof cfg->lmdb_path, "%s", path);
     bench_rm_rf(path);
     MDB_env *env;
@@ -169,35 +188,52 @@ static int load_common(bench_cfg *cfg, const bench_dataset *ds, bool named, char
 static int lmdb_load(bench_cfg *cfg, const bench_dataset *ds, int64_t ttl_ms, char *err, size_t n)
 {
     (void)ttl_ms; /* raw LMDB has no expiry */
-    return load_common(cfg, ds, false, err, n);
+    return load_common(cfg, ds, V_MAIN, err, n);
 }
 
 static int lmdbn_load(bench_cfg *cfg, const bench_dataset *ds, int64_t ttl_ms, char *err,
                       size_t n)
 {
     (void)ttl_ms;
-    return load_common(cfg, ds, true, err, n);
+    return load_common(cfg, ds, V_NAMED, err, n);
+}
+
+static int lmdbp_load(bench_cfg *cfg, const bench_dataset *ds, int64_t ttl_ms, char *err,
+                      size_t n)
+{
+    (void)ttl_ms;
+    return load_common(cfg, ds, V_PAIR, err, n);
+}
+
+static void unload_common(bench_cfg *cfg, variant v)
+{
+    char path[512];
+    path_of(cfg, v, path, sizeof path);
+    bench_rm_rf(path);
+    if (v == V_MAIN)
+        cfg->lmdb_path[0] = 0;
 }
 
 static void lmdb_unload(bench_cfg *cfg)
 {
-    char path[512];
-    path_of(cfg, false, path, sizeof path);
-    bench_rm_rf(path);
-    cfg->lmdb_path[0] = 0;
+    unload_common(cfg, V_MAIN);
 }
 
 static void lmdbn_unload(bench_cfg *cfg)
 {
-    char path[512];
-    path_of(cfg, true, path, sizeof path);
-    bench_rm_rf(path);
+    unload_common(cfg, V_NAMED);
 }
 
-static void *open_common(const bench_cfg *cfg, bool named, char *err, size_t n)
+static void lmdbp_unload(bench_cfg *cfg)
 {
+    unload_common(cfg, V_PAIR);
+}
+
+static void *open_common(const bench_cfg *cfg, variant var, char *err, size_t n)
+{
+    bool named = var == V_NAMED;
     char path[512];
-    path_of(cfg, named, path, sizeof path);
+    path_of(cfg, var, path, sizeof path);
     rh *h = calloc(1, sizeof *h);
     if (!h) {
         snprintf(err, n, "out of memory");
@@ -213,6 +249,7 @@ static void *open_common(const bench_cfg *cfg, bool named, char *err, size_t n)
         goto fail_env;
     }
     mdb_txn_reset(h->rtxn);
+    h->pair = var == V_PAIR;
     return h;
 fail_env:
     mdb_env_close(h->env);
@@ -223,19 +260,35 @@ fail:
 
 static void *lmdb_open(const bench_cfg *cfg, char *err, size_t n)
 {
-    return open_common(cfg, false, err, n);
+    return open_common(cfg, V_MAIN, err, n);
 }
 
 static void *lmdbn_open(const bench_cfg *cfg, char *err, size_t n)
 {
-    return open_common(cfg, true, err, n);
+    return open_common(cfg, V_NAMED, err, n);
 }
+
+static void *lmdbp_open(const bench_cfg *cfg, char *err, size_t n)
+{
+    return open_common(cfg, V_PAIR, err, n);
+}
+
+static int put_pending(rh *h, MDB_txn *t);
 
 static void lmdb_close(void *p)
 {
     rh *h = p;
+    /* A set that waits for its pair is stored alone: it was acknowledged. */
+    MDB_txn *t;
+    if (h->pending && mdb_txn_begin(h->env, NULL, 0, &t) == 0) {
+        if (put_pending(h, t) == 0)
+            mdb_txn_commit(t);
+        else
+            mdb_txn_abort(t);
+    }
     mdb_txn_abort(h->rtxn);
     mdb_env_close(h->env);
+    free(h->pbuf);
     free(h);
 }
 
@@ -274,12 +327,45 @@ static int lmdb_get(void *p, const char *k, size_t kl, char *buf, size_t cap, si
     return rc ? fail(h, rc, "mdb_get") : BENCH_OK;
 }
 
+static int put_pending(rh *h, MDB_txn *t)
+{
+    MDB_val key = {h->pkl, h->pbuf}, val = {h->pvl, h->pbuf + h->pkl};
+    h->pending = false;
+    return mdb_put(t, h->dbi, &key, &val, 0);
+}
+
+/* lmdb-pair: keep the first set of a pair aside.  Returns 1 if it was. */
+static int pair_defer(rh *h, const char *k, size_t kl, const char *v, size_t vl)
+{
+    if (!h->pair || h->pending)
+        return 0;
+    if (kl + vl > h->pcap) {
+        char *b = realloc(h->pbuf, kl + vl);
+        if (!b)
+            return 0; /* store it alone */
+        h->pbuf = b;
+        h->pcap = kl + vl;
+    }
+    memcpy(h->pbuf, k, kl);
+    memcpy(h->pbuf + kl, v, vl);
+    h->pkl = kl;
+    h->pvl = vl;
+    h->pending = true;
+    return 1;
+}
+
 static int put_one(rh *h, const char *k, size_t kl, const char *v, size_t vl, unsigned flags)
 {
+    if (flags == 0 && pair_defer(h, k, kl, v, vl))
+        return BENCH_OK;
     MDB_txn *t;
     int rc = mdb_txn_begin(h->env, NULL, 0, &t);
     if (rc)
         return fail(h, rc, "mdb_txn_begin");
+    if (h->pending && (rc = put_pending(h, t)) != 0) {
+        mdb_txn_abort(t);
+        return fail(h, rc, "mdb_put");
+    }
     MDB_val key = {kl, unconst(k)}, val = {vl, unconst(v)};
     rc = mdb_put(t, h->dbi, &key, &val, flags);
     if (rc) {
@@ -433,7 +519,7 @@ static int lmdb_mem(const bench_cfg *cfg, uint64_t *bytes, const char **how)
     char err[256];
     uint64_t entries;
     char path[512];
-    path_of(cfg, false, path, sizeof path);
+    path_of(cfg, V_MAIN, path, sizeof path);
     if (bench_lmdb_space(path, bytes, &entries, err, sizeof err))
         return -1;
     *how = "(last page + 1 - free pages) x page size";
@@ -469,6 +555,22 @@ const bench_contender bench_lmdb_named = {
     .load = lmdbn_load,
     .unload = lmdbn_unload,
     .open = lmdbn_open,
+    .close = lmdb_close,
+    .errmsg = lmdb_msg,
+    .get = lmdb_get,
+    .set = lmdb_set,
+    .add = lmdb_add,
+    .incr = lmdb_incr,
+    .mget = lmdb_mget,
+    .version = lmdb_ver,
+};
+
+const bench_contender bench_lmdb_pair = {
+    .name = "lmdb-pair",
+    .unavailable = lmdb_unavailable,
+    .load = lmdbp_load,
+    .unload = lmdbp_unload,
+    .open = lmdbp_open,
     .close = lmdb_close,
     .errmsg = lmdb_msg,
     .get = lmdb_get,
