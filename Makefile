@@ -7,6 +7,7 @@
 #   make demo       the prefork demo: 4 workers sharing one cache
 #   make SANITIZER=address|undefined|thread ...   sanitizer builds (own dir)
 #   make valgrind   the unit tests under valgrind
+#   make fuzz       libFuzzer against the model of tests/model.h (FUZZ_SECONDS)
 #   make install / uninstall / test-install   (PREFIX, DESTDIR honoured)
 #
 # Build outputs go to build/<variant>/ and are never committed.
@@ -98,7 +99,7 @@ EXTRA_DEB_PKGS :=
 -include python/python.mk
 
 .PHONY: all lib deps test check check-threads test-sanitizers test-exports demo valgrind \
-        install uninstall test-install clean
+        fuzz install uninstall test-install clean
 .DEFAULT_GOAL := all
 
 all: lib $(ALL_EXTRA)
@@ -135,6 +136,8 @@ $(B)/tests/%: tests/%.c tests/util.h $(STATIC)
 	$(E) "  CC      $@"
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(if $(filter %test_faults,$@),$(FAULT_WRAP)) \
 	    $(STATIC) $(ALL_LDFLAGS) -lcmocka $(LIBS)
+
+$(B)/tests/test_model: tests/model.h
 
 FAULT_WRAP := -Wl,--wrap=mdb_put -Wl,--wrap=mdb_txn_commit -Wl,--wrap=mdb_txn_begin \
               -Wl,--wrap=mdb_get -Wl,--wrap=mdb_cursor_get
@@ -225,6 +228,28 @@ test-install: lib
 	         pkg-config --cflags --libs lmc) && \
 	$(CC) -o $$d/hello tests/install-hello.c $$flags && \
 	LD_LIBRARY_PATH=$$d/opt/lmc/lib $$d/hello && echo "test-install: ok"
+
+# Fuzzing: libFuzzer drives the operation sequences of tests/model.h and
+# aborts on any difference from the model, under ASan and UBSan.  Needs clang
+# and its fuzzer runtime (installed like the other packages); not part of
+# make test, whose seeded sequences run the same checks.  The corpus is kept
+# in $(B)/fuzz/corpus between runs; an input that fails is written to
+# $(B)/fuzz/crash-* (replay it: $(FUZZ_BIN) FILE).
+FUZZ_SECONDS ?= 60
+FUZZ_BIN := $(B)/fuzz/fuzz_model
+$(FUZZ_BIN): tests/fuzz/fuzz_model.c tests/model.h $(LIB_SRC) lib/internal.h lib/fmacros.h \
+             include/lmc.h
+	@mkdir -p $(@D)
+	$(E) "  CLANG   $@"
+	$(Q)clang -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Iinclude -Ilib -o $@ $< $(LIB_SRC) $(LIBS)
+
+fuzz:
+	$(Q)$(MAKE) --no-print-directory deps EXTRA_DEB_PKGS="clang libclang-rt-14-dev"
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@mkdir -p $(B)/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(B)/fuzz/ $(B)/fuzz/corpus
 
 clean:
 	rm -rf build
