@@ -10,7 +10,9 @@
  * the hash and the whole key kept in the value tell them apart), and keys
  * that are prefixes of each other.  The operations are every write of the
  * contract, with every TTL kind, prefix deletes and scans with prefixes cut
- * from those keys at any length, sweeps, and a fake clock that moves.
+ * from those keys at any length, sweeps, and a fake clock that moves.  The
+ * checks cover results, values, the gauges of entries and bytes, and every
+ * counter of lmc_stats, which the model counts by the header's definitions.
  *
  * Shared by tests/test_model.c (seeded sequences, run by make test) and
  * tests/fuzz/fuzz_model.c (libFuzzer, make fuzz), so the includer defines
@@ -78,6 +80,8 @@ typedef struct model {
     mkey keys[MODEL_KEYS];
     unsigned char *buf; /* scratch for values */
     size_t ops;
+    lmc_stat base;            /* the counters when the run began */
+    uint64_t want[LMC__NCTR]; /* what the run must have added to them */
 } model;
 
 /* The fake clock: one per process, as the library's hook is. */
@@ -106,6 +110,8 @@ static void model_init(model *m, lmc *c, model_src *s)
     memset(m, 0, sizeof *m);
     m->c = c;
     m->buf = malloc(8192);
+    if (lmc_stats(c, &m->base) != 0)
+        MODEL_FAIL("lmc_stats: %s", lmc_errmsg(c));
     for (unsigned i = 0; i < MODEL_KEYS; i++) {
         size_t stem = stems[model_pick(s, sizeof stems / sizeof stems[0])];
         size_t tail = 1 + model_pick(s, 4);
@@ -228,6 +234,25 @@ static bool mparse_int(const unsigned char *v, size_t n, int64_t *out)
     return true;
 }
 
+/* What a read of k counts: a hit with its bytes, or a miss (and an expired
+ * one when the entry is still stored). */
+static void mcount_read(model *m, const mkey *k)
+{
+    if (mlive(k)) {
+        m->want[LMC__C_hits]++;
+        m->want[LMC__C_bytes_read] += k->vlen;
+    } else {
+        m->want[LMC__C_misses]++;
+        m->want[LMC__C_expired] += k->present;
+    }
+}
+
+static void mcount_store(model *m, size_t vlen)
+{
+    m->want[LMC__C_sets]++;
+    m->want[LMC__C_bytes_written] += vlen;
+}
+
 static const char *mname(int rc)
 {
     return lmc_errname(rc);
@@ -250,6 +275,7 @@ static void model_check_all(model *m)
         void *v = NULL;
         size_t n = 0;
         int rc = lmc_get_alloc(m->c, k->k, k->klen, &v, &n);
+        mcount_read(m, k);
         if (mlive(k)) {
             MODEL_RC(rc, LMC_OK, "get (check)");
             if (n != k->vlen || memcmp(v, k->v, n) != 0)
@@ -275,6 +301,13 @@ static void model_check_all(model *m)
                    "), %" PRIu64 ", %" PRIu64,
                    m->ops, st.entries, st.entries_with_ttl, st.key_bytes, st.value_bytes,
                    entries, with_ttl, kbytes, vbytes);
+    m->want[LMC__C_gets] = m->want[LMC__C_hits] + m->want[LMC__C_misses];
+#define MODEL_CMP(name, help)                                                                 \
+    if (st.name - m->base.name != m->want[LMC__C_##name])                                    \
+        MODEL_FAIL("op %zu: counter %s went up by %" PRIu64 ", the model counted %" PRIu64,    \
+                   m->ops, #name, st.name - m->base.name, m->want[LMC__C_##name]);
+    LMC_COUNTERS(MODEL_CMP)
+#undef MODEL_CMP
 }
 
 typedef struct scan_seen {
@@ -325,17 +358,21 @@ static void model_step(model *m, model_src *s)
         int64_t exp = mexpiry(k, ttl);
         MODEL_RC(lmc_set(m->c, k->k, k->klen, m->buf, n, ttl), LMC_OK, "set");
         mstore(k, m->buf, n, exp);
+        mcount_store(m, n);
         break;
     }
     case 3: { /* add */
         size_t n = model_value(m, s);
         int64_t ttl = model_ttl(s);
+        m->want[LMC__C_adds]++;
         if (mlive(k)) {
             MODEL_RC(lmc_add(m->c, k->k, k->klen, m->buf, n, ttl), LMC_EXISTS, "add");
+            m->want[LMC__C_add_conflicts]++;
         } else {
             int64_t exp = mexpiry(k, ttl);
             MODEL_RC(lmc_add(m->c, k->k, k->klen, m->buf, n, ttl), LMC_OK, "add");
             mstore(k, m->buf, n, exp);
+            mcount_store(m, n);
         }
         break;
     }
@@ -348,12 +385,14 @@ static void model_step(model *m, model_src *s)
             int64_t exp = mexpiry(k, ttl);
             MODEL_RC(lmc_replace(m->c, k->k, k->klen, m->buf, n, ttl), LMC_OK, "replace");
             mstore(k, m->buf, n, exp);
+            mcount_store(m, n);
         }
         break;
     }
     case 5: { /* get */
         size_t n = 0;
         int rc = lmc_get(m->c, k->k, k->klen, m->buf, 8192, &n);
+        mcount_read(m, k);
         if (mlive(k)) {
             MODEL_RC(rc, LMC_OK, "get");
             if (n != k->vlen || memcmp(m->buf, k->v, n) != 0)
@@ -365,6 +404,7 @@ static void model_step(model *m, model_src *s)
     }
     case 6: { /* delete: an expired entry is removed but reported absent */
         MODEL_RC(lmc_delete(m->c, k->k, k->klen), mlive(k) ? LMC_OK : LMC_NOTFOUND, "delete");
+        m->want[LMC__C_deletes] += mlive(k);
         mremove(k);
         break;
     }
@@ -378,6 +418,7 @@ static void model_step(model *m, model_src *s)
         else if (__builtin_add_overflow(cur, delta, &cur))
             want = LMC_ERANGE;
         MODEL_RC(lmc_incr(m->c, k->k, k->klen, delta, &got, ttl), want, "incr");
+        m->want[LMC__C_incrs]++;
         if (want == LMC_OK) {
             if (got != cur)
                 MODEL_FAIL("op %zu: incr of key %u gave %" PRId64 ", want %" PRId64, m->ops, ki,
@@ -385,11 +426,13 @@ static void model_step(model *m, model_src *s)
             char txt[24];
             int tn = snprintf(txt, sizeof txt, "%" PRId64, cur);
             mstore(k, txt, (size_t)tn, exp);
+            mcount_store(m, (size_t)tn);
         }
         break;
     }
     case 8: { /* touch */
         int64_t ttl = model_ttl(s);
+        m->want[LMC__C_touches]++;
         if (!mlive(k)) {
             MODEL_RC(lmc_touch(m->c, k->k, k->klen, ttl), LMC_NOTFOUND, "touch");
         } else {
@@ -403,10 +446,12 @@ static void model_step(model *m, model_src *s)
         size_t n = 0;
         int rc = lmc_get_cas(m->c, k->k, k->klen, m->buf, 8192, &n, &ver);
         MODEL_RC(rc, mlive(k) ? LMC_OK : LMC_NOTFOUND, "get_cas");
+        mcount_read(m, k);
         size_t vn = model_value(m, s);
         int64_t ttl = model_ttl(s);
         if (!mlive(k)) {
             MODEL_RC(lmc_cas(m->c, k->k, k->klen, m->buf, vn, ttl, ver), LMC_NOTFOUND, "cas");
+            m->want[LMC__C_cas]++;
             break;
         }
         MODEL_RC(lmc_cas(m->c, k->k, k->klen, m->buf, vn, ttl, ver + 1), LMC_ECHANGED,
@@ -414,6 +459,9 @@ static void model_step(model *m, model_src *s)
         int64_t exp = mexpiry(k, ttl);
         MODEL_RC(lmc_cas(m->c, k->k, k->klen, m->buf, vn, ttl, ver), LMC_OK, "cas");
         mstore(k, m->buf, vn, exp);
+        m->want[LMC__C_cas] += 2;
+        m->want[LMC__C_cas_conflicts]++;
+        mcount_store(m, vn);
         break;
     }
     case 10: { /* delete_prefix, the prefix cut from a key at any length */
@@ -427,6 +475,8 @@ static void model_step(model *m, model_src *s)
         if (got != want)
             MODEL_FAIL("op %zu: delete_prefix of %zu bytes of key %u removed %" PRIu64
                        ", want %" PRIu64, m->ops, plen, ki, got, want);
+        m->want[LMC__C_prefix_deletes]++;
+        m->want[LMC__C_prefix_deleted_keys] += want;
         for (unsigned i = 0; i < MODEL_KEYS; i++)
             if (mhas_prefix(&m->keys[i], p, plen))
                 mremove(&m->keys[i]);
@@ -461,6 +511,7 @@ static void model_step(model *m, model_src *s)
         for (unsigned j = 0; j < n; j++) {
             mkey *t = &m->keys[idx[j]];
             mstore(t, vals[j], items[j].vlen, mexpiry(t, items[j].ttl_ms));
+            mcount_store(m, items[j].vlen);
             free(vals[j]);
         }
         break;
@@ -477,6 +528,8 @@ static void model_step(model *m, model_src *s)
         if (r.expired != want)
             MODEL_FAIL("op %zu: sweep removed %" PRIu64 ", want %" PRIu64, m->ops, r.expired,
                        want);
+        m->want[LMC__C_sweeps]++;
+        m->want[LMC__C_evictions_expired] += want;
         for (unsigned i = 0; i < MODEL_KEYS; i++)
             if (m->keys[i].present && !mlive(&m->keys[i]))
                 mremove(&m->keys[i]);
@@ -492,6 +545,7 @@ static void model_step(model *m, model_src *s)
     default:
         if (model_pick(s, 64) == 0) { /* now and then, clear everything */
             MODEL_RC(lmc_clear(m->c), LMC_OK, "clear");
+            m->want[LMC__C_clears]++;
             for (unsigned i = 0; i < MODEL_KEYS; i++)
                 mremove(&m->keys[i]);
         } else {
