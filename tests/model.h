@@ -127,7 +127,7 @@ static void model_init(model *m, lmc *c, model_src *s)
         for (unsigned j = 0; j < i; j++) {
             if (m->keys[j].klen == k->klen && memcmp(m->keys[j].k, k->k, k->klen) == 0) {
                 k->k[k->klen++] = 'z';
-                j = (unsigned)-1;
+                j = (unsigned)-1; /* compare with every key again */
             }
         }
     }
