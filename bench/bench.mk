@@ -6,6 +6,9 @@
 #   make bench-quick    the ~20 s smoke run that `make test` runs
 #   make bench-flags    the LMDB flag comparison behind lmc's choice of flags
 #                       (bench/flags.c, raw LMDB only, about 20 s)
+#   make bench-ttl-layout  sets with a TTL with the expiry rows in a named
+#                       database (lmc now) or in the main one (bench/ttl_layout.c,
+#                       raw LMDB only, about 15 s)
 #
 # Always build into a directory of your own when others build too, e.g.
 # `make B=build/bench bench`.
@@ -18,8 +21,9 @@
 
 BENCH_DIR := $(B)/bench
 BENCH_BIN := $(BENCH_DIR)/lmcbench
-BENCH_SRC := $(filter-out bench/flags.c,$(wildcard bench/*.c))
+BENCH_SRC := $(filter-out bench/flags.c bench/ttl_layout.c,$(wildcard bench/*.c))
 BENCH_FLAGS_BIN := $(BENCH_DIR)/flags
+BENCH_TTL_BIN := $(BENCH_DIR)/ttl_layout
 BENCH_OBJ := $(patsubst bench/%.c,$(BENCH_DIR)/%.o,$(BENCH_SRC))
 BENCH_CONFIG := $(BENCH_DIR)/bench_config.h
 BENCH_ARGS ?=
@@ -39,9 +43,9 @@ EXTRA_DEB_PKGS += libhiredis-dev libmemcached-dev redis-server memcached
 TEST_EXTRA += bench-quick
 # The driver builds without the optional libraries, so `make all` builds it
 # and a change that breaks it shows up at once.
-ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN)
+ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
-.PHONY: bench bench-quick bench-flags bench-config-force
+.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-config-force
 
 $(BENCH_FLAGS_BIN): bench/flags.c
 	@mkdir -p $(@D)
@@ -50,6 +54,14 @@ $(BENCH_FLAGS_BIN): bench/flags.c
 
 bench-flags: $(BENCH_FLAGS_BIN)
 	$(Q)$(BENCH_FLAGS_BIN)
+
+$(BENCH_TTL_BIN): bench/ttl_layout.c
+	@mkdir -p $(@D)
+	$(E) "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -llmdb
+
+bench-ttl-layout: $(BENCH_TTL_BIN)
+	$(Q)$(BENCH_TTL_BIN)
 
 bench: $(BENCH_BIN)
 	$(Q)sh bench/run.sh $(BENCH_BIN) $(BENCH_ARGS)
