@@ -469,7 +469,9 @@ LMC_API int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *r
     X(map_full, "writes that found the map full and had to evict")                        \
     X(readers_cleared, "stale reader slots cleared")                                      \
     X(bytes_read, "value bytes returned by hits")                                         \
-    X(bytes_written, "value bytes stored")
+    X(bytes_written, "value bytes stored")                                                \
+    X(pin_waits, "times a write waited for readers to release the free pages they pinned") \
+    X(pin_wait_us, "microseconds writes spent waiting for readers to release free pages")
 
 /*
  * Gauges (computed when read).  X(name, type, help).

@@ -84,7 +84,7 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
     mdb_cursor_close(cur);
     *removed = n;
     if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmc__wfail(w, rc, "evicting through the expiry index");
+        return lmc__mdb_err(w->h, rc, "evicting through the expiry index");
     return 0;
 }
 
@@ -328,7 +328,7 @@ static int delete_range(lmc__wctx *w, MDB_cursor *cur, const lmc__runs *r, const
     }
     *removed += n;
     if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmc__wfail(w, rc, "evicting a run");
+        return lmc__mdb_err(w->h, rc, "evicting a run");
     return 0;
 }
 
@@ -380,7 +380,7 @@ int lmc__runs_delete(lmc *h, lmc__runs_del *a)
 {
     while (a->pos < a->nsel) {
         a->next_removed = 0;
-        int rc = lmc__write(h, lmc__op_runs_delete, a, &a->batch);
+        int rc = lmc__write_deletes(h, lmc__op_runs_delete, a, &a->batch);
         if (rc)
             return rc;
         a->removed += a->next_removed;
@@ -402,16 +402,24 @@ int lmc__runs_delete(lmc *h, lmc__runs_del *a)
 /* ------------------------------------------------------------------------ */
 
 /*
- * Free about want_pages pages in a transaction of its own: expired entries if
- * there are any, else whole runs of the coldest entries.  Deleting copies
- * pages before it frees any, so a transaction that finds the map full is
- * retried with half the deletions, down to one; if even that fails, return
- * LMC__EMAPFULL.  With nothing left to evict: LMC_ENOSPC.
+ * Free about want_pages pages for a write that found the map full, in a
+ * transaction of its own: expired entries if there are any, else whole runs
+ * of the coldest entries.  It runs through the write loop as a delete, whose
+ * batch (the entries to evict) is halved when the transaction finds the map
+ * full itself.  With nothing left to evict: LMC_ENOSPC.
  */
 typedef struct room_arg {
-    uint64_t budget;  /* entries to evict */
+    const unsigned *budget; /* entries to evict: the write loop's batch */
+    const MDB_val *protect; /* stored key whose run must stay, or NULL */
     uint64_t removed;
 } room_arg;
+
+/* Whether a run's range of keys holds key. */
+static bool run_holds(const lmc__runs *r, const lmc__run *x, const MDB_val *key)
+{
+    return key_cmp(r->arena + x->first, x->flen, key->mv_data, key->mv_size) <= 0 &&
+           key_cmp(key->mv_data, key->mv_size, r->arena + x->last, x->llen) <= 0;
+}
 
 /* Evict expired entries; if there are none, the coldest runs of a window of
  * runs read from the LRU hand on (wrapping around once), up to budget
@@ -420,9 +428,10 @@ static int op_room(lmc__wctx *w, void *p)
 {
     room_arg *a = p;
     lmc__core *k = w->k;
+    const uint64_t budget = *a->budget;
     a->removed = 0;
     uint64_t n = 0;
-    int rc = lmc__evict_by_expiry(w, true, a->budget, &n);
+    int rc = lmc__evict_by_expiry(w, true, budget, &n);
     if (rc || n) {
         a->removed = n;
         return rc;
@@ -435,8 +444,8 @@ static int op_room(lmc__wctx *w, void *p)
     MDB_val start = {k->lru_hand_len, k->lru_hand};
     /* At least eight runs to choose from, and enough for the budget twice. */
     uint64_t window = (uint64_t)len * 8;
-    if (window < a->budget * 2)
-        window = a->budget * 2;
+    if (window < budget * 2)
+        window = budget * 2;
     rc = lmc__runs_scan(w->h, w->txn, &start, window, len, &r, next, &next_len);
     uint64_t got = 0;
     for (size_t i = 0; rc == 0 && i < r.n; i++)
@@ -481,13 +490,15 @@ static int op_room(lmc__wctx *w, void *p)
         if (rc) {
             rc = lmc__mdb_err(w->h, rc, "mdb_cursor_open");
         } else {
-            for (size_t i = 0; rc == 0 && i < r.n && a->removed < a->budget; i++) {
+            for (size_t i = 0; rc == 0 && i < r.n && a->removed < budget; i++) {
                 const lmc__run *x = &r.v[idx[i]];
+                if (a->protect && run_holds(&r, x, a->protect))
+                    continue;
                 MDB_val from = {x->flen, r.arena + x->first};
                 bool done;
                 size_t nl;
                 unsigned char nk[LMC__KEY_STORED_LONG];
-                rc = delete_range(w, cur, &r, x, &from, a->budget - a->removed, &a->removed,
+                rc = delete_range(w, cur, &r, x, &from, budget - a->removed, &a->removed,
                                   &done, nk, &nl);
             }
             mdb_cursor_close(cur);
@@ -498,156 +509,36 @@ static int op_room(lmc__wctx *w, void *p)
     return rc;
 }
 
-/* A commit that changes nothing but LMDB's transaction id: pages freed by
- * transaction N are only reused from transaction N+2 on (LMDB keeps the
- * previous snapshot intact for readers that may still open it), so after an
- * eviction this makes its pages available to the write that needs them. */
-static void tick(lmc *h)
-{
-    MDB_txn *txn;
-    if (mdb_txn_begin(h->core->env, NULL, 0, &txn) != 0)
-        return;
-    size_t id = mdb_txn_id(txn);
-    MDB_val key = {8, (void *)(uintptr_t) "lmc:tick"}, d = {sizeof id, &id};
-    if (mdb_put(txn, h->core->dbi_main, &key, &d, 0) == 0)
-        mdb_txn_commit(txn);
-    else
-        mdb_txn_abort(txn);
-}
-
-int lmc__make_room(lmc *h, uint64_t want_pages)
+int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect)
 {
     lmc__core *k = h->core;
-    room_arg a = {0, 0};
-    for (;;) {
-        lmc__wctx w;
-        memset(&w, 0, sizeof w);
-        w.h = h;
-        w.k = k;
-        int rc = lmc__wbegin(h, &w.txn);
-        if (rc)
-            return rc;
-        w.now = lmc__now_ms();
-        if (a.budget == 0) {
-            /* Turn the pages wanted into entries, from what entries hold. */
-            MDB_stat es, xs;
-            uint64_t pages = 0, entries = 0;
-            if (mdb_stat(w.txn, k->dbi_entries, &es) == 0 &&
-                mdb_stat(w.txn, k->dbi_expiry, &xs) == 0) {
-                entries = es.ms_entries;
-                pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
-                        xs.ms_branch_pages + xs.ms_leaf_pages;
-            }
-            a.budget = pages ? want_pages * entries / pages + 1 : 1;
-            if (a.budget > 100000)
-                a.budget = 100000;
-        }
-        rc = op_room(&w, &a);
-        if (rc == 0) {
-            if (a.removed == 0) {
-                lmc__wabort(h, w.txn);
-                return lmc__err(h, LMC_ENOSPC, "%s is full and has nothing left to evict",
-                                k->path);
-            }
-            rc = lmc__wcommit(h, w.txn);
-            if (rc == 0) {
-                for (unsigned i = 0; i < LMC__NCTR; i++)
-                    if (w.ctr[i])
-                        lmc__count(k, i, w.ctr[i]);
-                lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes);
-                tick(h);
-                return 0;
-            }
-        } else {
-            lmc__wabort(h, w.txn);
-        }
-        if (rc != LMC__EMAPFULL)
-            return rc;
-        /* Deleting copies pages before it frees any: delete less. */
-        if (a.budget <= 1)
-            return LMC__EMAPFULL; /* the caller decides between waiting and giving up */
-        a.budget /= 2;
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Fill and readers                                                         */
-/* ------------------------------------------------------------------------ */
-
-int lmc__fill_get(lmc *h, lmc__fill *f)
-{
-    lmc__core *k = h->core;
-    MDB_envinfo info;
-    MDB_stat st;
-    memset(f, 0, sizeof *f);
+    /* This thread's queued stamps include the entry its write just stored:
+     * without them the eviction after a commit could pick that very entry
+     * as the coldest. */
+    lmc__stamp_flush_mine(k);
+    /* Turn the pages wanted into entries, from what entries hold now. */
     lmc__rtxn *r;
     int rc = lmc__rbegin(h, &r);
     if (rc)
         return rc;
-    /* Read the environment info inside the read txn so that the high-water
-     * mark is at least as new as the free list we walk. */
-    mdb_env_info(k->env, &info);
-    mdb_env_stat(k->env, &st);
-    MDB_cursor *cur;
-    uint64_t free_pages = 0;
-    rc = mdb_cursor_open(r->txn, 0, &cur); /* dbi 0 is LMDB's free list */
-    if (rc == 0) {
-        MDB_val key, d;
-        while ((rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT)) == 0) {
-            /* Each record is an ID list whose first word is its length. */
-            size_t cnt;
-            if (d.mv_size >= sizeof cnt) {
-                memcpy(&cnt, d.mv_data, sizeof cnt);
-                free_pages += cnt;
-            }
-        }
-        mdb_cursor_close(cur);
+    MDB_stat es, xs;
+    uint64_t pages = 0, entries = 0;
+    if (mdb_stat(r->txn, k->dbi_entries, &es) == 0 && mdb_stat(r->txn, k->dbi_expiry, &xs) == 0) {
+        entries = es.ms_entries;
+        pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
+                xs.ms_branch_pages + xs.ms_leaf_pages;
     }
     lmc__rend(r);
-    if (rc != MDB_NOTFOUND)
-        return lmc__mdb_err(h, rc, "reading the free list");
-    f->psize = st.ms_psize;
-    f->total_pages = info.me_mapsize / st.ms_psize;
-    f->last_pgno = info.me_last_pgno;
-    f->last_txnid = info.me_last_txnid;
-    uint64_t hwm = info.me_last_pgno + 1;
-    f->free_pages = free_pages < hwm ? free_pages : hwm;
-    f->used_pages = hwm - f->free_pages;
-    f->fill = f->total_pages ? (double)f->used_pages / (double)f->total_pages : 0.0;
-    return 0;
-}
-
-/* mdb_reader_list callback: one line per used slot, "pid thread txnid" with
- * "-" for a reset (idle) reader.  A slot stays in the table after its
- * process dies until mdb_reader_check clears it, so liveness is asked of the
- * kernel: kill(pid, 0) fails with ESRCH only for a pid nobody has (EPERM
- * means it exists under another user).  A reused pid makes a dead slot look
- * live, which errs the same way mdb_reader_check does. */
-static int reader_line(const char *msg, void *arg)
-{
-    lmc__readers *r = arg;
-    int pid;
-    unsigned long long tid;
-    char txn[32];
-    if (sscanf(msg, "%d %llx %31s", &pid, &tid, txn) != 3)
-        return 0; /* the heading line, or "(no active readers)" */
-    bool alive = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
-    if (alive)
-        r->slots++;
-    else
-        r->stale++;
-    if (txn[0] != '-') {
-        unsigned long long id = strtoull(txn, NULL, 10);
-        if (alive)
-            r->active++;
-        if (r->oldest == 0 || id < r->oldest)
-            r->oldest = id;
-    }
-    return 0;
-}
-
-void lmc__readers_get(lmc__core *k, lmc__readers *r)
-{
-    memset(r, 0, sizeof *r);
-    mdb_reader_list(k->env, reader_line, r);
+    uint64_t budget = pages ? want_pages * entries / pages + 1 : 1;
+    unsigned batch = budget < 100000 ? (unsigned)budget : 100000;
+    room_arg a = {&batch, protect, 0};
+    rc = lmc__write_deletes(h, op_room, &a, &batch);
+    if (rc)
+        return rc;
+    if (a.removed == 0)
+        return lmc__err(h, LMC_ENOSPC, "%s is full and has nothing left to evict", k->path);
+    /* Pages freed by the eviction are reusable once another transaction has
+     * committed: make them available to the write that needs them now. */
+    rc = lmc__tick(h);
+    return rc == LMC__EMAPFULL ? 0 : rc;
 }

@@ -194,6 +194,7 @@ typedef struct lmc__core {
     bool key_live;               /* tkey was created in this process */
     _Atomic unsigned write_tick; /* writes since open, to space out room checks */
     _Atomic bool near_full;      /* few free pages left: check room at every write */
+    _Atomic uint64_t headroom;   /* free pages writers evict back to (write.c) */
     lmc__rtxn *rtxns;            /* every thread's read txn, for close */
 
     int stats_fd;
@@ -290,6 +291,7 @@ unsigned long lmc__test_alloc_count(void);
 
 int64_t lmc__now_ms(void);    /* CLOCK_REALTIME, ms */
 int64_t lmc__coarse_ms(void); /* CLOCK_REALTIME_COARSE, ms (a few ms old) */
+uint64_t lmc__mono_us(void);  /* CLOCK_MONOTONIC, µs: budgets and waits */
 /* Tests: replace the clock (NULL restores the real one). */
 void lmc__test_set_clock(int64_t (*fn)(void));
 
@@ -338,19 +340,29 @@ typedef struct lmc__wctx {
     int64_t d_key_bytes;     /* change of the key/value byte totals */
     int64_t d_value_bytes;
     uint64_t ctr[LMC__NCTR]; /* counter deltas, applied after commit */
-    bool map_full;           /* this attempt hit MDB_MAP_FULL */
     int result;              /* returned by lmc__write after a commit */
     const MDB_val *stamp;    /* key to stamp in the recency array after commit */
+    const MDB_val *written;  /* stored key of the entry stored, kept by the
+                                eviction that may follow the commit */
     MDB_cursor *cur;         /* entries cursor of lookups, or NULL */
     const void *cur_at;      /* data of the entry cur is positioned on */
 } lmc__wctx;
 
 typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
 
-/* Run op in a write transaction; on a full map evict and retry.  Operations
- * that only delete pass their per-transaction batch size: on a full map it
- * is halved instead (a smaller deletion needs fewer fresh pages). */
-int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch);
+/* Run op, which stores entries taking need_pages pages of their own (0 for
+ * entries that fit in a leaf page), in a write transaction; on a full map
+ * wait for readers or evict, and retry.  drop (may be NULL) removes the entry
+ * the store replaces, in a transaction of its own: it is the first room
+ * made, before other entries are evicted. */
+int lmc__write(lmc *h, lmc__wop op, void *arg, uint64_t need_pages, lmc__wop drop,
+               void *drop_arg);
+/* Run op, which only deletes, at most *batch entries per transaction; on a
+ * full map wait for readers or halve *batch, and retry.  It never evicts. */
+int lmc__write_deletes(lmc *h, lmc__wop op, void *arg, unsigned *batch);
+/* Commit a transaction that only moves LMDB's transaction id on, so that
+ * the pages freed by the last one become reusable.  0 or LMC__EMAPFULL. */
+int lmc__tick(lmc *h);
 
 /* Store an entry with the given version, removing the expiry row of the
  * entry it replaces (old may be NULL when there is none; when it is the
@@ -368,8 +380,6 @@ int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
 /* Remove an entry found through the expiry index (the caller deletes the
  * index row itself, through its cursor). */
 int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *old);
-/* Map an LMDB result inside a write op (MDB_MAP_FULL -> LMC__EMAPFULL). */
-int lmc__wfail(lmc__wctx *w, int rc, const char *what);
 /* Byte totals of the cache (stats.c): added after each commit. */
 void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes);
 /* Recount them with a scan of every entry (a stats file made afresh). */
@@ -377,20 +387,26 @@ int lmc__totals_rescan(const lmc *h, lmc__core *k);
 /* Entries of the cache: the main database's keys but its own few. */
 uint64_t lmc__entries_count(const lmc__core *k, MDB_txn *txn);
 
-/* Largest value that could ever be stored with a key of klen bytes. */
+/* Pages of its own an entry takes (LMDB's overflow pages, which must be
+ * contiguous), 0 if it fits in a leaf page. */
+uint64_t lmc__entry_pages(const lmc__core *k, size_t klen, size_t vlen, int is_long);
+/* Pages entries may use: the map without the reserve and LMDB's own. */
+uint64_t lmc__usable_pages(const lmc__core *k);
+/* Pages one entry may use (half of those: write.c says why). */
+uint64_t lmc__max_entry_pages(const lmc__core *k);
+/* LMC_ETOOBIG, with a message, for an entry that could never be stored. */
 int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long);
 
 /* ------------------------------------------------------------------------ */
-/* Eviction, fill and sweeping (evict.c)                                    */
+/* Eviction (evict.c)                                                       */
 /* ------------------------------------------------------------------------ */
 
 /* Walk the expiry index from the soonest entry: remove expired entries (and,
  * unless only_expired, live ones too) until budget removals. */
 int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint64_t *removed);
-/* Evict about want_pages pages' worth of entries (evict.c). */
-int lmc__make_room(lmc *h, uint64_t want_pages);
-/* Pages kept free so that deletes always find the pages they copy first. */
-uint64_t lmc__reserve_pages(const lmc__core *k);
+/* Evict about want_pages pages' worth of entries, never the run that holds
+ * the stored key protect (may be NULL): the entry a write just stored. */
+int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect);
 
 /* A run: consecutive entries (about three leaf pages), the unit of capacity
  * eviction, scored by its most valuable member (evict.c explains why). */
@@ -446,6 +462,10 @@ typedef struct lmc__runs_del {
 int lmc__op_runs_delete(lmc__wctx *w, void *arg);
 int lmc__runs_delete(lmc *h, lmc__runs_del *a);
 
+/* ------------------------------------------------------------------------ */
+/* Fill, readers and pinned pages (space.c)                                 */
+/* ------------------------------------------------------------------------ */
+
 typedef struct lmc__fill {
     uint64_t total_pages, used_pages, free_pages, last_pgno, last_txnid;
     unsigned psize;
@@ -461,6 +481,24 @@ typedef struct lmc__readers {
     uint64_t slots, stale, active, oldest;
 } lmc__readers;
 void lmc__readers_get(lmc__core *k, lmc__readers *r);
+
+/* Pages kept free so that deletes always find the pages they copy first. */
+uint64_t lmc__reserve_pages(const lmc__core *k);
+
+/* Why free pages may not be reusable now (space.c explains the kinds). */
+typedef struct lmc__space {
+    uint64_t total_pages, tail_pages; /* tail: never used, past the high-water mark */
+    uint64_t last_txnid;        /* the newest snapshot */
+    uint64_t oldest;            /* the oldest snapshot a reader holds (last_txnid if none) */
+    uint64_t dead_readers;      /* reader slots of dead processes */
+    uint64_t pinned_by_readers; /* pages freed after the oldest snapshot */
+    uint64_t pinned_by_last;    /* pages freed by the newest transaction */
+} lmc__space;
+int lmc__space_get(lmc *h, lmc__space *sp);
+/* Sleep until every reader holds a snapshot at least as new as snapshot, or
+ * until deadline (lmc__mono_us); false if the deadline came first.  Adds the
+ * time slept to *waited_us. */
+bool lmc__readers_wait(lmc *h, uint64_t snapshot, uint64_t deadline, uint64_t *waited_us);
 
 /* ------------------------------------------------------------------------ */
 /* Recency (recency.c)                                                      */
@@ -538,6 +576,9 @@ static inline uint32_t lmc__recency_of(const lmc__core *k, const MDB_val *skey, 
 
 /* Write a thread's pending stamps to the shared array. */
 void lmc__stamp_flush(const lmc__core *k, lmc__rtxn *r);
+/* The same for the calling thread: before it decides what to evict, so that
+ * what it just read or wrote counts as recent. */
+void lmc__stamp_flush_mine(lmc__core *k);
 
 /*
  * Record that this thread read skey.  The cell is a random line of an array

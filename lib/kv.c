@@ -13,6 +13,7 @@
  */
 #include "fmacros.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -430,7 +431,7 @@ static int wlookup(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t kl
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return lmc__wfail(w, rc, "mdb_cursor_get");
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_get");
     f->exists = true;
     w->cur_at = f->old.mv_data;
     if (lmc__entry_parse(&sk->v, &f->old, &f->e) != 0) {
@@ -506,10 +507,70 @@ static int op_store(lmc__wctx *w, void *p)
     if (rc == 0) {
         w->ctr[LMC__C_sets]++;
         w->ctr[LMC__C_bytes_written] += a->vlen;
+        w->written = &a->sk->v;
         if (!exp)
             w->stamp = &a->sk->v; /* a write is an access */
     }
     return rc;
+}
+
+typedef struct del_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+    const uint64_t *version; /* delete only the entry of this version */
+    bool quiet;              /* an unlink after a failed store: not a delete */
+} del_arg;
+
+static int op_delete(lmc__wctx *w, void *p)
+{
+    del_arg *a = p;
+    wfound f;
+    int rc = wlookup(w, a->sk, a->key, a->klen, &f);
+    if (rc)
+        return rc;
+    if (!f.mine || (a->version && (!f.live || f.e.version != *a->version)))
+        return LMC_NOTFOUND;
+    if ((rc = lmc__entry_remove(w, NULL, &a->sk->v, &f.old)))
+        return rc;
+    if (!f.live)
+        w->result = LMC_NOTFOUND; /* an expired entry is removed, but was not there */
+    else if (!a->quiet)
+        w->ctr[LMC__C_deletes]++;
+    return 0;
+}
+
+static int delete_one(lmc *c, const lmc__skey *sk, const void *key, size_t klen,
+                      const uint64_t *version, bool quiet)
+{
+    del_arg a = {sk, key, klen, version, quiet};
+    unsigned batch = 1;
+    return lmc__write_deletes(c, op_delete, &a, &batch);
+}
+
+/*
+ * A store that could not be done (LMC_ETOOBIG, LMC_ENOSPC) removes the value
+ * it was to replace, as memcached does for a SET it cannot store: a caller
+ * that ignores the error must not go on serving the old value as if the new
+ * one were in.  A cas removes it only if it still has the version the cas
+ * expected.  The store's error and message are what the caller gets; if
+ * even the removal fails (a reader stuck on an old snapshot pins every free
+ * page), the message says so.
+ */
+static int store_failed(lmc *c, int rc, const lmc__skey *sk, const void *key, size_t klen,
+                        const uint64_t *version)
+{
+    char msg[512];
+    const char *m = lmc_errmsg(c), *name = lmc_errname(rc);
+    size_t nl = strlen(name);
+    if (strncmp(m, name, nl) == 0 && m[nl] == ':')
+        m += nl + 2;
+    snprintf(msg, sizeof msg, "%s", m);
+    int drc = delete_one(c, sk, key, klen, version, true);
+    if (drc == LMC_OK || drc == LMC_NOTFOUND)
+        return lmc__err(c, rc, "%s; the value it was to replace was removed", msg);
+    return lmc__err(c, rc, "%s; the value it was to replace could not be removed either (%s)",
+                    msg, lmc_errname(drc));
 }
 
 static int store(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
@@ -520,10 +581,22 @@ static int store(lmc *c, const void *key, size_t klen, const void *val, size_t v
         return rc;
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
-    if ((rc = lmc__check_size(c, klen, vlen, sk.is_long)))
-        return rc;
-    store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version};
-    return lmc__write(c, op_store, &a, NULL);
+    rc = lmc__check_size(c, klen, vlen, sk.is_long);
+    if (rc == 0) {
+        store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version};
+        uint64_t pages = lmc__entry_pages(c->core, klen, vlen, sk.is_long);
+        /* A value of pages of its own needs them contiguous, and the value it
+         * replaces holds such pages until the new one commits: on a full
+         * map, removing that one first is the eviction that helps most.  An
+         * add replaces nothing live, and a cas only its own version. */
+        del_arg old = {&sk, key, klen, mode == MODE_CAS ? &version : NULL, true};
+        bool drop = pages > 0 && mode != MODE_ADD;
+        rc = lmc__write(c, op_store, &a, pages, drop ? op_delete : NULL, &old);
+    }
+    /* An add replaces nothing live, so it has nothing stale to remove. */
+    if ((rc == LMC_ETOOBIG || rc == LMC_ENOSPC) && mode != MODE_ADD)
+        rc = store_failed(c, rc, &sk, key, klen, mode == MODE_CAS ? &version : NULL);
+    return rc;
 }
 
 int lmc_set(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms)
@@ -590,7 +663,6 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
         return lmc__err(c, LMC_EINVAL, "items is NULL");
     if (c->rdonly)
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
-    size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const lmc_item *it = &items[i];
         const char *why;
@@ -601,41 +673,41 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
         if (it->ttl_ms < LMC_TTL_KEEP)
             return lmc__err(c, LMC_EINVAL, "item %zu: ttl_ms %lld is negative", i,
                             (long long)it->ttl_ms);
+    }
+    size_t total = 0;
+    uint64_t pages = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const lmc_item *it = &items[i];
         int is_long = it->klen >= LMC__KEY_INLINE;
         if ((rc = lmc__check_size(c, it->klen, it->vlen, is_long)))
-            return rc;
+            break;
         total += lmc__entry_size(it->klen, it->vlen, is_long) + it->klen;
-        if (total > c->core->map_size)
-            return lmc__err(c, LMC_ETOOBIG, "the %zu items together can never fit in the map", n);
+        pages += lmc__entry_pages(c->core, it->klen, it->vlen, is_long);
+        if (total / c->core->psize + pages > lmc__usable_pages(c->core))
+            rc = lmc__err(c, LMC_ETOOBIG, "the %zu items together can never fit in the map", n);
     }
-    if (n == 0)
-        return 0;
-    many_arg a = {items, n};
-    return lmc__write(c, op_set_many, &a, NULL);
-}
-
-typedef struct del_arg {
-    const lmc__skey *sk;
-    const void *key;
-    size_t klen;
-} del_arg;
-
-static int op_delete(lmc__wctx *w, void *p)
-{
-    del_arg *a = p;
-    wfound f;
-    int rc = wlookup(w, a->sk, a->key, a->klen, &f);
-    if (rc)
+    if (rc == 0 && n > 0) {
+        many_arg a = {items, n};
+        rc = lmc__write(c, op_set_many, &a, pages, NULL, NULL);
+    }
+    if (rc != LMC_ETOOBIG && rc != LMC_ENOSPC)
         return rc;
-    if (!f.mine)
-        return LMC_NOTFOUND;
-    if ((rc = lmc__entry_remove(w, NULL, &a->sk->v, &f.old)))
-        return rc;
-    if (f.live)
-        w->ctr[LMC__C_deletes]++;
-    else
-        w->result = LMC_NOTFOUND; /* an expired entry is removed, but was not there */
-    return 0;
+    /* Like a single set: leave none of the values they were to replace
+     * (all or nothing, as the batch itself). */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
+    int drc = LMC_OK;
+    for (size_t i = 0; i < n && (drc == LMC_OK || drc == LMC_NOTFOUND); i++) {
+        lmc__skey sk;
+        lmc__skey_make(&sk, items[i].key, items[i].klen);
+        drc = delete_one(c, &sk, items[i].key, items[i].klen, NULL, true);
+    }
+    size_t skip = strlen(lmc_errname(rc)) + 2;
+    const char *m = strlen(msg) > skip ? msg + skip : msg;
+    if (drc == LMC_OK || drc == LMC_NOTFOUND)
+        return lmc__err(c, rc, "%s; the values they were to replace were removed", m);
+    return lmc__err(c, rc, "%s; the values they were to replace could not all be removed (%s)",
+                    m, lmc_errname(drc));
 }
 
 int lmc_delete(lmc *c, const void *key, size_t klen)
@@ -645,8 +717,7 @@ int lmc_delete(lmc *c, const void *key, size_t klen)
         return rc;
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
-    del_arg a = {&sk, key, klen};
-    return lmc__write(c, op_delete, &a, NULL);
+    return delete_one(c, &sk, key, klen, NULL, false);
 }
 
 /* State of a prefix delete across its transactions.  The op only writes the
@@ -712,7 +783,7 @@ static int op_prefix(lmc__wctx *w, void *p)
     }
     mdb_cursor_close(cur);
     if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmc__wfail(w, rc, "mdb_cursor_get");
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_get");
     a->next_removed = n;
     return 0;
 }
@@ -737,7 +808,7 @@ static int delete_prefix_batched(lmc *c, const void *prefix, size_t plen, uint64
     int rc;
     for (;;) {
         a->next_removed = 0;
-        rc = lmc__write(c, op_prefix, a, &a->batch);
+        rc = lmc__write_deletes(c, op_prefix, a, &a->batch);
         if (rc)
             break;
         total += a->next_removed;
@@ -877,6 +948,7 @@ static int op_incr(lmc__wctx *w, void *p)
         return rc;
     w->ctr[LMC__C_sets]++;
     w->ctr[LMC__C_bytes_written] += n;
+    w->written = &a->sk->v;
     if (!exp)
         w->stamp = &a->sk->v;
     a->result = next;
@@ -891,7 +963,7 @@ int lmc_incr(lmc *c, const void *key, size_t klen, int64_t delta, int64_t *resul
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     incr_arg a = {&sk, key, klen, delta, ttl_ms, 0};
-    rc = lmc__write(c, op_incr, &a, NULL);
+    rc = lmc__write(c, op_incr, &a, 0, NULL, NULL);
     if (rc == 0 && result)
         *result = a.result;
     return rc;
@@ -929,8 +1001,11 @@ static int op_touch(lmc__wctx *w, void *p)
     rc = lmc__entry_store(w, a->sk, a->key, a->klen, copy, n, exp, f.e.version, &f.old);
     if (copy != small)
         lmc__free(copy);
-    if (rc == 0 && !exp)
-        w->stamp = &a->sk->v;
+    if (rc == 0) {
+        w->written = &a->sk->v;
+        if (!exp)
+            w->stamp = &a->sk->v;
+    }
     return rc;
 }
 
@@ -942,5 +1017,5 @@ int lmc_touch(lmc *c, const void *key, size_t klen, int64_t ttl_ms)
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     touch_arg a = {&sk, key, klen, ttl_ms};
-    return lmc__write(c, op_touch, &a, NULL);
+    return lmc__write(c, op_touch, &a, 0, NULL, NULL);
 }

@@ -119,6 +119,13 @@ void lmc__stamp_key(lmc *h, const MDB_val *skey)
         lmc__recency_touch(k, skey, lmc__coarse_ms());
 }
 
+void lmc__stamp_flush_mine(lmc__core *k)
+{
+    lmc__rtxn *r = k->recency ? pthread_getspecific(k->tkey) : NULL;
+    if (r)
+        lmc__stamp_flush(k, r);
+}
+
 void lmc__recency_close(lmc__core *k)
 {
     if (k->rec_map)

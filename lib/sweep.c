@@ -214,7 +214,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
         }
         if (o->max_keys && o->max_keys - s.deleted < ea.batch)
             ea.batch = (unsigned)(o->max_keys - s.deleted);
-        if ((rc = lmc__write(c, op_expire, &ea, &ea.batch)))
+        if ((rc = lmc__write_deletes(c, op_expire, &ea, &ea.batch)))
             goto out;
         r.transactions++;
         r.expired += ea.removed;

@@ -41,6 +41,15 @@ int64_t lmc__coarse_ms(void)
     return clock_ms(CLOCK_REALTIME_COARSE);
 }
 
+/* Elapsed time for budgets and waits: never moved by the test hook, and
+ * never by changes of the wall clock. */
+uint64_t lmc__mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Hashing                                                                  */
 /* ------------------------------------------------------------------------ */

@@ -1,12 +1,19 @@
 /*
  * write.c - the write path shared by every mutating call.
  *
- * lmc__write() runs an operation inside one LMDB write transaction and
- * commits it.  When LMDB reports MDB_MAP_FULL (from a put, a delete or the
- * commit itself: all need fresh pages under copy-on-write), the transaction is
- * dead (lmdb-rules 4.2), so the loop aborts it, frees room in a separate small
- * transaction (evict.c) and runs the operation again, a bounded number of
- * times.
+ * lmc__write() runs an operation that stores entries, and
+ * lmc__write_deletes() one that only removes them, inside one LMDB write
+ * transaction each, and commits it.  When LMDB reports MDB_MAP_FULL (from a
+ * put, a delete or the commit itself: all need fresh pages under
+ * copy-on-write), the transaction is dead, so the loop aborts it, finds out
+ * why there is no room (space.c: readers pinning the free pages, or a map
+ * that holds too much) and does what helps before it runs the operation
+ * again: wait for the readers, make a freed batch reusable, delete fewer
+ * entries per transaction, or evict (evict.c, in transactions of its own).
+ *
+ * Stores keep half of a reserve of free pages for deletes, which must
+ * always find the pages they copy before they free any, and evict back to
+ * twice the reserve once they find less than it left.
  *
  * Every entry change also keeps the expiry index row of the entry exact
  * inside the same transaction, and counts the change of the key and value
@@ -20,12 +27,52 @@
 
 #include "internal.h"
 
-/* Attempts of one write before it gives up with LMC_ENOSPC. */
-#define LMC__WRITE_ROUNDS 10u
+/* Eviction rounds of one write before it gives up with LMC_ENOSPC; each
+ * round asks for twice the room of the one before. */
+#define LMC__EVICT_ROUNDS 10u
+
+/* Longest a write waits, in all, for readers to release the free pages
+ * they pin.  A reader keeps a snapshot only while a get runs, a microsecond
+ * or two, unless it is preempted or stopped in the middle of one; a reader
+ * that holds a snapshot for longer than this is stuck, and the write fails
+ * (LMC_ENOSPC) rather than hang. */
+#define LMC__PIN_WAIT_US 250000u
+
+/* Pages every write may copy: the paths from the roots of the main tree and
+ * the expiry index to the leaves, and the free list. */
+#define LMC__PATH_PAGES 8u
+
+/* Pages LMDB itself keeps whatever the cache holds: two meta pages, the
+ * roots of the trees and the free list, with room for their growth. */
+#define LMC__FIXED_PAGES 16u
 
 /* Largest stored entry, to stay far from LMDB's 32-bit page-count limits
- * and its EIO on writes of more than 2 GiB (lmdb-rules 6). */
+ * and its EIO on writes of more than 2 GiB. */
 #define LMC__MAX_ENTRY ((size_t)0x7ff00000)
+
+uint64_t lmc__entry_pages(const lmc__core *k, size_t klen, size_t vlen, int is_long)
+{
+    size_t skl = is_long ? LMC__KEY_STORED_LONG : klen + 1;
+    size_t data = lmc__entry_size(klen, vlen, is_long);
+    /* LMDB moves a value to pages of its own (contiguous "overflow" pages)
+     * when its node would take more than about half a page: node header (8
+     * bytes), key and data against me_nodemax, (psize - 16) / 2 - 2. */
+    size_t nodemax = ((k->psize - 16u) / 2u & ~(size_t)1) - 2u;
+    if (8u + skl + data <= nodemax)
+        return 0;
+    return (uint64_t)((15u + data) / k->psize + 1u);
+}
+
+uint64_t lmc__usable_pages(const lmc__core *k)
+{
+    uint64_t total = k->map_size / k->psize, keep = lmc__reserve_pages(k) + LMC__FIXED_PAGES;
+    return total > keep ? total - keep : 0;
+}
+
+uint64_t lmc__max_entry_pages(const lmc__core *k)
+{
+    return lmc__usable_pages(k) / 2;
+}
 
 int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
 {
@@ -33,14 +80,25 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
     if (vlen > LMC__MAX_ENTRY)
         return lmc__err(h, LMC_ETOOBIG, "value of %zu bytes is larger than the %zu-byte limit",
                         vlen, LMC__MAX_ENTRY);
-    size_t need = lmc__entry_size(klen, vlen, is_long) + (is_long ? LMC__KEY_STORED_LONG : klen + 1);
-    /* An empty map still holds 2 meta pages, the roots of the main, entries,
-     * expiry and meta trees and the free list: keep 16 pages aside. */
-    uint64_t pages = k->map_size / k->psize;
-    uint64_t need_pages = (need + 64 + k->psize - 1) / k->psize;
-    if (pages < 16 || need_pages > pages - 16)
-        return lmc__err(h, LMC_ETOOBIG, "an entry of %zu bytes can never fit in the %llu-byte "
-                        "map of %s", need, (unsigned long long)k->map_size, k->path);
+    /*
+     * Decide up front, from the map's size alone, whether eviction can ever
+     * make room, so that a write that cannot fit is told at once instead of
+     * evicting the whole cache first.  The pages kept in reserve are for
+     * deletes, which must always find the pages they copy before they free
+     * any.  Of the rest, an entry may take half: a value of pages of its own
+     * needs them contiguous, and LMDB hands out the lowest free pages first,
+     * so every small write nibbles at the runs that evictions free.  With
+     * half the map to choose from, evicting enough always leaves a run that
+     * long (the pages still in use drift to the low end); with more, even
+     * an empty cache can fail.
+     */
+    uint64_t need = lmc__entry_pages(k, klen, vlen, is_long), max = lmc__max_entry_pages(k);
+    if (need > max)
+        return lmc__err(h, LMC_ETOOBIG, "an entry of %zu bytes can never fit: it needs %llu "
+                        "pages, more than the %llu an entry may use in the %llu-byte map of %s "
+                        "(half of it, less a reserve)",
+                        lmc__entry_size(klen, vlen, is_long), (unsigned long long)need,
+                        (unsigned long long)max, (unsigned long long)k->map_size, k->path);
     return 0;
 }
 
@@ -59,57 +117,6 @@ static bool is_answer(int rc)
            rc == LMC_ENOTNUM || rc == LMC_ERANGE;
 }
 
-/* Longest a write waits, in total, for readers to release pinned pages. */
-#define LMC__PIN_WAIT_US 300000u
-
-/*
- * A write found the map full.  If most of the map is free pages that a
- * reader still pins (a reader preempted inside a get keeps its snapshot, and
- * every page freed after it cannot be reused yet, lmdb-rules 2.3), eviction
- * cannot help: clear the slots of dead readers, or wait a little for live
- * ones to finish their read.  Returns true to retry the write, false when
- * the map is really full of entries (or the wait budget is spent) and
- * eviction must make room.
- */
-static bool wait_for_pinned_pages(lmc *h, unsigned *waited_us)
-{
-    lmc__core *k = h->core;
-    int dead = 0;
-    mdb_reader_check(k->env, &dead);
-    if (dead > 0) {
-        lmc__count(k, LMC__C_readers_cleared, (uint64_t)dead);
-        return true;
-    }
-    /* Pinning needs a live reader inside a transaction, behind the last
-     * commit, while a good part of the map sits on the free list. */
-    lmc__readers rd;
-    lmc__readers_get(k, &rd);
-    if (rd.active == 0 || *waited_us >= LMC__PIN_WAIT_US)
-        return false;
-    lmc__fill f;
-    if (lmc__fill_get(h, &f) != 0 || rd.oldest >= f.last_txnid ||
-        f.free_pages < f.total_pages / 16)
-        return false;
-    unsigned us = *waited_us < 100 ? 100 : *waited_us; /* doubles the total each time */
-    if (us > 10000)
-        us = 10000;
-    struct timespec ts = {0, (long)us * 1000};
-    nanosleep(&ts, NULL);
-    *waited_us += us;
-    return true;
-}
-
-uint64_t lmc__reserve_pages(const lmc__core *k)
-{
-    /* A delete of one entry copies about ten pages (two trees of depth
-     * three, the main tree's root, the free list); a few writes and an
-     * eviction must fit between two checks. */
-    uint64_t total = k->map_size / k->psize, r = total / 64;
-    if (r < 64)
-        r = 64;
-    return r < total / 4 ? r : total / 4;
-}
-
 /* Pages in use as seen by txn: every tree's pages and the two meta pages.
  * O(1): LMDB keeps the page counts of each tree in its record. */
 static uint64_t used_pages_in(const lmc__core *k, MDB_txn *txn)
@@ -125,14 +132,14 @@ static uint64_t used_pages_in(const lmc__core *k, MDB_txn *txn)
 }
 
 /*
- * Pages this write leaves free, or UINT64_MAX when it is not time to look.
- * A cache with plenty of room looks every 32nd write (and at every write of
- * more than a page); once free pages are down to four reserves it looks at
- * every write, so that the map never fills to the last page: on a completely
- * full map even a delete cannot get the pages it must copy before it frees
- * any, lmdb-rules 4.2.
+ * Pages this write leaves free (reusable or not yet), or UINT64_MAX when it
+ * is not time to look.  A cache with plenty of room looks every 32nd write
+ * (and at every write of more than a page); once free pages are down to four
+ * reserves it looks at every write, so that the map never fills to the last
+ * page: on a completely full map even a delete cannot get the pages it must
+ * copy before it frees any.
  */
-static uint64_t room_left(lmc__wctx *w, uint64_t reserve)
+static uint64_t room_left(lmc__wctx *w, uint64_t target)
 {
     lmc__core *k = w->k;
     unsigned tick = atomic_fetch_add_explicit(&k->write_tick, 1, memory_order_relaxed);
@@ -141,23 +148,151 @@ static uint64_t room_left(lmc__wctx *w, uint64_t reserve)
         return UINT64_MAX;
     uint64_t total = k->map_size / k->psize, used = used_pages_in(k, w->txn);
     uint64_t left = used < total ? total - used : 0;
-    atomic_store_explicit(&k->near_full, left < 4 * reserve, memory_order_relaxed);
+    atomic_store_explicit(&k->near_full, left < 2 * target, memory_order_relaxed);
     return left;
 }
 
-int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
+/*
+ * A commit that changes nothing but LMDB's transaction id.  Pages freed by
+ * transaction N are only reused once a later transaction has committed
+ * (LMDB keeps the newest snapshot intact for readers that may still open
+ * it), so after an eviction this makes its pages available to the write
+ * that needs them.  Returns 0, LMC__EMAPFULL or another code.
+ */
+int lmc__tick(lmc *h)
+{
+    MDB_txn *txn;
+    int rc = lmc__wbegin(h, &txn);
+    if (rc)
+        return rc;
+    size_t id = mdb_txn_id(txn);
+    MDB_val key = {8, (void *)(uintptr_t) "lmc:tick"}, d = {sizeof id, &id};
+    rc = mdb_put(txn, h->core->dbi_main, &key, &d, 0);
+    if (rc) {
+        lmc__wabort(h, txn);
+        return rc == MDB_MAP_FULL ? LMC__EMAPFULL : lmc__mdb_err(h, rc, "mdb_put (tick)");
+    }
+    return lmc__wcommit(h, txn);
+}
+
+/* What one write has done so far to find room, across its attempts. */
+typedef struct room_state {
+    uint64_t need;      /* pages of the entry it stores (0 for deletes) */
+    lmc__wop drop;      /* removes the entry a store replaces, or NULL */
+    void *drop_arg;
+    unsigned evictions; /* rounds of eviction */
+    unsigned ticks;
+    uint64_t deadline;  /* of the wait for readers; 0 before the first */
+    uint64_t waited_us;
+} room_state;
+
+/*
+ * The write found the map full (MDB_MAP_FULL), or would have left less than
+ * half the reserve free (low): find out why, and do what helps.
+ *   - Slots of dead readers pin pages for ever: clear them.
+ *   - Live readers behind the last commit pin the pages freed since their
+ *     snapshot: evicting would only free more pinned pages, but waiting a
+ *     moment lets them finish (bounded by LMC__PIN_WAIT_US in all).
+ *   - Pages freed by the last commit are reusable after one more: tick.
+ *   - Otherwise the map holds too much: a delete takes fewer entries per
+ *     transaction; a store evicts, asking for more room each round.
+ * Returns 0 to retry the write, or the code the write fails with.
+ */
+static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t need,
+                      lmc__wop drop, void *drop_arg);
+
+static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
 {
     lmc__core *k = h->core;
-    unsigned evict_round = 0, waited_us = 0;
     const uint64_t reserve = lmc__reserve_pages(k);
+    lmc__space sp;
+    int rc = 0;
+    if (!low) {
+        if ((rc = lmc__space_get(h, &sp)))
+            return rc;
+        if (sp.dead_readers) {
+            int dead = 0;
+            mdb_reader_check(k->env, &dead);
+            if (dead > 0) {
+                lmc__count(k, LMC__C_readers_cleared, (uint64_t)dead);
+                return 0;
+            }
+        }
+        if (sp.pinned_by_readers) {
+            /* Keep that many more pages free from now on, so that the next
+             * preempted reader does not stop the writers again. */
+            uint64_t want = sp.pinned_by_readers + 2 * reserve, cap = sp.total_pages / 4;
+            if (want > cap)
+                want = cap;
+            uint64_t cur = atomic_load_explicit(&k->headroom, memory_order_relaxed);
+            while (cur < want && !atomic_compare_exchange_weak(&k->headroom, &cur, want))
+                ;
+            uint64_t now = lmc__mono_us();
+            if (!st->deadline)
+                st->deadline = now + LMC__PIN_WAIT_US;
+            lmc__count(k, LMC__C_pin_waits, 1);
+            if (lmc__readers_wait(h, sp.last_txnid, st->deadline, &st->waited_us))
+                return 0;
+            return lmc__err(h, LMC_ENOSPC, "the free pages of %s have been pinned by readers "
+                            "for %llu ms (%llu pages freed since the oldest snapshot, %llu "
+                            "transactions old): a reader is stuck inside a read transaction",
+                            k->path, (unsigned long long)(st->waited_us / 1000),
+                            (unsigned long long)sp.pinned_by_readers,
+                            (unsigned long long)(sp.last_txnid - sp.oldest));
+        }
+        if (sp.pinned_by_last > st->need && st->ticks < 4) {
+            st->ticks++;
+            rc = lmc__tick(h);
+            if (rc != LMC__EMAPFULL)
+                return rc;
+        }
+    }
+    if (batch) {
+        if (*batch > 1) {
+            *batch = (*batch + 1) / 2;
+            return 0;
+        }
+        return lmc__err(h, LMC_ENOSPC, "%s is so full that deleting one entry finds no free "
+                        "page", k->path);
+    }
+    /* The first room to make is that of the entry being replaced: its pages
+     * are freed only when the new one commits, too late for the new one.
+     * Readers miss the key in between, as they would after an eviction. */
+    if (st->drop) {
+        lmc__wop drop = st->drop;
+        unsigned one = 1;
+        st->drop = NULL;
+        rc = write_loop(h, drop, st->drop_arg, &one, 0, NULL, NULL);
+        if (rc == 0 || rc == LMC_NOTFOUND)
+            rc = lmc__tick(h);
+        return rc == LMC__EMAPFULL ? 0 : rc;
+    }
+    if (st->evictions >= LMC__EVICT_ROUNDS)
+        return lmc__err(h, LMC_ENOSPC, "%s is full and %u rounds of eviction did not make room "
+                        "for %llu pages (free space too fragmented for this entry)", k->path,
+                        LMC__EVICT_ROUNDS, (unsigned long long)st->need);
+    unsigned r = st->evictions < 6 ? st->evictions : 6;
+    st->evictions++;
+    rc = lmc__make_room(h, (st->need + reserve) << r, NULL);
+    /* An eviction that found the map full itself is retried like the
+     * write: the next attempt finds out why again. */
+    return rc == LMC__EMAPFULL ? 0 : rc;
+}
+
+static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t need,
+                      lmc__wop drop, void *drop_arg)
+{
+    lmc__core *k = h->core;
+    const uint64_t reserve = lmc__reserve_pages(k);
+    room_state st = {need, drop, drop_arg, 0, 0, 0, 0};
     for (;;) {
         lmc__wctx w;
         w.h = h;
         w.k = k;
         w.d_key_bytes = w.d_value_bytes = 0;
-        w.map_full = false;
         w.result = 0;
         w.stamp = NULL;
+        w.written = NULL;
         w.cur = NULL;
         w.cur_at = NULL;
         memset(w.ctr, 0, sizeof w.ctr);
@@ -170,22 +305,36 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
         if (w.cur)
             mdb_cursor_close(w.cur);
         uint64_t left = UINT64_MAX;
-        if (rc == 0) {
-            if (!batch)
-                left = room_left(&w, reserve);
+        bool low = false;
+        uint64_t target = atomic_load_explicit(&k->headroom, memory_order_relaxed);
+        if (target < 2 * reserve)
+            target = 2 * reserve;
+        if (rc == 0 && !batch) {
+            /* A store must leave half the reserve to the deletes. */
+            left = room_left(&w, target);
+            low = left < reserve / 2;
+        }
+        if (rc == 0 && !low) {
             rc = lmc__wcommit(h, w.txn);
             if (rc == 0) {
                 apply_counters(&w);
                 lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes);
+                if (st.waited_us)
+                    lmc__count(k, LMC__C_pin_wait_us, st.waited_us);
                 /* Stamped after the commit: a cache miss has no business
                  * inside the writer lock. */
                 if (w.stamp)
                     lmc__stamp_key(h, w.stamp);
-                /* Low on free pages: evict back to twice the reserve now,
-                 * while evicting is still possible.  Best effort: this write
-                 * itself succeeded. */
-                if (left < reserve)
-                    lmc__make_room(h, 2 * reserve - left);
+                /* Low on free pages: evict back to the headroom now, while
+                 * evicting is still possible.  Best effort: this write
+                 * itself succeeded.  The headroom decays back to twice the
+                 * reserve while writers do not have to wait for readers. */
+                if (left < target / 2) {
+                    lmc__make_room(h, target - left, w.written);
+                    if (!st.waited_us && target > 2 * reserve)
+                        atomic_store_explicit(&k->headroom, target - target / 8,
+                                              memory_order_relaxed);
+                }
                 return w.result;
             }
         } else {
@@ -193,43 +342,23 @@ int lmc__write(lmc *h, lmc__wop op, void *arg, unsigned *batch)
             if (is_answer(rc))
                 apply_counters(&w);
         }
-        if (rc != LMC__EMAPFULL)
+        if (rc != LMC__EMAPFULL && !low)
             return rc;
-        /* The map is full: this txn's work is lost; make room and retry. */
         lmc__count(k, LMC__C_map_full, 1);
-        if (batch && *batch > 1) {
-            *batch = (*batch + 1) / 2;
-            continue;
-        }
-        if (wait_for_pinned_pages(h, &waited_us))
-            continue;
-        if (evict_round >= LMC__WRITE_ROUNDS)
-            return lmc__err(h, LMC_ENOSPC, "%s is full and %u rounds of eviction did not make "
-                            "room (a stuck reader may pin freed pages, or free space is too "
-                            "fragmented for this entry)", k->path, LMC__WRITE_ROUNDS);
-        /* Free the reserve again, and more each round. */
-        rc = lmc__make_room(h, reserve << (evict_round < 6 ? evict_round : 6));
-        evict_round++;
-        if (rc == LMC__EMAPFULL) {
-            /* Even the eviction found no page: only waiting can help. */
-            if (wait_for_pinned_pages(h, &waited_us))
-                continue;
-            return lmc__err(h, LMC_ENOSPC, "%s is so full that even an eviction finds no "
-                            "free page", k->path);
-        }
-        if (rc)
+        if ((rc = find_room(h, &st, batch, low)))
             return rc;
     }
 }
 
-/* Map an LMDB result inside a write op: MAP_FULL goes back to the loop. */
-static int wfail(lmc__wctx *w, int rc, const char *what)
+int lmc__write(lmc *h, lmc__wop op, void *arg, uint64_t need_pages, lmc__wop drop,
+               void *drop_arg)
 {
-    if (rc == MDB_MAP_FULL) {
-        w->map_full = true;
-        return LMC__EMAPFULL;
-    }
-    return lmc__mdb_err(w->h, rc, what);
+    return write_loop(h, op, arg, NULL, need_pages + LMC__PATH_PAGES, drop, drop_arg);
+}
+
+int lmc__write_deletes(lmc *h, lmc__wop op, void *arg, unsigned *batch)
+{
+    return write_loop(h, op, arg, batch, 0, NULL, NULL);
 }
 
 /* Drop the expiry row and the totals of a stored entry that is going away
@@ -246,7 +375,7 @@ static int entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
         MDB_val k = {lmc__expkey_make(ek, e.expires_at, skey), ek};
         int rc = mdb_del(w->txn, w->k->dbi_expiry, &k, NULL);
         if (rc && rc != MDB_NOTFOUND)
-            return wfail(w, rc, "mdb_del (expiry)");
+            return lmc__mdb_err(w->h, rc, "mdb_del (expiry)");
     }
     return 0;
 }
@@ -267,14 +396,14 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
         rc = mdb_put(w->txn, k->dbi_entries, &skey, &d, MDB_RESERVE);
     w->cur_at = NULL;
     if (rc)
-        return wfail(w, rc, "mdb_put (entry)");
+        return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
     lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
     if (expires_at) {
         unsigned char ek[LMC__EXPKEY_MAX];
         MDB_val ekv = {lmc__expkey_make(ek, expires_at, &sk->v), ek}, empty = {0, NULL};
         rc = mdb_put(w->txn, k->dbi_expiry, &ekv, &empty, 0);
         if (rc)
-            return wfail(w, rc, "mdb_put (expiry)");
+            return lmc__mdb_err(w->h, rc, "mdb_put (expiry)");
     }
     w->d_key_bytes += (int64_t)klen;
     w->d_value_bytes += (int64_t)vlen;
@@ -293,7 +422,7 @@ int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return wfail(w, rc, "mdb_del (entry)");
+        return lmc__mdb_err(w->h, rc, "mdb_del (entry)");
     return 0;
 }
 
@@ -308,11 +437,6 @@ int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return wfail(w, rc, "mdb_del (entry)");
+        return lmc__mdb_err(w->h, rc, "mdb_del (entry)");
     return 0;
-}
-
-int lmc__wfail(lmc__wctx *w, int rc, const char *what)
-{
-    return wfail(w, rc, what);
 }

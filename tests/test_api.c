@@ -253,16 +253,20 @@ static void test_value_limits(void **state)
     ASSERT_RC(lmc_set(t->c, "big", 3, v, big, 0), LMC_ETOOBIG);
     assert_non_null(strstr(lmc_errmsg(t->c), "never fit"));
     ASSERT_RC(lmc_set(t->c, "big", 3, v, (size_t)1 << 40, 0), LMC_ETOOBIG);
-    /* Half the map fits, and reads back intact. */
-    size_t half = 1u << 20;
-    for (size_t i = 0; i < half; i++)
+    /* The largest entry the map allows (a little under half of it) fits and
+     * reads back intact; one page more can never fit. */
+    lmc__core *k = t->c->core;
+    size_t max = (size_t)lmc__max_entry_pages(k) * k->psize - 16 - LMC__HDR_SIZE;
+    assert_true(max > (700u << 10) && max < (1u << 20));
+    for (size_t i = 0; i < max; i++)
         v[i] = (char)(i * 7);
-    ASSERT_OK(lmc_set(t->c, "half", 4, v, half, 0));
+    ASSERT_OK(lmc_set(t->c, "half", 4, v, max, 0));
+    ASSERT_RC(lmc_set(t->c, "more", 4, v, max + k->psize, 0), LMC_ETOOBIG);
     void *out = NULL;
     size_t n = 0;
     ASSERT_OK(lmc_get_alloc(t->c, "half", 4, &out, &n));
-    assert_int_equal(n, half);
-    assert_memory_equal(out, v, half);
+    assert_int_equal(n, max);
+    assert_memory_equal(out, v, max);
     lmc_free(out);
     free(v);
 }

@@ -71,22 +71,111 @@ static void test_big_values_replace_each_other(void **state)
 {
     tctx *t = *state;
     lmc *c = open_map(t, 2048);
-    size_t n = 1200u << 10; /* more than half the map each */
+    size_t n = 850u << 10; /* two fit in the map, three do not */
     char *v = malloc(n);
     assert_non_null(v);
-    memset(v, 'a', n);
-    ASSERT_OK(lmc_set(c, "big1", 4, v, n, 0));
-    memset(v, 'b', n);
-    ASSERT_OK(lmc_set(c, "big2", 4, v, n, 0)); /* evicts big1 */
-    char buf[8];
-    assert_null(get_s(c, "big1", buf, sizeof buf));
+    const char *keys[] = {"big1", "big2", "big3", "big4", "big5"};
+    for (int i = 0; i < 5; i++) {
+        memset(v, 'a' + i, n);
+        ASSERT_OK(lmc_set(c, keys[i], 4, v, n, 0)); /* evicts older ones */
+        void *out;
+        size_t len;
+        ASSERT_OK(lmc_get_alloc(c, keys[i], 4, &out, &len));
+        assert_int_equal(len, n);
+        assert_int_equal(((char *)out)[0], 'a' + i);
+        assert_int_equal(((char *)out)[n - 1], 'a' + i);
+        lmc_free(out);
+    }
+    lmc_stat st = stats_of(c);
+    assert_true(st.entries >= 1 && st.entries <= 2);
+    assert_int_equal(st.entries + st.evictions_lru, 5);
+    free(v);
+}
+
+/* A value that fits an empty cache but can never fit this one is refused at
+ * once, before anything is evicted, and one that can fit evicts only what
+ * it needs: in a 1 MiB map holding 2,000 small entries, a 943,713-byte set
+ * used to evict all of them and then fail. */
+static void test_a_value_that_cannot_fit_fails_before_evicting(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 1024);
+    char k[32], v[100];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        ASSERT_OK(lmc_set(c, k, strlen(k), v, 20 + (size_t)(i % 80), i % 2 ? 0 : 600000));
+    }
+    size_t big = 943713;
+    char *b = calloc(1, big);
+    assert_non_null(b);
+    ASSERT_RC(lmc_set(c, "big", 3, b, big, 0), LMC_ETOOBIG);
+    assert_non_null(strstr(lmc_errmsg(c), "never fit"));
+    lmc_stat st = stats_of(c);
+    assert_int_equal(st.entries, 2000);
+    assert_int_equal(st.evictions_lru + st.evictions_soonest, 0);
+    /* A third of the map does fit: it evicts some entries, not the cache,
+     * and the entry it stored is still there (the eviction that follows a
+     * write never takes the entry just written). */
+    size_t third = 340000;
+    memset(b, 'B', third);
+    ASSERT_OK(lmc_set(c, "big", 3, b, third, 0));
     void *out;
     size_t len;
-    ASSERT_OK(lmc_get_alloc(c, "big2", 4, &out, &len));
-    assert_int_equal(len, n);
-    assert_int_equal(((char *)out)[n - 1], 'b');
+    ASSERT_OK(lmc_get_alloc(c, "big", 3, &out, &len));
+    assert_int_equal(len, third);
+    assert_int_equal(((char *)out)[third - 1], 'B');
     lmc_free(out);
-    free(v);
+    st = stats_of(c);
+    assert_true(st.entries > 1000);
+    free(b);
+}
+
+/*
+ * A store that fails (LMC_ETOOBIG here) leaves no old value to serve: set,
+ * replace and set_many remove the value they were to replace, a cas only if
+ * the entry still has the version it expected, and an add (which replaces
+ * nothing live) removes nothing.
+ */
+static void test_a_failed_store_leaves_no_stale_value(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_map(t, 1024);
+    size_t huge = 2u << 20;
+    char *h = calloc(1, huge), buf[16];
+    assert_non_null(h);
+    ASSERT_OK(put_s(c, "set", "old", 0));
+    ASSERT_RC(lmc_set(c, "set", 3, h, huge, 0), LMC_ETOOBIG);
+    assert_non_null(strstr(lmc_errmsg(c), "was removed"));
+    assert_null(get_s(c, "set", buf, sizeof buf));
+
+    ASSERT_OK(put_s(c, "rep", "old", 0));
+    ASSERT_RC(lmc_replace(c, "rep", 3, h, huge, 0), LMC_ETOOBIG);
+    assert_null(get_s(c, "rep", buf, sizeof buf));
+
+    ASSERT_OK(put_s(c, "add", "old", 0));
+    ASSERT_RC(lmc_add(c, "add", 3, h, huge, 0), LMC_ETOOBIG);
+    assert_string_equal(get_s(c, "add", buf, sizeof buf), "old");
+
+    uint64_t ver;
+    size_t n;
+    ASSERT_OK(put_s(c, "cas", "old", 0));
+    ASSERT_OK(lmc_get_cas(c, "cas", 3, buf, sizeof buf, &n, &ver));
+    ASSERT_RC(lmc_cas(c, "cas", 3, h, huge, 0, ver + 1), LMC_ETOOBIG);
+    assert_string_equal(get_s(c, "cas", buf, sizeof buf), "old"); /* another version */
+    ASSERT_RC(lmc_cas(c, "cas", 3, h, huge, 0, ver), LMC_ETOOBIG);
+    assert_null(get_s(c, "cas", buf, sizeof buf));
+
+    ASSERT_OK(put_s(c, "m1", "old", 0));
+    ASSERT_OK(put_s(c, "m2", "old", 0));
+    lmc_item items[] = {{"m1", 2, "new", 3, 0}, {"m2", 2, h, huge, 0}};
+    ASSERT_RC(lmc_set_many(c, items, 2), LMC_ETOOBIG);
+    assert_null(get_s(c, "m1", buf, sizeof buf));
+    assert_null(get_s(c, "m2", buf, sizeof buf));
+
+    lmc_stat st = stats_of(c);
+    assert_int_equal(st.deletes, 0); /* these removals are not deletes */
+    free(h);
 }
 
 static void test_concurrent_writers_on_a_tiny_map(void **state)
@@ -299,6 +388,8 @@ int main(void)
         T(test_full_map_with_ever_increasing_keys),
         T(test_full_map_with_random_keys_and_sizes),
         T(test_big_values_replace_each_other),
+        T(test_a_value_that_cannot_fit_fails_before_evicting),
+        T(test_a_failed_store_leaves_no_stale_value),
         T(test_concurrent_writers_on_a_tiny_map),
         T(test_expired_entries_go_first),
         T(test_entries_with_ttl_go_before_entries_without),
