@@ -31,6 +31,13 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
 - clear() removes only the keys under key_prefix when one is set
   (lmc_delete_prefix), so several apps can share one cache; without a prefix
   it empties the whole cache.
+- A key longer than lmc can store (65536 bytes of UTF-8, key_prefix
+  included) is a key that is never in the cache: get() returns None, has()
+  and delete() False, set() and add() False and inc() None (those three log a
+  warning), set_many() stores the other keys; nothing raises.  Such keys
+  often come from user input, e.g. a long URL under @cache.cached, as
+  cachelib's MemcachedCache says of the keys memcached cannot hold.
+- Log messages show at most the first 60 characters of a key, never a value.
 
 Unpickling runs code chosen by whoever wrote the entry.  Anyone who can write
 the cache directory can therefore run code in your workers; keep the
@@ -43,7 +50,7 @@ import typing as _t
 
 from cachelib.base import BaseCache
 
-from ._lmc import KEEP_TTL, Cache, Error, InvalidArgumentError, NotANumberError
+from ._lmc import KEEP_TTL, Cache, Error, InvalidArgumentError, NotANumberError, TooBigError
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +58,23 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 # First byte of every pickle of protocol 2 or later (the PROTO opcode).
 _PICKLE_PROTO = b"\x80"
+# The longest key lmc stores, in bytes (LMC_MAX_KEY in include/lmc.h).
+_MAX_KEY = 65536
+
+
+def _too_long(key: _t.Any) -> bool:
+    """Whether a full key (key_prefix included) is longer than lmc stores."""
+    return len(key.encode("utf-8") if isinstance(key, str) else key) > _MAX_KEY
+
+
+def _brief(key: _t.Any) -> str:
+    """A key as log messages show it: whole when short, otherwise its first
+    60 characters and its length, so that a 70 KB key from a request cannot
+    flood the log."""
+    if isinstance(key, (str, bytes)) and len(key) > 80:
+        unit = "characters" if isinstance(key, str) else "bytes"
+        return f"{key[:60]!r}... ({len(key)} {unit})"
+    return repr(key)
 
 
 class LmcSerializer:
@@ -74,7 +98,9 @@ class LmcSerializer:
             try:
                 return pickle.loads(data)
             except Exception as e:  # any damage: pickle raises many types
-                logger.warning("lmc: cannot unpickle a cached value: %r", e)
+                # The exception's text may quote the data: only its start.
+                logger.warning("lmc: cannot unpickle a cached value: %s: %.200s",
+                               type(e).__name__, e)
                 return None
         try:
             return int(data)
@@ -136,21 +162,44 @@ class LmcCache(BaseCache):
         # because it is a bug in the caller, not a state of the backend.
         if isinstance(e, InvalidArgumentError):
             raise e
-        logger.warning("lmc: %s %r failed: %s", what, key, e)
+        logger.warning("lmc: %s %s failed: %s", what, _brief(key), e)
+
+    def _delete(self, k: _t.Any) -> bool:
+        # A key too long to store cannot be in the cache: nothing to delete.
+        try:
+            return self.lmc.delete(k)
+        except TooBigError:
+            return False
 
     # -- reads -------------------------------------------------------------
 
     def get(self, key: str) -> _t.Any:
-        # The hot path of every cached view: _k() inlined.
-        return self.serializer.loads(self.lmc.get(self.key_prefix + key))
+        # The hot path of every cached view: _k() inlined.  A read fails with
+        # TooBigError only for a key too long to store, which is a miss.
+        try:
+            return self.serializer.loads(self.lmc.get(self.key_prefix + key))
+        except TooBigError:
+            return None
 
     def get_many(self, *keys: str) -> _t.List[_t.Any]:
         # One read transaction: the values come from one snapshot.
         loads = self.serializer.loads
-        return [loads(v) for v in self.lmc.get_many([self._k(k) for k in keys])]
+        full = [self._k(k) for k in keys]
+        try:
+            return [loads(v) for v in self.lmc.get_many(full)]
+        except TooBigError:
+            pass
+        # Some key is too long to store: it is a miss, and the others are
+        # still read in one snapshot.
+        short = [k for k in full if not _too_long(k)]
+        found = dict(zip(short, self.lmc.get_many(short)))
+        return [loads(found.get(k)) for k in full]
 
     def has(self, key: str) -> bool:
-        return self.lmc.has(self._k(key))
+        try:
+            return self.lmc.has(self._k(key))
+        except TooBigError:
+            return False
 
     # -- writes ------------------------------------------------------------
 
@@ -160,7 +209,7 @@ class LmcCache(BaseCache):
         k = self._k(key)
         try:
             if ttl is None:
-                self.lmc.delete(k)
+                self._delete(k)
             else:
                 self.lmc.set(k, data, ttl)
         except Error as e:
@@ -190,22 +239,39 @@ class LmcCache(BaseCache):
         try:
             if ttl is None:
                 for key in keys:
-                    self.lmc.delete(self._k(key))
-            else:
-                dumps = self.serializer.dumps
+                    self._delete(self._k(key))
+                return keys
+            dumps = self.serializer.dumps
+            items = [(self._k(k), dumps(mapping[k])) for k in keys]
+            try:
                 # One transaction: every key is set, or (on an error) none.
-                self.lmc.set_many([(self._k(k), dumps(mapping[k])) for k in keys], ttl)
+                self.lmc.set_many(items, ttl)
+                return keys
+            except TooBigError:
+                # A key too long to store is never stored, as in set(); the
+                # others still go in one transaction.  If no key is too long,
+                # a value is too big for the cache: re-raised below.
+                stored = [(key, item) for key, item in zip(keys, items)
+                          if not _too_long(item[0])]
+                if len(stored) == len(keys):
+                    raise
+                logger.warning("lmc: set_many: %d of %d keys are longer than lmc stores "
+                               "(%d bytes), the first %s", len(keys) - len(stored), len(keys),
+                               _MAX_KEY, _brief(next(k for k, i in zip(keys, items)
+                                                     if _too_long(i[0]))))
+                self.lmc.set_many([item for _, item in stored], ttl)
+                return [key for key, _ in stored]
         except Error as e:
-            self._backend_error("set_many", keys, e)
+            self._backend_error(f"set_many of {len(keys)} keys, the first",
+                                keys[0] if keys else None, e)
             return []
-        return keys
 
     def delete(self, key: str) -> bool:
-        return self.lmc.delete(self._k(key))
+        return self._delete(self._k(key))
 
     def delete_many(self, *keys: str) -> _t.List[_t.Any]:
         # Every key is deleted; the result lists the keys that existed.
-        return [key for key in keys if self.lmc.delete(self._k(key))]
+        return [key for key in keys if self._delete(self._k(key))]
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key that starts with prefix (after key_prefix);

@@ -455,3 +455,56 @@ def test_a_forked_child_sees_and_writes_the_same_entries(lc):
 
     assert run_forked(child) == 0
     assert isinstance(lc.get("from child")[0], int)
+
+
+# ---- keys longer than lmc can store ---------------------------------------
+
+# lmc keys are 1 to 65536 bytes (LMC_MAX_KEY in include/lmc.h), counted after
+# key_prefix is added and the key is encoded as UTF-8.
+MAX_KEY = 65536
+
+
+def test_a_key_over_64_kib_behaves_as_a_key_never_stored(tmpdir_shm, caplog):
+    """Such a key often comes from user input (a long URL under
+    @cache.cached): every call answers as for a key that is not in the cache,
+    as cachelib's MemcachedCache does for keys memcached cannot hold, instead
+    of set() failing softly while get()/has()/delete() raise."""
+    c = LmcCache(os.path.join(tmpdir_shm, "c"), key_prefix="app/", map_size=SMALL_MAP)
+    longest = "k" * (MAX_KEY - len("app/"))
+    too_long = longest + "k"
+    wide = "é" * (MAX_KEY // 2 - 1)      # fewer characters than bytes in UTF-8
+    assert c.set(longest, "fits") is True and c.get(longest) == "fits"
+    with caplog.at_level(logging.WARNING, logger="lmc.cachelib"):
+        for key in (too_long, wide):
+            assert c.set(key, "v") is False
+            assert c.add(key, "v") is False
+            assert c.inc(key) is None and c.dec(key) is None
+            assert c.get(key) is None
+            assert c.has(key) is False
+            assert c.delete(key) is False
+            assert c.get_many("a", key, longest) == [None, None, "fits"]
+            assert c.get_dict(key) == {key: None}
+            assert c.delete_many(key, "missing") == []
+            # The keys that can be stored are, in one transaction.
+            assert c.set_many({"a": 1, key: 2, "b": 3}) == ["a", "b"]
+            assert c.get_many("a", "b") == [1, 3]
+            assert c.delete_many("a", key, "b") == ["a", "b"]
+            assert c.delete_prefix(key) == 0
+    assert c.get(longest) == "fits"
+    assert sorted(c.lmc.keys()) == [("app/" + longest).encode()]
+    c.lmc.close()
+
+
+def test_log_messages_never_hold_a_whole_key(tmpdir_shm, caplog):
+    c = LmcCache(os.path.join(tmpdir_shm, "c"), map_size=1 << 20)
+    long_key = "q" * 70_000
+    with caplog.at_level(logging.WARNING, logger="lmc.cachelib"):
+        assert c.set(long_key, "v") is False
+        assert c.inc(long_key) is None
+        assert c.set("x" * 60_000, b"v" * (2 << 20)) is False       # value too big
+        assert c.set_many({"y" * 60_000: b"v" * (2 << 20)}) == []
+    messages = [r.getMessage() for r in caplog.records]
+    # Lengths, not the messages, so that a failure does not print 70 KB.
+    assert [len(m) < 600 for m in messages] == [True] * 4
+    assert ["70000 characters" in m or "60000 characters" in m for m in messages] == [True] * 4
+    c.lmc.close()

@@ -3,6 +3,7 @@ configuration keys, key prefixes, clear(), @cache.cached and
 @cache.memoize, and prefix invalidation of views.  Decorator behaviour is
 checked against Flask-Caching's SimpleCache too.  The multi-process proof is
 test_gunicorn.py."""
+import logging
 import os
 
 import pytest
@@ -186,3 +187,29 @@ def test_shared_between_two_apps_on_one_path(tmpdir_shm):
     assert a.test_client().get("/p").data == b"page"
     assert b.test_client().get("/p").data == b"page"
     assert len(runs) == 1
+
+
+def test_a_view_whose_key_is_too_long_to_store_is_served_uncached(tmpdir_shm, caplog):
+    """@cache.cached keys a view by its path, which the client chooses: a path
+    longer than lmc's 64 KiB keys must give the page, computed each time, and
+    a log line of bounded size, not an exception (which app.debug, set here,
+    would let through) nor a 70 KB log line."""
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="")
+    app.debug = True
+    runs = []
+
+    @app.route("/p/<path:rest>")
+    @cache.cached()
+    def page(rest):
+        runs.append(len(rest))
+        return "page"
+
+    client = app.test_client()
+    long_path = "/p/" + "x" * 70_000
+    with caplog.at_level(logging.WARNING):
+        assert client.get(long_path).data == b"page"
+        assert client.get(long_path).data == b"page"
+    assert runs == [70_000, 70_000]
+    assert [len(r.getMessage()) < 600 for r in caplog.records] == [True] * len(caplog.records)
+    assert client.get("/p/short").data == b"page" and client.get("/p/short").data == b"page"
+    assert len(runs) == 3
