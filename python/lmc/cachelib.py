@@ -18,6 +18,10 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
   timeout, on the integer path and on the compare-and-swap path inc() takes
   for pickled numbers such as floats (cachelib's generic version resets it
   to the default).
+- inc() gives cachelib's answer, Python's sum, whatever the numbers: past
+  2**63-1 it returns 2**63 (stored pickled, decimal text again once back in
+  64 bits), and a float delta or one beyond 64 bits is added like any other.
+  lmc_incr does the 64-bit cases; the rest take the compare-and-swap path.
 - has() is a real existence check: it reads no value and unpickles nothing.
 - delete_many() deletes every key given and returns those that existed.
 - Values are pickled, except plain ints that fit in 64 bits, which are
@@ -50,7 +54,15 @@ import typing as _t
 
 from cachelib.base import BaseCache
 
-from ._lmc import KEEP_TTL, Cache, Error, InvalidArgumentError, NotANumberError, TooBigError
+from ._lmc import (
+    KEEP_TTL,
+    Cache,
+    Error,
+    InvalidArgumentError,
+    NotANumberError,
+    RangeError,
+    TooBigError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -294,14 +306,18 @@ class LmcCache(BaseCache):
 
     def inc(self, key: str, delta: int = 1) -> _t.Optional[int]:
         k = self._k(key)
-        ttl = self._ttl(None)
+        ttl = self._ttl(None) or 0
         try:
-            return self.lmc.incr(k, delta, ttl or 0)
-        except NotANumberError:
-            # Not decimal text: a pickled number (a float, a big int).  Do
-            # what cachelib's generic inc() does, made atomic with a
-            # compare-and-swap loop instead of a plain get and set.
-            return self._inc_cas(k, delta, ttl or 0)
+            # type() and not isinstance(): a bool delta goes the generic way,
+            # where True + 1 is 2 as in cachelib.
+            if type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+                try:
+                    return self.lmc.incr(k, delta, ttl)
+                except (NotANumberError, RangeError):
+                    # Not decimal text (a pickled float or big int), or a sum
+                    # beyond 64 bits: Python's arithmetic gives the answer.
+                    pass
+            return self._inc_cas(k, delta, ttl)
         except Error as e:
             self._backend_error("inc", key, e)
             return None
@@ -309,22 +325,26 @@ class LmcCache(BaseCache):
     def dec(self, key: str, delta: int = 1) -> _t.Optional[int]:
         return self.inc(key, -delta)
 
-    def _inc_cas(self, k: _t.Any, delta: int, ttl: float) -> _t.Any:
+    def _inc_cas(self, k: _t.Any, delta: _t.Any, ttl: float) -> _t.Any:
+        """What cachelib's generic inc() does, made atomic with a
+        compare-and-swap loop instead of a plain get and set."""
+        dumps, loads = self.serializer.dumps, self.serializer.loads
         for _ in range(1000):
             got = self.lmc.get_cas(k)
             if got is None:
-                # Deleted meanwhile: incr creates it from 0.
-                try:
-                    return self.lmc.incr(k, delta, ttl)
-                except NotANumberError:
-                    continue  # replaced by a non-integer again; retry
+                # Absent: created from 0 with the timeout of a new key, unless
+                # another process creates it first (then try again).
+                value = 0 + delta
+                if self.lmc.add(k, dumps(value), ttl):
+                    return value
+                continue
             raw, version = got
             # cachelib's rule: a falsy value counts as 0; a value that does
             # not support + raises TypeError, as in SimpleCache.
-            value = (self.serializer.loads(raw) or 0) + delta
+            value = (loads(raw) or 0) + delta
             # The entry keeps its expiry time, as lmc_incr does on the integer
-            # path above, so that a counter with a timeout (a rate-limit
-            # window) behaves the same whatever number type it holds.
-            if self.lmc.cas(k, self.serializer.dumps(value), version, KEEP_TTL):
+            # path, so that a counter with a timeout (a rate-limit window)
+            # behaves the same whatever number type it holds.
+            if self.lmc.cas(k, dumps(value), version, KEEP_TTL):
                 return value
         raise Error("inc(): the value kept changing under 1000 compare-and-swap attempts")

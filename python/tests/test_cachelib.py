@@ -154,6 +154,33 @@ def test_inc_on_pickled_numbers_and_falsy_values(c):
     assert c.get("s") == "abc"
 
 
+def test_inc_beyond_64_bits_gives_the_exact_sum(c):
+    # cachelib's answer is Python's: ints do not overflow.
+    c.set("n", 2 ** 63 - 1)
+    assert c.inc("n") == 2 ** 63
+    assert c.get("n") == 2 ** 63
+    assert c.inc("n", 2 ** 63) == 2 ** 64
+    assert c.dec("n", 2 ** 64 - (2 ** 63 - 1)) == 2 ** 63 - 1   # back into 64 bits
+    assert c.inc("n") == 2 ** 63
+    c.set("m", -(2 ** 63))
+    assert c.dec("m") == -(2 ** 63) - 1
+    assert c.get("m") == -(2 ** 63) - 1
+
+
+def test_inc_with_deltas_that_are_not_64_bit_ints(c):
+    assert c.inc("big", 2 ** 64) == 2 ** 64          # a missing key starts at 0
+    assert c.dec("big", 2 ** 64) == 0
+    assert c.inc("neg", -(2 ** 63) - 5) == -(2 ** 63) - 5
+    c.set("n", 1)
+    assert c.inc("n", 0.5) == 1.5
+    assert c.get("n") == 1.5
+    assert c.dec("n", 0.25) == 1.25
+    assert c.inc("fresh", 0.25) == 0.25
+    assert c.get("fresh") == 0.25
+    c.set("t", 7)
+    assert c.inc("t", True) == 8
+
+
 @pytest.mark.parametrize("key", ["ключ/鍵/κλειδί", "k" * 1000, "with space", "a\x00b", "/"])
 def test_key_forms(c, key):
     c.set(key, "v")
@@ -241,6 +268,35 @@ def test_ints_are_stored_as_decimal_text(lc):
     assert lc.lmc.get("b")[0] == 0x80
     lc.set("huge", 2 ** 64)              # beyond int64: pickled
     assert lc.lmc.get("huge")[0] == 0x80
+
+
+def test_a_counter_that_leaves_64_bits_and_comes_back_is_decimal_text_again(lc):
+    lc.set("n", 2 ** 63 - 1, timeout=0)
+    assert lc.inc("n") == 2 ** 63
+    assert lc.lmc.get("n")[0] == 0x80            # beyond int64: pickled
+    assert lc.dec("n") == 2 ** 63 - 1
+    assert lc.lmc.get("n") == b"9223372036854775807"
+    assert lc.lmc.incr("n", -1) == 2 ** 63 - 2   # lmc_incr's own path works again
+
+
+def test_inc_beyond_64_bits_keeps_the_timeout(tmpdir_shm):
+    c = LmcCache(os.path.join(tmpdir_shm, "c"), default_timeout=0, map_size=SMALL_MAP)
+    c.set("window", 2 ** 63 - 1, timeout=0.15)
+    assert c.inc("window") == 2 ** 63
+    wait_for(lambda: not c.has("window"), what="the counter's window to end")
+    c.lmc.close()
+
+
+def test_inc_beyond_64_bits_is_atomic_across_processes(lc):
+    lc.set("n", 2 ** 63 - 100)
+
+    def work(i):
+        for _ in range(100):
+            lc.inc("n")
+        return 0
+
+    assert _children(3, work) == [0, 0, 0]
+    assert lc.get("n") == 2 ** 63 + 200
 
 
 def test_counters_written_by_other_programs_are_ints(lc):
