@@ -11,7 +11,9 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
 - Timeouts follow cachelib: None means default_timeout, 0 means never expire,
   a negative timeout means "already expired": set() removes the key and
   stores nothing, add() stores nothing.  Timeouts are seconds and may be
-  floats; lmc keeps milliseconds.
+  floats; lmc keeps milliseconds.  A timeout longer than lmc can store
+  (over 10**15 s, 31 million years), and inf, also mean never expire, as
+  they do in SimpleCache; a NaN timeout raises ValueError.
 - add(), inc() and dec() are atomic across processes (lmc_add, lmc_incr).
   inc() on a key that does not exist creates it with default_timeout, like
   cachelib's generic inc(); on an existing number it keeps the key's
@@ -72,6 +74,11 @@ _INT64_MAX = (1 << 63) - 1
 _PICKLE_PROTO = b"\x80"
 # The longest key lmc stores, in bytes (LMC_MAX_KEY in include/lmc.h).
 _MAX_KEY = 65536
+# Timeouts above this many seconds (31 million years) mean "never expire".
+# lmc stores an expiry time as milliseconds since 1970 in a signed 64-bit
+# integer, which cannot reach 9.2e15 s from now; SimpleCache stores any
+# timeout, inf included, and such an entry never expires there either.
+_MAX_TIMEOUT = 10 ** 15
 
 
 def _too_long(key: _t.Any) -> bool:
@@ -145,6 +152,10 @@ class LmcCache(BaseCache):
         **kwargs: _t.Any,
     ):
         BaseCache.__init__(self, default_timeout)
+        if default_timeout is not None and default_timeout != default_timeout:
+            # NaN is the one number no timeout rule gives a meaning to; said
+            # now rather than at the first write.
+            raise ValueError("default_timeout is NaN; give seconds, 0 for never")
         self.key_prefix = key_prefix or ""
         if isinstance(path, Cache):
             self.lmc = path
@@ -165,6 +176,12 @@ class LmcCache(BaseCache):
             return 0
         if timeout < 0:
             return None
+        if timeout > _MAX_TIMEOUT:
+            return 0  # inf too: never expire, as in SimpleCache
+        if timeout != timeout:
+            # SimpleCache would store an entry that can never be read.
+            raise ValueError("timeout is NaN; give seconds, 0 for never, or None for "
+                             "the default")
         return timeout
 
     @staticmethod

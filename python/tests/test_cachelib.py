@@ -7,6 +7,7 @@ lmc does: atomicity across processes, a real has(), decimal integers,
 prefixes and backend errors.
 """
 import logging
+import math
 import os
 import pickle
 import time
@@ -246,6 +247,23 @@ def test_default_timeout_zero_never_expires(make_cache):
     assert c.get("k") == "v"
 
 
+@pytest.mark.parametrize("timeout", [math.inf, 1e16, 2 ** 63, 10 ** 30])
+def test_a_timeout_beyond_any_clock_never_expires(c, timeout):
+    # SimpleCache stores these (its expiry time is just very far away).
+    assert c.set("k", "v", timeout=timeout) is True
+    assert c.add("a", "v", timeout=timeout) is True
+    assert c.set_many({"m": 1}, timeout=timeout) == ["m"]
+    assert c.get_many("k", "a", "m") == ["v", "v", 1]
+    assert c.has("k") and c.has("a") and c.has("m")
+
+
+def test_a_default_timeout_of_infinity_never_expires(make_cache):
+    c = make_cache(default_timeout=math.inf)
+    assert c.set("k", "v") is True
+    assert c.inc("n") == 1
+    assert c.get_many("k", "n") == ["v", 1]
+
+
 # ---------------------------------------------------------------------------
 # lmc only
 
@@ -344,6 +362,29 @@ def test_float_timeouts_are_honoured(lc):
     t0 = time.monotonic()
     wait_for(lambda: lc.get("k") is None, what="0.15 s timeout")
     assert time.monotonic() - t0 < 2
+
+
+def test_timeouts_beyond_what_lmc_stores_mean_never(lc):
+    """lmc keeps expiry times in milliseconds in 64 bits, which end 292
+    million years after 1970; a longer timeout, and inf, is stored as no
+    expiry at all, as a timeout of 0 is."""
+    for t in (math.inf, 1e15 + 1, 10 ** 30):
+        assert lc.set(f"k{t}", "v", timeout=t) is True
+    assert lc.lmc.stats()["entries_with_ttl"] == 0
+    assert lc.set("longest", "v", timeout=1e15) is True      # 31 million years: kept
+    assert lc.lmc.stats()["entries_with_ttl"] == 1
+
+
+def test_a_nan_timeout_is_a_clear_value_error(tmpdir_shm, lc):
+    lc.set("k", "old")
+    for call in (lambda: lc.set("k", "new", timeout=math.nan),
+                 lambda: lc.add("k2", "new", timeout=math.nan),
+                 lambda: lc.set_many({"k": "new"}, timeout=math.nan)):
+        with pytest.raises(ValueError, match="timeout is NaN"):
+            call()
+    assert lc.get("k") == "old" and not lc.has("k2")
+    with pytest.raises(ValueError, match="default_timeout is NaN"):
+        LmcCache(os.path.join(tmpdir_shm, "c"), default_timeout=math.nan)
 
 
 def test_add_replaces_an_expired_entry(lc):
