@@ -71,6 +71,45 @@ def test_cache_options_reach_lmc(tmpdir_shm):
         assert cache.cache.lmc.info()["max_readers"] == 200
 
 
+def options_app(tmpdir_shm, **config):
+    """An app configured by CACHE_OPTIONS, without make_app's CACHE_LMC_MAP_SIZE."""
+    app = Flask(__name__)
+    app.config.update(CACHE_TYPE="lmc.flask_caching.LmcCache",
+                      CACHE_LMC_PATH=os.path.join(tmpdir_shm, "flask"), **config)
+    return app
+
+
+def test_cache_options_give_any_lmc_cache_argument(tmpdir_shm):
+    """CACHE_OPTIONS reaches LmcCache as keyword arguments, as Flask-Caching
+    documents; the factory used to overwrite map_size, mode and key_prefix
+    with the values (or defaults) of the CACHE_* keys."""
+    app = options_app(tmpdir_shm, CACHE_OPTIONS={"map_size": 8 << 20, "mode": 0o640,
+                                                 "key_prefix": "opt/", "default_timeout": 9})
+    cache = Cache(app)
+    with app.app_context():
+        backend = cache.cache
+        assert backend.lmc.info()["map_size"] == 8 << 20
+        assert backend.key_prefix == "opt/" and backend.default_timeout == 9
+        cache.set("k", 1)
+    st = os.stat(os.path.join(tmpdir_shm, "flask", "data.mdb"))
+    assert st.st_mode & 0o777 == 0o640
+    with raw_handle(tmpdir_shm) as raw:
+        assert raw.keys() == [b"opt/k"]
+
+
+def test_one_setting_given_twice_must_agree(tmpdir_shm):
+    with pytest.raises(ValueError, match=r"CACHE_LMC_MAP_SIZE.*CACHE_OPTIONS\['map_size'\]"):
+        Cache(options_app(tmpdir_shm, CACHE_LMC_MAP_SIZE=16 << 20,
+                          CACHE_OPTIONS={"map_size": 8 << 20}))
+    with pytest.raises(ValueError, match="CACHE_LMC_MODE"):
+        Cache(options_app(tmpdir_shm, CACHE_LMC_MODE=0o600, CACHE_OPTIONS={"mode": 0o640}))
+    assert not os.path.exists(os.path.join(tmpdir_shm, "flask"))   # refused before opening
+    app = options_app(tmpdir_shm, CACHE_LMC_MAP_SIZE=8 << 20, CACHE_OPTIONS={"map_size": 8 << 20})
+    cache = Cache(app)
+    with app.app_context():
+        assert cache.cache.lmc.info()["map_size"] == 8 << 20
+
+
 def test_clear_removes_only_this_apps_prefix(tmpdir_shm):
     app1, cache1 = make_app(tmpdir_shm, CACHE_KEY_PREFIX="one/")
     app2, cache2 = make_app(tmpdir_shm, CACHE_KEY_PREFIX="two/")
