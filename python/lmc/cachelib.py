@@ -26,9 +26,10 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
   lmc_incr does the 64-bit cases; the rest take the compare-and-swap path.
 - has() is a real existence check: it reads no value and unpickles nothing.
 - delete_many() deletes every key given and returns those that existed.
-- Values are pickled, except plain ints that fit in 64 bits, which are
-  stored as decimal text ("42") so that inc() works on a value set() stored,
-  and so that other languages and the `lmc` command line can read counters.
+- Values are pickled (or JSON, see serializer= below), except plain ints
+  that fit in 64 bits, which are stored as decimal text ("42") so that inc()
+  works on a value set() stored, and so that other languages and the `lmc`
+  command line can read counters.
   Falsy values (0, "", [], False) come back as they were stored.  None is
   stored too, but get() returns None both for it and for a miss; has() tells
   them apart, as in every cachelib backend.
@@ -45,13 +46,21 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
   cachelib's MemcachedCache says of the keys memcached cannot hold.
 - Log messages show at most the first 60 characters of a key, never a value.
 
-Unpickling runs code chosen by whoever wrote the entry.  Anyone who can write
-the cache directory can therefore run code in your workers; keep the
-directory private to the application's user (lmc refuses a directory that
-others can write).
+Security: unpickling runs code chosen by whoever wrote the entry, so anyone
+who can write the cache can run code in every process that reads it.  lmc
+refuses files that others can write, but a cache opened with a group mode
+(e.g. 0o660) is writable by every member of the group: with the default
+serializer each of them can run code in every other member's workers.  For
+such a cache pass serializer="json" (LmcJSONSerializer): values are then
+JSON data only, and bytes that are not JSON, a planted pickle included,
+come back as bytes and are never unpickled.  LmcCache logs a warning when
+the cache files are group-writable and no serializer was chosen.
 """
+import json
 import logging
+import os
 import pickle
+import stat
 import typing as _t
 
 from cachelib.base import BaseCache
@@ -127,6 +136,72 @@ class LmcSerializer:
             return data
 
 
+class LmcJSONSerializer:
+    """JSON instead of pickle, for caches that several users share.
+
+    Loading JSON runs no code, so a member of the group that shares the cache
+    can change what it reads but cannot run code in it.  Only values that JSON
+    gives back exactly are stored: None, bool, int, float (not NaN or an
+    infinity), str, and lists and dicts with str keys of those.  Anything else
+    (a tuple, which would come back a list; a dict with int keys, whose keys
+    would come back str; bytes, sets, objects) raises TypeError, as a pickling
+    error does with the pickle serializer, so that nothing changes type in the
+    cache.  Ints are decimal text, so inc() and the lmc CLI work on them as
+    with the pickle serializer.
+    """
+
+    _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                               separators=(",", ":")).encode
+    # Values json gives back as they were without a check: json.loads only
+    # builds these types, and the encoder above refuses NaN and infinities.
+    _exact = (str, int, float, bool, type(None))
+
+    def dumps(self, value: _t.Any) -> bytes:
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return b"%d" % value
+        try:
+            # surrogatepass: a str holding a lone surrogate comes back as it
+            # was (json.loads decodes bytes the same way).
+            data = self._encode(value).encode("utf-8", "surrogatepass")
+            exact = type(value) in self._exact or json.loads(data) == value
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"serializer 'json' cannot store a {type(value).__name__}: {e}") \
+                from None
+        if not exact:
+            raise TypeError(
+                f"serializer 'json' cannot store this {type(value).__name__} exactly: it holds "
+                "a tuple (would come back a list) or a dict key that is not a str (would come "
+                "back a str); convert it first"
+            )
+        return data
+
+    def loads(self, data: _t.Optional[bytes]) -> _t.Any:
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            # Not JSON (bytes from the lmc CLI or another program, or a
+            # pickle, which is never unpickled here), or nested too deep to
+            # parse: the bytes as they are.
+            return data
+
+
+_SERIALIZERS = {"pickle": LmcSerializer, "json": LmcJSONSerializer}
+
+
+def _serializer(spec: _t.Any) -> _t.Any:
+    if isinstance(spec, str):
+        try:
+            return _SERIALIZERS[spec]()
+        except KeyError:
+            pass
+    elif callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
+        return spec
+    raise ValueError(f"serializer must be 'pickle', 'json' or an object with dumps() and "
+                     f"loads(), not {spec!r}")
+
+
 class LmcCache(BaseCache):
     """A cachelib cache stored in an lmc cache shared by every process.
 
@@ -137,6 +212,10 @@ class LmcCache(BaseCache):
     :param key_prefix: prepended to every key; clear() removes only these.
     :param map_size: capacity in bytes when the cache is created (0 = 1 GiB).
     :param mode: permission bits of the cache files (0 = 0600).
+    :param serializer: "pickle" (the default: any picklable value), "json"
+                       (JSON data only, and no code runs when reading: use it
+                       when several users share the cache through a group
+                       mode), or an object with dumps() and loads().
     :param kwargs: more lmc.Cache options (max_readers, reset, ...).
     """
 
@@ -149,6 +228,7 @@ class LmcCache(BaseCache):
         key_prefix: _t.Optional[str] = None,
         map_size: int = 0,
         mode: int = 0,
+        serializer: _t.Any = None,
         **kwargs: _t.Any,
     ):
         BaseCache.__init__(self, default_timeout)
@@ -157,10 +237,32 @@ class LmcCache(BaseCache):
             # now rather than at the first write.
             raise ValueError("default_timeout is NaN; give seconds, 0 for never")
         self.key_prefix = key_prefix or ""
+        # None keeps the class's serializer, so that a subclass may set one as
+        # cachelib's backends do (a class attribute).
+        if serializer is not None:
+            self.serializer = _serializer(serializer)
         if isinstance(path, Cache):
             self.lmc = path
         else:
             self.lmc = Cache(path, map_size=map_size or 0, mode=mode or 0, **kwargs)
+        if serializer is None and isinstance(self.serializer, LmcSerializer):
+            self._warn_if_group_writable()
+
+    def _warn_if_group_writable(self) -> None:
+        # The files' mode, not the mode argument: a cache another member of
+        # the group created with 0660 is opened with mode 0660 as well.
+        path = self.lmc.info()["path"]
+        try:
+            st = os.stat(os.path.join(path, "data.mdb"))
+        except OSError:
+            return
+        if st.st_mode & stat.S_IWGRP:
+            logger.warning(
+                "lmc: %s is writable by its group (gid %d) and values are pickled: every "
+                "member of the group can run code in this process by writing an entry.  "
+                "Pass serializer='json' (Flask: CACHE_LMC_SERIALIZER='json') to store JSON "
+                "instead, or serializer='pickle' if every member is trusted.",
+                path, st.st_gid)
 
     # -- helpers -----------------------------------------------------------
 

@@ -12,7 +12,10 @@
 Every gunicorn/uWSGI worker (and the master, with --preload) sees the same
 entries, so a view or memoized function is computed once per key for all
 workers instead of once per worker.  CACHE_LMC_MODE (e.g. 0o660) shares the
-cache files with the group when workers run as several users.
+cache files with the group when workers run as several users; every member
+of the group can then write entries, and with pickled values (the default)
+run code in every other member's workers, so such a cache should set
+CACHE_LMC_SERIALIZER="json" (see lmc.cachelib.LmcJSONSerializer).
 
 CACHE_OPTIONS may carry any LmcCache argument (map_size, mode, key_prefix,
 max_readers, ...).  Like Flask-Caching's own "default_timeout" there, it
@@ -43,6 +46,7 @@ from .cachelib import LmcCache as _CachelibLmcCache
 _LMC_KEYS = (
     ("CACHE_LMC_MAP_SIZE", "map_size"),
     ("CACHE_LMC_MODE", "mode"),
+    ("CACHE_LMC_SERIALIZER", "serializer"),
 )
 
 

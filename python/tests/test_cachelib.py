@@ -605,3 +605,129 @@ def test_log_messages_never_hold_a_whole_key(tmpdir_shm, caplog):
     assert [len(m) < 600 for m in messages] == [True] * 4
     assert ["70000 characters" in m or "60000 characters" in m for m in messages] == [True] * 4
     c.lmc.close()
+
+
+# ---- serializers: pickle by default, JSON for caches a group shares --------
+
+
+class Planted:
+    """An entry that runs code when unpickled, as any member of a group that
+    shares a cache (mode 0660) could write one: here it creates a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def test_json_serializer_never_runs_a_planted_pickle(tmpdir_shm):
+    path = os.path.join(tmpdir_shm, "c")
+    marker = os.path.join(tmpdir_shm, "code ran")
+    jc = LmcCache(path, serializer="json", map_size=SMALL_MAP)
+    planted = pickle.dumps(Planted(marker), pickle.HIGHEST_PROTOCOL)
+    jc.lmc.set("k", planted)
+    assert jc.get("k") == planted          # not JSON: the bytes, as they are
+    assert jc.get_many("k") == [planted]
+    assert not os.path.exists(marker)
+    # The same entry read with pickle runs the writer's code: the danger the
+    # JSON serializer removes.
+    pc = LmcCache(path, serializer="pickle")
+    pc.get("k")
+    assert os.path.exists(marker)
+    jc.lmc.close()
+    pc.lmc.close()
+
+
+@pytest.fixture
+def jc(tmpdir_shm):
+    c = LmcCache(os.path.join(tmpdir_shm, "c"), serializer="json", map_size=SMALL_MAP)
+    yield c
+    c.lmc.close()
+
+
+@pytest.mark.parametrize("value", [None, True, False, 0, -1, 2 ** 63 - 1, -(2 ** 63), 2 ** 70,
+                                   1.5, -0.0, 1e300, "", "0", "текст \u2028 \x00", "\ud800",
+                                   [], {}, [1, "two", 3.0, None],
+                                   {"a": [1, {"b": None}], "": False}])
+def test_json_values_come_back_as_stored(jc, value):
+    assert jc.set("k", value) is True
+    got = jc.get("k")
+    assert got == value and type(got) is type(value)
+    assert jc.get_many("k") == [value]
+
+
+@pytest.mark.parametrize("value", [(1, 2), {1: "a"}, {"a": (1,)}, [{None: 1}], b"bytes",
+                                   {1, 2}, object(), math.nan, math.inf, [math.nan]])
+def test_json_refuses_what_it_would_not_give_back(jc, value):
+    # A tuple would come back a list and an int key a str: refused rather
+    # than changed.  Raised like a pickling error, and nothing is stored.
+    jc.set("k", "old")
+    with pytest.raises(TypeError, match="json"):
+        jc.set("k", value)
+    with pytest.raises(TypeError, match="json"):
+        jc.set_many({"k": value})
+    assert jc.get("k") == "old"
+
+
+def test_json_counters_are_decimal_text_and_inc_works(jc):
+    jc.set("n", 5)
+    assert jc.lmc.get("n") == b"5"
+    assert jc.inc("n") == 6 and jc.lmc.get("n") == b"6"
+    jc.set("f", 1.5)
+    assert jc.inc("f") == 2.5 and jc.lmc.get("f") == b"2.5"
+    jc.set("big", 2 ** 63 - 1)
+    assert jc.inc("big") == 2 ** 63
+    assert jc.lmc.get("big") == b"9223372036854775808"   # JSON, still decimal text
+    assert jc.inc("big") == 2 ** 63 + 1
+    assert jc.get("big") == 2 ** 63 + 1
+
+
+def test_json_reads_what_other_programs_wrote(jc):
+    jc.lmc.set("raw", b"hello from C")           # not JSON: bytes
+    jc.lmc.set("hits", b"17")                    # as `lmc PATH set hits 17` would
+    jc.lmc.set("doc", b'{"a": [1, 2]}')
+    jc.lmc.set("deep", b"[" * 100_000)
+    assert jc.get_many("raw", "hits", "doc") == [b"hello from C", 17, {"a": [1, 2]}]
+    assert jc.get("deep") == b"[" * 100_000
+
+
+def test_serializer_choices(tmpdir_shm):
+    path = os.path.join(tmpdir_shm, "c")
+    with pytest.raises(ValueError, match="'pickle', 'json'"):
+        LmcCache(path, serializer="yaml", map_size=SMALL_MAP)
+
+    class Upper:
+        def dumps(self, value):
+            return value.upper().encode()
+
+        def loads(self, data):
+            return None if data is None else data.decode()
+
+    c = LmcCache(path, serializer=Upper(), map_size=SMALL_MAP)
+    c.set("k", "shout")
+    assert c.lmc.get("k") == b"SHOUT" and c.get("k") == "SHOUT"
+
+    class Subclassed(LmcCache):      # how cachelib's own backends choose one
+        serializer = Upper()
+
+    assert Subclassed(c.lmc).get("k") == "SHOUT"
+    c.lmc.close()
+
+
+@pytest.mark.parametrize("mode, serializer, warned", [
+    (0o660, None, True),        # the group can write, values are pickled
+    (0o660, "json", False),
+    (0o660, "pickle", False),   # chosen explicitly: the group is trusted
+    (0o640, None, False),       # the group can only read
+    (0, None, False),
+])
+def test_a_group_writable_pickled_cache_is_warned_about(tmpdir_shm, caplog, mode, serializer,
+                                                        warned):
+    with caplog.at_level(logging.WARNING, logger="lmc.cachelib"):
+        c = LmcCache(os.path.join(tmpdir_shm, "c"), mode=mode, serializer=serializer,
+                     map_size=SMALL_MAP)
+    assert ("serializer='json'" in caplog.text) is warned
+    if warned:
+        assert "run code" in caplog.text
+    c.lmc.close()

@@ -252,3 +252,37 @@ def test_a_view_whose_key_is_too_long_to_store_is_served_uncached(tmpdir_shm, ca
     assert [len(r.getMessage()) < 600 for r in caplog.records] == [True] * len(caplog.records)
     assert client.get("/p/short").data == b"page" and client.get("/p/short").data == b"page"
     assert len(runs) == 3
+
+
+@pytest.mark.parametrize("config", [{"CACHE_LMC_SERIALIZER": "json"},
+                                    {"CACHE_OPTIONS": {"serializer": "json"}}])
+def test_json_serializer_for_views_and_memoize(tmpdir_shm, config):
+    """The configuration for a cache that a group of users shares: views and
+    memoized results stored as JSON, read back the same."""
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", **config)
+    calls = []
+
+    @cache.memoize(timeout=60)
+    def doc(n):
+        calls.append(n)
+        return {"n": n, "items": [1, 2.5, None]}
+
+    @app.route("/items/<int:n>")
+    @cache.cached(timeout=60)
+    def item(n):
+        return f"item {n} {doc(n)['items']}"
+
+    client = app.test_client()
+    assert client.get("/items/3").data == b"item 3 [1, 2.5, None]"
+    assert client.get("/items/3").data == b"item 3 [1, 2.5, None]"
+    with app.app_context():
+        assert doc(3) == {"n": 3, "items": [1, 2.5, None]}
+    assert calls == [3]
+    with raw_handle(tmpdir_shm) as raw:
+        assert raw.get(b"view//items/3") == b'"item 3 [1, 2.5, None]"'
+
+
+def test_serializer_given_twice_must_agree(tmpdir_shm):
+    with pytest.raises(ValueError, match="CACHE_LMC_SERIALIZER"):
+        Cache(options_app(tmpdir_shm, CACHE_LMC_SERIALIZER="json",
+                          CACHE_OPTIONS={"serializer": "pickle"}))
