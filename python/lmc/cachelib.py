@@ -356,7 +356,7 @@ class LmcCache(BaseCache):
             if ttl is None:
                 # Stored and expired at once: it "succeeds" only where a
                 # real add would have, and leaves nothing behind.
-                return not self.lmc.has(k)
+                return not self.has(key)
             return self.lmc.add(k, data, ttl)
         except Error as e:
             self._backend_error("add", key, e)
