@@ -20,9 +20,9 @@ CACHE_LMC_SERIALIZER="json" (see lmc.cachelib.LmcJSONSerializer).
 CACHE_OPTIONS may carry any LmcCache argument (map_size, mode, key_prefix,
 max_readers, ...).  Like Flask-Caching's own "default_timeout" there, it
 wins over CACHE_KEY_PREFIX and CACHE_IGNORE_ERRORS, which always have a
-value; giving CACHE_LMC_MAP_SIZE or CACHE_LMC_MODE and the same setting in
-CACHE_OPTIONS with another value is a ValueError, since one of the two
-would otherwise be ignored without a word.
+value; giving a CACHE_LMC_* key (MAP_SIZE, MODE, SERIALIZER) and the same
+setting in CACHE_OPTIONS with another value is a ValueError, since one of
+the two would otherwise be ignored without a word.
 
 clear() removes only this app's CACHE_KEY_PREFIX.  Invalidating a group of
 keys, which no other Flask-Caching backend can do, works by prefix:
