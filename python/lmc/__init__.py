@@ -12,7 +12,7 @@ or str (encoded as UTF-8); values are bytes.  Timeouts are in seconds
 expiry time of the entry being replaced).
 
 Backends for the usual Python cache APIs:
-    lmc.cachelib.LmcCache        a cachelib.BaseCache (pickled values)
+    lmc.cachelib.LmcCache        a cachelib.BaseCache (pickled or JSON values)
     lmc.flask_caching.LmcCache   CACHE_TYPE = "lmc.flask_caching.LmcCache"
 
 See python/README.md for the whole API and how errors are reported.

@@ -11,18 +11,25 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
 - Timeouts follow cachelib: None means default_timeout, 0 means never expire,
   a negative timeout means "already expired": set() removes the key and
   stores nothing, add() stores nothing.  Timeouts are seconds and may be
-  floats; lmc keeps milliseconds.
+  floats; lmc keeps milliseconds.  A timeout longer than lmc can store
+  (over 10**15 s, 31 million years), and inf, also mean never expire, as
+  they do in SimpleCache; a NaN timeout raises ValueError.
 - add(), inc() and dec() are atomic across processes (lmc_add, lmc_incr).
   inc() on a key that does not exist creates it with default_timeout, like
   cachelib's generic inc(); on an existing number it keeps the key's
   timeout, on the integer path and on the compare-and-swap path inc() takes
   for pickled numbers such as floats (cachelib's generic version resets it
   to the default).
+- inc() gives cachelib's answer, Python's sum, whatever the numbers: past
+  2**63-1 it returns 2**63 (stored pickled, decimal text again once back in
+  64 bits), and a float delta or one beyond 64 bits is added like any other.
+  lmc_incr does the 64-bit cases; the rest take the compare-and-swap path.
 - has() is a real existence check: it reads no value and unpickles nothing.
 - delete_many() deletes every key given and returns those that existed.
-- Values are pickled, except plain ints that fit in 64 bits, which are
-  stored as decimal text ("42") so that inc() works on a value set() stored,
-  and so that other languages and the `lmc` command line can read counters.
+- Values are pickled (or JSON, see serializer= below), except plain ints
+  that fit in 64 bits, which are stored as decimal text ("42") so that inc()
+  works on a value set() stored, and so that other languages and the `lmc`
+  command line can read counters.
   Falsy values (0, "", [], False) come back as they were stored.  None is
   stored too, but get() returns None both for it and for a miss; has() tells
   them apart, as in every cachelib backend.
@@ -31,19 +38,42 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
 - clear() removes only the keys under key_prefix when one is set
   (lmc_delete_prefix), so several apps can share one cache; without a prefix
   it empties the whole cache.
+- A key longer than lmc can store (65536 bytes of UTF-8, key_prefix
+  included) is a key that is never in the cache: get() returns None, has()
+  and delete() False, set() and add() False and inc() None (those three log a
+  warning), set_many() stores the other keys; nothing raises.  Such keys
+  often come from user input, e.g. a long URL under @cache.cached, as
+  cachelib's MemcachedCache says of the keys memcached cannot hold.
+- Log messages show at most the first 60 characters of a key, never a value.
 
-Unpickling runs code chosen by whoever wrote the entry.  Anyone who can write
-the cache directory can therefore run code in your workers; keep the
-directory private to the application's user (lmc refuses a directory that
-others can write).
+Security: unpickling runs code chosen by whoever wrote the entry, so anyone
+who can write the cache can run code in every process that reads it.  lmc
+refuses files that others can write, but a cache opened with a group mode
+(e.g. 0o660) is writable by every member of the group: with the default
+serializer each of them can run code in every other member's workers.  For
+such a cache pass serializer="json" (LmcJSONSerializer): values are then
+JSON data only, and bytes that are not JSON, a planted pickle included,
+come back as bytes and are never unpickled.  LmcCache logs a warning when
+the cache files are group-writable and no serializer was chosen.
 """
+import json
 import logging
+import os
 import pickle
+import stat
 import typing as _t
 
 from cachelib.base import BaseCache
 
-from ._lmc import KEEP_TTL, Cache, Error, InvalidArgumentError, NotANumberError
+from ._lmc import (
+    KEEP_TTL,
+    Cache,
+    Error,
+    InvalidArgumentError,
+    NotANumberError,
+    RangeError,
+    TooBigError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +81,28 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 # First byte of every pickle of protocol 2 or later (the PROTO opcode).
 _PICKLE_PROTO = b"\x80"
+# The longest key lmc stores, in bytes (LMC_MAX_KEY in include/lmc.h).
+_MAX_KEY = 65536
+# Timeouts above this many seconds (31 million years) mean "never expire".
+# lmc stores an expiry time as milliseconds since 1970 in a signed 64-bit
+# integer, which cannot reach 9.2e15 s from now; SimpleCache stores any
+# timeout, inf included, and such an entry never expires there either.
+_MAX_TIMEOUT = 10 ** 15
+
+
+def _too_long(key: _t.Any) -> bool:
+    """Whether a full key (key_prefix included) is longer than lmc stores."""
+    return len(key.encode("utf-8") if isinstance(key, str) else key) > _MAX_KEY
+
+
+def _brief(key: _t.Any) -> str:
+    """A key as log messages show it: whole when short, otherwise its first
+    60 characters and its length, so that a 70 KB key from a request cannot
+    flood the log."""
+    if isinstance(key, (str, bytes)) and len(key) > 80:
+        unit = "characters" if isinstance(key, str) else "bytes"
+        return f"{key[:60]!r}... ({len(key)} {unit})"
+    return repr(key)
 
 
 class LmcSerializer:
@@ -74,12 +126,80 @@ class LmcSerializer:
             try:
                 return pickle.loads(data)
             except Exception as e:  # any damage: pickle raises many types
-                logger.warning("lmc: cannot unpickle a cached value: %r", e)
+                # The exception's text may quote the data: only its start.
+                logger.warning("lmc: cannot unpickle a cached value: %s: %.200s",
+                               type(e).__name__, e)
                 return None
         try:
             return int(data)
         except ValueError:
             return data
+
+
+class LmcJSONSerializer:
+    """JSON instead of pickle, for caches that several users share.
+
+    Loading JSON runs no code, so a member of the group that shares the cache
+    can change what it reads but cannot run code in it.  Only values that JSON
+    gives back exactly are stored: None, bool, int, float (not NaN or an
+    infinity), str, and lists and dicts with str keys of those.  Anything else
+    (a tuple, which would come back a list; a dict with int keys, whose keys
+    would come back str; bytes, sets, objects) raises TypeError, as a pickling
+    error does with the pickle serializer, so that nothing changes type in the
+    cache.  Ints are decimal text, so inc() and the lmc CLI work on them as
+    with the pickle serializer.
+    """
+
+    _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                               separators=(",", ":")).encode
+    # Values json gives back as they were without a check: json.loads only
+    # builds these types, and the encoder above refuses NaN and infinities.
+    _exact = (str, int, float, bool, type(None))
+
+    def dumps(self, value: _t.Any) -> bytes:
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return b"%d" % value
+        try:
+            # surrogatepass: a str holding a lone surrogate comes back as it
+            # was (json.loads decodes bytes the same way).
+            data = self._encode(value).encode("utf-8", "surrogatepass")
+            exact = type(value) in self._exact or json.loads(data) == value
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"serializer 'json' cannot store a {type(value).__name__}: {e}") \
+                from None
+        if not exact:
+            raise TypeError(
+                f"serializer 'json' cannot store this {type(value).__name__} exactly: it holds "
+                "a tuple (would come back a list) or a dict key that is not a str (would come "
+                "back a str); convert it first"
+            )
+        return data
+
+    def loads(self, data: _t.Optional[bytes]) -> _t.Any:
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            # Not JSON (bytes from the lmc CLI or another program, or a
+            # pickle, which is never unpickled here), or nested too deep to
+            # parse: the bytes as they are.
+            return data
+
+
+_SERIALIZERS = {"pickle": LmcSerializer, "json": LmcJSONSerializer}
+
+
+def _serializer(spec: _t.Any) -> _t.Any:
+    if isinstance(spec, str):
+        try:
+            return _SERIALIZERS[spec]()
+        except KeyError:
+            pass
+    elif callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
+        return spec
+    raise ValueError(f"serializer must be 'pickle', 'json' or an object with dumps() and "
+                     f"loads(), not {spec!r}")
 
 
 class LmcCache(BaseCache):
@@ -92,6 +212,10 @@ class LmcCache(BaseCache):
     :param key_prefix: prepended to every key; clear() removes only these.
     :param map_size: capacity in bytes when the cache is created (0 = 1 GiB).
     :param mode: permission bits of the cache files (0 = 0600).
+    :param serializer: "pickle" (the default: any picklable value), "json"
+                       (JSON data only, and no code runs when reading: use it
+                       when several users share the cache through a group
+                       mode), or an object with dumps() and loads().
     :param kwargs: more lmc.Cache options (max_readers, reset, ...).
     """
 
@@ -104,14 +228,41 @@ class LmcCache(BaseCache):
         key_prefix: _t.Optional[str] = None,
         map_size: int = 0,
         mode: int = 0,
+        serializer: _t.Any = None,
         **kwargs: _t.Any,
     ):
         BaseCache.__init__(self, default_timeout)
+        if default_timeout is not None and default_timeout != default_timeout:
+            # NaN is the one number no timeout rule gives a meaning to; said
+            # now rather than at the first write.
+            raise ValueError("default_timeout is NaN; give seconds, 0 for never")
         self.key_prefix = key_prefix or ""
+        # None keeps the class's serializer, so that a subclass may set one as
+        # cachelib's backends do (a class attribute).
+        if serializer is not None:
+            self.serializer = _serializer(serializer)
         if isinstance(path, Cache):
             self.lmc = path
         else:
             self.lmc = Cache(path, map_size=map_size or 0, mode=mode or 0, **kwargs)
+        if serializer is None and isinstance(self.serializer, LmcSerializer):
+            self._warn_if_group_writable()
+
+    def _warn_if_group_writable(self) -> None:
+        # The files' mode, not the mode argument: a cache another member of
+        # the group created with 0660 is opened with mode 0660 as well.
+        path = self.lmc.info()["path"]
+        try:
+            st = os.stat(os.path.join(path, "data.mdb"))
+        except OSError:
+            return
+        if st.st_mode & stat.S_IWGRP:
+            logger.warning(
+                "lmc: %s is writable by its group (gid %d) and values are pickled: every "
+                "member of the group can run code in this process by writing an entry.  "
+                "Pass serializer='json' (Flask: CACHE_LMC_SERIALIZER='json') to store JSON "
+                "instead, or serializer='pickle' if every member is trusted.",
+                path, st.st_gid)
 
     # -- helpers -----------------------------------------------------------
 
@@ -127,6 +278,12 @@ class LmcCache(BaseCache):
             return 0
         if timeout < 0:
             return None
+        if timeout > _MAX_TIMEOUT:
+            return 0  # inf too: never expire, as in SimpleCache
+        if timeout != timeout:
+            # SimpleCache would store an entry that can never be read.
+            raise ValueError("timeout is NaN; give seconds, 0 for never, or None for "
+                             "the default")
         return timeout
 
     @staticmethod
@@ -136,21 +293,44 @@ class LmcCache(BaseCache):
         # because it is a bug in the caller, not a state of the backend.
         if isinstance(e, InvalidArgumentError):
             raise e
-        logger.warning("lmc: %s %r failed: %s", what, key, e)
+        logger.warning("lmc: %s %s failed: %s", what, _brief(key), e)
+
+    def _delete(self, k: _t.Any) -> bool:
+        # A key too long to store cannot be in the cache: nothing to delete.
+        try:
+            return self.lmc.delete(k)
+        except TooBigError:
+            return False
 
     # -- reads -------------------------------------------------------------
 
     def get(self, key: str) -> _t.Any:
-        # The hot path of every cached view: _k() inlined.
-        return self.serializer.loads(self.lmc.get(self.key_prefix + key))
+        # The hot path of every cached view: _k() inlined.  A read fails with
+        # TooBigError only for a key too long to store, which is a miss.
+        try:
+            return self.serializer.loads(self.lmc.get(self.key_prefix + key))
+        except TooBigError:
+            return None
 
     def get_many(self, *keys: str) -> _t.List[_t.Any]:
         # One read transaction: the values come from one snapshot.
         loads = self.serializer.loads
-        return [loads(v) for v in self.lmc.get_many([self._k(k) for k in keys])]
+        full = [self._k(k) for k in keys]
+        try:
+            return [loads(v) for v in self.lmc.get_many(full)]
+        except TooBigError:
+            pass
+        # Some key is too long to store: it is a miss, and the others are
+        # still read in one snapshot.
+        short = [k for k in full if not _too_long(k)]
+        found = dict(zip(short, self.lmc.get_many(short)))
+        return [loads(found.get(k)) for k in full]
 
     def has(self, key: str) -> bool:
-        return self.lmc.has(self._k(key))
+        try:
+            return self.lmc.has(self._k(key))
+        except TooBigError:
+            return False
 
     # -- writes ------------------------------------------------------------
 
@@ -160,7 +340,7 @@ class LmcCache(BaseCache):
         k = self._k(key)
         try:
             if ttl is None:
-                self.lmc.delete(k)
+                self._delete(k)
             else:
                 self.lmc.set(k, data, ttl)
         except Error as e:
@@ -176,7 +356,7 @@ class LmcCache(BaseCache):
             if ttl is None:
                 # Stored and expired at once: it "succeeds" only where a
                 # real add would have, and leaves nothing behind.
-                return not self.lmc.has(k)
+                return not self.has(key)
             return self.lmc.add(k, data, ttl)
         except Error as e:
             self._backend_error("add", key, e)
@@ -190,22 +370,39 @@ class LmcCache(BaseCache):
         try:
             if ttl is None:
                 for key in keys:
-                    self.lmc.delete(self._k(key))
-            else:
-                dumps = self.serializer.dumps
+                    self._delete(self._k(key))
+                return keys
+            dumps = self.serializer.dumps
+            items = [(self._k(k), dumps(mapping[k])) for k in keys]
+            try:
                 # One transaction: every key is set, or (on an error) none.
-                self.lmc.set_many([(self._k(k), dumps(mapping[k])) for k in keys], ttl)
+                self.lmc.set_many(items, ttl)
+                return keys
+            except TooBigError:
+                # A key too long to store is never stored, as in set(); the
+                # others still go in one transaction.  If no key is too long,
+                # a value is too big for the cache: re-raised below.
+                stored = [(key, item) for key, item in zip(keys, items)
+                          if not _too_long(item[0])]
+                if len(stored) == len(keys):
+                    raise
+                logger.warning("lmc: set_many: %d of %d keys are longer than lmc stores "
+                               "(%d bytes), the first %s", len(keys) - len(stored), len(keys),
+                               _MAX_KEY, _brief(next(k for k, i in zip(keys, items)
+                                                     if _too_long(i[0]))))
+                self.lmc.set_many([item for _, item in stored], ttl)
+                return [key for key, _ in stored]
         except Error as e:
-            self._backend_error("set_many", keys, e)
+            self._backend_error(f"set_many of {len(keys)} keys, the first",
+                                keys[0] if keys else None, e)
             return []
-        return keys
 
     def delete(self, key: str) -> bool:
-        return self.lmc.delete(self._k(key))
+        return self._delete(self._k(key))
 
     def delete_many(self, *keys: str) -> _t.List[_t.Any]:
         # Every key is deleted; the result lists the keys that existed.
-        return [key for key in keys if self.lmc.delete(self._k(key))]
+        return [key for key in keys if self._delete(self._k(key))]
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key that starts with prefix (after key_prefix);
@@ -228,14 +425,18 @@ class LmcCache(BaseCache):
 
     def inc(self, key: str, delta: int = 1) -> _t.Optional[int]:
         k = self._k(key)
-        ttl = self._ttl(None)
+        ttl = self._ttl(None) or 0
         try:
-            return self.lmc.incr(k, delta, ttl or 0)
-        except NotANumberError:
-            # Not decimal text: a pickled number (a float, a big int).  Do
-            # what cachelib's generic inc() does, made atomic with a
-            # compare-and-swap loop instead of a plain get and set.
-            return self._inc_cas(k, delta, ttl or 0)
+            # type() and not isinstance(): a bool delta goes the generic way,
+            # where True + 1 is 2 as in cachelib.
+            if type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+                try:
+                    return self.lmc.incr(k, delta, ttl)
+                except (NotANumberError, RangeError):
+                    # Not decimal text (a pickled float or big int), or a sum
+                    # beyond 64 bits: Python's arithmetic gives the answer.
+                    pass
+            return self._inc_cas(k, delta, ttl)
         except Error as e:
             self._backend_error("inc", key, e)
             return None
@@ -243,22 +444,26 @@ class LmcCache(BaseCache):
     def dec(self, key: str, delta: int = 1) -> _t.Optional[int]:
         return self.inc(key, -delta)
 
-    def _inc_cas(self, k: _t.Any, delta: int, ttl: float) -> _t.Any:
+    def _inc_cas(self, k: _t.Any, delta: _t.Any, ttl: float) -> _t.Any:
+        """What cachelib's generic inc() does, made atomic with a
+        compare-and-swap loop instead of a plain get and set."""
+        dumps, loads = self.serializer.dumps, self.serializer.loads
         for _ in range(1000):
             got = self.lmc.get_cas(k)
             if got is None:
-                # Deleted meanwhile: incr creates it from 0.
-                try:
-                    return self.lmc.incr(k, delta, ttl)
-                except NotANumberError:
-                    continue  # replaced by a non-integer again; retry
+                # Absent: created from 0 with the timeout of a new key, unless
+                # another process creates it first (then try again).
+                value = 0 + delta
+                if self.lmc.add(k, dumps(value), ttl):
+                    return value
+                continue
             raw, version = got
             # cachelib's rule: a falsy value counts as 0; a value that does
             # not support + raises TypeError, as in SimpleCache.
-            value = (self.serializer.loads(raw) or 0) + delta
+            value = (loads(raw) or 0) + delta
             # The entry keeps its expiry time, as lmc_incr does on the integer
-            # path above, so that a counter with a timeout (a rate-limit
-            # window) behaves the same whatever number type it holds.
-            if self.lmc.cas(k, self.serializer.dumps(value), version, KEEP_TTL):
+            # path, so that a counter with a timeout (a rate-limit window)
+            # behaves the same whatever number type it holds.
+            if self.lmc.cas(k, dumps(value), version, KEEP_TTL):
                 return value
         raise Error("inc(): the value kept changing under 1000 compare-and-swap attempts")

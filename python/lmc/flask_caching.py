@@ -12,7 +12,17 @@
 Every gunicorn/uWSGI worker (and the master, with --preload) sees the same
 entries, so a view or memoized function is computed once per key for all
 workers instead of once per worker.  CACHE_LMC_MODE (e.g. 0o660) shares the
-cache files with the group when workers run as several users.
+cache files with the group when workers run as several users; every member
+of the group can then write entries, and with pickled values (the default)
+run code in every other member's workers, so such a cache should set
+CACHE_LMC_SERIALIZER="json" (see lmc.cachelib.LmcJSONSerializer).
+
+CACHE_OPTIONS may carry any LmcCache argument (map_size, mode, key_prefix,
+max_readers, ...).  Like Flask-Caching's own "default_timeout" there, it
+wins over CACHE_KEY_PREFIX and CACHE_IGNORE_ERRORS, which always have a
+value; giving a CACHE_LMC_* key (MAP_SIZE, MODE, SERIALIZER) and the same
+setting in CACHE_OPTIONS with another value is a ValueError, since one of
+the two would otherwise be ignored without a word.
 
 clear() removes only this app's CACHE_KEY_PREFIX.  Invalidating a group of
 keys, which no other Flask-Caching backend can do, works by prefix:
@@ -29,6 +39,15 @@ import typing as _t
 from flask_caching.backends.base import BaseCache
 
 from .cachelib import LmcCache as _CachelibLmcCache
+
+# The CACHE_LMC_* keys and the LmcCache argument each of them sets.  These
+# keys have no default, so when one is given together with the same argument
+# in CACHE_OPTIONS, both were written by the user and must agree.
+_LMC_KEYS = (
+    ("CACHE_LMC_MAP_SIZE", "map_size"),
+    ("CACHE_LMC_MODE", "mode"),
+    ("CACHE_LMC_SERIALIZER", "serializer"),
+)
 
 
 class LmcCache(BaseCache, _CachelibLmcCache):
@@ -68,12 +87,23 @@ class LmcCache(BaseCache, _CachelibLmcCache):
                 "directory (e.g. /dev/shm/myapp)"
             )
         args.insert(0, path)
-        kwargs.update(
-            key_prefix=config.get("CACHE_KEY_PREFIX") or "",
-            map_size=config.get("CACHE_LMC_MAP_SIZE") or 0,
-            mode=config.get("CACHE_LMC_MODE") or 0,
-            ignore_errors=config.get("CACHE_IGNORE_ERRORS", False),
-        )
+        # kwargs is CACHE_OPTIONS over {"default_timeout": ...}: what it holds
+        # was asked for explicitly and is never overwritten.
+        for name, arg in _LMC_KEYS:
+            value = config.get(name)
+            if value is None:
+                continue
+            if arg in kwargs and kwargs[arg] != value:
+                raise ValueError(
+                    f"{name}={value!r} and CACHE_OPTIONS[{arg!r}]={kwargs[arg]!r} disagree; "
+                    "give the setting once"
+                )
+            kwargs[arg] = value
+        # Flask-Caching gives these two keys a default, so a value in
+        # CACHE_OPTIONS cannot be told from a conflict: CACHE_OPTIONS wins,
+        # as it does over CACHE_DEFAULT_TIMEOUT.
+        kwargs.setdefault("key_prefix", config.get("CACHE_KEY_PREFIX") or "")
+        kwargs.setdefault("ignore_errors", config.get("CACHE_IGNORE_ERRORS", False))
         return cls(*args, **kwargs)
 
     # Flask-Caching's BaseCache.delete_many stops at the first key that does

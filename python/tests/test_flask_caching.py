@@ -3,6 +3,7 @@ configuration keys, key prefixes, clear(), @cache.cached and
 @cache.memoize, and prefix invalidation of views.  Decorator behaviour is
 checked against Flask-Caching's SimpleCache too.  The multi-process proof is
 test_gunicorn.py."""
+import logging
 import os
 
 import pytest
@@ -68,6 +69,45 @@ def test_cache_options_reach_lmc(tmpdir_shm):
     app, cache = make_app(tmpdir_shm, CACHE_OPTIONS={"max_readers": 200})
     with app.app_context():
         assert cache.cache.lmc.info()["max_readers"] == 200
+
+
+def options_app(tmpdir_shm, **config):
+    """An app configured by CACHE_OPTIONS, without make_app's CACHE_LMC_MAP_SIZE."""
+    app = Flask(__name__)
+    app.config.update(CACHE_TYPE="lmc.flask_caching.LmcCache",
+                      CACHE_LMC_PATH=os.path.join(tmpdir_shm, "flask"), **config)
+    return app
+
+
+def test_cache_options_give_any_lmc_cache_argument(tmpdir_shm):
+    """CACHE_OPTIONS reaches LmcCache as keyword arguments, as Flask-Caching
+    documents; the factory used to overwrite map_size, mode and key_prefix
+    with the values (or defaults) of the CACHE_* keys."""
+    app = options_app(tmpdir_shm, CACHE_OPTIONS={"map_size": 8 << 20, "mode": 0o640,
+                                                 "key_prefix": "opt/", "default_timeout": 9})
+    cache = Cache(app)
+    with app.app_context():
+        backend = cache.cache
+        assert backend.lmc.info()["map_size"] == 8 << 20
+        assert backend.key_prefix == "opt/" and backend.default_timeout == 9
+        cache.set("k", 1)
+    st = os.stat(os.path.join(tmpdir_shm, "flask", "data.mdb"))
+    assert st.st_mode & 0o777 == 0o640
+    with raw_handle(tmpdir_shm) as raw:
+        assert raw.keys() == [b"opt/k"]
+
+
+def test_one_setting_given_twice_must_agree(tmpdir_shm):
+    with pytest.raises(ValueError, match=r"CACHE_LMC_MAP_SIZE.*CACHE_OPTIONS\['map_size'\]"):
+        Cache(options_app(tmpdir_shm, CACHE_LMC_MAP_SIZE=16 << 20,
+                          CACHE_OPTIONS={"map_size": 8 << 20}))
+    with pytest.raises(ValueError, match="CACHE_LMC_MODE"):
+        Cache(options_app(tmpdir_shm, CACHE_LMC_MODE=0o600, CACHE_OPTIONS={"mode": 0o640}))
+    assert not os.path.exists(os.path.join(tmpdir_shm, "flask"))   # refused before opening
+    app = options_app(tmpdir_shm, CACHE_LMC_MAP_SIZE=8 << 20, CACHE_OPTIONS={"map_size": 8 << 20})
+    cache = Cache(app)
+    with app.app_context():
+        assert cache.cache.lmc.info()["map_size"] == 8 << 20
 
 
 def test_clear_removes_only_this_apps_prefix(tmpdir_shm):
@@ -186,3 +226,63 @@ def test_shared_between_two_apps_on_one_path(tmpdir_shm):
     assert a.test_client().get("/p").data == b"page"
     assert b.test_client().get("/p").data == b"page"
     assert len(runs) == 1
+
+
+def test_a_view_whose_key_is_too_long_to_store_is_served_uncached(tmpdir_shm, caplog):
+    """@cache.cached keys a view by its path, which the client chooses: a path
+    longer than lmc's 64 KiB keys must give the page, computed each time, and
+    a log line of bounded size, not an exception (which app.debug, set here,
+    would let through) nor a 70 KB log line."""
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="")
+    app.debug = True
+    runs = []
+
+    @app.route("/p/<path:rest>")
+    @cache.cached()
+    def page(rest):
+        runs.append(len(rest))
+        return "page"
+
+    client = app.test_client()
+    long_path = "/p/" + "x" * 70_000
+    with caplog.at_level(logging.WARNING):
+        assert client.get(long_path).data == b"page"
+        assert client.get(long_path).data == b"page"
+    assert runs == [70_000, 70_000]
+    assert [len(r.getMessage()) < 600 for r in caplog.records] == [True] * len(caplog.records)
+    assert client.get("/p/short").data == b"page" and client.get("/p/short").data == b"page"
+    assert len(runs) == 3
+
+
+@pytest.mark.parametrize("config", [{"CACHE_LMC_SERIALIZER": "json"},
+                                    {"CACHE_OPTIONS": {"serializer": "json"}}])
+def test_json_serializer_for_views_and_memoize(tmpdir_shm, config):
+    """The configuration for a cache that a group of users shares: views and
+    memoized results stored as JSON, read back the same."""
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", **config)
+    calls = []
+
+    @cache.memoize(timeout=60)
+    def doc(n):
+        calls.append(n)
+        return {"n": n, "items": [1, 2.5, None]}
+
+    @app.route("/items/<int:n>")
+    @cache.cached(timeout=60)
+    def item(n):
+        return f"item {n} {doc(n)['items']}"
+
+    client = app.test_client()
+    assert client.get("/items/3").data == b"item 3 [1, 2.5, None]"
+    assert client.get("/items/3").data == b"item 3 [1, 2.5, None]"
+    with app.app_context():
+        assert doc(3) == {"n": 3, "items": [1, 2.5, None]}
+    assert calls == [3]
+    with raw_handle(tmpdir_shm) as raw:
+        assert raw.get(b"view//items/3") == b'"item 3 [1, 2.5, None]"'
+
+
+def test_serializer_given_twice_must_agree(tmpdir_shm):
+    with pytest.raises(ValueError, match="CACHE_LMC_SERIALIZER"):
+        Cache(options_app(tmpdir_shm, CACHE_LMC_SERIALIZER="json",
+                          CACHE_OPTIONS={"serializer": "pickle"}))
