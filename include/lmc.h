@@ -185,16 +185,27 @@ LMC_API void lmc_close(lmc *c);
  * All writes are one short LMDB write transaction each and are atomic across
  * processes.  When the map is full they evict (expired entries first, then the
  * entries closest to expiry, then entries without TTL by approximate LRU) and
- * retry.  Common return codes of every write:
+ * retry.  A reader in the middle of a get pins the pages freed after its
+ * snapshot; a write that needs them waits for it (sleeping, 250 ms at most in
+ * all) instead of evicting.  Common return codes of every write:
  *   LMC_EINVAL    NULL handle, NULL key, key of 0 bytes, NULL val with vlen > 0,
  *                 ttl_ms < LMC_TTL_KEEP;
- *   LMC_ETOOBIG   key longer than LMC_MAX_KEY, or an entry larger than the
- *                 whole map could ever hold;
- *   LMC_ENOSPC    eviction could not make room (e.g. a reader stuck on an old
- *                 snapshot pins the freed pages, or fragmentation);
+ *   LMC_ETOOBIG   key longer than LMC_MAX_KEY, or an entry larger than one
+ *                 entry may ever be in this map: half of the map less a reserve
+ *                 of 1/64 of it (at least 64 pages); decided before anything is
+ *                 evicted;
+ *   LMC_ENOSPC    no room could be made: a reader stuck inside a read
+ *                 transaction for longer than the wait pinned the free pages
+ *                 (the message says so), or eviction found nothing left to
+ *                 evict, or free space stayed too fragmented for a big entry;
  *   LMC_EREADONLY the handle is read-only;
  *   LMC_EBUSY     called from inside an lmc callback on this handle;
  *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT.
+ * A set, replace, cas or set_many that fails with LMC_ETOOBIG or LMC_ENOSPC
+ * removes the value it was to replace (a cas only if the entry still has the
+ * version it expected; an add removes nothing), as memcached does for a SET it
+ * cannot store, so that a caller that ignores the error never serves the old
+ * value as if it were the new one.
  */
 
 /** Store @p val under @p key, replacing any existing entry.

@@ -567,7 +567,9 @@ static int store_failed(lmc *c, int rc, const lmc__skey *sk, const void *key, si
         m += nl + 2;
     snprintf(msg, sizeof msg, "%s", m);
     int drc = delete_one(c, sk, key, klen, version, true);
-    if (drc == LMC_OK || drc == LMC_NOTFOUND)
+    if (drc == LMC_NOTFOUND)
+        return lmc__err(c, rc, "%s", msg);
+    if (drc == LMC_OK)
         return lmc__err(c, rc, "%s; the value it was to replace was removed", msg);
     return lmc__err(c, rc, "%s; the value it was to replace could not be removed either (%s)",
                     msg, lmc_errname(drc));
@@ -697,15 +699,17 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
     char msg[512];
     snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
     int drc = LMC_OK;
+    size_t removed = 0;
     for (size_t i = 0; i < n && (drc == LMC_OK || drc == LMC_NOTFOUND); i++) {
         lmc__skey sk;
         lmc__skey_make(&sk, items[i].key, items[i].klen);
         drc = delete_one(c, &sk, items[i].key, items[i].klen, NULL, true);
+        removed += drc == LMC_OK;
     }
     size_t skip = strlen(lmc_errname(rc)) + 2;
     const char *m = strlen(msg) > skip ? msg + skip : msg;
     if (drc == LMC_OK || drc == LMC_NOTFOUND)
-        return lmc__err(c, rc, "%s; the values they were to replace were removed", m);
+        return lmc__err(c, rc, "%s; %zu values they were to replace were removed", m, removed);
     return lmc__err(c, rc, "%s; the values they were to replace could not all be removed (%s)",
                     m, lmc_errname(drc));
 }

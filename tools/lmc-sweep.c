@@ -27,9 +27,6 @@
  * honoured within about this time instead of at the end of the pass. */
 #define DEFAULT_SLICE_MS 200u
 
-/* What lmc_sweep() uses for batch 0 (documented in lmc.h). */
-#define LIBRARY_DEFAULT_BATCH 1000u
-
 /* In --interval mode, this many failed passes in a row end the program
  * (exit 2), so that a cache that keeps failing is noticed and a service
  * manager gets to restart the sweeper with a fresh handle. */
@@ -194,21 +191,15 @@ static void parse_args(int argc, char **argv, config *cfg)
  * the descent to the low watermark the pass began.  A slice that removed
  * nothing before its time ran out (measuring fill on a huge map can take
  * that long) doubles the slice, so that the pass always makes progress.
- *
- * A map that writers filled to the last page can be too full for a sweep
- * transaction of a whole batch: deleting needs fresh pages for copy-on-write
- * before the old ones are freed, and lmc_sweep() then fails with
- * LMC_ENOSPC.  Smaller transactions still fit, so the slice is retried with
- * an eighth of the batch, down to one deletion per transaction, and the
- * operator is told (the sweeper runs too rarely or the watermarks are too
- * high).  The next pass starts again with the configured batch.
+ * (A map filled to its last page needs nothing special here: writers leave
+ * a reserve of free pages to deletes, and the library halves a sweep's
+ * transactions itself when a batch needs more pages than are free.)
  */
 static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopped,
                     unsigned *slices)
 {
     const lmc_sweep_options *base = &cfg->opts;
     uint64_t slice_ms = cfg->slice_ms;
-    unsigned batch = base->batch ? base->batch : LIBRARY_DEFAULT_BATCH;
     uint64_t t0 = tool_mono_ns();
     int evicting = 0;
     memset(tot, 0, sizeof *tot);
@@ -233,7 +224,6 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
             o.max_time_ms = base->max_time_ms - elapsed_ms;
         if (evicting)
             o.flags |= LMC_SWEEP_FORCE;
-        o.batch = batch;
         lmc_sweep_result r;
         int rc = lmc_sweep(c, &o, &r);
         *slices = slice + 1;
@@ -247,14 +237,6 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
         tot->transactions += r.transactions;
         if (r.evicted_soonest || r.evicted_lru)
             evicting = 1;
-        if (rc == LMC_ENOSPC && batch > 1) {
-            unsigned smaller = batch / 8 ? batch / 8 : 1;
-            fprintf(stderr, "%s: %s: the map is too full for transactions of %u deletions; "
-                            "retrying with %u (%s)\n",
-                    tool_name, cfg->path, batch, smaller, lmc_errname(rc));
-            batch = smaller;
-            continue;
-        }
         if (rc) {
             tot->elapsed_us = (tool_mono_ns() - t0) / 1000u;
             return rc;
