@@ -9,6 +9,9 @@
 #   make bench-ttl-layout  sets with a TTL with the expiry rows in a named
 #                       database (lmc now) or in the main one (bench/ttl_layout.c,
 #                       raw LMDB only, about 15 s)
+#   make bench-capacity the capacity matrix of tests/test_capacity.c (writers,
+#                       readers and a sweeper on small full maps), each case
+#                       for CAPACITY_SECONDS (5), printed as a Markdown table
 #
 # Always build into a directory of your own when others build too, e.g.
 # `make B=build/bench bench`.
@@ -45,7 +48,11 @@ TEST_EXTRA += bench-quick
 # and a change that breaks it shows up at once.
 ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
-.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-config-force
+.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-config-force
+
+CAPACITY_SECONDS ?= 5
+bench-capacity: $(B)/tests/test_capacity
+	$(Q)LMC_CAPACITY_SECONDS=$(CAPACITY_SECONDS) $(B)/tests/test_capacity
 
 $(BENCH_FLAGS_BIN): bench/flags.c
 	@mkdir -p $(@D)
