@@ -1349,6 +1349,8 @@ static void sample_stats(void)
     size_t nf;
     const lmc_stat_field *f = lmc_stat_fields(&nf);
     for (int c = 0; c < NCACHE; c++) {
+        if (!SUP[c])
+            continue; /* a reopen failed: reported */
         lmc_stat st;
         int rc = lmc_stats(SUP[c], &st);
         if (rc) {
@@ -1607,21 +1609,20 @@ static void audit_after_sweep(int c)
         failure(F_DELETE, c, h, rc, "final probe delete");
 }
 
-/* Close the supervisor's handle and open the cache afresh: it must open,
- * and its counters must not have gone back. */
-static void audit_reopen(int c)
+/* The audit uses a handle opened afresh, as a process started after all
+ * those kills would: the cache must open, and its counters must not have
+ * gone back (the next sample_stats() compares them). */
+static bool audit_reopen(int c)
 {
-    sample_stats();
     lmc_close(SUP[c]);
     SUP[c] = NULL;
-    lmc *h = NULL;
-    int rc = lmc_open(&h, cache_path[c], NULL);
+    int rc = lmc_open(&SUP[c], cache_path[c], NULL);
     if (rc) {
         violation(V_FINAL, "%s: reopening after the soak: %s (%s)", cache_name[c],
                   lmc_errname(rc), lmc_errmsg(NULL));
-        return;
+        return false;
     }
-    SUP[c] = h;
+    return true;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2052,13 +2053,17 @@ int main(int argc, char **argv)
     before *bb = malloc(nb * sizeof *bb);
     if (!bb)
         return 2;
+    bool opened[NCACHE];
     for (int c = 0; c < NCACHE; c++)
-        audit_cache(c, bb);
+        opened[c] = audit_reopen(c);
+    sample_stats();
+    for (int c = 0; c < NCACHE; c++)
+        if (opened[c])
+            audit_cache(c, bb);
     free(bb);
     for (int c = 0; c < NCACHE; c++)
-        audit_after_sweep(c);
-    for (int c = 0; c < NCACHE; c++)
-        audit_reopen(c);
+        if (opened[c])
+            audit_after_sweep(c);
     sample_stats();
     alarm(0);
 
