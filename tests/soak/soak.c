@@ -1681,6 +1681,8 @@ static int report(double elapsed)
            " killed for hanging\n", kills, SF.kills[R_WRITER], SF.kills[R_READER],
            SF.kills[R_PREFIX], SF.kills[R_SWEEPER], elapsed > 0 ? (double)kills / elapsed : 0.0,
            SF.spawns, SF.hang_kills);
+    if (SF.fork_failures)
+        printf("fork or pipe failed %" PRIu64 " times (retried)\n", SF.fork_failures);
     for (int c = 0; c < NCACHE; c++) {
         uint64_t wf = 0, df = 0;
         for (int i = 0; i < NCODES; i++) {
@@ -2038,6 +2040,11 @@ int main(int argc, char **argv)
         }
         sample_stats();
         check_hangs(hang_ms, true);
+        /* A fork that failed (the system was out of processes) is retried,
+         * so that no role stays empty for the rest of the run. */
+        for (unsigned k = 0; k < nkids; k++)
+            if (kids[k].pid == 0)
+                spawn(k);
         if (now >= next_progress) {
             progress((double)(now - t0) / 1000.0);
             next_progress += cfg.seconds >= 120 ? 30000 : 10000;
