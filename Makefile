@@ -8,6 +8,7 @@
 #   make SANITIZER=address|undefined|thread ...   sanitizer builds (own dir)
 #   make valgrind   the unit tests under valgrind
 #   make fuzz       libFuzzer against the model of tests/model.h (FUZZ_SECONDS)
+#   make soak       SIGKILLs under eviction for SOAK_SECONDS (tests/soak/soak.mk)
 #   make install / uninstall / test-install   (PREFIX, DESTDIR honoured)
 #
 # Build outputs go to build/<variant>/ and are never committed.
@@ -97,6 +98,9 @@ EXTRA_DEB_PKGS :=
 -include examples/examples.mk
 -include bench/bench.mk
 -include python/python.mk
+# Last: the soak is the slowest and least specific test, so every specific
+# test reports before it.
+-include tests/soak/soak.mk
 
 .PHONY: all lib deps test check check-threads test-sanitizers test-exports demo valgrind \
         fuzz install uninstall test-install clean
