@@ -31,12 +31,17 @@
  * round asks for twice the room of the one before. */
 #define LMC__EVICT_ROUNDS 10u
 
-/* Longest a write waits, in all, for readers to release the free pages
- * they pin.  A reader keeps a snapshot only while a get runs, a microsecond
- * or two, unless it is preempted or stopped in the middle of one; a reader
- * that holds a snapshot for longer than this is stuck, and the write fails
+/* Longest a write waits for the readers to move past one snapshot.  A
+ * reader keeps a snapshot only while a get runs, a microsecond or two,
+ * unless it is preempted or stopped in the middle of one; a reader that
+ * holds the same snapshot for longer than this is stuck, and the write fails
  * (LMC_ENOSPC) rather than hang. */
 #define LMC__PIN_WAIT_US 250000u
+
+/* Longest a write waits for readers in all.  Readers that do move on may
+ * still pin pages again and again while other writers take the pages they
+ * release; this bounds the write however busy the cache is. */
+#define LMC__PIN_WAIT_TOTAL_US 1000000u
 
 /* Pages every write may copy: the paths from the roots of the main tree and
  * the expiry index to the leaves, and the free list. */
@@ -182,8 +187,7 @@ typedef struct room_state {
     void *drop_arg;
     unsigned evictions; /* rounds of eviction */
     unsigned ticks;
-    uint64_t deadline;  /* of the wait for readers; 0 before the first */
-    uint64_t waited_us;
+    uint64_t waited_us; /* waiting for readers, in all */
 } room_state;
 
 /*
@@ -192,7 +196,8 @@ typedef struct room_state {
  *   - Slots of dead readers pin pages for ever: clear them.
  *   - Live readers behind the last commit pin the pages freed since their
  *     snapshot: evicting would only free more pinned pages, but waiting a
- *     moment lets them finish (bounded by LMC__PIN_WAIT_US in all).
+ *     moment lets them finish (LMC__PIN_WAIT_US for one snapshot,
+ *     LMC__PIN_WAIT_TOTAL_US in all).
  *   - Pages freed by the last commit are reusable after one more: tick.
  *   - Otherwise the map holds too much: a delete takes fewer entries per
  *     transaction; a store evicts, asking for more room each round.
@@ -227,18 +232,25 @@ static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
             uint64_t cur = atomic_load_explicit(&k->headroom, memory_order_relaxed);
             while (cur < want && !atomic_compare_exchange_weak(&k->headroom, &cur, want))
                 ;
-            uint64_t now = lmc__mono_us();
-            if (!st->deadline)
-                st->deadline = now + LMC__PIN_WAIT_US;
+            uint64_t now = lmc__mono_us(), before = st->waited_us;
+            uint64_t left = st->waited_us < LMC__PIN_WAIT_TOTAL_US
+                                ? LMC__PIN_WAIT_TOTAL_US - st->waited_us : 0;
             lmc__count(k, LMC__C_pin_waits, 1);
-            if (lmc__readers_wait(h, sp.last_txnid, st->deadline, &st->waited_us))
+            if (left && lmc__readers_wait(h, sp.last_txnid,
+                                          now + (left < LMC__PIN_WAIT_US ? left : LMC__PIN_WAIT_US),
+                                          &st->waited_us))
                 return 0;
-            return lmc__err(h, LMC_ENOSPC, "the free pages of %s have been pinned by readers "
-                            "for %llu ms (%llu pages freed since the oldest snapshot, %llu "
-                            "transactions old): a reader is stuck inside a read transaction",
-                            k->path, (unsigned long long)(st->waited_us / 1000),
-                            (unsigned long long)sp.pinned_by_readers,
-                            (unsigned long long)(sp.last_txnid - sp.oldest));
+            if (st->waited_us - before >= LMC__PIN_WAIT_US)
+                return lmc__err(h, LMC_ENOSPC, "a reader of %s has held a snapshot %llu "
+                                "transactions old for %llu ms, pinning %llu freed pages: it is "
+                                "stuck inside a read transaction", k->path,
+                                (unsigned long long)(sp.last_txnid - sp.oldest),
+                                (unsigned long long)((st->waited_us - before) / 1000),
+                                (unsigned long long)sp.pinned_by_readers);
+            return lmc__err(h, LMC_ENOSPC, "readers of %s kept the free pages pinned for %llu "
+                            "ms in all while this write waited (%llu pages pinned now)", k->path,
+                            (unsigned long long)(st->waited_us / 1000),
+                            (unsigned long long)sp.pinned_by_readers);
         }
         if (sp.pinned_by_last > st->need && st->ticks < 4) {
             st->ticks++;
@@ -284,7 +296,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
 {
     lmc__core *k = h->core;
     const uint64_t reserve = lmc__reserve_pages(k);
-    room_state st = {need, drop, drop_arg, 0, 0, 0, 0};
+    room_state st = {need, drop, drop_arg, 0, 0, 0};
     for (;;) {
         lmc__wctx w;
         w.h = h;
