@@ -19,10 +19,12 @@
  * Fork: a pthread_atfork child handler bumps a global generation.  Every call
  * compares its core's generation with it (lmc__enter), and the first call in
  * a child closes the inherited environment (safe since LMDB 0.9.23: it only
- * clears reader slots carrying the child's own pid) and opens its own, as
- * lmdb-rules section 1 requires.  Nothing the parent owns is touched: the
- * parent's read transactions are forgotten, not aborted, since aborting them
- * would clear the parent's reader slots in shared memory.
+ * clears reader slots carrying the child's own pid) and opens its own: LMDB
+ * keys reader slots by the pid cached at mdb_env_create and relies on fcntl
+ * locks, which a child does not inherit, so an inherited environment must not
+ * be used.  Nothing the parent owns is touched: the parent's read
+ * transactions are forgotten, not aborted, since aborting them would clear
+ * the parent's reader slots in shared memory.
  */
 #include "fmacros.h"
 
@@ -41,10 +43,12 @@
 #include "internal.h"
 
 /* LMDB flags of every read-write process.  They must be identical in all
- * processes (lmdb-rules 8).  WRITEMAP|NOSYNC measured 4.5x faster sets than
- * NOSYNC alone on tmpfs here (README, "Choice of LMDB flags"); the file is
- * preallocated so that a full filesystem gives LMC_ENOSPC at open instead of
- * SIGBUS in a worker. */
+ * processes: lmdb.h forbids mixing processes with and without MDB_WRITEMAP,
+ * and a WRITEMAP process ftruncates data.mdb to its own map size at open, so
+ * all must agree on that too.  WRITEMAP|NOSYNC measured 4.5x faster sets
+ * than NOSYNC alone on tmpfs here (README, "Choice of LMDB flags"); the file
+ * is preallocated so that a full filesystem gives LMC_ENOSPC at open instead
+ * of SIGBUS in a worker. */
 #define LMC__ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP)
 #define LMC__ENV_FLAGS_RDONLY (MDB_NOTLS | MDB_RDONLY)
 
@@ -610,7 +614,7 @@ again:;
         if (rc)
             goto fail;
         /* 7. A disk cache written without sync is only trusted within the
-         * boot that wrote it, or after a clean shutdown (lmdb-rules 5). */
+         * boot that wrote it, or after a clean shutdown (see clean_shutdown). */
         if (!k->on_tmpfs && boot[0] && strcmp(ms.boot, boot) != 0 && !ms.clean) {
             if (rdonly) {
                 rc = lmc__err(h, LMC_ECORRUPT, "%s was not shut down cleanly before the last "

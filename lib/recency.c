@@ -2,8 +2,8 @@
  * recency.c - the shared array of coarse access times used for approximate
  * LRU eviction of entries without TTL.
  *
- * Recording an access in LMDB would turn every get into a write transaction
- * (lmdb-rules 8.3 calls this the anti-pattern), so access times live in a
+ * Recording an access in LMDB would turn every get into a write transaction,
+ * serialised on LMDB's one writer lock, so access times live in a
  * separate mmapped file, "recency": an array of 32-bit cells indexed by a
  * hash of the stored key.  A cell holds the time of the last access in 64 ms
  * units since the cache was created (0 = never).  Readers store into a cell
