@@ -25,6 +25,10 @@
  * be used.  Nothing the parent owns is touched: the parent's read
  * transactions are forgotten, not aborted, since aborting them would clear
  * the parent's reader slots in shared memory.
+ *
+ * Space: every file that lmc or LMDB maps gets all its storage at open (see
+ * reserve_lock_file and lmc__file_reserve), so that a full filesystem is
+ * LMC_ENOSPC at open and never a SIGBUS later.
  */
 #include "fmacros.h"
 
@@ -111,17 +115,37 @@ static void global_init(void)
 /* Directory, locks, boot id                                                */
 /* ------------------------------------------------------------------------ */
 
-static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm *p, int *dirfd,
-                    struct stat *st)
+/* Remove the directory that a failed creating open made, if it is still the
+ * one it made and empty (rmdir removes nothing else), so that a failed open
+ * leaves nothing behind: neither a half-made cache nor a directory whose
+ * mode would block later opens. */
+static void remove_made_dir(const char *path, dev_t dev, ino_t ino)
 {
+    struct stat lst;
+    if (lstat(path, &lst) == 0 && S_ISDIR(lst.st_mode) && lst.st_dev == dev && lst.st_ino == ino)
+        rmdir(path);
+}
+
+/* Open (and if allowed create) the cache directory and check it; *made
+ * tells whether this call created it. */
+static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm *p, int *dirfd,
+                    struct stat *st, bool *made)
+{
+    struct stat mst;
+    memset(&mst, 0, sizeof mst);
+    *made = false;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
         if (mkdir(path, 0700) == 0) {
+            *made = lstat(path, &mst) == 0 && S_ISDIR(mst.st_mode);
             fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             /* mkdir applies the umask; set exactly the requested mode. */
             if (fd >= 0 && fchmod(fd, p->dir_mode) != 0) {
                 int e = errno;
                 close(fd);
+                if (*made)
+                    remove_made_dir(path, mst.st_dev, mst.st_ino);
+                *made = false;
                 return lmc__sys_err(h, e, "chmod %s", path);
             }
         } else if (errno == EEXIST) {
@@ -133,6 +157,9 @@ static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm
     if (fd < 0) {
         int e = errno;
         struct stat lst;
+        if (*made)
+            remove_made_dir(path, mst.st_dev, mst.st_ino);
+        *made = false;
         if (e == ENOENT)
             return lmc__err(h, LMC_NOTFOUND, "no cache at %s", path);
         /* O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP
@@ -143,14 +170,16 @@ static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm
             return lmc__err(h, LMC_EPERM, "refusing %s: not a directory", path);
         return lmc__sys_err(h, e, "open %s", path);
     }
-    if (fstat(fd, st) != 0) {
-        int e = errno;
-        close(fd);
-        return lmc__sys_err(h, e, "fstat %s", path);
-    }
-    int rc = lmc__check_owner(h, path, st, p, true);
+    int rc = 0;
+    if (fstat(fd, st) != 0)
+        rc = lmc__sys_err(h, errno, "fstat %s", path);
+    else
+        rc = lmc__check_owner(h, path, st, p, true);
     if (rc) {
         close(fd);
+        if (*made)
+            remove_made_dir(path, mst.st_dev, mst.st_ino);
+        *made = false;
         return rc;
     }
     *dirfd = fd;
@@ -193,16 +222,31 @@ static void read_boot_id(char out[40])
         *nl = 0;
 }
 
+/* The names lmc owns inside a cache directory. */
+static const char *const cache_names[] = {"data.mdb", "lock.mdb", "stats", "recency"};
+#define N_CACHE_NAMES (sizeof cache_names / sizeof cache_names[0])
+
 /* Remove the cache's files (not the directory).  Only called while holding
  * the directory's exclusive lock and with no live user of the files. */
 static int wipe_files(const lmc *h, int dirfd, const char *path)
 {
-    static const char *const names[] = {"data.mdb", "lock.mdb", "stats", "recency"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (unlinkat(dirfd, names[i], 0) != 0 && errno != ENOENT)
-            return lmc__sys_err(h, errno, "remove %s/%s", path, names[i]);
+    for (size_t i = 0; i < N_CACHE_NAMES; i++) {
+        if (unlinkat(dirfd, cache_names[i], 0) != 0 && errno != ENOENT)
+            return lmc__sys_err(h, errno, "remove %s/%s", path, cache_names[i]);
     }
     return 0;
+}
+
+/* After a creating open failed: remove the regular files it may have made,
+ * so that no half-made cache stays behind.  Only regular files: anything
+ * else under lmc's names was there before and is reported, not removed.
+ * Sets no message (the open's own error stands). */
+static void wipe_made_files(int dirfd)
+{
+    struct stat st;
+    for (size_t i = 0; i < N_CACHE_NAMES; i++)
+        if (fstatat(dirfd, cache_names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(dirfd, cache_names[i], 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -411,6 +455,23 @@ static int mark_in_use(const lmc *h, lmc__core *k, const char *boot, uint8_t cle
 /* Core open and close                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* Close the LMDB environment, then our descriptor of lock.mdb: in this
+ * order, because closing any descriptor of lock.mdb drops every fcntl lock
+ * this process holds on it, and LMDB's reader slots and first-opener check
+ * rely on those locks for as long as the environment is open. */
+static void env_close(lmc__core *k)
+{
+    if (k->env) {
+        /* Safe on an inherited env too: LMDB only clears reader slots that
+         * carry this process's pid. */
+        mdb_env_close(k->env);
+        k->env = NULL;
+    }
+    if (k->lock_fd >= 0)
+        close(k->lock_fd);
+    k->lock_fd = -1;
+}
+
 /* Forget everything a core holds, without touching what belongs to another
  * process: used on a failed open, on close, and in a child after fork. */
 static void core_release(lmc__core *k, bool owned)
@@ -420,12 +481,7 @@ static void core_release(lmc__core *k, bool owned)
         pthread_key_delete(k->tkey);
         k->key_live = false;
     }
-    if (k->env) {
-        /* Safe on an inherited env too: LMDB only clears reader slots that
-         * carry this process's pid. */
-        mdb_env_close(k->env);
-        k->env = NULL;
-    }
+    env_close(k);
     lmc__stats_close(k, owned);
     lmc__recency_close(k);
 }
@@ -435,28 +491,72 @@ static bool has_proc_fd(void)
     return access("/proc/self/fd", X_OK) == 0;
 }
 
-/* Count live users of an existing cache from its stats file (for RESET). */
+/* Count live users of an existing cache from its stats file (for RESET).
+ * A stats file that is missing or damaged counts nobody; one that cannot be
+ * read for another reason (no room to reserve it, no memory) counts as in
+ * use, because the answer decides whether the files may be deleted. */
 static unsigned count_users(lmc__core *k, int dirfd)
 {
     lmc__core tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.stats_fd = -1;
     tmp.rec_fd = -1;
+    tmp.lock_fd = -1;
     tmp.path = k->path;
     tmp.rdonly = true;
     tmp.slot = &tmp.local_slot;
     lmc__perm p;
     lmc__perm_from_mode(0660, &p);
-    if (lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL) != 0)
+    int rc = lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL);
+    if (rc == LMC_NOTFOUND || rc == LMC_ECORRUPT)
         return 0;
+    if (rc)
+        return 1;
     unsigned n = lmc__stats_other_users(&tmp);
     lmc__stats_close(&tmp, false);
     return n;
 }
 
 /*
+ * LMDB 0.9.24 gives a new lock file (maxreaders - 1) reader slots of 64
+ * bytes after a header of 192 (MDB_txninfo on LP64 with process-shared
+ * pthread mutexes), with ftruncate, that is, sparse; the first opener then
+ * writes the header inside mdb_env_open, and every reader writes its slot.
+ * So the file gets its storage before mdb_env_open: an existing one over its
+ * whole size, a new one over the size LMDB will give it, with
+ * FALLOC_FL_KEEP_SIZE, because LMDB reads the size of the file to size the
+ * reader table and must find it as it was.  The estimate does not have to be
+ * exact: the check after mdb_env_open reserves whatever it missed.
+ */
+static int reserve_lock_file(const lmc *h, int dirfd, const char *path, int fd,
+                             unsigned max_readers, bool fresh)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return lmc__sys_err(h, errno, "fstat %s/lock.mdb", path);
+    if (st.st_size > 0)
+        return lmc__file_reserve(h, dirfd, path, "lock.mdb", fd, (uint64_t)st.st_size, fresh);
+    uint64_t want = (uint64_t)max_readers * 64 + 128;
+    int e;
+    do
+        e = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)want) == 0 ? 0 : errno;
+    while (e == EINTR);
+    if (e == ENOSPC || e == EDQUOT)
+        return lmc__err(h, LMC_ENOSPC, "no room on the filesystem to reserve %llu bytes for "
+                        "%s/lock.mdb: free some space or make the cache smaller (every file "
+                        "of a cache is reserved at open, see map_size)",
+                        (unsigned long long)want, path);
+    if (e && e != EOPNOTSUPP && e != ENOSYS)
+        return lmc__sys_err(h, e, "reserving %llu bytes for %s/lock.mdb",
+                            (unsigned long long)want, path);
+    return 0;
+}
+
+/*
  * Open the cache of k->path into k: the whole sequence described at the top
- * of this file.  On failure everything opened here is released again.
+ * of this file.  On failure everything opened here is released again, and a
+ * creating open removes what it made, so that a failed open leaves neither a
+ * half-made cache nor a new directory behind.
  */
 static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_in_place)
 {
@@ -464,25 +564,38 @@ static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_
     const bool create = !(r->flags & (LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE));
     const bool reset = (r->flags & LMC_OPEN_RESET) != 0;
     int dirfd = -1, rc;
-    bool wiped = false;
+    bool wiped = false, made_dir = false, fresh = false;
     struct stat st;
     char boot[40];
 
     *reset_in_place = false;
     k->stats_fd = -1;
     k->rec_fd = -1;
+    k->lock_fd = -1;
     k->slot = &k->local_slot;
     k->rdonly = rdonly;
 
-    rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st);
-    if (rc)
-        return rc;
-    k->dev = st.st_dev;
-    k->ino = st.st_ino;
-    rc = lock_dir(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
-    if (rc) {
+    /* 0. The directory, locked.  A failed creating open removes the
+     * directory it made: an open that was waiting for its lock then finds
+     * it unlinked and starts again. */
+    for (int attempt = 0;; attempt++) {
+        rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st, &made_dir);
+        if (rc)
+            return rc;
+        k->dev = st.st_dev;
+        k->ino = st.st_ino;
+        rc = lock_dir(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
+        if (rc == 0 && fstat(dirfd, &st) != 0)
+            rc = lmc__sys_err(h, errno, "fstat %s", k->path);
+        if (rc == 0 && st.st_nlink > 0)
+            break;
         close(dirfd);
-        return rc;
+        if (made_dir)
+            remove_made_dir(k->path, k->dev, k->ino);
+        if (rc)
+            return rc;
+        if (attempt == 10)
+            return lmc__err(h, LMC_EIO, "%s keeps being removed while it is opened", k->path);
     }
     struct statfs sfs;
     k->on_tmpfs = fstatfs(dirfd, &sfs) == 0 &&
@@ -520,6 +633,9 @@ again:;
         goto damaged;
     if (rc)
         goto fail;
+    /* A new cache: nobody else can have its files open (they wait for the
+     * directory lock), and a failure from here on removes them. */
+    fresh = !exists;
 
     /* 2. LMC_OPEN_RESET of a valid cache: recreate it if nobody uses it,
      * otherwise empty it in place once open (other processes keep sharing
@@ -534,13 +650,19 @@ again:;
         *reset_in_place = true;
     }
 
-    /* 3. The lock file: LMDB opens it read-write even for readers. */
-    rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &fd, NULL);
+    /* 3. The lock file: LMDB opens it read-write even for readers.  Its
+     * storage is reserved now, and the descriptor stays open until after
+     * mdb_env_close (env_close), because once LMDB has the environment open,
+     * closing any descriptor of lock.mdb would drop LMDB's fcntl locks. */
+    bool lock_made = false;
+    rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &k->lock_fd,
+                        &lock_made);
     if (rc == LMC_NOTFOUND)
         rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (lock.mdb is missing)", k->path);
     if (rc)
         goto fail;
-    close(fd); /* LMDB holds no lock on it in this process yet */
+    if ((rc = reserve_lock_file(h, dirfd, k->path, k->lock_fd, r->max_readers, lock_made)))
+        goto fail;
 
     /* 4. The environment. */
     if ((rc = mdb_env_create(&k->env))) {
@@ -580,25 +702,28 @@ again:;
     k->psize = mst.ms_psize;
     mdb_env_get_maxreaders(k->env, &k->max_readers);
 
-    /* 5. Reserve the whole map: with MDB_WRITEMAP a write to a page the
-     * filesystem cannot back is a SIGBUS, so fail here instead. */
-    if (!rdonly) {
-        int dfd;
-        mdb_env_get_fd(k->env, &dfd);
-        if (fstat(dfd, &st) == 0 && (uint64_t)st.st_blocks * 512 < k->map_size) {
-            int e = posix_fallocate(dfd, 0, (off_t)k->map_size);
-            if (e) {
-                rc = lmc__sys_err(h, e, "reserving %llu bytes for %s/data.mdb (map_size)",
-                                  (unsigned long long)k->map_size, k->path);
-                if (!exists) {
-                    mdb_env_close(k->env);
-                    k->env = NULL;
-                    wipe_files(NULL, dirfd, k->path);
-                }
-                goto fail;
-            }
-        }
+    /* 5. Storage for every page LMDB maps, before anything but LMDB's own
+     * open has touched them: a page of a shared mapping that the filesystem
+     * cannot supply is a SIGBUS in whichever process touches it, so fail
+     * here instead.  The first opener may have grown lock.mdb to its reader
+     * table; data.mdb is mapped whole (map_size) by read-write handles, up
+     * to its size by read-only ones. */
+    if (fstat(k->lock_fd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/lock.mdb", k->path);
+        goto fail;
     }
+    if ((rc = lmc__file_reserve(h, dirfd, k->path, "lock.mdb", k->lock_fd, (uint64_t)st.st_size,
+                                lock_made)))
+        goto fail;
+    int dfd;
+    mdb_env_get_fd(k->env, &dfd);
+    if (fstat(dfd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/data.mdb", k->path);
+        goto fail;
+    }
+    if ((rc = lmc__file_reserve(h, dirfd, k->path, "data.mdb", dfd,
+                                rdonly ? (uint64_t)st.st_size : k->map_size, fresh)))
+        goto fail;
     int dead = 0;
     mdb_reader_check(k->env, &dead);
 
@@ -621,8 +746,7 @@ again:;
                               "reboot; open it read-write once to wipe it", k->path);
                 goto fail;
             }
-            mdb_env_close(k->env);
-            k->env = NULL;
+            env_close(k);
             if ((rc = wipe_files(h, dirfd, k->path)))
                 goto fail;
             wiped = true;
@@ -668,6 +792,10 @@ damaged:
 fail:
     core_release(k, true);
     k->slot = &k->local_slot;
+    if (fresh || made_dir)
+        wipe_made_files(dirfd);
+    if (made_dir)
+        remove_made_dir(k->path, k->dev, k->ino);
     flock(dirfd, LOCK_UN);
     close(dirfd);
     return rc;
@@ -799,6 +927,7 @@ int lmc_open(lmc **out, const char *path, const lmc_options *opts)
         k->path = p;
         k->refs = 1;
         k->env = NULL;
+        k->lock_fd = -1;
         k->perm = r.perm; /* kept for the reopen in a child after fork */
         rc = core_open(NULL, k, &r, &reset_in_place);
         if (rc) {

@@ -9,11 +9,16 @@
  * caller did not ask for group sharing.  Files are opened with O_NOFOLLOW and
  * O_CLOEXEC and created with exactly the requested mode (the umask is not
  * applied: fchmod after creation).
+ *
+ * Every file lmc or LMDB maps is also given its storage at open
+ * (lmc__file_reserve), because a page of a shared mapping that the
+ * filesystem cannot supply is a SIGBUS in whichever process touches it.
  */
 #include "fmacros.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,5 +120,71 @@ int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *nam
     *fd_out = fd;
     if (created)
         *created = made;
+    return 0;
+}
+
+/*
+ * Whether the first size bytes of a file all have storage.  st_blocks is
+ * enough: blocks beyond the end of the file (FALLOC_FL_KEEP_SIZE, only ever
+ * used on a new lock.mdb) cannot hide a hole inside it, because they are
+ * only allocated from offset 0 and files are never shrunk.  SEEK_HOLE would
+ * also say it, but it walks every page: 20 ms for a map of 1 GiB, at every
+ * open of every worker.
+ */
+static bool fully_backed(const struct stat *st, uint64_t size)
+{
+    return (uint64_t)st->st_blocks * 512 >= size;
+}
+
+int lmc__file_reserve(const lmc *h, int dirfd, const char *dirpath, const char *name, int fd,
+                      uint64_t size, bool fresh)
+{
+    char what[4200];
+    snprintf(what, sizeof what, "%s/%s", dirpath, name);
+    struct stat st;
+    if (size == 0)
+        return 0;
+    if (fstat(fd, &st) != 0)
+        return lmc__sys_err(h, errno, "fstat %s", what);
+    if (fully_backed(&st, size))
+        return 0;
+    /* A read-only descriptor cannot allocate: reserve through a read-write
+     * one of the same file.  Closing it afterwards is safe only because no
+     * caller passes a read-only descriptor of a file this process holds
+     * fcntl locks on (closing any descriptor of a file drops all of them):
+     * read-only handles lock nothing in data.mdb, stats or recency, and
+     * lock.mdb is always opened read-write. */
+    int wfd = fd;
+    if ((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY) {
+        wfd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat wst;
+        if (wfd < 0)
+            return lmc__sys_err(h, errno, "opening %s to reserve its space (it has holes, "
+                                "made by an older lmc?)", what);
+        if (fstat(wfd, &wst) != 0 || wst.st_dev != st.st_dev || wst.st_ino != st.st_ino) {
+            close(wfd);
+            return lmc__err(h, LMC_ECORRUPT, "%s was replaced while being opened", what);
+        }
+    }
+    int e;
+    do
+        e = fallocate(wfd, 0, 0, (off_t)size) == 0 ? 0 : errno;
+    while (e == EINTR);
+    if ((e == EOPNOTSUPP || e == ENOSYS) && fresh) {
+        /* glibc's fallback writes a zero byte into every block that reads as
+         * zero, which would race with another process writing the block:
+         * only done on a file that nobody else can have open yet. */
+        e = posix_fallocate(wfd, 0, (off_t)size);
+    } else if (e == EOPNOTSUPP || e == ENOSYS) {
+        e = 0; /* this filesystem cannot reserve space without writing */
+    }
+    if (wfd != fd)
+        close(wfd);
+    if (e == ENOSPC || e == EDQUOT)
+        return lmc__err(h, LMC_ENOSPC, "no room on the filesystem to reserve %" PRIu64
+                        " bytes for %s: free some space or make the cache smaller (every file "
+                        "of a cache is reserved at open, see map_size)", size, what);
+    if (e)
+        return lmc__sys_err(h, e, "reserving %" PRIu64 " bytes for %s", size, what);
     return 0;
 }
