@@ -105,10 +105,16 @@ typedef struct lmc lmc;
                                     reserves the storage of files an older lmc
                                     left sparse, which changes no byte) */
 #define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_NOTFOUND if there is no cache */
-#define LMC_OPEN_RESET 0x4u    /**< start empty: wipe damaged or foreign files and
-                                    recreate them; empty a valid cache (recreated
+#define LMC_OPEN_RESET 0x4u    /**< start empty: remove what open reports as
+                                    damaged or foreign (LMC_ECORRUPT, LMC_EVERSION)
+                                    and recreate it; empty a valid cache (recreated
                                     with the given map_size if no other process
-                                    has it open, emptied in place otherwise) */
+                                    has it open, emptied in place otherwise).
+                                    Under the names of the cache's files it
+                                    removes files, FIFOs, sockets, device nodes
+                                    and empty directories; a directory that holds
+                                    something stays (LMC_ECORRUPT: remove it by
+                                    hand). */
 
 /** Options for lmc_open().  Zero-initialised means all defaults. */
 typedef struct lmc_options {
@@ -149,9 +155,11 @@ typedef struct lmc_options {
  * the caller or root (unless mode shares with the group and the object belongs
  * to one of the caller's groups), is writable by others, or is group-writable
  * when mode does not share with the group: LMC_EPERM, with a message naming
- * the path.  Files that are not an lmc cache give LMC_ECORRUPT, and a cache of
- * another format version LMC_EVERSION, unless LMC_OPEN_RESET is given.  A cache
- * on a disk filesystem that was not shut down cleanly before a reboot is wiped
+ * the path.  Files that are not an lmc cache, and anything but a regular file
+ * where a file of the cache should be (a FIFO, a directory, ...), give
+ * LMC_ECORRUPT, and a cache of another format version LMC_EVERSION, unless
+ * LMC_OPEN_RESET is given; no open ever blocks on such an object.  A cache on
+ * a disk filesystem that was not shut down cleanly before a reboot is wiped
  * (its unsynced writes cannot be trusted); on tmpfs a reboot empties it anyway.
  *
  * Every file of the cache is mapped by every process, and a page of a mapping

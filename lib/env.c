@@ -226,21 +226,37 @@ static void read_boot_id(char out[40])
 static const char *const cache_names[] = {"data.mdb", "lock.mdb", "stats", "recency"};
 #define N_CACHE_NAMES (sizeof cache_names / sizeof cache_names[0])
 
-/* Remove the cache's files (not the directory).  Only called while holding
- * the directory's exclusive lock and with no live user of the files. */
+/*
+ * Remove the cache's files (not the directory), for LMC_OPEN_RESET and the
+ * reboot wipe.  Only called while holding the directory's exclusive lock and
+ * with no live user of the files.  Whatever occupies one of lmc's names goes:
+ * a file, a FIFO, a socket, a device node, a symbolic link (the link, never
+ * its target) or an empty directory.  A directory that holds something is
+ * left to the operator: removing a tree that someone put there is not a
+ * cache's business.
+ */
 static int wipe_files(const lmc *h, int dirfd, const char *path)
 {
     for (size_t i = 0; i < N_CACHE_NAMES; i++) {
-        if (unlinkat(dirfd, cache_names[i], 0) != 0 && errno != ENOENT)
-            return lmc__sys_err(h, errno, "remove %s/%s", path, cache_names[i]);
+        if (unlinkat(dirfd, cache_names[i], 0) == 0 || errno == ENOENT)
+            continue;
+        int e = errno;
+        /* Linux says EISDIR for a directory, POSIX EPERM. */
+        if ((e == EISDIR || e == EPERM) && unlinkat(dirfd, cache_names[i], AT_REMOVEDIR) == 0)
+            continue;
+        if (errno == ENOTEMPTY || errno == EEXIST)
+            return lmc__err(h, LMC_ECORRUPT, "cannot reset %s: %s/%s is a directory that is "
+                            "not empty; remove it by hand", path, path, cache_names[i]);
+        return lmc__sys_err(h, e, "remove %s/%s", path, cache_names[i]);
     }
     return 0;
 }
 
 /* After a creating open failed: remove the regular files it may have made,
  * so that no half-made cache stays behind.  Only regular files: anything
- * else under lmc's names was there before and is reported, not removed.
- * Sets no message (the open's own error stands). */
+ * else under lmc's names was there before and is reported, not removed,
+ * unless LMC_OPEN_RESET asks for it.  Sets no message (the open's own error
+ * stands). */
 static void wipe_made_files(int dirfd)
 {
     struct stat st;
@@ -613,6 +629,8 @@ again:;
         rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s", k->path);
         goto fail;
     }
+    if (rc == LMC_ECORRUPT)
+        goto damaged;
     if (rc)
         goto fail;
     if (fstat(fd, &st) != 0) {
@@ -659,6 +677,8 @@ again:;
                         &lock_made);
     if (rc == LMC_NOTFOUND)
         rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (lock.mdb is missing)", k->path);
+    if (rc == LMC_ECORRUPT)
+        goto damaged;
     if (rc)
         goto fail;
     if ((rc = reserve_lock_file(h, dirfd, k->path, k->lock_fd, r->max_readers, lock_made)))
@@ -759,10 +779,12 @@ again:;
     }
 
     /* 8. Stats and recency files. */
-    if ((rc = lmc__stats_open(k, dirfd, !rdonly, r->perm.file_mode, h)))
+    if ((rc = lmc__stats_open(k, dirfd, !rdonly, r->perm.file_mode, h)) ||
+        (rc = lmc__recency_open(k, dirfd, !rdonly, r->perm.file_mode, h))) {
+        if (rc == LMC_ECORRUPT)
+            goto damaged;
         goto fail;
-    if ((rc = lmc__recency_open(k, dirfd, !rdonly, r->perm.file_mode, h)))
-        goto fail;
+    }
     if ((rc = pthread_key_create(&k->tkey, lmc__rtxn_destructor))) {
         rc = lmc__sys_err(h, rc, "pthread_key_create");
         goto fail;
@@ -781,7 +803,9 @@ again:;
     return 0;
 
 damaged:
-    if (reset && !wiped) {
+    /* Wiping files that other processes have open would leave them on the
+     * old files and new openers on new ones: only without users. */
+    if (reset && !wiped && !*reset_in_place) {
         core_release(k, true);
         k->slot = &k->local_slot;
         if ((rc = wipe_files(h, dirfd, k->path)))

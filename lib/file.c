@@ -10,6 +10,13 @@
  * O_CLOEXEC and created with exactly the requested mode (the umask is not
  * applied: fchmod after creation).
  *
+ * lmc owns four names inside the cache directory (data.mdb, lock.mdb, stats,
+ * recency).  Anything under those names that is not a regular file (a FIFO,
+ * a directory, a socket, a device) is a damaged cache: LMC_ECORRUPT, which
+ * LMC_OPEN_RESET repairs.  Such an object is never opened, because opening a
+ * FIFO for reading blocks until some writer comes and opening a device can
+ * have effects of its own.
+ *
  * Every file lmc or LMDB maps is also given its storage at open
  * (lmc__file_reserve), because a page of a shared mapping that the
  * filesystem cannot supply is a SIGBUS in whichever process touches it.
@@ -49,6 +56,22 @@ static bool in_my_groups(gid_t gid)
     return false;
 }
 
+/* What a non-regular object is, for messages. */
+static const char *kind_of(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    return "not a regular file";
+}
+
 int lmc__check_owner(const lmc *h, const char *what, const struct stat *st, const lmc__perm *p,
                      bool want_dir)
 {
@@ -56,8 +79,6 @@ int lmc__check_owner(const lmc *h, const char *what, const struct stat *st, cons
         return lmc__err(h, LMC_EPERM, "refusing %s: it is a symbolic link", what);
     if (want_dir && !S_ISDIR(st->st_mode))
         return lmc__err(h, LMC_EPERM, "refusing %s: not a directory", what);
-    if (!want_dir && !S_ISREG(st->st_mode))
-        return lmc__err(h, LMC_EPERM, "refusing %s: not a regular file", what);
     if (st->st_mode & S_IWOTH)
         return lmc__err(h, LMC_EPERM, "refusing %s: writable by others (mode %04o)", what,
                         (unsigned)(st->st_mode & 07777));
@@ -74,6 +95,12 @@ int lmc__check_owner(const lmc *h, const char *what, const struct stat *st, cons
                         "refusing %s: group-writable (mode %04o) but the cache was not opened "
                         "for group sharing (pass a mode with group bits, e.g. 0660)",
                         what, (unsigned)(st->st_mode & 07777));
+    /* Checked last, so that an object someone else could have planted stays
+     * a security refusal (LMC_EPERM) that LMC_OPEN_RESET does not remove. */
+    if (!want_dir && !S_ISREG(st->st_mode))
+        return lmc__err(h, LMC_ECORRUPT,
+                        "%s is %s, not a regular file: the cache is damaged "
+                        "(LMC_OPEN_RESET removes it)", what, kind_of(st->st_mode));
     return 0;
 }
 
@@ -82,7 +109,13 @@ int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *nam
 {
     char what[4200];
     snprintf(what, sizeof what, "%s/%s", dirpath, name);
-    int flags = (rdonly ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+    struct stat st;
+    /* Refuse a non-regular object before opening it (see the top of this
+     * file); O_NONBLOCK covers one swapped in after this check, and the
+     * fstat below checks what was really opened. */
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+        return lmc__check_owner(h, what, &st, p, false);
+    int flags = (rdonly ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
     bool made = false;
     int fd = openat(dirfd, name, flags);
     if (fd < 0 && errno == ENOENT && create) {
@@ -106,7 +139,6 @@ int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *nam
             return lmc__err(h, LMC_NOTFOUND, "%s does not exist", what);
         return lmc__sys_err(h, e, "open %s", what);
     }
-    struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
@@ -117,6 +149,8 @@ int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *nam
         close(fd);
         return rc;
     }
+    /* A regular file: O_NONBLOCK has no use any more. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     *fd_out = fd;
     if (created)
         *created = made;
