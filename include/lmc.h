@@ -169,7 +169,9 @@ typedef struct lmc_options {
  * 580 KiB; recency: 1.6 to 3.1% of map_size, at most 64 MiB), also the files
  * an older version of lmc left sparse, or open fails with LMC_ENOSPC.  A
  * creating open that fails removes what it made: no half-made cache and no
- * new directory stays behind.
+ * new directory stays behind.  The directory and files get exactly the
+ * documented modes whatever the umask.  Only the last component of @p path is
+ * created.
  *
  * @param[out] out   the new handle; set to NULL on failure.  *new*: release
  *                   with lmc_close().
@@ -177,11 +179,12 @@ typedef struct lmc_options {
  *                   "/dev/shm/myapp".
  * @param[in]  opts  options, or NULL for all defaults; *copied*.
  * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option);
- *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY);
- *         LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the filesystem
- *         cannot hold the cache's files: they are reserved in full, see
- *         above); LMC_EBUSY (already open read-only in this process and now
- *         asked read-write); LMC_ENOMEM; LMC_EIO.
+ *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY;
+ *         or, for a creating open, the parent directory of @p path does not
+ *         exist); LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the
+ *         filesystem cannot hold the cache's files: they are reserved in full,
+ *         see above); LMC_EBUSY (already open read-only in this process and
+ *         now asked read-write); LMC_ENOMEM; LMC_EIO.
  *         On failure, lmc_errmsg(NULL) gives the detailed message.
  */
 LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_options *opts);

@@ -115,6 +115,38 @@ static void global_init(void)
 /* Directory, locks, boot id                                                */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Give a directory this open has just made exactly mode.  mkdir applies the
+ * umask, and a umask that takes the owner's r or x away (0777, 0177) leaves a
+ * directory that its creator cannot even open, so the mode cannot be set
+ * through a descriptor opened for reading.  An O_PATH descriptor needs no
+ * permission on the directory, and chmod of /proc/self/fd/N reaches that very
+ * inode, not whatever the path names by now.  Without /proc, chmod by name
+ * once the name is seen to be still the directory made.
+ */
+static int set_dir_mode(const lmc *h, const char *path, unsigned mode)
+{
+    int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return lmc__sys_err(h, errno, "open %s", path);
+    struct stat st, lst;
+    char proc[64];
+    int e = 0;
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+    } else {
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        if (chmod(proc, mode) != 0) {
+            e = errno;
+            if (e == ENOENT && lstat(path, &lst) == 0 && lst.st_dev == st.st_dev &&
+                lst.st_ino == st.st_ino)
+                e = chmod(path, mode) == 0 ? 0 : errno;
+        }
+    }
+    close(fd);
+    return e ? lmc__sys_err(h, e, "chmod %s", path) : 0;
+}
+
 /* Remove the directory that a failed creating open made, if it is still the
  * one it made and empty (rmdir removes nothing else), so that a failed open
  * leaves nothing behind: neither a half-made cache nor a directory whose
@@ -137,19 +169,21 @@ static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
         if (mkdir(path, 0700) == 0) {
-            *made = lstat(path, &mst) == 0 && S_ISDIR(mst.st_mode);
-            fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            /* mkdir applies the umask; set exactly the requested mode. */
-            if (fd >= 0 && fchmod(fd, p->dir_mode) != 0) {
-                int e = errno;
-                close(fd);
-                if (*made)
+            int rc = lstat(path, &mst) == 0 ? 0 : lmc__sys_err(h, errno, "lstat %s", path);
+            if (rc == 0)
+                rc = set_dir_mode(h, path, p->dir_mode);
+            if (rc) {
+                if (S_ISDIR(mst.st_mode))
                     remove_made_dir(path, mst.st_dev, mst.st_ino);
-                *made = false;
-                return lmc__sys_err(h, e, "chmod %s", path);
+                return rc;
             }
+            *made = true;
+            fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         } else if (errno == EEXIST) {
             fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        } else if (errno == ENOENT) {
+            return lmc__err(h, LMC_NOTFOUND, "cannot create %s: its parent directory does not "
+                            "exist (lmc creates only the last component of the path)", path);
         } else {
             return lmc__sys_err(h, errno, "mkdir %s", path);
         }

@@ -4,12 +4,14 @@
  * foreign and other-version files (LMC_EPERM / LMC_ECORRUPT / LMC_EVERSION,
  * each with a message naming the path), FIFOs and directories where files of
  * the cache should be (LMC_ECORRUPT, never a hang), LMC_OPEN_RESET
- * recreating or emptying a cache, and the boot-id rule that wipes a disk
- * cache after an unclean reboot.
+ * recreating or emptying a cache, modes that no umask changes, a missing
+ * parent directory, and the boot-id rule that wipes a disk cache after an
+ * unclean reboot.
  */
 #include "util.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 
@@ -496,6 +498,80 @@ static void test_directory_in_place_of_a_file(void **state)
     }
 }
 
+/* Modes are exactly the documented ones whatever the umask, even one that
+ * takes the owner's r or x away (it used to make creation fail with
+ * LMC_EPERM and leave a mode-0000 directory that blocked every later
+ * open).  Root ignores modes, so as root the cache is made by an
+ * unprivileged user. */
+static void test_umask_is_never_applied(void **state)
+{
+    tctx *t = *state;
+    const uid_t nobody = 65534;
+    bool drop = geteuid() == 0;
+    if (drop)
+        assert_int_equal(chown(t->dir, nobody, nobody), 0);
+    const mode_t masks[] = {0777, 0177, 0077};
+    char paths[3][300], group[3][300];
+    for (int i = 0; i < 3; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/own%d", t->dir, i);
+        snprintf(group[i], sizeof group[i], "%s/group%d", t->dir, i);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (drop)
+            CHILD_CHECK(setgroups(0, NULL) == 0 && setgid(nobody) == 0 && setuid(nobody) == 0);
+        for (int i = 0; i < 3; i++) {
+            umask(masks[i]);
+            lmc *c = NULL;
+            CHILD_OK(lmc_open(&c, paths[i], NULL));
+            CHILD_OK(lmc_set(c, "a", 1, "1", 1, 0));
+            lmc_close(c);
+            lmc_options o = {.mode = 0660};
+            CHILD_OK(lmc_open(&c, group[i], &o));
+            lmc_close(c);
+            /* And it opens again under the same umask. */
+            CHILD_OK(lmc_open(&c, paths[i], NULL));
+            lmc_close(c);
+        }
+        _exit(0);
+    }
+    wait_ok(pid);
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        char p[400];
+        assert_int_equal(stat(paths[i], &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(stat(group[i], &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0770);
+        for (size_t f = 0; f < 4; f++) {
+            snprintf(p, sizeof p, "%s/%s", paths[i], cache_files[f]);
+            assert_int_equal(stat(p, &st), 0);
+            if ((st.st_mode & 07777) != 0600)
+                fail_msg("%s has mode %04o, want 0600", p, (unsigned)(st.st_mode & 07777));
+            snprintf(p, sizeof p, "%s/%s", group[i], cache_files[f]);
+            assert_int_equal(stat(p, &st), 0);
+            if ((st.st_mode & 07777) != 0660)
+                fail_msg("%s has mode %04o, want 0660", p, (unsigned)(st.st_mode & 07777));
+        }
+    }
+}
+
+/* A creating open whose parent directory is missing: LMC_NOTFOUND, saying
+ * so, and nothing created (lmc makes only the last component). */
+static void test_missing_parent_directory(void **state)
+{
+    tctx *t = *state;
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/no-such-dir", t->dir);
+    snprintf(t->path, sizeof t->path, "%s/cache", parent);
+    ASSERT_RC(try_open(t, 0), LMC_NOTFOUND);
+    expect_msg("parent directory does not exist");
+    expect_msg(t->path);
+    struct stat st;
+    assert_int_equal(lstat(parent, &st), -1);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -514,6 +590,8 @@ int main(void)
         T(test_unclean_reboot_wipes_a_disk_cache),
         T(test_fifo_in_place_of_a_file),
         T(test_directory_in_place_of_a_file),
+        T(test_umask_is_never_applied),
+        T(test_missing_parent_directory),
     };
     return cmocka_run_group_tests_name("open", tests, NULL, NULL);
 }
