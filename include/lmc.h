@@ -18,7 +18,10 @@
  * - Input buffers are always copied.  Nothing is retained after a call returns
  *   except what the handle owns.
  * - A handle is safe to use from many threads at once, and keeps working in a
- *   child process after fork() without any call from the user.
+ *   child process after fork() without any call from the user: the child's
+ *   first call reopens the very cache directory the parent opened, even if
+ *   its path names another one by now, and never creates anything.  If the
+ *   cache was removed in between, the child's calls return LMC_EIO.
  *
  * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  Public
  * structs are only extended in a new major version, and each struct that may

@@ -22,9 +22,11 @@
  * clears reader slots carrying the child's own pid) and opens its own: LMDB
  * keys reader slots by the pid cached at mdb_env_create and relies on fcntl
  * locks, which a child does not inherit, so an inherited environment must not
- * be used.  Nothing the parent owns is touched: the parent's read
- * transactions are forgotten, not aborted, since aborting them would clear
- * the parent's reader slots in shared memory.
+ * be used.  The child reopens the very directory the parent opened, through
+ * the descriptor the core keeps, and creates nothing.  Nothing the parent
+ * owns is touched: the parent's read transactions are forgotten, not
+ * aborted, since aborting them would clear the parent's reader slots in
+ * shared memory.
  *
  * Space: every file that lmc or LMDB maps gets all its storage at open (see
  * reserve_lock_file and lmc__file_reserve), so that a full filesystem is
@@ -55,6 +57,10 @@
  * of SIGBUS in a worker. */
 #define LMC__ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP)
 #define LMC__ENV_FLAGS_RDONLY (MDB_NOTLS | MDB_RDONLY)
+
+/* Internal open flag: the reopen of an inherited core in a child after fork
+ * (lmc__reopen).  Users cannot pass it: resolve_options refuses unknown bits. */
+#define LMC__OPEN_REOPEN 0x80000000u
 
 #define LMC__MIN_MAP ((uint64_t)1 << 20)
 #define LMC__DEFAULT_MAP ((uint64_t)1 << 30)
@@ -552,6 +558,7 @@ static unsigned count_users(lmc__core *k, int dirfd)
     tmp.stats_fd = -1;
     tmp.rec_fd = -1;
     tmp.lock_fd = -1;
+    tmp.dir_fd = -1;
     tmp.path = k->path;
     tmp.rdonly = true;
     tmp.slot = &tmp.local_slot;
@@ -565,6 +572,37 @@ static unsigned count_users(lmc__core *k, int dirfd)
     unsigned n = lmc__stats_other_users(&tmp);
     lmc__stats_close(&tmp, false);
     return n;
+}
+
+/*
+ * The directory a child reopens after fork: the very one its parent opened,
+ * reached through the descriptor the core keeps and never by path, because
+ * by now the path may name another directory (the parent's cache renamed
+ * away and a new one made in its place) or none.  A new open file
+ * description is made from it, because flock locks belong to the
+ * description, which the child shares with its parent and siblings.
+ */
+static int reopen_dir(const lmc *h, const lmc__core *k, const lmc__perm *p, int *dirfd,
+                      struct stat *st)
+{
+    int fd = k->dir_fd >= 0 ? openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0 && (k->dir_fd < 0 || errno == ENOENT))
+        return lmc__err(h, LMC_EIO, "%s was removed after this process's parent opened it "
+                        "(a child reopens its parent's cache after fork, never another one)",
+                        k->path);
+    if (fd < 0)
+        return lmc__sys_err(h, errno, "reopening %s after fork", k->path);
+    int rc = 0;
+    if (fstat(fd, st) != 0)
+        rc = lmc__sys_err(h, errno, "fstat %s", k->path);
+    else
+        rc = lmc__check_owner(h, k->path, st, p, true);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *dirfd = fd;
+    return 0;
 }
 
 /*
@@ -613,6 +651,7 @@ static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_
     const bool rdonly = (r->flags & LMC_OPEN_RDONLY) != 0;
     const bool create = !(r->flags & (LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE));
     const bool reset = (r->flags & LMC_OPEN_RESET) != 0;
+    const bool reopen = (r->flags & LMC__OPEN_REOPEN) != 0;
     int dirfd = -1, rc;
     bool wiped = false, made_dir = false, fresh = false;
     struct stat st;
@@ -629,7 +668,10 @@ static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_
      * directory it made: an open that was waiting for its lock then finds
      * it unlinked and starts again. */
     for (int attempt = 0;; attempt++) {
-        rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st, &made_dir);
+        if (reopen)
+            rc = reopen_dir(h, k, &r->perm, &dirfd, &st);
+        else
+            rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st, &made_dir);
         if (rc)
             return rc;
         k->dev = st.st_dev;
@@ -644,6 +686,10 @@ static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_
             remove_made_dir(k->path, k->dev, k->ino);
         if (rc)
             return rc;
+        if (reopen)
+            return lmc__err(h, LMC_EIO, "%s was removed after this process's parent opened "
+                            "it (a child reopens its parent's cache after fork, never another "
+                            "one)", k->path);
         if (attempt == 10)
             return lmc__err(h, LMC_EIO, "%s keeps being removed while it is opened", k->path);
     }
@@ -812,11 +858,18 @@ again:;
         }
     }
 
-    /* 8. Stats and recency files. */
-    if ((rc = lmc__stats_open(k, dirfd, !rdonly, r->perm.file_mode, h)) ||
-        (rc = lmc__recency_open(k, dirfd, !rdonly, r->perm.file_mode, h))) {
+    /* 8. Stats and recency files.  A child reopening after fork creates
+     * nothing: a side file gone missing means the parent's cache is gone. */
+    const bool create_side = !rdonly && !reopen;
+    if ((rc = lmc__stats_open(k, dirfd, create_side, r->perm.file_mode, h)) ||
+        (rc = lmc__recency_open(k, dirfd, create_side, r->perm.file_mode, h))) {
         if (rc == LMC_ECORRUPT)
             goto damaged;
+        goto fail;
+    }
+    if (reopen && !rdonly && (!k->stats_map || !k->rec_map)) {
+        rc = lmc__err(h, LMC_EIO, "%s/%s was removed after this process's parent opened the "
+                      "cache", k->path, k->stats_map ? "recency" : "stats");
         goto fail;
     }
     if ((rc = pthread_key_create(&k->tkey, lmc__rtxn_destructor))) {
@@ -833,7 +886,11 @@ again:;
     }
     k->pid = getpid();
     flock(dirfd, LOCK_UN);
-    close(dirfd);
+    /* The directory stays open for the life of the core: a child after fork
+     * reopens it through this descriptor (reopen_dir). */
+    if (k->dir_fd >= 0)
+        close(k->dir_fd);
+    k->dir_fd = dirfd;
     return 0;
 
 damaged:
@@ -865,7 +922,9 @@ static void clean_shutdown(lmc__core *k)
 {
     if (k->rdonly || k->on_tmpfs || !k->env)
         return;
-    int dirfd = open(k->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* The directory the core opened, even if its path names another one by
+     * now; a description of its own, for the flock. */
+    int dirfd = k->dir_fd >= 0 ? openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (dirfd < 0)
         return;
     struct stat st;
@@ -985,6 +1044,7 @@ int lmc_open(lmc **out, const char *path, const lmc_options *opts)
         k->path = p;
         k->refs = 1;
         k->env = NULL;
+        k->dir_fd = -1;
         k->lock_fd = -1;
         k->perm = r.perm; /* kept for the reopen in a child after fork */
         rc = core_open(NULL, k, &r, &reset_in_place);
@@ -1042,6 +1102,8 @@ void lmc_close(lmc *c)
         if (owned)
             clean_shutdown(k);
         core_release(k, owned);
+        if (k->dir_fd >= 0)
+            close(k->dir_fd);
         lmc__free(k->path);
         lmc__free(k);
     }
@@ -1059,9 +1121,23 @@ int lmc__reopen(lmc *h)
         /* Drop the parent's state: rtxns forgotten, env closed (only our own
          * pid's reader slots are touched), our copies of the maps unmapped. */
         core_release(k, false);
-        open_req r = {k->map_size, k->max_readers, k->rdonly ? LMC_OPEN_RDONLY : 0, k->perm};
+        /* The child reopens the very directory its parent opened, and never
+         * creates anything (core_open, reopen_dir). */
+        open_req r = {k->map_size, k->max_readers,
+                      (k->rdonly ? LMC_OPEN_RDONLY : 0) | LMC_OPEN_NOCREATE | LMC__OPEN_REOPEN,
+                      k->perm};
         bool unused;
         rc = core_open(h, k, &r, &unused);
+        if (rc == LMC_NOTFOUND) {
+            /* A missing file is not a miss here: every call of the child
+             * would otherwise fail with a code that reads as one. */
+            char msg[512];
+            const char *m = lmc__errmsg_last();
+            if (strncmp(m, "LMC_NOTFOUND: ", 14) == 0)
+                m += 14;
+            snprintf(msg, sizeof msg, "%s", m);
+            rc = lmc__err(h, LMC_EIO, "reopening %s in a child after fork: %s", k->path, msg);
+        }
         if (rc == 0)
             atomic_store_explicit(&k->gen, g, memory_order_release);
     }

@@ -183,6 +183,8 @@ typedef struct lmc__core {
     char *path;
     dev_t dev;
     ino_t ino;
+    int dir_fd;                  /* the cache directory, kept so that a child after
+                                    fork reopens this very directory */
     int lock_fd;                 /* lock.mdb, kept open until after mdb_env_close
                                     (env.c says why) */
     int refs;                    /* lmc handles using this core */

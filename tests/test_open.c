@@ -5,7 +5,8 @@
  * each with a message naming the path), FIFOs and directories where files of
  * the cache should be (LMC_ECORRUPT, never a hang), LMC_OPEN_RESET
  * recreating or emptying a cache, modes that no umask changes, a missing
- * parent directory, and the boot-id rule that wipes a disk cache after an
+ * parent directory, the reopen of a child after fork that keeps to its
+ * parent's directory, and the boot-id rule that wipes a disk cache after an
  * unclean reboot.
  */
 #include "util.h"
@@ -572,6 +573,70 @@ static void test_missing_parent_directory(void **state)
     assert_int_equal(lstat(parent, &st), -1);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Fork                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The cache directory removed after the parent opened it: the child's first
+ * call fails with LMC_EIO and a message, and the child creates nothing (it
+ * used to create a new cache at the path). */
+static void test_child_never_recreates_a_removed_cache(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    rm_rf(t->path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char b[8];
+        size_t n;
+        struct stat st;
+        CHILD_CHECK(lmc_get(t->c, "k", 1, b, sizeof b, &n) == LMC_EIO);
+        CHILD_CHECK(strstr(lmc_errmsg(t->c), "removed") != NULL);
+        CHILD_CHECK(lmc_set(t->c, "k", 1, "w", 1, 0) == LMC_EIO);
+        CHILD_CHECK(lstat(t->path, &st) != 0);
+        _exit(0);
+    }
+    wait_ok(pid);
+    struct stat st;
+    assert_int_equal(lstat(t->path, &st), -1);
+    /* The parent keeps its cache. */
+    char buf[8];
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "v");
+}
+
+/* The cache directory renamed away and a new cache made at its path after
+ * the parent opened it: the child works on its parent's cache, not on the
+ * one the path names now (it used to, leaving parent and child on different
+ * caches). */
+static void test_child_reopens_its_parents_directory(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "who", "parent", 0));
+    char old[400];
+    snprintf(old, sizeof old, "%s.old", t->path);
+    assert_int_equal(rename(t->path, old), 0);
+    lmc *other = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(other, "who", "impostor", 0));
+    lmc_close(other);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char b[16];
+        size_t n = 0;
+        CHILD_OK(lmc_get(t->c, "who", 3, b, sizeof b - 1, &n));
+        b[n] = 0;
+        CHILD_CHECK(strcmp(b, "parent") == 0);
+        CHILD_OK(lmc_set(t->c, "child", 5, "1", 1, 0));
+        _exit(0);
+    }
+    wait_ok(pid);
+    char buf[8];
+    assert_string_equal(get_s(t->c, "child", buf, sizeof buf), "1");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -592,6 +657,8 @@ int main(void)
         T(test_directory_in_place_of_a_file),
         T(test_umask_is_never_applied),
         T(test_missing_parent_directory),
+        T(test_child_never_recreates_a_removed_cache),
+        T(test_child_reopens_its_parents_directory),
     };
     return cmocka_run_group_tests_name("open", tests, NULL, NULL);
 }
