@@ -18,7 +18,10 @@
  * - Input buffers are always copied.  Nothing is retained after a call returns
  *   except what the handle owns.
  * - A handle is safe to use from many threads at once, and keeps working in a
- *   child process after fork() without any call from the user.
+ *   child process after fork() without any call from the user: the child's
+ *   first call reopens the very cache directory the parent opened, even if
+ *   its path names another one by now, and never creates anything.  If the
+ *   cache was removed in between, the child's calls return LMC_EIO.
  *
  * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  Public
  * structs are only extended in a new major version, and each struct that may
@@ -101,12 +104,20 @@ enum {
 typedef struct lmc lmc;
 
 /** Open flags, for lmc_options.flags. */
-#define LMC_OPEN_RDONLY 0x1u   /**< no writes; never creates anything */
+#define LMC_OPEN_RDONLY 0x1u   /**< no writes; never creates anything (it only
+                                    reserves the storage of files an older lmc
+                                    left sparse, which changes no byte) */
 #define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_NOTFOUND if there is no cache */
-#define LMC_OPEN_RESET 0x4u    /**< start empty: wipe damaged or foreign files and
-                                    recreate them; empty a valid cache (recreated
+#define LMC_OPEN_RESET 0x4u    /**< start empty: remove what open reports as
+                                    damaged or foreign (LMC_ECORRUPT, LMC_EVERSION)
+                                    and recreate it; empty a valid cache (recreated
                                     with the given map_size if no other process
-                                    has it open, emptied in place otherwise) */
+                                    has it open, emptied in place otherwise).
+                                    Under the names of the cache's files it
+                                    removes files, FIFOs, sockets, device nodes
+                                    and empty directories; a directory that holds
+                                    something stays (LMC_ECORRUPT: remove it by
+                                    hand). */
 
 /** Options for lmc_open().  Zero-initialised means all defaults. */
 typedef struct lmc_options {
@@ -147,10 +158,23 @@ typedef struct lmc_options {
  * the caller or root (unless mode shares with the group and the object belongs
  * to one of the caller's groups), is writable by others, or is group-writable
  * when mode does not share with the group: LMC_EPERM, with a message naming
- * the path.  Files that are not an lmc cache give LMC_ECORRUPT, and a cache of
- * another format version LMC_EVERSION, unless LMC_OPEN_RESET is given.  A cache
- * on a disk filesystem that was not shut down cleanly before a reboot is wiped
+ * the path.  Files that are not an lmc cache, and anything but a regular file
+ * where a file of the cache should be (a FIFO, a directory, ...), give
+ * LMC_ECORRUPT, and a cache of another format version LMC_EVERSION, unless
+ * LMC_OPEN_RESET is given; no open ever blocks on such an object.  A cache on
+ * a disk filesystem that was not shut down cleanly before a reboot is wiped
  * (its unsynced writes cannot be trusted); on tmpfs a reboot empties it anyway.
+ *
+ * Every file of the cache is mapped by every process, and a page of a mapping
+ * that the filesystem cannot supply is a SIGBUS in whichever process touches
+ * it.  So when open returns, read-write or read-only, every file has all its
+ * storage (data.mdb: map_size; lock.mdb: 64 bytes per reader slot; stats:
+ * 580 KiB; recency: 1.6 to 3.1% of map_size, at most 64 MiB), also the files
+ * an older version of lmc left sparse, or open fails with LMC_ENOSPC.  A
+ * creating open that fails removes what it made: no half-made cache and no
+ * new directory stays behind.  The directory and files get exactly the
+ * documented modes whatever the umask.  Only the last component of @p path is
+ * created.
  *
  * @param[out] out   the new handle; set to NULL on failure.  *new*: release
  *                   with lmc_close().
@@ -158,11 +182,12 @@ typedef struct lmc_options {
  *                   "/dev/shm/myapp".
  * @param[in]  opts  options, or NULL for all defaults; *copied*.
  * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option);
- *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY);
- *         LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the filesystem
- *         cannot hold map_size: the capacity is reserved at creation);
- *         LMC_EBUSY (already open read-only in this process and now asked
- *         read-write); LMC_ENOMEM; LMC_EIO.
+ *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY;
+ *         or, for a creating open, the parent directory of @p path does not
+ *         exist); LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the
+ *         filesystem cannot hold the cache's files: they are reserved in full,
+ *         see above); LMC_EBUSY (already open read-only in this process and
+ *         now asked read-write); LMC_ENOMEM; LMC_EIO.
  *         On failure, lmc_errmsg(NULL) gives the detailed message.
  */
 LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_options *opts);

@@ -19,10 +19,18 @@
  * Fork: a pthread_atfork child handler bumps a global generation.  Every call
  * compares its core's generation with it (lmc__enter), and the first call in
  * a child closes the inherited environment (safe since LMDB 0.9.23: it only
- * clears reader slots carrying the child's own pid) and opens its own, as
- * lmdb-rules section 1 requires.  Nothing the parent owns is touched: the
- * parent's read transactions are forgotten, not aborted, since aborting them
- * would clear the parent's reader slots in shared memory.
+ * clears reader slots carrying the child's own pid) and opens its own: LMDB
+ * keys reader slots by the pid cached at mdb_env_create and relies on fcntl
+ * locks, which a child does not inherit, so an inherited environment must not
+ * be used.  The child reopens the very directory the parent opened, through
+ * the descriptor the core keeps, and creates nothing.  Nothing the parent
+ * owns is touched: the parent's read transactions are forgotten, not
+ * aborted, since aborting them would clear the parent's reader slots in
+ * shared memory.
+ *
+ * Space: every file that lmc or LMDB maps gets all its storage at open (see
+ * reserve_lock_file and lmc__file_reserve), so that a full filesystem is
+ * LMC_ENOSPC at open and never a SIGBUS later.
  */
 #include "fmacros.h"
 
@@ -41,12 +49,18 @@
 #include "internal.h"
 
 /* LMDB flags of every read-write process.  They must be identical in all
- * processes (lmdb-rules 8).  WRITEMAP|NOSYNC measured 4.5x faster sets than
- * NOSYNC alone on tmpfs here (README, "Choice of LMDB flags"); the file is
- * preallocated so that a full filesystem gives LMC_ENOSPC at open instead of
- * SIGBUS in a worker. */
+ * processes: lmdb.h forbids mixing processes with and without MDB_WRITEMAP,
+ * and a WRITEMAP process ftruncates data.mdb to its own map size at open, so
+ * all must agree on that too.  WRITEMAP|NOSYNC measured 4.5x faster sets
+ * than NOSYNC alone on tmpfs here (README, "Choice of LMDB flags"); the file
+ * is preallocated so that a full filesystem gives LMC_ENOSPC at open instead
+ * of SIGBUS in a worker. */
 #define LMC__ENV_FLAGS (MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP)
 #define LMC__ENV_FLAGS_RDONLY (MDB_NOTLS | MDB_RDONLY)
+
+/* Internal open flag: the reopen of an inherited core in a child after fork
+ * (lmc__reopen).  Users cannot pass it: resolve_options refuses unknown bits. */
+#define LMC__OPEN_REOPEN 0x80000000u
 
 #define LMC__MIN_MAP ((uint64_t)1 << 20)
 #define LMC__DEFAULT_MAP ((uint64_t)1 << 30)
@@ -107,21 +121,75 @@ static void global_init(void)
 /* Directory, locks, boot id                                                */
 /* ------------------------------------------------------------------------ */
 
-static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm *p, int *dirfd,
-                    struct stat *st)
+/*
+ * Give a directory this open has just made exactly mode.  mkdir applies the
+ * umask, and a umask that takes the owner's r or x away (0777, 0177) leaves a
+ * directory that its creator cannot even open, so the mode cannot be set
+ * through a descriptor opened for reading.  An O_PATH descriptor needs no
+ * permission on the directory, and chmod of /proc/self/fd/N reaches that very
+ * inode, not whatever the path names by now.  Without /proc, chmod by name
+ * once the name is seen to be still the directory made.
+ */
+static int set_dir_mode(const lmc *h, const char *path, unsigned mode)
 {
+    int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return lmc__sys_err(h, errno, "open %s", path);
+    struct stat st, lst;
+    char proc[64];
+    int e = 0;
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+    } else {
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        if (chmod(proc, mode) != 0) {
+            e = errno;
+            if (e == ENOENT && lstat(path, &lst) == 0 && lst.st_dev == st.st_dev &&
+                lst.st_ino == st.st_ino)
+                e = chmod(path, mode) == 0 ? 0 : errno;
+        }
+    }
+    close(fd);
+    return e ? lmc__sys_err(h, e, "chmod %s", path) : 0;
+}
+
+/* Remove the directory that a failed creating open made, if it is still the
+ * one it made and empty (rmdir removes nothing else), so that a failed open
+ * leaves nothing behind: neither a half-made cache nor a directory whose
+ * mode would block later opens. */
+static void remove_made_dir(const char *path, dev_t dev, ino_t ino)
+{
+    struct stat lst;
+    if (lstat(path, &lst) == 0 && S_ISDIR(lst.st_mode) && lst.st_dev == dev && lst.st_ino == ino)
+        rmdir(path);
+}
+
+/* Open (and if allowed create) the cache directory and check it; *made
+ * tells whether this call created it. */
+static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm *p, int *dirfd,
+                    struct stat *st, bool *made)
+{
+    struct stat mst;
+    memset(&mst, 0, sizeof mst);
+    *made = false;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
         if (mkdir(path, 0700) == 0) {
-            fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            /* mkdir applies the umask; set exactly the requested mode. */
-            if (fd >= 0 && fchmod(fd, p->dir_mode) != 0) {
-                int e = errno;
-                close(fd);
-                return lmc__sys_err(h, e, "chmod %s", path);
+            int rc = lstat(path, &mst) == 0 ? 0 : lmc__sys_err(h, errno, "lstat %s", path);
+            if (rc == 0)
+                rc = set_dir_mode(h, path, p->dir_mode);
+            if (rc) {
+                if (S_ISDIR(mst.st_mode))
+                    remove_made_dir(path, mst.st_dev, mst.st_ino);
+                return rc;
             }
+            *made = true;
+            fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         } else if (errno == EEXIST) {
             fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        } else if (errno == ENOENT) {
+            return lmc__err(h, LMC_NOTFOUND, "cannot create %s: its parent directory does not "
+                            "exist (lmc creates only the last component of the path)", path);
         } else {
             return lmc__sys_err(h, errno, "mkdir %s", path);
         }
@@ -129,6 +197,9 @@ static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm
     if (fd < 0) {
         int e = errno;
         struct stat lst;
+        if (*made)
+            remove_made_dir(path, mst.st_dev, mst.st_ino);
+        *made = false;
         if (e == ENOENT)
             return lmc__err(h, LMC_NOTFOUND, "no cache at %s", path);
         /* O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP
@@ -139,14 +210,16 @@ static int open_dir(const lmc *h, const char *path, bool create, const lmc__perm
             return lmc__err(h, LMC_EPERM, "refusing %s: not a directory", path);
         return lmc__sys_err(h, e, "open %s", path);
     }
-    if (fstat(fd, st) != 0) {
-        int e = errno;
-        close(fd);
-        return lmc__sys_err(h, e, "fstat %s", path);
-    }
-    int rc = lmc__check_owner(h, path, st, p, true);
+    int rc = 0;
+    if (fstat(fd, st) != 0)
+        rc = lmc__sys_err(h, errno, "fstat %s", path);
+    else
+        rc = lmc__check_owner(h, path, st, p, true);
     if (rc) {
         close(fd);
+        if (*made)
+            remove_made_dir(path, mst.st_dev, mst.st_ino);
+        *made = false;
         return rc;
     }
     *dirfd = fd;
@@ -189,16 +262,47 @@ static void read_boot_id(char out[40])
         *nl = 0;
 }
 
-/* Remove the cache's files (not the directory).  Only called while holding
- * the directory's exclusive lock and with no live user of the files. */
+/* The names lmc owns inside a cache directory. */
+static const char *const cache_names[] = {"data.mdb", "lock.mdb", "stats", "recency"};
+#define N_CACHE_NAMES (sizeof cache_names / sizeof cache_names[0])
+
+/*
+ * Remove the cache's files (not the directory), for LMC_OPEN_RESET and the
+ * reboot wipe.  Only called while holding the directory's exclusive lock and
+ * with no live user of the files.  Whatever occupies one of lmc's names goes:
+ * a file, a FIFO, a socket, a device node, a symbolic link (the link, never
+ * its target) or an empty directory.  A directory that holds something is
+ * left to the operator: removing a tree that someone put there is not a
+ * cache's business.
+ */
 static int wipe_files(const lmc *h, int dirfd, const char *path)
 {
-    static const char *const names[] = {"data.mdb", "lock.mdb", "stats", "recency"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (unlinkat(dirfd, names[i], 0) != 0 && errno != ENOENT)
-            return lmc__sys_err(h, errno, "remove %s/%s", path, names[i]);
+    for (size_t i = 0; i < N_CACHE_NAMES; i++) {
+        if (unlinkat(dirfd, cache_names[i], 0) == 0 || errno == ENOENT)
+            continue;
+        int e = errno;
+        /* Linux says EISDIR for a directory, POSIX EPERM. */
+        if ((e == EISDIR || e == EPERM) && unlinkat(dirfd, cache_names[i], AT_REMOVEDIR) == 0)
+            continue;
+        if (errno == ENOTEMPTY || errno == EEXIST)
+            return lmc__err(h, LMC_ECORRUPT, "cannot reset %s: %s/%s is a directory that is "
+                            "not empty; remove it by hand", path, path, cache_names[i]);
+        return lmc__sys_err(h, e, "remove %s/%s", path, cache_names[i]);
     }
     return 0;
+}
+
+/* After a creating open failed: remove the regular files it may have made,
+ * so that no half-made cache stays behind.  Only regular files: anything
+ * else under lmc's names was there before and is reported, not removed,
+ * unless LMC_OPEN_RESET asks for it.  Sets no message (the open's own error
+ * stands). */
+static void wipe_made_files(int dirfd)
+{
+    struct stat st;
+    for (size_t i = 0; i < N_CACHE_NAMES; i++)
+        if (fstatat(dirfd, cache_names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(dirfd, cache_names[i], 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -407,6 +511,23 @@ static int mark_in_use(const lmc *h, lmc__core *k, const char *boot, uint8_t cle
 /* Core open and close                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* Close the LMDB environment, then our descriptor of lock.mdb: in this
+ * order, because closing any descriptor of lock.mdb drops every fcntl lock
+ * this process holds on it, and LMDB's reader slots and first-opener check
+ * rely on those locks for as long as the environment is open. */
+static void env_close(lmc__core *k)
+{
+    if (k->env) {
+        /* Safe on an inherited env too: LMDB only clears reader slots that
+         * carry this process's pid. */
+        mdb_env_close(k->env);
+        k->env = NULL;
+    }
+    if (k->lock_fd >= 0)
+        close(k->lock_fd);
+    k->lock_fd = -1;
+}
+
 /* Forget everything a core holds, without touching what belongs to another
  * process: used on a failed open, on close, and in a child after fork. */
 static void core_release(lmc__core *k, bool owned)
@@ -416,12 +537,7 @@ static void core_release(lmc__core *k, bool owned)
         pthread_key_delete(k->tkey);
         k->key_live = false;
     }
-    if (k->env) {
-        /* Safe on an inherited env too: LMDB only clears reader slots that
-         * carry this process's pid. */
-        mdb_env_close(k->env);
-        k->env = NULL;
-    }
+    env_close(k);
     lmc__stats_close(k, owned);
     lmc__recency_close(k);
 }
@@ -431,54 +547,151 @@ static bool has_proc_fd(void)
     return access("/proc/self/fd", X_OK) == 0;
 }
 
-/* Count live users of an existing cache from its stats file (for RESET). */
+/* Count live users of an existing cache from its stats file (for RESET).
+ * A stats file that is missing or damaged counts nobody; one that cannot be
+ * read for another reason (no room to reserve it, no memory) counts as in
+ * use, because the answer decides whether the files may be deleted. */
 static unsigned count_users(lmc__core *k, int dirfd)
 {
     lmc__core tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.stats_fd = -1;
     tmp.rec_fd = -1;
+    tmp.lock_fd = -1;
+    tmp.dir_fd = -1;
     tmp.path = k->path;
     tmp.rdonly = true;
     tmp.slot = &tmp.local_slot;
     lmc__perm p;
     lmc__perm_from_mode(0660, &p);
-    if (lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL) != 0)
+    int rc = lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL);
+    if (rc == LMC_NOTFOUND || rc == LMC_ECORRUPT)
         return 0;
+    if (rc)
+        return 1;
     unsigned n = lmc__stats_other_users(&tmp);
     lmc__stats_close(&tmp, false);
     return n;
 }
 
 /*
+ * The directory a child reopens after fork: the very one its parent opened,
+ * reached through the descriptor the core keeps and never by path, because
+ * by now the path may name another directory (the parent's cache renamed
+ * away and a new one made in its place) or none.  A new open file
+ * description is made from it, because flock locks belong to the
+ * description, which the child shares with its parent and siblings.
+ */
+static int reopen_dir(const lmc *h, const lmc__core *k, const lmc__perm *p, int *dirfd,
+                      struct stat *st)
+{
+    int fd = k->dir_fd >= 0 ? openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0 && (k->dir_fd < 0 || errno == ENOENT))
+        return lmc__err(h, LMC_EIO, "%s was removed after this process's parent opened it "
+                        "(a child reopens its parent's cache after fork, never another one)",
+                        k->path);
+    if (fd < 0)
+        return lmc__sys_err(h, errno, "reopening %s after fork", k->path);
+    int rc = 0;
+    if (fstat(fd, st) != 0)
+        rc = lmc__sys_err(h, errno, "fstat %s", k->path);
+    else
+        rc = lmc__check_owner(h, k->path, st, p, true);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *dirfd = fd;
+    return 0;
+}
+
+/*
+ * LMDB 0.9.24 gives a new lock file (maxreaders - 1) reader slots of 64
+ * bytes after a header of 192 (MDB_txninfo on LP64 with process-shared
+ * pthread mutexes), with ftruncate, that is, sparse; the first opener then
+ * writes the header inside mdb_env_open, and every reader writes its slot.
+ * So the file gets its storage before mdb_env_open: an existing one over its
+ * whole size, a new one over the size LMDB will give it, with
+ * FALLOC_FL_KEEP_SIZE, because LMDB reads the size of the file to size the
+ * reader table and must find it as it was.  The estimate does not have to be
+ * exact: the check after mdb_env_open reserves whatever it missed.
+ */
+static int reserve_lock_file(const lmc *h, int dirfd, const char *path, int fd,
+                             unsigned max_readers, bool fresh)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return lmc__sys_err(h, errno, "fstat %s/lock.mdb", path);
+    if (st.st_size > 0)
+        return lmc__file_reserve(h, dirfd, path, "lock.mdb", fd, (uint64_t)st.st_size, fresh);
+    uint64_t want = (uint64_t)max_readers * 64 + 128;
+    int e;
+    do
+        e = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)want) == 0 ? 0 : errno;
+    while (e == EINTR);
+    if (e == ENOSPC || e == EDQUOT)
+        return lmc__err(h, LMC_ENOSPC, "no room on the filesystem to reserve %llu bytes for "
+                        "%s/lock.mdb: free some space or make the cache smaller (every file "
+                        "of a cache is reserved at open, see map_size)",
+                        (unsigned long long)want, path);
+    if (e && e != EOPNOTSUPP && e != ENOSYS)
+        return lmc__sys_err(h, e, "reserving %llu bytes for %s/lock.mdb",
+                            (unsigned long long)want, path);
+    return 0;
+}
+
+/*
  * Open the cache of k->path into k: the whole sequence described at the top
- * of this file.  On failure everything opened here is released again.
+ * of this file.  On failure everything opened here is released again, and a
+ * creating open removes what it made, so that a failed open leaves neither a
+ * half-made cache nor a new directory behind.
  */
 static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_in_place)
 {
     const bool rdonly = (r->flags & LMC_OPEN_RDONLY) != 0;
     const bool create = !(r->flags & (LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE));
     const bool reset = (r->flags & LMC_OPEN_RESET) != 0;
+    const bool reopen = (r->flags & LMC__OPEN_REOPEN) != 0;
     int dirfd = -1, rc;
-    bool wiped = false;
+    bool wiped = false, made_dir = false, fresh = false;
     struct stat st;
     char boot[40];
 
     *reset_in_place = false;
     k->stats_fd = -1;
     k->rec_fd = -1;
+    k->lock_fd = -1;
     k->slot = &k->local_slot;
     k->rdonly = rdonly;
 
-    rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st);
-    if (rc)
-        return rc;
-    k->dev = st.st_dev;
-    k->ino = st.st_ino;
-    rc = lock_dir(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
-    if (rc) {
+    /* 0. The directory, locked.  A failed creating open removes the
+     * directory it made: an open that was waiting for its lock then finds
+     * it unlinked and starts again. */
+    for (int attempt = 0;; attempt++) {
+        if (reopen)
+            rc = reopen_dir(h, k, &r->perm, &dirfd, &st);
+        else
+            rc = open_dir(h, k->path, create, &r->perm, &dirfd, &st, &made_dir);
+        if (rc)
+            return rc;
+        k->dev = st.st_dev;
+        k->ino = st.st_ino;
+        rc = lock_dir(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
+        if (rc == 0 && fstat(dirfd, &st) != 0)
+            rc = lmc__sys_err(h, errno, "fstat %s", k->path);
+        if (rc == 0 && st.st_nlink > 0)
+            break;
         close(dirfd);
-        return rc;
+        if (made_dir)
+            remove_made_dir(k->path, k->dev, k->ino);
+        if (rc)
+            return rc;
+        if (reopen)
+            return lmc__err(h, LMC_EIO, "%s was removed after this process's parent opened "
+                            "it (a child reopens its parent's cache after fork, never another "
+                            "one)", k->path);
+        if (attempt == 10)
+            return lmc__err(h, LMC_EIO, "%s keeps being removed while it is opened", k->path);
     }
     struct statfs sfs;
     k->on_tmpfs = fstatfs(dirfd, &sfs) == 0 &&
@@ -496,6 +709,8 @@ again:;
         rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s", k->path);
         goto fail;
     }
+    if (rc == LMC_ECORRUPT)
+        goto damaged;
     if (rc)
         goto fail;
     if (fstat(fd, &st) != 0) {
@@ -516,6 +731,9 @@ again:;
         goto damaged;
     if (rc)
         goto fail;
+    /* A new cache: nobody else can have its files open (they wait for the
+     * directory lock), and a failure from here on removes them. */
+    fresh = !exists;
 
     /* 2. LMC_OPEN_RESET of a valid cache: recreate it if nobody uses it,
      * otherwise empty it in place once open (other processes keep sharing
@@ -530,13 +748,21 @@ again:;
         *reset_in_place = true;
     }
 
-    /* 3. The lock file: LMDB opens it read-write even for readers. */
-    rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &fd, NULL);
+    /* 3. The lock file: LMDB opens it read-write even for readers.  Its
+     * storage is reserved now, and the descriptor stays open until after
+     * mdb_env_close (env_close), because once LMDB has the environment open,
+     * closing any descriptor of lock.mdb would drop LMDB's fcntl locks. */
+    bool lock_made = false;
+    rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &k->lock_fd,
+                        &lock_made);
     if (rc == LMC_NOTFOUND)
         rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (lock.mdb is missing)", k->path);
+    if (rc == LMC_ECORRUPT)
+        goto damaged;
     if (rc)
         goto fail;
-    close(fd); /* LMDB holds no lock on it in this process yet */
+    if ((rc = reserve_lock_file(h, dirfd, k->path, k->lock_fd, r->max_readers, lock_made)))
+        goto fail;
 
     /* 4. The environment. */
     if ((rc = mdb_env_create(&k->env))) {
@@ -576,25 +802,28 @@ again:;
     k->psize = mst.ms_psize;
     mdb_env_get_maxreaders(k->env, &k->max_readers);
 
-    /* 5. Reserve the whole map: with MDB_WRITEMAP a write to a page the
-     * filesystem cannot back is a SIGBUS, so fail here instead. */
-    if (!rdonly) {
-        int dfd;
-        mdb_env_get_fd(k->env, &dfd);
-        if (fstat(dfd, &st) == 0 && (uint64_t)st.st_blocks * 512 < k->map_size) {
-            int e = posix_fallocate(dfd, 0, (off_t)k->map_size);
-            if (e) {
-                rc = lmc__sys_err(h, e, "reserving %llu bytes for %s/data.mdb (map_size)",
-                                  (unsigned long long)k->map_size, k->path);
-                if (!exists) {
-                    mdb_env_close(k->env);
-                    k->env = NULL;
-                    wipe_files(NULL, dirfd, k->path);
-                }
-                goto fail;
-            }
-        }
+    /* 5. Storage for every page LMDB maps, before anything but LMDB's own
+     * open has touched them: a page of a shared mapping that the filesystem
+     * cannot supply is a SIGBUS in whichever process touches it, so fail
+     * here instead.  The first opener may have grown lock.mdb to its reader
+     * table; data.mdb is mapped whole (map_size) by read-write handles, up
+     * to its size by read-only ones. */
+    if (fstat(k->lock_fd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/lock.mdb", k->path);
+        goto fail;
     }
+    if ((rc = lmc__file_reserve(h, dirfd, k->path, "lock.mdb", k->lock_fd, (uint64_t)st.st_size,
+                                lock_made)))
+        goto fail;
+    int dfd;
+    mdb_env_get_fd(k->env, &dfd);
+    if (fstat(dfd, &st) != 0) {
+        rc = lmc__sys_err(h, errno, "fstat %s/data.mdb", k->path);
+        goto fail;
+    }
+    if ((rc = lmc__file_reserve(h, dirfd, k->path, "data.mdb", dfd,
+                                rdonly ? (uint64_t)st.st_size : k->map_size, fresh)))
+        goto fail;
     int dead = 0;
     mdb_reader_check(k->env, &dead);
 
@@ -610,15 +839,14 @@ again:;
         if (rc)
             goto fail;
         /* 7. A disk cache written without sync is only trusted within the
-         * boot that wrote it, or after a clean shutdown (lmdb-rules 5). */
+         * boot that wrote it, or after a clean shutdown (see clean_shutdown). */
         if (!k->on_tmpfs && boot[0] && strcmp(ms.boot, boot) != 0 && !ms.clean) {
             if (rdonly) {
                 rc = lmc__err(h, LMC_ECORRUPT, "%s was not shut down cleanly before the last "
                               "reboot; open it read-write once to wipe it", k->path);
                 goto fail;
             }
-            mdb_env_close(k->env);
-            k->env = NULL;
+            env_close(k);
             if ((rc = wipe_files(h, dirfd, k->path)))
                 goto fail;
             wiped = true;
@@ -630,11 +858,20 @@ again:;
         }
     }
 
-    /* 8. Stats and recency files. */
-    if ((rc = lmc__stats_open(k, dirfd, !rdonly, r->perm.file_mode, h)))
+    /* 8. Stats and recency files.  A child reopening after fork creates
+     * nothing: a side file gone missing means the parent's cache is gone. */
+    const bool create_side = !rdonly && !reopen;
+    if ((rc = lmc__stats_open(k, dirfd, create_side, r->perm.file_mode, h)) ||
+        (rc = lmc__recency_open(k, dirfd, create_side, r->perm.file_mode, h))) {
+        if (rc == LMC_ECORRUPT)
+            goto damaged;
         goto fail;
-    if ((rc = lmc__recency_open(k, dirfd, !rdonly, r->perm.file_mode, h)))
+    }
+    if (reopen && !rdonly && (!k->stats_map || !k->rec_map)) {
+        rc = lmc__err(h, LMC_EIO, "%s/%s was removed after this process's parent opened the "
+                      "cache", k->path, k->stats_map ? "recency" : "stats");
         goto fail;
+    }
     if ((rc = pthread_key_create(&k->tkey, lmc__rtxn_destructor))) {
         rc = lmc__sys_err(h, rc, "pthread_key_create");
         goto fail;
@@ -649,11 +886,17 @@ again:;
     }
     k->pid = getpid();
     flock(dirfd, LOCK_UN);
-    close(dirfd);
+    /* The directory stays open for the life of the core: a child after fork
+     * reopens it through this descriptor (reopen_dir). */
+    if (k->dir_fd >= 0)
+        close(k->dir_fd);
+    k->dir_fd = dirfd;
     return 0;
 
 damaged:
-    if (reset && !wiped) {
+    /* Wiping files that other processes have open would leave them on the
+     * old files and new openers on new ones: only without users. */
+    if (reset && !wiped && !*reset_in_place) {
         core_release(k, true);
         k->slot = &k->local_slot;
         if ((rc = wipe_files(h, dirfd, k->path)))
@@ -664,6 +907,10 @@ damaged:
 fail:
     core_release(k, true);
     k->slot = &k->local_slot;
+    if (fresh || made_dir)
+        wipe_made_files(dirfd);
+    if (made_dir)
+        remove_made_dir(k->path, k->dev, k->ino);
     flock(dirfd, LOCK_UN);
     close(dirfd);
     return rc;
@@ -675,7 +922,9 @@ static void clean_shutdown(lmc__core *k)
 {
     if (k->rdonly || k->on_tmpfs || !k->env)
         return;
-    int dirfd = open(k->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* The directory the core opened, even if its path names another one by
+     * now; a description of its own, for the flock. */
+    int dirfd = k->dir_fd >= 0 ? openat(k->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (dirfd < 0)
         return;
     struct stat st;
@@ -795,6 +1044,8 @@ int lmc_open(lmc **out, const char *path, const lmc_options *opts)
         k->path = p;
         k->refs = 1;
         k->env = NULL;
+        k->dir_fd = -1;
+        k->lock_fd = -1;
         k->perm = r.perm; /* kept for the reopen in a child after fork */
         rc = core_open(NULL, k, &r, &reset_in_place);
         if (rc) {
@@ -851,6 +1102,8 @@ void lmc_close(lmc *c)
         if (owned)
             clean_shutdown(k);
         core_release(k, owned);
+        if (k->dir_fd >= 0)
+            close(k->dir_fd);
         lmc__free(k->path);
         lmc__free(k);
     }
@@ -868,9 +1121,23 @@ int lmc__reopen(lmc *h)
         /* Drop the parent's state: rtxns forgotten, env closed (only our own
          * pid's reader slots are touched), our copies of the maps unmapped. */
         core_release(k, false);
-        open_req r = {k->map_size, k->max_readers, k->rdonly ? LMC_OPEN_RDONLY : 0, k->perm};
+        /* The child reopens the very directory its parent opened, and never
+         * creates anything (core_open, reopen_dir). */
+        open_req r = {k->map_size, k->max_readers,
+                      (k->rdonly ? LMC_OPEN_RDONLY : 0) | LMC_OPEN_NOCREATE | LMC__OPEN_REOPEN,
+                      k->perm};
         bool unused;
         rc = core_open(h, k, &r, &unused);
+        if (rc == LMC_NOTFOUND) {
+            /* A missing file is not a miss here: every call of the child
+             * would otherwise fail with a code that reads as one. */
+            char msg[512];
+            const char *m = lmc__errmsg_last();
+            if (strncmp(m, "LMC_NOTFOUND: ", 14) == 0)
+                m += 14;
+            snprintf(msg, sizeof msg, "%s", m);
+            rc = lmc__err(h, LMC_EIO, "reopening %s in a child after fork: %s", k->path, msg);
+        }
         if (rc == 0)
             atomic_store_explicit(&k->gen, g, memory_order_release);
     }

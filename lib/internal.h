@@ -183,6 +183,10 @@ typedef struct lmc__core {
     char *path;
     dev_t dev;
     ino_t ino;
+    int dir_fd;                  /* the cache directory, kept so that a child after
+                                    fork reopens this very directory */
+    int lock_fd;                 /* lock.mdb, kept open until after mdb_env_close
+                                    (env.c says why) */
     int refs;                    /* lmc handles using this core */
     unsigned env_flags;
     lmc__perm perm;              /* permission rules of the open, for reopen */
@@ -629,5 +633,10 @@ int lmc__check_owner(const lmc *h, const char *what, const struct stat *st, cons
 /* Open (create if allowed) a file in dirfd with the exact mode, checked. */
 int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *name, bool create,
                    bool rdonly, const lmc__perm *p, int *fd_out, bool *created);
+/* Give the first size bytes of fd (the file name in dirfd) their storage, so
+ * that no page of a mapping of it can SIGBUS later; LMC_ENOSPC when the
+ * filesystem has no room.  fresh: nobody else can have the file open yet. */
+int lmc__file_reserve(const lmc *h, int dirfd, const char *dirpath, const char *name, int fd,
+                      uint64_t size, bool fresh);
 
 #endif /* LMC_INTERNAL_H */

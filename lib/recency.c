@@ -2,8 +2,8 @@
  * recency.c - the shared array of coarse access times used for approximate
  * LRU eviction of entries without TTL.
  *
- * Recording an access in LMDB would turn every get into a write transaction
- * (lmdb-rules 8.3 calls this the anti-pattern), so access times live in a
+ * Recording an access in LMDB would turn every get into a write transaction,
+ * serialised on LMDB's one writer lock, so access times live in a
  * separate mmapped file, "recency": an array of 32-bit cells indexed by a
  * hash of the stored key.  A cell holds the time of the last access in 64 ms
  * units since the cache was created (0 = never).  Readers store into a cell
@@ -31,7 +31,8 @@
 #define LMC__REC_MIN_CELLS (1u << 12)
 #define LMC__REC_MAX_CELLS (1u << 24)
 
-/* One cell per 256 bytes of map (1.6% of its size, and sparse): keys then
+/* One cell per 256 bytes of map (1.6 to 3.1% of its size, at most 64 MiB,
+ * reserved in full at open like every mapped file): keys then
  * rarely share a cell, which matters because a run of entries is scored by
  * its most recently used member, so a collision with a newer key makes a
  * whole cold run look warm. */
@@ -60,6 +61,7 @@ int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const
         goto fail;
     }
     uint64_t size = (uint64_t)st.st_size;
+    bool fresh = size == 0;
     if (size == 0 && !k->rdonly) {
         size = cells_for(k->map_size) * 4;
         if (ftruncate(fd, (off_t)size) != 0) {
@@ -74,6 +76,12 @@ int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const
                       (unsigned long long)size);
         goto fail;
     }
+    /* The cells are stamped at random by every reader: a page the
+     * filesystem could not supply later would be a SIGBUS in a worker's get,
+     * so the whole array gets its storage now (ftruncate leaves it sparse,
+     * and so did lmc versions before this one). */
+    if ((rc = lmc__file_reserve(h, dirfd, k->path, "recency", fd, size, fresh && !k->rdonly)))
+        goto fail;
     int prot = k->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
     void *m = mmap(NULL, (size_t)size, prot, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED) {

@@ -121,6 +121,12 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
         rc = lmc__err(h, LMC_ECORRUPT, "%s/stats is damaged (%zu bytes)", k->path, size);
         goto fail;
     }
+    /* Every page of the mapping must have its storage before anything
+     * touches it: a slot page the filesystem cannot supply later would be a
+     * SIGBUS in the process claiming the slot.  ftruncate above leaves the
+     * file sparse, and so did lmc versions before this one. */
+    if ((rc = lmc__file_reserve(h, dirfd, k->path, "stats", fd, size, fresh)))
+        goto fail;
     int prot = k->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
     unsigned char *m = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED) {

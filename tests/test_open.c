@@ -2,13 +2,17 @@
  * test_open.c - what lmc_open refuses and what it repairs: symbolic links,
  * objects owned by another user or writable by others, garbage, truncated,
  * foreign and other-version files (LMC_EPERM / LMC_ECORRUPT / LMC_EVERSION,
- * each with a message naming the path), LMC_OPEN_RESET recreating or
- * emptying a cache, and the boot-id rule that wipes a disk cache after an
+ * each with a message naming the path), FIFOs and directories where files of
+ * the cache should be (LMC_ECORRUPT, never a hang), LMC_OPEN_RESET
+ * recreating or emptying a cache, modes that no umask changes, a missing
+ * parent directory, the reopen of a child after fork that keeps to its
+ * parent's directory, and the boot-id rule that wipes a disk cache after an
  * unclean reboot.
  */
 #include "util.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 
@@ -365,6 +369,274 @@ static void test_unclean_reboot_wipes_a_disk_cache(void **state)
     rm_rf(dir);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Odd objects under lmc's names                                            */
+/* ------------------------------------------------------------------------ */
+
+static const char *const cache_files[] = {"data.mdb", "lock.mdb", "stats", "recency"};
+
+/* lmc_open of t->path with flags, run in a child so that an open that hangs
+ * fails the test instead of hanging it.  Returns the open's code; its
+ * message goes to msg. */
+static int open_in_child(tctx *t, unsigned flags, char *msg, size_t cap)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        signal(SIGALRM, SIG_DFL);
+        alarm(timeout_s(10));
+        lmc_options o = {.map_size = 4u << 20, .flags = flags};
+        lmc *c = NULL;
+        int rc = lmc_open(&c, t->path, &o);
+        char out[600];
+        memset(out, 0, sizeof out);
+        memcpy(out, &rc, sizeof rc);
+        snprintf(out + sizeof rc, sizeof out - sizeof rc, "%s", lmc_errmsg(NULL));
+        CHILD_CHECK(write(fds[1], out, sizeof out) == (ssize_t)sizeof out);
+        lmc_close(c);
+        _exit(0);
+    }
+    close(fds[1]);
+    char in[600];
+    ssize_t n = read(fds[0], in, sizeof in);
+    close(fds[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
+        fail_msg("lmc_open of %s (flags 0x%x) hung", t->path, flags);
+    if (n != (ssize_t)sizeof in || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("the child opening %s failed", t->path);
+    int rc;
+    memcpy(&rc, in, sizeof rc);
+    snprintf(msg, cap, "%s", in + sizeof rc);
+    return rc;
+}
+
+static void expect_in(const char *msg, const char *needle)
+{
+    if (!strstr(msg, needle))
+        fail_msg("message \"%s\" does not mention \"%s\"", msg, needle);
+}
+
+/* After a reset: a working cache whose files are all regular files. */
+static void expect_recovered(tctx *t)
+{
+    char p[256], buf[8];
+    struct stat st;
+    for (size_t i = 0; i < 4; i++) {
+        file_path(t, cache_files[i], p, sizeof p);
+        assert_int_equal(lstat(p, &st), 0);
+        if (!S_ISREG(st.st_mode))
+            fail_msg("%s is still not a regular file after LMC_OPEN_RESET", p);
+    }
+    ASSERT_OK(try_open(t, 0));
+    ASSERT_OK(put_s(t->c, "fresh", "yes", 0));
+    assert_string_equal(get_s(t->c, "fresh", buf, sizeof buf), "yes");
+    lmc_close(t->c);
+    t->c = NULL;
+}
+
+/* A FIFO where a file of the cache should be: LMC_ECORRUPT at once for
+ * read-only and read-write opens (a read-only open used to block forever in
+ * open(2) waiting for a writer), and LMC_OPEN_RESET recovers. */
+static void test_fifo_in_place_of_a_file(void **state)
+{
+    tctx *t = *state;
+    char p[256], msg[600];
+    for (size_t i = 0; i < 4; i++) {
+        make_cache(t, 4, 3);
+        file_path(t, cache_files[i], p, sizeof p);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkfifo(p, 0600), 0);
+        ASSERT_RC(open_in_child(t, LMC_OPEN_RDONLY, msg, sizeof msg), LMC_ECORRUPT);
+        expect_in(msg, "FIFO");
+        expect_in(msg, p);
+        ASSERT_RC(open_in_child(t, 0, msg, sizeof msg), LMC_ECORRUPT);
+        expect_in(msg, "FIFO");
+        ASSERT_RC(open_in_child(t, LMC_OPEN_RESET, msg, sizeof msg), LMC_OK);
+        expect_recovered(t);
+        rm_rf(t->path);
+    }
+    /* The cache directory itself a FIFO: refused, without blocking. */
+    assert_int_equal(mkfifo(t->path, 0600), 0);
+    ASSERT_RC(open_in_child(t, LMC_OPEN_RDONLY, msg, sizeof msg), LMC_EPERM);
+    expect_in(msg, "not a directory");
+    ASSERT_RC(open_in_child(t, 0, msg, sizeof msg), LMC_EPERM);
+}
+
+/* A directory where a file of the cache should be: LMC_ECORRUPT (it was
+ * LMC_EIO), and LMC_OPEN_RESET removes it when it is empty (it used to fail
+ * on it); a directory that holds something is left alone, with a message. */
+static void test_directory_in_place_of_a_file(void **state)
+{
+    tctx *t = *state;
+    char p[256], inner[300], msg[600];
+    for (size_t i = 0; i < 4; i++) {
+        make_cache(t, 4, 3);
+        file_path(t, cache_files[i], p, sizeof p);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkdir(p, 0700), 0);
+        ASSERT_RC(open_in_child(t, LMC_OPEN_RDONLY, msg, sizeof msg), LMC_ECORRUPT);
+        expect_in(msg, "directory");
+        expect_in(msg, p);
+        ASSERT_RC(open_in_child(t, 0, msg, sizeof msg), LMC_ECORRUPT);
+        ASSERT_RC(open_in_child(t, LMC_OPEN_RESET, msg, sizeof msg), LMC_OK);
+        expect_recovered(t);
+
+        /* Not empty: RESET refuses to remove what someone put there. */
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkdir(p, 0700), 0);
+        snprintf(inner, sizeof inner, "%s/keep", p);
+        write_file(inner, "x", 1);
+        ASSERT_RC(open_in_child(t, LMC_OPEN_RESET, msg, sizeof msg), LMC_ECORRUPT);
+        expect_in(msg, "not empty");
+        struct stat st;
+        assert_int_equal(stat(inner, &st), 0);
+        rm_rf(t->path);
+    }
+}
+
+/* Modes are exactly the documented ones whatever the umask, even one that
+ * takes the owner's r or x away (it used to make creation fail with
+ * LMC_EPERM and leave a mode-0000 directory that blocked every later
+ * open).  Root ignores modes, so as root the cache is made by an
+ * unprivileged user. */
+static void test_umask_is_never_applied(void **state)
+{
+    tctx *t = *state;
+    const uid_t nobody = 65534;
+    bool drop = geteuid() == 0;
+    if (drop)
+        assert_int_equal(chown(t->dir, nobody, nobody), 0);
+    const mode_t masks[] = {0777, 0177, 0077};
+    char paths[3][300], group[3][300];
+    for (int i = 0; i < 3; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/own%d", t->dir, i);
+        snprintf(group[i], sizeof group[i], "%s/group%d", t->dir, i);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (drop)
+            CHILD_CHECK(setgroups(0, NULL) == 0 && setgid(nobody) == 0 && setuid(nobody) == 0);
+        for (int i = 0; i < 3; i++) {
+            umask(masks[i]);
+            lmc *c = NULL;
+            CHILD_OK(lmc_open(&c, paths[i], NULL));
+            CHILD_OK(lmc_set(c, "a", 1, "1", 1, 0));
+            lmc_close(c);
+            lmc_options o = {.mode = 0660};
+            CHILD_OK(lmc_open(&c, group[i], &o));
+            lmc_close(c);
+            /* And it opens again under the same umask. */
+            CHILD_OK(lmc_open(&c, paths[i], NULL));
+            lmc_close(c);
+        }
+        _exit(0);
+    }
+    wait_ok(pid);
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        char p[400];
+        assert_int_equal(stat(paths[i], &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(stat(group[i], &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0770);
+        for (size_t f = 0; f < 4; f++) {
+            snprintf(p, sizeof p, "%s/%s", paths[i], cache_files[f]);
+            assert_int_equal(stat(p, &st), 0);
+            if ((st.st_mode & 07777) != 0600)
+                fail_msg("%s has mode %04o, want 0600", p, (unsigned)(st.st_mode & 07777));
+            snprintf(p, sizeof p, "%s/%s", group[i], cache_files[f]);
+            assert_int_equal(stat(p, &st), 0);
+            if ((st.st_mode & 07777) != 0660)
+                fail_msg("%s has mode %04o, want 0660", p, (unsigned)(st.st_mode & 07777));
+        }
+    }
+}
+
+/* A creating open whose parent directory is missing: LMC_NOTFOUND, saying
+ * so, and nothing created (lmc makes only the last component). */
+static void test_missing_parent_directory(void **state)
+{
+    tctx *t = *state;
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/no-such-dir", t->dir);
+    snprintf(t->path, sizeof t->path, "%s/cache", parent);
+    ASSERT_RC(try_open(t, 0), LMC_NOTFOUND);
+    expect_msg("parent directory does not exist");
+    expect_msg(t->path);
+    struct stat st;
+    assert_int_equal(lstat(parent, &st), -1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fork                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The cache directory removed after the parent opened it: the child's first
+ * call fails with LMC_EIO and a message, and the child creates nothing (it
+ * used to create a new cache at the path). */
+static void test_child_never_recreates_a_removed_cache(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    rm_rf(t->path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char b[8];
+        size_t n;
+        struct stat st;
+        CHILD_CHECK(lmc_get(t->c, "k", 1, b, sizeof b, &n) == LMC_EIO);
+        CHILD_CHECK(strstr(lmc_errmsg(t->c), "removed") != NULL);
+        CHILD_CHECK(lmc_set(t->c, "k", 1, "w", 1, 0) == LMC_EIO);
+        CHILD_CHECK(lstat(t->path, &st) != 0);
+        _exit(0);
+    }
+    wait_ok(pid);
+    struct stat st;
+    assert_int_equal(lstat(t->path, &st), -1);
+    /* The parent keeps its cache. */
+    char buf[8];
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "v");
+}
+
+/* The cache directory renamed away and a new cache made at its path after
+ * the parent opened it: the child works on its parent's cache, not on the
+ * one the path names now (it used to, leaving parent and child on different
+ * caches). */
+static void test_child_reopens_its_parents_directory(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "who", "parent", 0));
+    char old[400];
+    snprintf(old, sizeof old, "%s.old", t->path);
+    assert_int_equal(rename(t->path, old), 0);
+    lmc *other = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(other, "who", "impostor", 0));
+    lmc_close(other);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char b[16];
+        size_t n = 0;
+        CHILD_OK(lmc_get(t->c, "who", 3, b, sizeof b - 1, &n));
+        b[n] = 0;
+        CHILD_CHECK(strcmp(b, "parent") == 0);
+        CHILD_OK(lmc_set(t->c, "child", 5, "1", 1, 0));
+        _exit(0);
+    }
+    wait_ok(pid);
+    char buf[8];
+    assert_string_equal(get_s(t->c, "child", buf, sizeof buf), "1");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -381,6 +653,12 @@ int main(void)
         T(test_reset_recreates_an_unused_cache),
         T(test_reset_empties_a_cache_in_use_in_place),
         T(test_unclean_reboot_wipes_a_disk_cache),
+        T(test_fifo_in_place_of_a_file),
+        T(test_directory_in_place_of_a_file),
+        T(test_umask_is_never_applied),
+        T(test_missing_parent_directory),
+        T(test_child_never_recreates_a_removed_cache),
+        T(test_child_reopens_its_parents_directory),
     };
     return cmocka_run_group_tests_name("open", tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 #!/bin/sh
 # lmc-stats: the numbers in every format match what the test did; the text,
 # JSON and Prometheus forms carry the same fields; the Prometheus output
-# passes a format checker; --per-process, --watch and --output work; and the
-# tool is read-only: a missing cache is an error and nothing gets created.
+# passes a format checker; --per-process, --watch and --output work; the
+# tool is read-only: a missing cache is an error and nothing gets created;
+# and a FIFO in the cache is an error, not a hang.
 . "$(dirname "$0")/lib.sh"
 
 # --- a missing cache: exit 2, a message, and nothing created -----------------
@@ -14,6 +15,19 @@ expect_rc 2 "$STATS" "$T/missing/deeper" --json 2>/dev/null
 mkdir -m 700 "$T/empty"
 expect_rc 2 "$STATS" "$T/empty" --prometheus 2>/dev/null
 expect_eq "$(ls -A "$T/empty")" "" "files created in an empty directory"
+
+# --- a FIFO where a file of the cache should be: an error at once, no hang ----
+F="$T/fifo"
+"$LMC" "$F" --create --map-size 4M info >/dev/null
+for name in stats recency data.mdb; do
+    mv "$F/$name" "$T/$name.saved"
+    mkfifo -m 600 "$F/$name"
+    expect_rc 2 timeout $((10 * SCALE)) "$STATS" "$F" 2> "$T/err"
+    grep -q "LMC_ECORRUPT: .*$name is a FIFO" "$T/err" || fail "message for a FIFO $name: $(cat "$T/err")"
+    rm "$F/$name"
+    mv "$T/$name.saved" "$F/$name"
+done
+"$STATS" "$F" >/dev/null
 
 # --- usage ------------------------------------------------------------------
 "$STATS" --help > "$T/help"
