@@ -1,5 +1,5 @@
 /*
- * test_space.c - a cache never crashes a process when its filesystem is
+ * test_fullfs.c - a cache never crashes a process when its filesystem is
  * full.  lmc and LMDB map data.mdb, lock.mdb, stats and recency shared, and on
  * tmpfs a page of such a mapping that the filesystem cannot supply is a
  * SIGBUS in whichever process touches it first.  So every one of those files
@@ -402,5 +402,5 @@ int main(void)
         T(test_workers_survive_a_full_tmpfs),
         T(test_sparse_cache_on_a_full_tmpfs),
     };
-    return cmocka_run_group_tests_name("space", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("fullfs", tests, NULL, NULL);
 }
