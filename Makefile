@@ -160,18 +160,22 @@ deps:
 	    $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
 	fi
 
+# ThreadSanitizer's settings for every test run (ignored by other builds):
+# the suppressions of LMDB's shared-map accesses (tests/tsan.supp says why
+# each is safe), and a stop at the first report so that it fails the test.
+TSAN_ENV = TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp history_size=7 halt_on_error=1 $$TSAN_OPTIONS"
+
 # The unit tests of this build variant, TAP output.
 check: lib $(TEST_BIN)
 	$(Q)fail=0; for t in $(TEST_BIN); do \
 	    echo "# $$t"; \
-	    CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; \
+	    $(TSAN_ENV) CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; \
 	done; exit $$fail
 
 check-threads: lib $(THREAD_TESTS)
 	$(Q)fail=0; for t in $(THREAD_TESTS); do \
 	    echo "# $$t"; \
-	    TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp history_size=7 halt_on_error=1 $$TSAN_OPTIONS" \
-	    CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; done; exit $$fail
+	    $(TSAN_ENV) CMOCKA_MESSAGE_OUTPUT=TAP $$t || fail=1; done; exit $$fail
 
 test-exports: $(SHARED)
 	$(Q)sh tests/check-exports.sh $(SHARED) include/lmc.h

@@ -105,9 +105,16 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-    /* Only the forking thread exists in the child; the locks may have been
-     * held by threads that are gone, so start them afresh. */
-    pthread_mutex_init(&g_lock, NULL);
+    /* Only the forking thread exists in the child.  It is the thread that
+     * locked g_lock in atfork_prepare, so it unlocks it as the parent does:
+     * re-initialising a locked mutex is undefined behaviour (and makes
+     * ThreadSanitizer believe the child still holds the old one).
+     * g_open_lock is not taken by prepare, so it may be held by a thread of
+     * the parent that does not exist here (one waiting for another
+     * process's open); the forking thread itself never holds it across a
+     * fork, since nothing in lmc_open, lmc_close or the reopen forks.  The
+     * only way to free a lock whose owner is gone is to make it afresh. */
+    pthread_mutex_unlock(&g_lock);
     pthread_mutex_init(&g_open_lock, NULL);
     atomic_fetch_add(&lmc__fork_gen, 1);
 }
