@@ -224,7 +224,8 @@ LMC_API void lmc_close(lmc *c);
  *                 (the message says so), or eviction found nothing left to
  *                 evict, or free space stayed too fragmented for a big entry;
  *   LMC_EREADONLY the handle is read-only;
- *   LMC_EBUSY     called from inside an lmc callback on this handle;
+ *   LMC_EBUSY     called from inside an lmc callback on this cache (see
+ *                 lmc_view_fn);
  *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT.
  * A set, replace, cas or set_many that fails with LMC_ETOOBIG or LMC_ENOSPC
  * removes the value it was to replace (a cas only if the entry still has the
@@ -329,7 +330,7 @@ LMC_API int lmc_set_many(lmc *c, const lmc_item *items, size_t n);
  * Common return codes of every read: LMC_NOTFOUND (a miss; no message is set),
  * LMC_EINVAL (NULL handle or key, empty key), LMC_ETOOBIG (key longer than
  * LMC_MAX_KEY), LMC_EBUSY (reader table full even after clearing stale slots,
- * or called from inside a callback on this handle), LMC_EIO.
+ * or called from inside a callback on this cache, see lmc_view_fn), LMC_EIO.
  */
 
 /**
@@ -378,8 +379,12 @@ typedef struct lmc_value {
 
 /** Callback of lmc_get_view(): return 0, or any non-zero int that the call
  *  then returns unchanged (use positive values to tell them apart from lmc
- *  codes).  It runs inside a read transaction: keep it short, and do not call
- *  lmc functions on the same handle from it (they return LMC_EBUSY). */
+ *  codes).  It runs inside a read transaction: keep it short.  Every call on
+ *  the same cache (through any handle of this process) made from inside it
+ *  returns LMC_EBUSY with a message, also from inside the callback of a call
+ *  on another cache made from it; calls on other caches work, and their
+ *  callbacks may nest.  The same holds for the callbacks of lmc_get_many()
+ *  and lmc_scan().  A callback must return normally (no longjmp out of it). */
 typedef int (*lmc_view_fn)(void *arg, const lmc_value *v);
 
 /**
@@ -567,7 +572,9 @@ typedef struct lmc_proc_stat {
  * @param[out] out array of @p cap entries; may be NULL when cap is 0.
  * @param[out] n   number of processes found (may exceed cap; only cap are
  *                 written).
- * @return LMC_OK; LMC_EINVAL.
+ * @return LMC_OK; LMC_EINVAL (NULL argument); LMC_EBUSY (called from inside
+ *         a callback on this cache); in a child after fork, what reopening
+ *         the cache can return (see lmc_open).
  */
 LMC_API int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n);
 
@@ -602,7 +609,10 @@ typedef struct lmc_info {
     uint64_t reserved[8];
 } lmc_info;
 
-/** @brief Describe an open cache.  @return LMC_OK; LMC_EINVAL. */
+/** @brief Describe an open cache.
+ *  @return LMC_OK; LMC_EINVAL (NULL argument); LMC_EBUSY (called from inside
+ *          a callback on this cache); in a child after fork, what reopening
+ *          the cache can return (see lmc_open). */
 LMC_API int lmc_info_get(lmc *c, lmc_info *info);
 
 /* ------------------------------------------------------------------------ */

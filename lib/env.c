@@ -81,7 +81,7 @@ static pthread_mutex_t g_open_lock = PTHREAD_MUTEX_INITIALIZER;
 static lmc__core *g_cores;
 
 _Atomic unsigned lmc__fork_gen = 1;
-_Thread_local const lmc__core *lmc__tl_callback __attribute__((tls_model("initial-exec")));
+_Thread_local const lmc__cb_frame *lmc__tl_callback __attribute__((tls_model("initial-exec")));
 
 /* Resolved options of an open request, kept in the core for reopening in a
  * child after fork. */

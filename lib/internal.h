@@ -229,15 +229,46 @@ struct lmc {
 
 /* Global fork generation, bumped in the pthread_atfork child handler. */
 extern _Atomic unsigned lmc__fork_gen;
-/* The core whose callback the calling thread is running, if any. */
-extern _Thread_local const lmc__core *lmc__tl_callback __attribute__((tls_model("initial-exec")));
+/*
+ * The callbacks the calling thread is running, innermost first: one frame,
+ * on the stack of the call that runs the callback, per lmc_get_view,
+ * lmc_get_many or lmc_scan in progress.  A callback may call another cache
+ * (whose callback may call a third), so one "current cache" is not enough:
+ * every cache whose callback is still running on this thread holds its read
+ * transaction open, and a call on it would renew that transaction or write
+ * under it.  Callbacks must return normally (no longjmp out of them), which
+ * is what pops their frame.
+ */
+typedef struct lmc__cb_frame {
+    const struct lmc__core *core;
+    const struct lmc__cb_frame *outer;
+} lmc__cb_frame;
+
+extern _Thread_local const lmc__cb_frame *lmc__tl_callback
+    __attribute__((tls_model("initial-exec")));
+
+static inline void lmc__cb_push(lmc__cb_frame *f, const lmc__core *k)
+{
+    f->core = k;
+    f->outer = lmc__tl_callback;
+    lmc__tl_callback = f;
+}
+
+static inline void lmc__cb_pop(const lmc__cb_frame *f)
+{
+    lmc__tl_callback = f->outer;
+}
 
 int lmc__reopen(lmc *h);
+/* LMC_EBUSY with its message, if a callback on k is running on this thread
+ * (the slow part of lmc__enter); 0 otherwise. */
+int lmc__enter_callback(const lmc *h);
 
 /*
  * Entry check of every call on a handle: reopens the environment in a child
- * after fork (slow path), and refuses calls from inside a callback.  The fast
- * path is two loads and two compares.
+ * after fork (slow path), and refuses, with LMC_EBUSY and a message, calls
+ * on a cache whose callback the calling thread is running.  The fast path is
+ * three loads and two compares.
  */
 static inline int lmc__enter(lmc *h)
 {
@@ -248,8 +279,8 @@ static inline int lmc__enter(lmc *h)
         if (rc)
             return rc;
     }
-    if (LMC__UNLIKELY(lmc__tl_callback == k))
-        return LMC_EBUSY;
+    if (LMC__UNLIKELY(lmc__tl_callback != NULL))
+        return lmc__enter_callback(h);
     return 0;
 }
 

@@ -27,11 +27,19 @@
 /* Common checks                                                            */
 /* ------------------------------------------------------------------------ */
 
-static int enter_fail(lmc *c, int rc)
+/* Called by lmc__enter when this thread runs at least one callback: refuse
+ * a call on any cache whose callback is among them.  Its read transaction
+ * is open on this thread for the callback's sake: a read would renew it
+ * (LMDB refuses: EINVAL) and a write would change the cache under a
+ * snapshot the callback is still looking at. */
+int lmc__enter_callback(const lmc *h)
 {
-    if (rc == LMC_EBUSY)
-        return lmc__err(c, LMC_EBUSY, "lmc call on a handle from inside one of its callbacks");
-    return rc;
+    for (const lmc__cb_frame *f = lmc__tl_callback; f; f = f->outer)
+        if (f->core == h->core)
+            return lmc__err(h, LMC_EBUSY, "call on %s from inside one of its callbacks "
+                            "(lmc_get_view, lmc_get_many or lmc_scan) on this thread; "
+                            "finish the callback first", h->core->path);
+    return 0;
 }
 
 /* Check the handle and the key, and run the fork check. */
@@ -41,7 +49,7 @@ static inline int begin_call(lmc *c, const void *key, size_t klen)
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (LMC__UNLIKELY(rc))
-        return enter_fail(c, rc);
+        return rc;
     if (LMC__UNLIKELY(!key || klen - 1 >= LMC_MAX_KEY))
         return lmc__check_key(c, key, klen);
     return 0;
@@ -256,9 +264,10 @@ int lmc_get_view(lmc *c, const void *key, size_t klen, lmc_view_fn fn, void *arg
     lmc_value v;
     value_from_entry(&v, &f.e);
     uint64_t exp = f.e.expires_at;
-    lmc__tl_callback = c->core;
+    lmc__cb_frame cb;
+    lmc__cb_push(&cb, c->core);
     int r = fn(arg, &v);
-    lmc__tl_callback = NULL;
+    lmc__cb_pop(&cb);
     lmc__rend(f.r);
     hit_done(c, f.r, &sk, exp, v.len);
     return r;
@@ -270,7 +279,7 @@ int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *ar
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (rc)
-        return enter_fail(c, rc);
+        return rc;
     if (!fn || (!keys && n))
         return lmc__err(c, LMC_EINVAL, "keys or callback is NULL");
     for (size_t i = 0; i < n; i++) {
@@ -287,7 +296,8 @@ int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *ar
     uint64_t hits = 0, misses = 0, expired = 0, malformed = 0, bytes = 0;
     int64_t now = 0;
     int out = 0;
-    lmc__tl_callback = k;
+    lmc__cb_frame cb;
+    lmc__cb_push(&cb, k);
     for (size_t i = 0; i < n; i++) {
         lmc__skey sk;
         lmc__skey_make(&sk, keys[i].key, keys[i].klen);
@@ -318,7 +328,7 @@ int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *ar
         if (out)
             break;
     }
-    lmc__tl_callback = NULL;
+    lmc__cb_pop(&cb);
     lmc__rend(r);
     lmc__count(k, LMC__C_hits, hits);
     lmc__count(k, LMC__C_misses, misses);
@@ -336,7 +346,7 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (rc)
-        return enter_fail(c, rc);
+        return rc;
     if (!fn || (!prefix && plen))
         return lmc__err(c, LMC_EINVAL, "prefix or callback is NULL");
     if (plen > LMC_MAX_KEY)
@@ -387,9 +397,10 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
                 (plen < slen || (e.klen >= plen && memcmp(e.key, prefix, plen) == 0))) {
                 lmc_value v;
                 value_from_entry(&v, &e);
-                lmc__tl_callback = k;
+                lmc__cb_frame cb;
+                lmc__cb_push(&cb, k);
                 out = fn(arg, &v);
-                lmc__tl_callback = NULL;
+                lmc__cb_pop(&cb);
                 if (out)
                     break;
             }
@@ -660,7 +671,7 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (rc)
-        return enter_fail(c, rc);
+        return rc;
     if (!items && n)
         return lmc__err(c, LMC_EINVAL, "items is NULL");
     if (c->rdonly)
@@ -838,7 +849,7 @@ int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (rc)
-        return enter_fail(c, rc);
+        return rc;
     if (!prefix || plen == 0)
         return lmc__err(c, LMC_EINVAL, "prefix is NULL or empty (use lmc_clear to delete all)");
     if (c->rdonly)
@@ -861,7 +872,7 @@ int lmc_clear(lmc *c)
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (rc)
-        return enter_fail(c, rc);
+        return rc;
     if (c->rdonly)
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
     lmc__count(c->core, LMC__C_clears, 1);

@@ -320,7 +320,7 @@ int lmc_stats(lmc *c, lmc_stat *st)
         return lmc__err(c, LMC_EINVAL, "NULL argument");
     int rc = lmc__enter(c);
     if (rc)
-        return rc == LMC_EBUSY ? lmc__err(c, rc, "lmc_stats called from inside a callback") : rc;
+        return rc; /* with its message, also for LMC_EBUSY from a callback */
     lmc__core *k = c->core;
     memset(st, 0, sizeof *st);
 

@@ -160,7 +160,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
         return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
     int rc = lmc__enter(c);
     if (rc)
-        return rc == LMC_EBUSY ? lmc__err(c, rc, "lmc_sweep called from inside a callback") : rc;
+        return rc; /* with its message, also for LMC_EBUSY from a callback */
     if (c->rdonly)
         return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
     sweep_ctx s;

@@ -459,6 +459,172 @@ static void test_get_view(void **state)
     ASSERT_RC(lmc_get_view(t->c, "k", 1, NULL, NULL), LMC_EINVAL);
 }
 
+/*
+ * Every public call that takes a handle, made on c from inside a callback on
+ * c: each must refuse with LMC_EBUSY and a message.  The results are
+ * collected, not asserted, because a cmocka failure would longjmp out of the
+ * callback and leave the library's callback marker behind.  Returns a
+ * bitmask of the calls that did not refuse properly (bit i: call i).
+ */
+static int noop_view(void *arg, const lmc_value *v)
+{
+    (void)arg;
+    (void)v;
+    return 0;
+}
+
+static int noop_many(void *arg, size_t i, const lmc_value *v)
+{
+    (void)arg;
+    (void)i;
+    (void)v;
+    return 0;
+}
+
+static unsigned all_calls_busy(lmc *c)
+{
+    unsigned bad = 0;
+    int i = 0;
+    char buf[8];
+    size_t n;
+    void *p = NULL;
+    uint64_t u;
+    int64_t r;
+    lmc_stat st;
+    lmc_proc_stat ps[2];
+    lmc_info info;
+    lmc_sweep_result sr;
+    lmc_item item = {"k", 1, "v", 1, 0};
+    lmc_key key = {"k", 1};
+#define BUSY(call)                                                                            \
+    do {                                                                                      \
+        int rc_ = (call);                                                                     \
+        if (rc_ != LMC_EBUSY || strncmp(lmc_errmsg(c), "LMC_EBUSY: ", 11) != 0) {             \
+            fprintf(stderr, "# in a callback: %s returned %s, message '%s'\n", #call,         \
+                    lmc_errname(rc_), lmc_errmsg(c));                                         \
+            bad |= 1u << i;                                                                   \
+        }                                                                                     \
+        i++;                                                                                  \
+    } while (0)
+    BUSY(lmc_get(c, "k", 1, buf, sizeof buf, &n));
+    BUSY(lmc_get_cas(c, "k", 1, buf, sizeof buf, &n, &u));
+    BUSY(lmc_get_alloc(c, "k", 1, &p, &n));
+    BUSY(lmc_exists(c, "k", 1));
+    BUSY(lmc_get_view(c, "k", 1, noop_view, NULL));
+    BUSY(lmc_get_many(c, &key, 1, noop_many, NULL));
+    BUSY(lmc_scan(c, "k", 1, noop_view, NULL));
+    BUSY(lmc_stats(c, &st));
+    BUSY(lmc_stats_processes(c, ps, 2, &n));
+    BUSY(lmc_info_get(c, &info));
+    BUSY(lmc_set(c, "k", 1, "v", 1, 0));
+    BUSY(lmc_add(c, "n", 1, "v", 1, 0));
+    BUSY(lmc_replace(c, "k", 1, "v", 1, 0));
+    BUSY(lmc_cas(c, "k", 1, "v", 1, 0, 1));
+    BUSY(lmc_incr(c, "i", 1, 1, &r, 0));
+    BUSY(lmc_touch(c, "k", 1, 0));
+    BUSY(lmc_set_many(c, &item, 1));
+    BUSY(lmc_delete(c, "k", 1));
+    BUSY(lmc_delete_prefix(c, "k", 1, &u));
+    BUSY(lmc_clear(c));
+    BUSY(lmc_sweep(c, NULL, &sr));
+#undef BUSY
+    lmc_free(p);
+    return bad;
+}
+
+/* Two caches, A and B: callbacks nest across them. */
+typedef struct nest_ctx {
+    lmc *a, *b;
+    unsigned a_in_b;      /* calls on A inside B's callback inside A's */
+    unsigned b_in_b;      /* calls on B inside B's callback */
+    unsigned a_after_b;   /* calls on A inside A's callback, after B's returned */
+    int b_get_in_a;       /* a plain call on B inside A's callback */
+    int b_view_in_a;
+    int how;              /* 0: nest with get_view, 1: get_many, 2: scan */
+} nest_ctx;
+
+static int nest_inner(void *arg, const lmc_value *v)
+{
+    nest_ctx *x = arg;
+    (void)v;
+    x->a_in_b = all_calls_busy(x->a);
+    x->b_in_b = all_calls_busy(x->b);
+    return 0;
+}
+
+static int nest_inner_many(void *arg, size_t i, const lmc_value *v)
+{
+    (void)i;
+    return nest_inner(arg, v);
+}
+
+static int nest_outer(void *arg, const lmc_value *v)
+{
+    nest_ctx *x = arg;
+    (void)v;
+    char buf[8];
+    size_t n;
+    x->b_get_in_a = lmc_get(x->b, "k", 1, buf, sizeof buf, &n);
+    lmc_key key = {"k", 1};
+    if (x->how == 0)
+        x->b_view_in_a = lmc_get_view(x->b, "k", 1, nest_inner, x);
+    else if (x->how == 1)
+        x->b_view_in_a = lmc_get_many(x->b, &key, 1, nest_inner_many, x);
+    else
+        x->b_view_in_a = lmc_scan(x->b, "k", 1, nest_inner, x);
+    x->a_after_b = all_calls_busy(x->a);
+    return 0;
+}
+
+static int nest_outer_many(void *arg, size_t i, const lmc_value *v)
+{
+    (void)i;
+    return nest_outer(arg, v);
+}
+
+/* Regression: a callback on B used to reset the thread's callback marker to
+ * NULL, so that inside A's callback, after a call on B, lmc_set(A) and
+ * lmc_delete_prefix(A) ran (LMC_OK) and lmc_get(A) failed with LMC_EINVAL. */
+static void test_callbacks_nest_across_caches(void **state)
+{
+    tctx *t = *state;
+    char pa[400], pb[400];
+    snprintf(pa, sizeof pa, "%s/a", t->dir);
+    snprintf(pb, sizeof pb, "%s/b", t->dir);
+    lmc_options o = {.map_size = 2u << 20};
+    lmc *a, *b;
+    ASSERT_OK(lmc_open(&a, pa, &o));
+    ASSERT_OK(lmc_open(&b, pb, &o));
+    ASSERT_OK(put_s(a, "k", "a", 0));
+    ASSERT_OK(put_s(b, "k", "b", 0));
+    lmc_key key = {"k", 1};
+    for (int how = 0; how < 3; how++) {
+        nest_ctx x = {.a = a, .b = b, .how = how};
+        if (how == 0)
+            ASSERT_OK(lmc_get_view(a, "k", 1, nest_outer, &x));
+        else if (how == 1)
+            ASSERT_OK(lmc_get_many(a, &key, 1, nest_outer_many, &x));
+        else
+            ASSERT_OK(lmc_scan(a, "k", 1, nest_outer, &x));
+        assert_int_equal(x.b_get_in_a, LMC_OK);
+        assert_int_equal(x.b_view_in_a, LMC_OK);
+        assert_int_equal(x.a_in_b, 0);
+        assert_int_equal(x.b_in_b, 0);
+        assert_int_equal(x.a_after_b, 0);
+    }
+    /* Both work again once the callbacks are over, and nothing was written
+     * from inside them. */
+    char buf[8];
+    assert_string_equal(get_s(a, "k", buf, sizeof buf), "a");
+    assert_string_equal(get_s(b, "k", buf, sizeof buf), "b");
+    assert_null(get_s(a, "n", buf, sizeof buf));
+    assert_null(get_s(a, "i", buf, sizeof buf));
+    ASSERT_OK(put_s(a, "z", "1", 0));
+    ASSERT_OK(put_s(b, "z", "1", 0));
+    lmc_close(a);
+    lmc_close(b);
+}
+
 typedef struct many_ctx {
     int hits, misses, calls;
     size_t order[8];
@@ -815,6 +981,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_alloc, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_get_view, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_get_many, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_callbacks_nest_across_caches, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_set_many_is_all_or_nothing, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),
