@@ -125,7 +125,8 @@ typedef struct lmc_options {
                                  Rounded up to the page size, at least 1 MiB.
                                  An existing cache keeps the size it was created
                                  with (see LMC_OPEN_RESET). */
-    int64_t default_ttl_ms; /**< TTL used by LMC_TTL_DEFAULT; 0 = never expire */
+    int64_t default_ttl_ms; /**< TTL used by LMC_TTL_DEFAULT; 0 = never expire;
+                                 0 .. LMC_TTL_MAX, else LMC_EINVAL */
     unsigned mode;          /**< permission bits of the files; 0 = 0600 (files)
                                  and 0700 (directory).  Group bits (e.g. 0660)
                                  share the cache with the group; the directory
@@ -137,6 +138,12 @@ typedef struct lmc_options {
     unsigned flags;         /**< LMC_OPEN_* bits; unknown bits are LMC_EINVAL */
 } lmc_options;
 
+/** Largest TTL in milliseconds, of a ttl_ms argument and of default_ttl_ms:
+ *  2^62 ms, about 146 million years.  It keeps now + TTL within an int64_t
+ *  for as long as the clock reads less than 2^62 ms (until about 146 million
+ *  years after 1970), so a default_ttl_ms that lmc_open accepted never makes
+ *  a write fail.  Larger values are LMC_EINVAL. */
+#define LMC_TTL_MAX ((int64_t)1 << 62)
 /** ttl_ms argument: use the handle's default_ttl_ms. */
 #define LMC_TTL_DEFAULT (-1)
 /** ttl_ms argument: never expire.  Any value > 0 is milliseconds from now. */
@@ -214,7 +221,7 @@ LMC_API void lmc_close(lmc *c);
  * snapshot; a write that needs them waits for it (sleeping, 250 ms at most in
  * all) instead of evicting.  Common return codes of every write:
  *   LMC_EINVAL    NULL handle, NULL key, key of 0 bytes, NULL val with vlen > 0,
- *                 ttl_ms < LMC_TTL_KEEP;
+ *                 ttl_ms < LMC_TTL_KEEP or ttl_ms > LMC_TTL_MAX;
  *   LMC_ETOOBIG   key longer than LMC_MAX_KEY, or an entry larger than one
  *                 entry may ever be in this map: half of the map less a reserve
  *                 of 1/64 of it (at least 64 pages); decided before anything is

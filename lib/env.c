@@ -970,6 +970,11 @@ static int resolve_options(const lmc_options *opts, open_req *r, int64_t *ttl)
     if (o.default_ttl_ms < 0)
         return lmc__err(NULL, LMC_EINVAL, "default_ttl_ms %lld is negative",
                         (long long)o.default_ttl_ms);
+    /* The bound of a ttl_ms argument: a default beyond it would make every
+     * LMC_TTL_DEFAULT write fail, long after the open that accepted it. */
+    if (o.default_ttl_ms > LMC_TTL_MAX)
+        return lmc__err(NULL, LMC_EINVAL, "default_ttl_ms %lld is above LMC_TTL_MAX "
+                        "(2^62 ms, about 146 million years)", (long long)o.default_ttl_ms);
     uint64_t ms = o.map_size ? o.map_size : LMC__DEFAULT_MAP;
     if (ms < LMC__MIN_MAP)
         return lmc__err(NULL, LMC_EINVAL, "map_size %llu is below the minimum of 1 MiB",

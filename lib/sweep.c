@@ -45,7 +45,10 @@ static bool over_budget(const sweep_ctx *s, uint64_t more)
 {
     if (s->o.max_keys && s->deleted + more >= s->o.max_keys)
         return true;
-    if (s->o.max_time_ms && mono_us() - s->t0 >= s->o.max_time_ms * 1000u)
+    /* Compared in whole ms: max_time_ms * 1000 would wrap for budgets above
+     * UINT64_MAX / 1000 (2^61 ms became 0).  For integers, floor(us / 1000)
+     * >= ms exactly when us >= ms * 1000, so nothing else changes. */
+    if (s->o.max_time_ms && (mono_us() - s->t0) / 1000u >= s->o.max_time_ms)
         return true;
     return false;
 }

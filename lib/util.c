@@ -233,16 +233,21 @@ int lmc__expiry(const lmc *h, int64_t ttl_ms, int64_t now, uint64_t *expires_at)
     if (ttl_ms < LMC_TTL_KEEP)
         return lmc__err(h, LMC_EINVAL, "ttl_ms %lld is negative (use LMC_TTL_DEFAULT, "
                         "LMC_TTL_NEVER, LMC_TTL_KEEP or milliseconds)", (long long)ttl_ms);
+    if (ttl_ms > LMC_TTL_MAX)
+        return lmc__err(h, LMC_EINVAL, "ttl_ms %lld is above LMC_TTL_MAX (2^62 ms, about 146 "
+                        "million years)", (long long)ttl_ms);
     if (ttl_ms == LMC_TTL_DEFAULT || ttl_ms == LMC_TTL_KEEP)
-        ttl_ms = h->default_ttl_ms;
+        ttl_ms = h->default_ttl_ms; /* at most LMC_TTL_MAX too: lmc_open checks it */
     if (ttl_ms == LMC_TTL_NEVER) {
         *expires_at = 0;
         return 0;
     }
     if (now < 0)
         now = 0;
+    /* Only a clock past 2^62 ms (or a test's clock) gets here. */
     if (ttl_ms > INT64_MAX - now)
-        return lmc__err(h, LMC_EINVAL, "ttl_ms %lld is too large", (long long)ttl_ms);
+        return lmc__err(h, LMC_EINVAL, "ttl_ms %lld from now (%lld ms) overflows the clock",
+                        (long long)ttl_ms, (long long)now);
     *expires_at = (uint64_t)(now + ttl_ms);
     return 0;
 }

@@ -206,6 +206,66 @@ static void test_sweep_in_small_batches(void **state)
     assert_int_equal(stats_of(c).entries, 0);
 }
 
+/* Regression: lmc_open accepted default_ttl_ms = INT64_MAX, after which
+ * every LMC_TTL_DEFAULT write failed.  The default now has the bound of a
+ * ttl_ms argument, LMC_TTL_MAX, checked at open. */
+static void test_ttl_bound(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    const int64_t bad[] = {INT64_MAX, INT64_MAX - 1, LMC_TTL_MAX + 1};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lmc_options o = {.map_size = 2u << 20, .default_ttl_ms = bad[i]};
+        lmc *c = NULL;
+        ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+        assert_null(c);
+        assert_non_null(strstr(lmc_errmsg(NULL), "default_ttl_ms"));
+        assert_non_null(strstr(lmc_errmsg(NULL), "LMC_TTL_MAX"));
+    }
+    lmc *c = open_ttl(t, LMC_TTL_MAX);
+    ASSERT_OK(put_s(c, "d", "v", LMC_TTL_DEFAULT));
+    ASSERT_OK(put_s(c, "m", "v", LMC_TTL_MAX));
+    ASSERT_OK(lmc_touch(c, "m", 1, LMC_TTL_MAX));
+    ASSERT_RC(put_s(c, "x", "v", LMC_TTL_MAX + 1), LMC_EINVAL);
+    assert_non_null(strstr(lmc_errmsg(c), "LMC_TTL_MAX"));
+    ASSERT_RC(lmc_touch(c, "m", 1, LMC_TTL_MAX + 1), LMC_EINVAL);
+    /* Still fine when the clock reads a million years from now. */
+    fake_clock_advance((int64_t)1000000 * 365 * 86400000);
+    ASSERT_OK(put_s(c, "d2", "v", LMC_TTL_DEFAULT));
+    int64_t r;
+    ASSERT_OK(lmc_incr(c, "i", 1, 1, &r, LMC_TTL_DEFAULT));
+    char buf[8];
+    assert_string_equal(get_s(c, "d", buf, sizeof buf), "v");
+    assert_string_equal(get_s(c, "d2", buf, sizeof buf), "v");
+}
+
+/* Regression: the sweep's time budget was compared in microseconds as
+ * max_time_ms * 1000, which wraps for budgets above UINT64_MAX / 1000: 2^61
+ * ms became a budget of 0, and a pass with "no practical limit" stopped at
+ * once without removing anything. */
+static void test_sweep_huge_time_budget(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    const uint64_t budgets[] = {(uint64_t)1 << 61, (uint64_t)7 << 61, UINT64_MAX / 1000 + 1,
+                                UINT64_MAX - 1, UINT64_MAX};
+    char k[32];
+    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(k, sizeof k, "k%05d", i);
+            ASSERT_OK(put_s(c, k, "v", 10));
+        }
+        fake_clock_advance(10);
+        lmc_sweep_options o = {.max_time_ms = budgets[b]};
+        lmc_sweep_result r;
+        ASSERT_OK(lmc_sweep(c, &o, &r));
+        if (r.expired != 300 || r.complete != 1)
+            fail_msg("max_time_ms %llu: expired %llu, complete %d",
+                     (unsigned long long)budgets[b], (unsigned long long)r.expired, r.complete);
+    }
+    assert_int_equal(stats_of(c).entries, 0);
+}
+
 static void test_writes_over_expired_entries(void **state)
 {
     tctx *t = *state;
@@ -304,6 +364,8 @@ int main(void)
         T(test_touch),
         T(test_sweep_removes_exactly_the_expired),
         T(test_sweep_in_small_batches),
+        T(test_ttl_bound),
+        T(test_sweep_huge_time_budget),
         T(test_writes_over_expired_entries),
         T(test_batch_reads_skip_expired),
         T(test_prefix_and_clear_drop_index_rows),
