@@ -341,6 +341,9 @@ int lmc__check_key(const lmc *h, const void *key, size_t klen);
 /* The same check without a message: 0 or the code, and *why. */
 int lmc__key_problem(const void *key, size_t klen, const char **why);
 
+/* Tests: make the child of lmc_verify crash before it reports (verify.c). */
+void lmc__test_verify_crash(bool on);
+
 /* ------------------------------------------------------------------------ */
 /* Transactions (txn.c)                                                     */
 /* ------------------------------------------------------------------------ */
