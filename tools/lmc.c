@@ -11,14 +11,25 @@
  * By default the tool never creates a cache: a mistyped path in a deploy
  * script must fail loudly rather than invalidate an empty new cache.
  * --create (with --map-size and --mode) is there for setting one up.
+ *
+ * verify is the exception to "open, run, close": it looks for damage, and a
+ * damaged cache can crash whoever reads it, lmc_open included, so it runs in
+ * a child process of the tool and reports a crash of that child as damage.
+ * Its exit codes are those of a check: 0 sound, 1 damaged, 2 could not tell.
  */
 #define _GNU_SOURCE
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -38,11 +49,16 @@ static void usage(FILE *f)
             "  clear                   delete every entry\n"
             "  ls [PREFIX]             list keys: KEY <tab> TTL left in ms or '-' <tab> bytes\n"
             "  info                    describe the cache\n"
+            "  verify [--reset]        check every page of the cache for damage (in a\n"
+            "                          child process); exit 0 sound, 1 damaged, 2 could\n"
+            "                          not check.  With --reset, a damaged cache that no\n"
+            "                          other process uses is recreated empty (exit 0)\n"
             "\n"
             "Options:\n"
             "  --ttl MS                TTL of set, add and of a key incr creates (0: never;\n"
             "                          default: never)\n"
             "  --limit N               ls: list at most N keys\n"
+            "  --reset                 verify: recreate a damaged cache, empty\n"
             "  --create                create the cache if it does not exist\n"
             "  --map-size SIZE         with --create: capacity, e.g. 64M or 1G (default 1G)\n"
             "  --mode OCTAL            with --create: file permissions, e.g. 0660 (default 0600)\n"
@@ -54,8 +70,8 @@ static void usage(FILE *f)
             "output show a backslash as \\\\ and other bytes outside printable ASCII as\n"
             "\\xHH.\n"
             "\n"
-            "Exit status: 0 done; 1 a miss or not done (see above); 2 a usage error or\n"
-            "a failure.\n",
+            "Exit status: 0 done; 1 a miss or not done (see above; for verify: damage\n"
+            "found and not reset); 2 a usage error or a failure.\n",
             tool_name);
 }
 
@@ -63,7 +79,7 @@ static void usage(FILE *f)
 /* Arguments                                                                */
 /* ------------------------------------------------------------------------ */
 
-enum { O_TTL = 1, O_LIMIT = 2 };
+enum { O_TTL = 1, O_LIMIT = 2, O_RESET = 4 };
 
 typedef struct config {
     const char *path;
@@ -74,6 +90,7 @@ typedef struct config {
     int have_ttl;
     uint64_t limit;
     int have_limit;
+    int reset;
     int create;
     uint64_t map_size;
     unsigned mode;
@@ -104,7 +121,7 @@ static void check_operands(config *cfg)
 {
     const char *name = cfg->cmd->name;
     int keyed = strcmp(name, "clear") != 0 && strcmp(name, "info") != 0 &&
-                strcmp(name, "ls") != 0;
+                strcmp(name, "ls") != 0 && strcmp(name, "verify") != 0;
     if (keyed) {
         int prefix = strcmp(name, "del-prefix") == 0;
         const char *k = cfg->args[0];
@@ -129,11 +146,12 @@ static void check_operands(config *cfg)
  * exit 2; --help and --version exit 0. */
 static void parse_args(int argc, char **argv, config *cfg)
 {
-    enum { OPT_TTL = 256, OPT_LIMIT, OPT_CREATE, OPT_MAPSIZE, OPT_MODE };
+    enum { OPT_TTL = 256, OPT_LIMIT, OPT_CREATE, OPT_MAPSIZE, OPT_MODE, OPT_RESET };
     static const struct option longopts[] = {
         {"ttl", required_argument, NULL, OPT_TTL},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"create", no_argument, NULL, OPT_CREATE},
+        {"reset", no_argument, NULL, OPT_RESET},
         {"map-size", required_argument, NULL, OPT_MAPSIZE},
         {"mode", required_argument, NULL, OPT_MODE},
         {"help", no_argument, NULL, 'h'},
@@ -191,6 +209,9 @@ static void parse_args(int argc, char **argv, config *cfg)
         case OPT_CREATE:
             cfg->create = 1;
             break;
+        case OPT_RESET:
+            cfg->reset = 1;
+            break;
         case OPT_MAPSIZE:
             if (tool_parse_size(optarg, &cfg->map_size) || cfg->map_size == 0)
                 tool_usage_error("--map-size needs a size such as 64M or 1G, not '%s'", optarg);
@@ -245,6 +266,14 @@ static void parse_args(int argc, char **argv, config *cfg)
     if (cfg->have_limit && !(cmd->options & O_LIMIT)) {
         free(pos);
         tool_usage_error("--limit does not apply to '%s'", cmd->name);
+    }
+    if (cfg->reset && !(cmd->options & O_RESET)) {
+        free(pos);
+        tool_usage_error("--reset does not apply to '%s'", cmd->name);
+    }
+    if (cfg->create && strcmp(cmd->name, "verify") == 0) {
+        free(pos);
+        tool_usage_error("--create does not apply to 'verify'");
     }
     if (cfg->have_create_opts && !cfg->create) {
         free(pos);
@@ -532,6 +561,200 @@ static int cmd_info(lmc *c, const config *cfg)
     return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* verify                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The pid of a process that has the cache's LMDB environment open, 0 if
+ * none does, -1 if that cannot be told.  LMDB holds a shared fcntl lock on
+ * the first byte of lock.mdb in every process that has the environment
+ * open (that is how it tells whether it is the first user), and F_GETLK
+ * shows it to any other process.  This counts read-only users too, which
+ * lmc_stats_processes() does not, and needs no handle, which a cache too
+ * damaged to open cannot give.  Closing the descriptor drops every fcntl
+ * lock this process holds on the file, so no handle of this process may
+ * have the cache open when this is called.
+ */
+static pid_t env_user(const char *path)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/lock.mdb", path);
+    int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    int rc = fcntl(fd, F_GETLK, &fl);
+    close(fd);
+    if (rc != 0)
+        return -1;
+    return fl.l_type == F_UNLCK ? 0 : (fl.l_pid > 0 ? fl.l_pid : -1);
+}
+
+/* Recreate the damaged cache empty with LMC_OPEN_RESET and the given
+ * capacity (the cache's own, so that a reset does not resize it), if no
+ * other process has it open: with no other user the library removes the
+ * damaged files before LMDB reads any of them, while a cache in use would
+ * be emptied in place, reading the damaged pages, under processes that go
+ * on using it. */
+static int verify_reset(const config *cfg, uint64_t map_size)
+{
+    pid_t user = env_user(cfg->path);
+    if (user != 0) {
+        if (user > 0)
+            fprintf(stderr, "%s: %s not reset: another process (pid %ld) has it open; stop "
+                            "every process that uses it, then run this again\n", tool_name,
+                    cfg->path, (long)user);
+        else
+            fprintf(stderr, "%s: %s not reset: cannot tell whether another process has it "
+                            "open (%s/lock.mdb: %s)\n", tool_name, cfg->path, cfg->path,
+                    strerror(errno));
+        return TOOL_EXIT_NOTDONE;
+    }
+    lmc_options oo;
+    memset(&oo, 0, sizeof oo);
+    oo.map_size = map_size;
+    oo.flags = LMC_OPEN_RESET;
+    lmc *c = NULL;
+    if (tool_open(&c, cfg->path, &oo) != 0)
+        return TOOL_EXIT_ERROR;
+    lmc_info info;
+    uint64_t size = lmc_info_get(c, &info) == 0 ? info.map_size : map_size;
+    lmc_close(c);
+    fprintf(stderr, "%s: %s was reset: it is empty now (map_size %" PRIu64 ")\n", tool_name,
+            cfg->path, size);
+    printf("status:reset\n");
+    return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
+}
+
+/* The capacity of a cache that could not be opened: its data file is
+ * preallocated to the whole map. */
+static uint64_t map_size_from_file(const char *path)
+{
+    char p[4200];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/data.mdb", path);
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+}
+
+/* Open, verify and (with --reset) reset; runs in a child of the tool.
+ * Returns the exit status. */
+static int verify_run(const config *cfg)
+{
+    lmc_options oo;
+    memset(&oo, 0, sizeof oo);
+    oo.flags = LMC_OPEN_RDONLY;
+    lmc *c = NULL;
+    int rc = tool_open(&c, cfg->path, &oo);
+    if (rc == LMC_ECORRUPT) {
+        /* lmc_open found the meta pages, or the pages it reads, damaged. */
+        if (!cfg->reset)
+            fprintf(stderr, "%s: %s is damaged; stop every process that uses it, then run "
+                            "'%s %s verify --reset'\n", tool_name, cfg->path, tool_name,
+                    cfg->path);
+        printf("status:damaged\n");
+        fflush(stdout);
+        return cfg->reset ? verify_reset(cfg, map_size_from_file(cfg->path))
+                          : TOOL_EXIT_NOTDONE;
+    }
+    if (rc)
+        return TOOL_EXIT_ERROR;
+    lmc_info info;
+    uint64_t map_size = lmc_info_get(c, &info) == 0 ? info.map_size : 0;
+    lmc_verify_result r;
+    rc = lmc_verify(c, NULL, &r);
+    if (rc == 0) {
+        printf("status:ok\ntxnid:%" PRIu64 "\npages:%" PRIu64 "\ntree_pages:%" PRIu64
+               "\noverflow_pages:%" PRIu64 "\nfree_pages:%" PRIu64
+               "\nunreferenced_pages:%" PRIu64 "\nentries:%" PRIu64
+               "\nentries_with_ttl:%" PRIu64 "\nexpiry_rows:%" PRIu64 "\nelapsed_ms:%.3f\n",
+               r.txnid, r.pages, r.tree_pages, r.overflow_pages, r.free_pages,
+               r.unreferenced_pages, r.entries, r.entries_with_ttl, r.expiry_rows,
+               (double)r.elapsed_us / 1000.0);
+        lmc_close(c);
+        return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
+    }
+    tool_report(c, rc, "verify %s", cfg->path);
+    lmc_close(c);
+    if (rc != LMC_ECORRUPT)
+        return TOOL_EXIT_ERROR;
+    printf("status:damaged\n");
+    fflush(stdout);
+    return cfg->reset ? verify_reset(cfg, map_size) : TOOL_EXIT_NOTDONE;
+}
+
+/* Run fn in a child process; returns its exit status, or -(signal) if it
+ * died of one. */
+static int run_in_child(int (*fn)(const config *, uint64_t), const config *cfg, uint64_t arg)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "%s: fork: %s\n", tool_name, strerror(errno));
+        return TOOL_EXIT_ERROR;
+    }
+    if (pid == 0) {
+        int st = fn(cfg, arg);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(st);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) {
+            fprintf(stderr, "%s: waitpid: %s\n", tool_name, strerror(errno));
+            return TOOL_EXIT_ERROR;
+        }
+    }
+    if (WIFSIGNALED(st))
+        return -WTERMSIG(st);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : TOOL_EXIT_ERROR;
+}
+
+static int verify_run_fn(const config *cfg, uint64_t unused)
+{
+    (void)unused;
+    return verify_run(cfg);
+}
+
+static int verify_reset_fn(const config *cfg, uint64_t map_size)
+{
+    return verify_reset(cfg, map_size);
+}
+
+/* verify [--reset]: the check (lmc_verify) and the open before it run in a
+ * child process, so that a cache damaged where lmc_open reads crashes the
+ * child, not the tool, and is reported as damaged like any other. */
+static int cmd_verify(const config *cfg)
+{
+    int st = run_in_child(verify_run_fn, cfg, 0);
+    if (st >= 0)
+        return st;
+    fprintf(stderr, "%s: verify %s: LMC_ECORRUPT: the check crashed opening the cache (signal %d, %s): "
+                    "it is damaged.  Stop every process that uses it, then run '%s %s verify "
+                    "--reset'\n", tool_name, cfg->path, -st, strsignal(-st), tool_name,
+            cfg->path);
+    printf("status:damaged\n");
+    if (tool_flush_stdout())
+        return TOOL_EXIT_ERROR;
+    if (!cfg->reset)
+        return TOOL_EXIT_NOTDONE;
+    st = run_in_child(verify_reset_fn, cfg, map_size_from_file(cfg->path));
+    if (st >= 0)
+        return st;
+    fprintf(stderr, "%s: reset %s crashed (signal %d, %s): a process that opened the cache "
+                    "meanwhile made LMC_OPEN_RESET empty it in place; stop every process "
+                    "that uses it, then run this again\n", tool_name, cfg->path, -st,
+            strsignal(-st));
+    return TOOL_EXIT_ERROR;
+}
+
 static const command commands[] = {
     {"get", 1, 1, 0, 0, cmd_get, "get KEY"},
     {"set", 2, 2, O_TTL, 0, cmd_set, "set KEY VALUE [--ttl MS]"},
@@ -543,6 +766,7 @@ static const command commands[] = {
     {"clear", 0, 0, 0, 0, cmd_clear, "clear"},
     {"ls", 0, 1, O_LIMIT, 1, cmd_ls, "ls [PREFIX] [--limit N]"},
     {"info", 0, 0, 0, 1, cmd_info, "info"},
+    {"verify", 0, 0, O_RESET, 1, NULL, "verify [--reset]"},
 };
 
 static const command *find_command(const char *name)
@@ -558,9 +782,14 @@ int main(int argc, char **argv)
 {
     tool_name = "lmc";
     tool_synopsis = "Usage: lmc PATH COMMAND [ARGS...] [OPTIONS]\n"
-                    "Commands: get set add del del-prefix incr touch clear ls info";
+                    "Commands: get set add del del-prefix incr touch clear ls info verify";
     config cfg;
     parse_args(argc, argv, &cfg);
+    if (!cfg.cmd->run) {
+        int st = cmd_verify(&cfg);
+        free(cfg.args);
+        return st;
+    }
 
     /* get opens read-write on purpose: its hits and misses are counted in
      * the stats like any worker's, which is what an operator checking a key
