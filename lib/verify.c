@@ -718,13 +718,17 @@ static int snapshot(MDB_env *env, const unsigned char *map, uint64_t psize, MDB_
         uint64_t t = mdb_txn_id(*txn);
         const unsigned char *mine = map + (t & 1) * psize;
         const unsigned char *other = map + ((t + 1) & 1) * psize;
-        uint64_t id = __atomic_load_n((const uint64_t *)(const void *)(mine + PG_HDR + 128),
-                                      __ATOMIC_ACQUIRE);
-        memcpy(meta, mine, PG_HDR + 136);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        /* Word by word with acquire loads, so that the load of the other
+         * page's id comes after every load of the copy (the meta page is
+         * page-aligned, its header and fields 8-byte aligned). */
+        const uint64_t *src = (const uint64_t *)(const void *)mine;
+        for (size_t w = 0; w < (PG_HDR + 136) / 8; w++) {
+            uint64_t word = __atomic_load_n(&src[w], __ATOMIC_ACQUIRE);
+            memcpy(meta + 8 * w, &word, 8);
+        }
         uint64_t oid = __atomic_load_n((const uint64_t *)(const void *)(other + PG_HDR + 128),
                                        __ATOMIC_ACQUIRE);
-        if (id == t && get64(meta + PG_HDR + 128) == t && oid < t)
+        if (get64(meta + PG_HDR + 128) == t && oid < t)
             return 0;
         mdb_txn_abort(*txn);
         *txn = NULL;
