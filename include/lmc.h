@@ -540,7 +540,10 @@ typedef struct lmc_verify_result {
  * is reported just the same.  Writers and readers go on meanwhile: the
  * snapshot pins pages like any reader for the duration of the check, which
  * reads every page in use once (measured: 0.1 s of CPU for 150,000 small
- * entries with a TTL, 41 MB of pages).  The calling thread blocks until the
+ * entries with a TTL, 41 MB of pages).  On a cache at capacity, a write
+ * that needs the pages freed after that snapshot waits for it like for any
+ * reader, and may fail with LMC_ENOSPC if the check outlasts the wait: check
+ * a full cache when writes are few.  The calling thread blocks until the
  * child is done; other threads of the caller are not affected.
  *
  * A damaged cache must not be used further: any call can crash on it.
