@@ -596,7 +596,7 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(evictions_soonest, "live entries with TTL evicted for room, soonest to expire first") \
     X(evictions_lru, "entries without TTL evicted for room, coldest first")               \
     X(sweeps, "sweeper passes")                                                           \
-    X(map_full, "writes that found the map full and had to evict")                        \
+    X(map_full, "write transactions that found the map full (and waited, evicted or deleted less)")                        \
     X(readers_cleared, "stale reader slots cleared")                                      \
     X(bytes_read, "value bytes returned by hits")                                         \
     X(bytes_written, "value bytes stored")                                                \

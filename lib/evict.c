@@ -528,8 +528,16 @@ int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect)
         pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
                 xs.ms_branch_pages + xs.ms_leaf_pages;
     }
+    uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, r->txn);
     lmc__rend(r);
     uint64_t budget = pages ? want_pages * entries / pages + 1 : 1;
+    /* Deleting copies pages before it frees any, up to two leaves and their
+     * branches per entry when the entries are scattered (expired entries
+     * are, in key order): ask for no more than the free pages can take, so
+     * that the transaction is not tried in vain first. */
+    uint64_t afford = used < total ? (total - used) / 3 : 0;
+    if (budget > afford)
+        budget = afford ? afford : 1;
     unsigned batch = budget < 100000 ? (unsigned)budget : 100000;
     room_arg a = {&batch, protect, 0};
     rc = lmc__write_deletes(h, op_room, &a, &batch);

@@ -522,6 +522,8 @@ void lmc__readers_get(lmc__core *k, lmc__readers *r);
 
 /* Pages kept free so that deletes always find the pages they copy first. */
 uint64_t lmc__reserve_pages(const lmc__core *k);
+/* Pages in use as txn sees them (the trees and the meta pages). */
+uint64_t lmc__used_pages(const lmc__core *k, MDB_txn *txn);
 
 /* Why free pages may not be reusable now (space.c explains the kinds). */
 typedef struct lmc__space {

@@ -86,6 +86,20 @@ int lmc__fill_get(lmc *h, lmc__fill *f)
     return 0;
 }
 
+uint64_t lmc__used_pages(const lmc__core *k, MDB_txn *txn)
+{
+    /* Every tree's pages and the two meta pages.  O(1): LMDB keeps the page
+     * counts of each tree in its record. */
+    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_expiry, k->dbi_meta};
+    uint64_t used = 2;
+    for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
+        MDB_stat st;
+        if (mdb_stat(txn, dbis[i], &st) == 0)
+            used += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    return used;
+}
+
 uint64_t lmc__reserve_pages(const lmc__core *k)
 {
     /* A delete of one entry copies about ten pages (two trees of depth

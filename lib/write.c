@@ -122,20 +122,6 @@ static bool is_answer(int rc)
            rc == LMC_ENOTNUM || rc == LMC_ERANGE;
 }
 
-/* Pages in use as seen by txn: every tree's pages and the two meta pages.
- * O(1): LMDB keeps the page counts of each tree in its record. */
-static uint64_t used_pages_in(const lmc__core *k, MDB_txn *txn)
-{
-    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_expiry, k->dbi_meta};
-    uint64_t used = 2;
-    for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
-        MDB_stat st;
-        if (mdb_stat(txn, dbis[i], &st) == 0)
-            used += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-    }
-    return used;
-}
-
 /*
  * Pages this write leaves free (reusable or not yet), or UINT64_MAX when it
  * is not time to look.  A cache with plenty of room looks every 32nd write
@@ -151,7 +137,7 @@ static uint64_t room_left(lmc__wctx *w, uint64_t target)
     if ((tick & 31) != 0 && w->ctr[LMC__C_bytes_written] <= k->psize &&
         !atomic_load_explicit(&k->near_full, memory_order_relaxed))
         return UINT64_MAX;
-    uint64_t total = k->map_size / k->psize, used = used_pages_in(k, w->txn);
+    uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, w->txn);
     uint64_t left = used < total ? total - used : 0;
     atomic_store_explicit(&k->near_full, left < 2 * target, memory_order_relaxed);
     return left;
@@ -252,7 +238,10 @@ static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
                             (unsigned long long)(st->waited_us / 1000),
                             (unsigned long long)sp.pinned_by_readers);
         }
-        if (sp.pinned_by_last > st->need && st->ticks < 4) {
+        /* A tick is worth its commit only when the last one freed enough to
+         * matter; otherwise a delete is better off deleting less. */
+        uint64_t worth = st->need > reserve / 4 ? st->need : reserve / 4;
+        if (sp.pinned_by_last >= worth && st->ticks < 4) {
             st->ticks++;
             rc = lmc__tick(h);
             if (rc != LMC__EMAPFULL)

@@ -225,8 +225,12 @@ static void test_capacity_matrix(void **state)
         printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     }
     int bad = 0;
+    /* LMC_CAPACITY_ONLY=N runs configuration N alone (from 0), to study it. */
+    const char *only = getenv("LMC_CAPACITY_ONLY");
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
         const cap_cfg *cfg = &configs[i];
+        if (only && *only && (size_t)atoi(only) != i)
+            continue;
         lmc_stat st;
         run_config(t, cfg, s, &st);
         uint64_t sets = s->sets, sf = s->set_fail;
