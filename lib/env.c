@@ -569,6 +569,7 @@ static unsigned count_users(lmc__core *k, int dirfd)
     tmp.path = k->path;
     tmp.rdonly = true;
     tmp.slot = &tmp.local_slot;
+    tmp.room = &tmp.local_room;
     lmc__perm p;
     lmc__perm_from_mode(0660, &p);
     int rc = lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL);
@@ -669,6 +670,7 @@ static int core_open(const lmc *h, lmc__core *k, const open_req *r, bool *reset_
     k->rec_fd = -1;
     k->lock_fd = -1;
     k->slot = &k->local_slot;
+    k->room = &k->local_room;
     k->rdonly = rdonly;
 
     /* 0. The directory, locked.  A failed creating open removes the
@@ -906,6 +908,7 @@ damaged:
     if (reset && !wiped && !*reset_in_place) {
         core_release(k, true);
         k->slot = &k->local_slot;
+        k->room = &k->local_room;
         if ((rc = wipe_files(h, dirfd, k->path)))
             goto fail;
         wiped = true;
@@ -914,6 +917,7 @@ damaged:
 fail:
     core_release(k, true);
     k->slot = &k->local_slot;
+    k->room = &k->local_room;
     if (fresh || made_dir)
         wipe_made_files(dirfd);
     if (made_dir)

@@ -133,6 +133,14 @@ typedef struct lmc__slot {
     uint64_t pad[6];
 } lmc__slot;
 
+/* What the writers of every process know about the room left in the map
+ * (write.c), kept in the stats file's header. */
+typedef struct lmc__room {
+    _Atomic uint32_t tick;      /* writes, to space out the room checks */
+    _Atomic uint32_t near_full; /* few free pages left: every write checks */
+    _Atomic uint64_t headroom;  /* free pages the writers evict back to */
+} lmc__room;
+
 /* Mode bits requested by the options: file mode and whether the group is
  * trusted. */
 typedef struct lmc__perm {
@@ -196,9 +204,9 @@ typedef struct lmc__core {
     bool on_tmpfs;
     pid_t pid;                   /* process that opened env */
     bool key_live;               /* tkey was created in this process */
-    _Atomic unsigned write_tick; /* writes since open, to space out room checks */
-    _Atomic bool near_full;      /* few free pages left: check room at every write */
-    _Atomic uint64_t headroom;   /* free pages writers evict back to (write.c) */
+    lmc__room *room;             /* writers' view of the room left, shared in the
+                                    stats file (or local_room without one) */
+    lmc__room local_room;
     lmc__rtxn *rtxns;            /* every thread's read txn, for close */
 
     int stats_fd;

@@ -47,9 +47,12 @@ typedef struct stats_hdr {
     _Atomic uint32_t hwm; /* 1 + highest slot index ever claimed */
     uint32_t pad0;
     uint64_t pad1[3];
-    /* The writer gate (txn.c), alone on its cache line at offset 64. */
+    /* The writer gate (txn.c), on a cache line of its own at offset 64 with
+     * the writers' shared view of the room left (write.c): only writers
+     * touch this line, and they already pass it back and forth. */
     _Atomic uint64_t gate;
-    uint64_t pad2[7];
+    lmc__room room;
+    uint64_t pad2[5];
     /* Bytes of keys and values stored, at offset 128: added by every writer
      * after its commit.  Kept in LMDB they would cost each write a second
      * root-to-leaf path of page copies; kept here a writer killed between
@@ -60,6 +63,7 @@ typedef struct stats_hdr {
 } stats_hdr;
 
 _Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
+_Static_assert(offsetof(stats_hdr, key_bytes) == 128, "the byte totals stay where they were");
 
 _Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
 _Static_assert(LMC__NCTR <= LMC__SLOT_CTRS, "counters fit in a slot");
@@ -168,6 +172,7 @@ void lmc__stats_claim(lmc__core *k)
 {
     k->slot = &k->local_slot;
     k->slot_index = 0;
+    k->room = &k->local_room;
     if (!k->stats_map || k->rdonly)
         return;
     stats_hdr *sh = hdr(k);
@@ -187,11 +192,13 @@ void lmc__stats_claim(lmc__core *k)
         k->slot = s;
         k->slot_index = i;
         k->gate = &sh->gate;
+        k->room = &sh->room;
         k->byte_totals = &sh->key_bytes;
         return;
     }
     /* Table full: share slot 0. */
     k->slot = slot_at(k, 0);
+    k->room = &sh->room;
     k->byte_totals = &sh->key_bytes;
 }
 
@@ -294,6 +301,7 @@ void lmc__stats_close(lmc__core *k, bool owned)
     k->slot_index = 0;
     k->slot = &k->local_slot;
     k->gate = NULL;
+    k->room = &k->local_room;
     k->byte_totals = NULL;
 }
 

@@ -124,22 +124,27 @@ static bool is_answer(int rc)
 
 /*
  * Pages this write leaves free (reusable or not yet), or UINT64_MAX when it
- * is not time to look.  A cache with plenty of room looks every 32nd write
- * (and at every write of more than a page); once free pages are down to four
- * reserves it looks at every write, so that the map never fills to the last
- * page: on a completely full map even a delete cannot get the pages it must
- * copy before it frees any.
+ * is not time to look.  A cache with plenty of room looks at every 16th write
+ * of all processes (and at every write of more than a page); once free pages
+ * are down to four times the headroom every write of every process looks,
+ * so that the map never fills to the last page: on a completely full map
+ * even a delete cannot get the pages it must copy before it frees any.  The
+ * count of writes and the flag are shared, so that several writers cannot
+ * together eat the room between the checks each of them makes.
  */
 static uint64_t room_left(lmc__wctx *w, uint64_t target)
 {
     lmc__core *k = w->k;
-    unsigned tick = atomic_fetch_add_explicit(&k->write_tick, 1, memory_order_relaxed);
-    if ((tick & 31) != 0 && w->ctr[LMC__C_bytes_written] <= k->psize &&
-        !atomic_load_explicit(&k->near_full, memory_order_relaxed))
+    lmc__room *room = k->room;
+    unsigned tick = atomic_fetch_add_explicit(&room->tick, 1, memory_order_relaxed);
+    if ((tick & 15) != 0 && w->ctr[LMC__C_bytes_written] <= k->psize &&
+        !atomic_load_explicit(&room->near_full, memory_order_relaxed))
         return UINT64_MAX;
     uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, w->txn);
     uint64_t left = used < total ? total - used : 0;
-    atomic_store_explicit(&k->near_full, left < 2 * target, memory_order_relaxed);
+    uint32_t near = left < 4 * target;
+    if (atomic_load_explicit(&room->near_full, memory_order_relaxed) != near)
+        atomic_store_explicit(&room->near_full, near, memory_order_relaxed);
     return left;
 }
 
@@ -215,8 +220,8 @@ static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
             uint64_t want = sp.pinned_by_readers + 2 * reserve, cap = sp.total_pages / 4;
             if (want > cap)
                 want = cap;
-            uint64_t cur = atomic_load_explicit(&k->headroom, memory_order_relaxed);
-            while (cur < want && !atomic_compare_exchange_weak(&k->headroom, &cur, want))
+            uint64_t cur = atomic_load_explicit(&k->room->headroom, memory_order_relaxed);
+            while (cur < want && !atomic_compare_exchange_weak(&k->room->headroom, &cur, want))
                 ;
             uint64_t now = lmc__mono_us(), before = st->waited_us;
             uint64_t left = st->waited_us < LMC__PIN_WAIT_TOTAL_US
@@ -252,6 +257,14 @@ static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
         if (*batch > 1) {
             *batch = (*batch + 1) / 2;
             return 0;
+        }
+        /* One deletion that finds no page: whatever the last commit freed,
+         * however little, is its last chance. */
+        if (!low && sp.pinned_by_last && st->ticks < 8) {
+            st->ticks++;
+            rc = lmc__tick(h);
+            if (rc != LMC__EMAPFULL)
+                return rc;
         }
         return lmc__err(h, LMC_ENOSPC, "%s is so full that deleting one entry finds no free "
                         "page", k->path);
@@ -307,7 +320,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
             mdb_cursor_close(w.cur);
         uint64_t left = UINT64_MAX;
         bool low = false;
-        uint64_t target = atomic_load_explicit(&k->headroom, memory_order_relaxed);
+        uint64_t target = atomic_load_explicit(&k->room->headroom, memory_order_relaxed);
         if (target < 2 * reserve)
             target = 2 * reserve;
         if (rc == 0 && !batch) {
@@ -333,7 +346,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
                 if (left < target / 2) {
                     lmc__make_room(h, target - left, w.written);
                     if (!st.waited_us && target > 2 * reserve)
-                        atomic_store_explicit(&k->headroom, target - target / 8,
+                        atomic_store_explicit(&k->room->headroom, target - target / 8,
                                               memory_order_relaxed);
                 }
                 return w.result;
