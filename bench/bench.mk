@@ -9,6 +9,8 @@
 #   make bench-ttl-layout  sets with a TTL with the expiry rows in a named
 #                       database (lmc now) or in the main one (bench/ttl_layout.c,
 #                       raw LMDB only, about 15 s)
+#   make bench-callgrind instructions per get, set, set with a TTL and add, of
+#                       lmc and raw LMDB, by callgrind (bench/callgrind.sh, ~3 min)
 #   make bench-capacity the capacity matrix of tests/test_capacity.c (writers,
 #                       readers and a sweeper on small full maps), each case
 #                       for CAPACITY_SECONDS (5), printed as a Markdown table
@@ -48,7 +50,11 @@ TEST_EXTRA += bench-quick
 # and a change that breaks it shows up at once.
 ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
-.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-config-force
+.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-callgrind \
+        bench-config-force
+
+bench-callgrind: $(BENCH_BIN)
+	$(Q)sh bench/callgrind.sh $(BENCH_BIN)
 
 CAPACITY_SECONDS ?= 5
 bench-capacity: $(B)/tests/test_capacity
