@@ -102,15 +102,15 @@ EXTRA_DEB_PKGS :=
 # test reports before it.
 -include tests/soak/soak.mk
 
-.PHONY: all lib deps test check check-threads test-sanitizers test-exports demo valgrind \
-        fuzz install uninstall test-install clean
+.PHONY: all lib deps test check check-threads test-sanitizers test-exports test-layers demo \
+        valgrind fuzz install uninstall test-install clean
 .DEFAULT_GOAL := all
 
 all: lib $(ALL_EXTRA)
 
 lib: $(STATIC) $(SHARED) $(B)/liblmc.so $(PC)
 
-$(B)/lib/%.o: lib/%.c lib/internal.h lib/fmacros.h include/lmc.h
+$(B)/lib/%.o: lib/%.c $(wildcard lib/*.h) include/lmc.h
 	@mkdir -p $(@D)
 	$(E) "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -180,6 +180,10 @@ check-threads: lib $(THREAD_TESTS)
 test-exports: $(SHARED)
 	$(Q)sh tests/check-exports.sh $(SHARED) include/lmc.h
 
+# lib/ is layers: no circle in the modules' include graph.
+test-layers:
+	$(Q)sh tests/check-layers.sh lib
+
 # Sanitizer builds get directories of their own: build/asan and build/tsan,
 # or <B>-asan and <B>-tsan when B was given on the command line (a B given
 # there reaches every sub-make, so it must be replaced, not inherited).
@@ -198,6 +202,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory check
 	$(Q)$(MAKE) --no-print-directory test-exports
+	$(Q)$(MAKE) --no-print-directory test-layers
 	$(Q)$(MAKE) --no-print-directory test-sanitizers
 	$(Q)$(if $(strip $(TEST_EXTRA)),$(MAKE) --no-print-directory $(TEST_EXTRA))
 	@echo "all tests passed"
@@ -245,7 +250,7 @@ test-install: lib
 # $(B)/fuzz/crash-* (replay it: $(FUZZ_BIN) FILE).
 FUZZ_SECONDS ?= 60
 FUZZ_BIN := $(B)/fuzz/fuzz_model
-$(FUZZ_BIN): tests/fuzz/fuzz_model.c tests/model.h $(LIB_SRC) lib/internal.h lib/fmacros.h \
+$(FUZZ_BIN): tests/fuzz/fuzz_model.c tests/model.h $(LIB_SRC) $(wildcard lib/*.h) \
              include/lmc.h
 	@mkdir -p $(@D)
 	$(E) "  CLANG   $@"

@@ -196,7 +196,7 @@ extern const bench_contender bench_lmdb_pair;  /* raw LMDB, two sets per write t
 extern const bench_contender bench_redis;
 extern const bench_contender bench_memcached;
 
-/* The LMDB environment flags lmc uses, extracted from lib/env.c at build
+/* The LMDB environment flags lmc uses, extracted from lib/core.c at build
  * time (bench.mk) so that raw LMDB always runs with the same ones. */
 unsigned bench_lmdb_env_flags(void);
 const char *bench_lmdb_env_flags_str(void);

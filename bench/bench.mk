@@ -21,7 +21,7 @@
 # hiredis and libmemcached are bench-only dependencies: the driver compiles
 # the Redis and memcached contenders only when pkg-config finds them, and
 # otherwise prints a skip line for each, so it builds everywhere the library
-# does.  The LMDB flags of the raw LMDB contender are taken from lib/env.c
+# does.  The LMDB flags of the raw LMDB contender are taken from lib/core.c
 # (LMC__ENV_FLAGS) so that the ceiling always runs with lmc's own flags.
 
 BENCH_DIR := $(B)/bench
@@ -41,7 +41,7 @@ BENCH_DEP_CFLAGS := $(patsubst -I%,-isystem %,\
     $(if $(BENCH_HAVE_LIBMEMCACHED),$(shell pkg-config --cflags libmemcached)))
 BENCH_DEP_LIBS := $(if $(BENCH_HAVE_HIREDIS),$(shell pkg-config --libs hiredis)) \
     $(if $(BENCH_HAVE_LIBMEMCACHED),$(shell pkg-config --libs libmemcached))
-BENCH_LMDB_FLAGS := $(shell sed -n 's/^\#define LMC__ENV_FLAGS (\(.*\))$$/\1/p' lib/env.c)
+BENCH_LMDB_FLAGS := $(shell sed -n 's/^\#define LMC__ENV_FLAGS (\(.*\))$$/\1/p' lib/core.c)
 BENCH_CFLAGS = $(ALL_CFLAGS) $(BENCH_DEP_CFLAGS) -I$(BENCH_DIR)
 
 EXTRA_DEB_PKGS += libhiredis-dev libmemcached-dev redis-server memcached

@@ -8,8 +8,8 @@
  *   set: mdb_txn_begin, one mdb_put, mdb_txn_commit;
  *   add: the same with MDB_NOOVERWRITE; incr: get, parse, put in one txn;
  *   multi-get: one renewed read txn for all the keys.
- * The environment is opened exactly as lib/env.c opens lmc's: the same flags
- * (taken from lib/env.c by bench.mk at build time), the same map size, 1024
+ * The environment is opened exactly as lib/core.c opens lmc's: the same flags
+ * (taken from lib/core.c by bench.mk at build time), the same map size, 1024
  * reader slots, 4 named databases, the data file preallocated with
  * posix_fallocate, and mdb_reader_check after open.  Data goes into the main
  * database, as lmc's entries are; the contender "lmdb-named" puts it in a
@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #ifndef BENCH_LMDB_FLAGS
-#error "BENCH_LMDB_FLAGS must be defined (bench.mk extracts LMC__ENV_FLAGS from lib/env.c)"
+#error "BENCH_LMDB_FLAGS must be defined (bench.mk extracts LMC__ENV_FLAGS from lib/core.c)"
 #endif
 
 unsigned bench_lmdb_env_flags(void)
@@ -82,7 +82,7 @@ static void path_of(const bench_cfg *cfg, variant v, char *buf, size_t n)
     snprintf(buf, n, "%s/%s", cfg->dir, dirs[v]);
 }
 
-/* Open an environment the way lmc does (lib/env.c, steps 4 and 5). */
+/* Open an environment the way lmc does (lib/core.c, steps 4 and 5). */
 static int env_open(const char *path, uint64_t map_size, bool create, MDB_env **out, char *err,
                     size_t n)
 {

@@ -417,7 +417,7 @@ static void print_header(const suite *s, const bench_cfg *cfg, const bench_conte
     meta("build", "%s", BENCH_BUILD_INFO);
     meta("library", "lmc %s (static), %s", lmc_version(NULL, NULL, NULL),
          mdb_version(NULL, NULL, NULL));
-    meta("LMDB env flags of lmc and raw LMDB", "%s (from lib/env.c), data file preallocated",
+    meta("LMDB env flags of lmc and raw LMDB", "%s (from lib/core.c), data file preallocated",
          bench_lmdb_env_flags_str());
     struct statfs sf;
     const char *fs = "?";

@@ -54,11 +54,9 @@ extern "C" {
 #if defined(__GNUC__) || defined(__clang__)
 #define LMC_API __attribute__((visibility("default")))
 #define LMC_NODISCARD __attribute__((warn_unused_result))
-#define LMC_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
 #else
 #define LMC_API
 #define LMC_NODISCARD
-#define LMC_NONNULL(...)
 #endif
 
 /* ------------------------------------------------------------------------ */

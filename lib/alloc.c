@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "lmc.h"
+
+#include "alloc.h"
+#include "attrs.h"
 
 /* Countdown to the injected failure: 0 = off.  Atomic because tests may
  * allocate from several threads. */

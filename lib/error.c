@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include <lmdb.h>
+
+#include "error.h"
 
 /* Detailed message of the last error on this thread, and the handle it is
  * about (NULL for a failed lmc_open). */
@@ -67,6 +69,15 @@ const char *lmc_errmsg(const lmc *c)
 
 const char *lmc__errmsg_last(void)
 {
+    return tl_err.text;
+}
+
+const char *lmc__errmsg_detail(int code)
+{
+    const char *name = lmc_errname(code);
+    size_t n = strlen(name);
+    if (strncmp(tl_err.text, name, n) == 0 && tl_err.text[n] == ':' && tl_err.text[n + 1] == ' ')
+        return tl_err.text + n + 2;
     return tl_err.text;
 }
 

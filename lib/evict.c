@@ -1,5 +1,5 @@
 /*
- * evict.c - removing entries to make room, and measuring how full the map is.
+ * evict.c - choosing what to evict and removing it, inside a transaction.
  *
  * Expired entries are garbage: they are read straight off the expiry index,
  * whose keys start with the big-endian expiry time, so removing N of them
@@ -19,18 +19,20 @@
  * one whose most recently used entry is coldest first (recency lives outside
  * LMDB, recency.c).  A hot key thus protects its run; cold ranges go whole.
  *
- * Fill is "used pages / pages in the map", where used pages are LMDB's file
- * high-water mark minus the pages on its free list (lmdb-rules 4.4).
+ * This file chooses what goes and removes it inside a transaction it is
+ * given; the write loop (write.c, lmc__make_room) and the sweeper (sweep.c)
+ * run those transactions.
  */
 #include "fmacros.h"
 
-#include <errno.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "alloc.h"
+#include "clock.h"
+#include "error.h"
+#include "evict.h"
+#include "recency.h"
 
 /* ------------------------------------------------------------------------ */
 /* Expired entries, through the expiry index                                */
@@ -48,26 +50,27 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
     uint64_t n = 0;
     rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
     while (rc == 0 && n < budget) {
-        if (key.mv_size <= 8 || key.mv_size > LMC__EXPKEY_MAX) {
+        uint64_t exp;
+        MDB_val row_skey;
+        if (lmc__expkey_parse(&key, &exp, &row_skey) != 0) {
             /* Not a row we wrote: drop it. */
             if ((rc = mdb_cursor_del(cur, 0)))
                 break;
             rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
             continue;
         }
-        uint64_t exp = lmc__be64_get(key.mv_data);
         bool expired = exp <= (uint64_t)w->now;
         if (only_expired && !expired)
             break;
         /* Copy the stored key out of the index page before changing it. */
         unsigned char sbuf[LMC__KEY_STORED_LONG];
-        MDB_val skey = {key.mv_size - 8, sbuf};
-        memcpy(sbuf, (unsigned char *)key.mv_data + 8, skey.mv_size);
+        MDB_val skey = {row_skey.mv_size, sbuf};
+        memcpy(sbuf, row_skey.mv_data, skey.mv_size);
         MDB_val old;
-        rc = mdb_get(w->txn, k->dbi_entries, &skey, &old);
+        rc = mdb_get(w->txn, k->dbi_main, &skey, &old);
         lmc__entry e;
         if (rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 && e.expires_at == exp) {
-            if ((rc = lmc__entry_remove_noindex(w, &skey, &old))) {
+            if ((rc = lmc__entry_remove(w, NULL, &skey, &old, false))) {
                 mdb_cursor_close(cur);
                 return rc;
             }
@@ -141,7 +144,7 @@ static lmc__run *run_new(lmc__runs *r)
 unsigned lmc__run_len(lmc__core *k, MDB_txn *txn)
 {
     MDB_stat st;
-    if (mdb_stat(txn, k->dbi_entries, &st) != 0 || st.ms_entries == 0)
+    if (mdb_stat(txn, k->dbi_main, &st) != 0 || st.ms_entries == 0)
         return 1;
     uint64_t per_leaf = st.ms_leaf_pages ? st.ms_entries / st.ms_leaf_pages : st.ms_entries;
     uint64_t len = 3 * (per_leaf ? per_leaf : 1);
@@ -151,15 +154,6 @@ unsigned lmc__run_len(lmc__core *k, MDB_txn *txn)
     if (len > 512)
         len = 512;
     return len ? (unsigned)len : 1;
-}
-
-/* LMDB's default key order: bytewise, a shorter key first on a tie. */
-static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
-{
-    int c = memcmp(a, b, al < bl ? al : bl);
-    if (c)
-        return c;
-    return (al > bl) - (al < bl);
 }
 
 /* Close the open run: record its last key and its class and score. */
@@ -176,23 +170,21 @@ static int run_close(lmc__runs *r, lmc__run *x, const MDB_val *last, bool bad, b
     return 0;
 }
 
-int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entries,
-                   unsigned run_len, lmc__runs *out, unsigned char *next, size_t *next_len)
+int lmc__runs_scan(lmc *h, MDB_txn *txn, const lmc__resume *start, uint64_t max_entries,
+                   unsigned run_len, lmc__runs *out, lmc__resume *next)
 {
     lmc__core *k = h->core;
     MDB_cursor *cur;
-    *next_len = 0;
-    int rc = mdb_cursor_open(txn, k->dbi_entries, &cur);
+    int rc = mdb_cursor_open(txn, k->dbi_main, &cur);
     if (rc)
         return lmc__mdb_err(h, rc, "mdb_cursor_open");
     MDB_val key, d, prev = {0, NULL};
     unsigned char prevbuf[LMC__KEY_STORED_LONG];
-    const unsigned char ns = LMC__NS;
-    if (start && start->mv_size)
-        key = *start;
-    else
-        key = (MDB_val){1, (void *)(uintptr_t)&ns}; /* the first entry */
+    lmc__range all;
+    lmc__range_prefix(&all, "", 0);
+    key = start ? lmc__resume_key(start, &all) : all.from; /* from the first entry */
     rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    next->set = false; /* only now: next may be start */
     if (rc == 0 && !lmc__is_entry_key(&key))
         rc = MDB_NOTFOUND; /* past the entries: the main database's own keys */
     lmc__run *x = NULL;
@@ -205,8 +197,7 @@ int lmc__runs_scan(lmc *h, MDB_txn *txn, const MDB_val *start, uint64_t max_entr
     const unsigned min_split = run_len / 4 ? run_len / 4 : 1;
     while (rc == 0) {
         if (scanned >= max_entries) {
-            memcpy(next, key.mv_data, key.mv_size);
-            *next_len = key.mv_size;
+            lmc__resume_at(next, &key);
             break;
         }
         lmc__entry e;
@@ -286,7 +277,7 @@ static int cmp_key_order(const void *a, const void *b)
 {
     const lmc__run *x = &sort_runs->v[*(const size_t *)a];
     const lmc__run *y = &sort_runs->v[*(const size_t *)b];
-    return key_cmp(sort_runs->arena + x->first, x->flen, sort_runs->arena + y->first, y->flen);
+    return lmc__key_cmp(sort_runs->arena + x->first, x->flen, sort_runs->arena + y->first, y->flen);
 }
 
 void lmc__runs_order(const lmc__runs *r, size_t *idx, size_t n, bool by_key)
@@ -296,137 +287,23 @@ void lmc__runs_order(const lmc__runs *r, size_t *idx, size_t n, bool by_key)
     sort_runs = NULL;
 }
 
-/*
- * Delete the entries from `from` through the run's last key, at most budget
- * of them.  *done says whether the run's range is exhausted; otherwise
- * resume/resume_len hold the next key to delete.
- */
-static int delete_range(lmc__wctx *w, MDB_cursor *cur, const lmc__runs *r, const lmc__run *x,
-                        const MDB_val *from, uint64_t budget, uint64_t *removed, bool *done,
-                        unsigned char *resume, size_t *resume_len)
-{
-    const unsigned char *last = r->arena + x->last;
-    MDB_val key = *from, d;
-    uint64_t n = 0;
-    *done = true;
-    int rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    while (rc == 0 && lmc__is_entry_key(&key) &&
-           key_cmp(key.mv_data, key.mv_size, last, x->llen) <= 0) {
-        if (n >= budget) {
-            memcpy(resume, key.mv_data, key.mv_size);
-            *resume_len = key.mv_size;
-            *done = false;
-            break;
-        }
-        lmc__entry e;
-        int parsed = lmc__entry_parse(&key, &d, &e);
-        if ((rc = lmc__entry_remove(w, cur, &key, &d)))
-            return rc;
-        w->ctr[parsed == 0 && e.expires_at ? LMC__C_evictions_soonest : LMC__C_evictions_lru]++;
-        n++;
-        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
-    }
-    *removed += n;
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmc__mdb_err(w->h, rc, "evicting a run");
-    return 0;
-}
-
-int lmc__op_runs_delete(lmc__wctx *w, void *p)
-{
-    lmc__runs_del *a = p;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(w->txn, w->k->dbi_entries, &cur);
-    if (rc)
-        return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
-    size_t pos = a->pos;
-    bool has_resume = a->has_resume;
-    memcpy(a->next_resume, a->resume, a->rlen);
-    size_t rlen = a->rlen;
-    uint64_t removed = 0;
-    while (pos < a->nsel && removed < a->batch) {
-        const lmc__run *x = &a->r->v[a->sel[pos]];
-        MDB_val from = has_resume ? (MDB_val){rlen, a->next_resume}
-                                  : (MDB_val){x->flen, a->r->arena + x->first};
-        bool done;
-        size_t nl = 0;
-        unsigned char nk[LMC__KEY_STORED_LONG];
-        rc = delete_range(w, cur, a->r, x, &from, a->batch - removed, &removed, &done, nk, &nl);
-        if (rc)
-            break;
-        if (done) {
-            pos++;
-            has_resume = false;
-            rlen = 0;
-        } else {
-            memcpy(a->next_resume, nk, nl);
-            rlen = nl;
-            has_resume = true;
-        }
-    }
-    mdb_cursor_close(cur);
-    if (rc)
-        return rc;
-    a->next_pos = pos;
-    a->next_has_resume = has_resume;
-    a->next_rlen = rlen;
-    a->next_removed = removed;
-    a->next_soonest = w->ctr[LMC__C_evictions_soonest];
-    a->next_lru = w->ctr[LMC__C_evictions_lru];
-    return 0;
-}
-
-int lmc__runs_delete(lmc *h, lmc__runs_del *a)
-{
-    while (a->pos < a->nsel) {
-        a->next_removed = 0;
-        int rc = lmc__write_deletes(h, lmc__op_runs_delete, a, &a->batch);
-        if (rc)
-            return rc;
-        a->removed += a->next_removed;
-        a->soonest += a->next_soonest;
-        a->lru += a->next_lru;
-        a->transactions++;
-        a->pos = a->next_pos;
-        a->has_resume = a->next_has_resume;
-        memcpy(a->resume, a->next_resume, a->next_rlen);
-        a->rlen = a->next_rlen;
-        if (a->stop && a->stop(a->stop_arg, a->removed))
-            break;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Emergency room for a write that found the map full                       */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Free about want_pages pages for a write that found the map full, in a
- * transaction of its own: expired entries if there are any, else whole runs
- * of the coldest entries.  It runs through the write loop as a delete, whose
- * batch (the entries to evict) is halved when the transaction finds the map
- * full itself.  With nothing left to evict: LMC_ENOSPC.
- */
-typedef struct room_arg {
-    const unsigned *budget; /* entries to evict: the write loop's batch */
-    const MDB_val *protect; /* stored key whose run must stay, or NULL */
-    uint64_t removed;
-} room_arg;
-
 /* Whether a run's range of keys holds key. */
 static bool run_holds(const lmc__runs *r, const lmc__run *x, const MDB_val *key)
 {
-    return key_cmp(r->arena + x->first, x->flen, key->mv_data, key->mv_size) <= 0 &&
-           key_cmp(key->mv_data, key->mv_size, r->arena + x->last, x->llen) <= 0;
+    return lmc__key_cmp(r->arena + x->first, x->flen, key->mv_data, key->mv_size) <= 0 &&
+           lmc__key_cmp(key->mv_data, key->mv_size, r->arena + x->last, x->llen) <= 0;
 }
 
 /* Evict expired entries; if there are none, the coldest runs of a window of
  * runs read from the LRU hand on (wrapping around once), up to budget
  * entries. */
-static int op_room(lmc__wctx *w, void *p)
+int lmc__evict_for_room(lmc__wctx *w, void *p)
 {
-    room_arg *a = p;
+    lmc__room_arg *a = p;
     lmc__core *k = w->k;
     const uint64_t budget = *a->budget;
     a->removed = 0;
@@ -439,43 +316,37 @@ static int op_room(lmc__wctx *w, void *p)
     unsigned len = lmc__run_len(k, w->txn);
     lmc__runs r;
     memset(&r, 0, sizeof r);
-    unsigned char next[LMC__KEY_STORED_LONG];
-    size_t next_len = 0;
-    MDB_val start = {k->lru_hand_len, k->lru_hand};
+    lmc__resume next;
     /* At least eight runs to choose from, and enough for the budget twice. */
     uint64_t window = (uint64_t)len * 8;
     if (window < budget * 2)
         window = budget * 2;
-    rc = lmc__runs_scan(w->h, w->txn, &start, window, len, &r, next, &next_len);
+    rc = lmc__runs_scan(w->h, w->txn, &k->lru_hand, window, len, &r, &next);
     uint64_t got = 0;
     for (size_t i = 0; rc == 0 && i < r.n; i++)
         got += r.v[i].count;
-    if (rc == 0 && got < window && k->lru_hand_len) {
+    if (rc == 0 && got < window && k->lru_hand.set) {
         /* The hand reached the end: continue from the first entry. */
-        rc = lmc__runs_scan(w->h, w->txn, NULL, window - got, len, &r, next, &next_len);
+        rc = lmc__runs_scan(w->h, w->txn, NULL, window - got, len, &r, &next);
     }
-    if (rc == 0) {
-        memcpy(k->lru_hand, next, next_len);
-        k->lru_hand_len = next_len;
-    }
+    if (rc == 0)
+        k->lru_hand = next;
     /* Entries with a TTL go before entries without: also offer the runs
      * around the entry that expires soonest, so that a window of the hand
      * that holds only entries without TTL does not decide alone. */
     MDB_cursor *xc;
     if (rc == 0 && mdb_cursor_open(w->txn, k->dbi_expiry, &xc) == 0) {
-        MDB_val xk, xd;
-        unsigned char sk[LMC__KEY_STORED_LONG];
-        MDB_val from = {0, sk};
-        if (mdb_cursor_get(xc, &xk, &xd, MDB_FIRST) == 0 && xk.mv_size > 8 &&
-            xk.mv_size <= LMC__EXPKEY_MAX) {
-            from.mv_size = xk.mv_size - 8;
-            memcpy(sk, (unsigned char *)xk.mv_data + 8, from.mv_size);
-        }
+        MDB_val xk, xd, skey;
+        uint64_t exp;
+        lmc__resume from;
+        from.set = false;
+        if (mdb_cursor_get(xc, &xk, &xd, MDB_FIRST) == 0 &&
+            lmc__expkey_parse(&xk, &exp, &skey) == 0)
+            lmc__resume_at(&from, &skey);
         mdb_cursor_close(xc);
-        if (from.mv_size) {
-            unsigned char unused[LMC__KEY_STORED_LONG];
-            size_t ul;
-            rc = lmc__runs_scan(w->h, w->txn, &from, window / 2 + len, len, &r, unused, &ul);
+        if (from.set) {
+            lmc__resume unused;
+            rc = lmc__runs_scan(w->h, w->txn, &from, window / 2 + len, len, &r, &unused);
         }
     }
     size_t *idx = rc == 0 && r.n ? lmc__malloc(r.n * sizeof *idx) : NULL;
@@ -486,7 +357,7 @@ static int op_room(lmc__wctx *w, void *p)
             idx[i] = i;
         lmc__runs_order(&r, idx, r.n, false);
         MDB_cursor *cur;
-        rc = mdb_cursor_open(w->txn, k->dbi_entries, &cur);
+        rc = mdb_cursor_open(w->txn, k->dbi_main, &cur);
         if (rc) {
             rc = lmc__mdb_err(w->h, rc, "mdb_cursor_open");
         } else {
@@ -494,12 +365,11 @@ static int op_room(lmc__wctx *w, void *p)
                 const lmc__run *x = &r.v[idx[i]];
                 if (a->protect && run_holds(&r, x, a->protect))
                     continue;
-                MDB_val from = {x->flen, r.arena + x->first};
-                bool done;
-                size_t nl;
-                unsigned char nk[LMC__KEY_STORED_LONG];
-                rc = delete_range(w, cur, &r, x, &from, budget - a->removed, &a->removed,
-                                  &done, nk, &nl);
+                lmc__range range;
+                lmc__run_range(&r, x, &range);
+                lmc__resume unused;
+                rc = lmc__entry_remove_range(w, cur, &range, &range.from, budget - a->removed,
+                                             LMC__COUNT_EVICTIONS, &a->removed, &unused);
             }
             mdb_cursor_close(cur);
         }
@@ -509,44 +379,21 @@ static int op_room(lmc__wctx *w, void *p)
     return rc;
 }
 
-int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect)
+uint64_t lmc__evict_budget(const lmc__core *k, MDB_txn *txn, uint64_t want_pages)
 {
-    lmc__core *k = h->core;
-    /* This thread's queued stamps include the entry its write just stored:
-     * without them the eviction after a commit could pick that very entry
-     * as the coldest. */
-    lmc__stamp_flush_mine(k);
-    /* Turn the pages wanted into entries, from what entries hold now. */
-    lmc__rtxn *r;
-    int rc = lmc__rbegin(h, &r);
-    if (rc)
-        return rc;
+    /* The pages an entry holds, its expiry row's share included. */
     MDB_stat es, xs;
     uint64_t pages = 0, entries = 0;
-    if (mdb_stat(r->txn, k->dbi_entries, &es) == 0 && mdb_stat(r->txn, k->dbi_expiry, &xs) == 0) {
+    if (mdb_stat(txn, k->dbi_main, &es) == 0 && mdb_stat(txn, k->dbi_expiry, &xs) == 0) {
         entries = es.ms_entries;
         pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
                 xs.ms_branch_pages + xs.ms_leaf_pages;
     }
-    uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, r->txn);
-    lmc__rend(r);
-    uint64_t budget = pages ? want_pages * entries / pages + 1 : 1;
-    /* Deleting copies pages before it frees any, up to two leaves and their
-     * branches per entry when the entries are scattered (expired entries
-     * are, in key order): ask for no more than the free pages can take, so
-     * that the transaction is not tried in vain first. */
-    uint64_t afford = used < total ? (total - used) / 3 : 0;
-    if (budget > afford)
-        budget = afford ? afford : 1;
-    unsigned batch = budget < 100000 ? (unsigned)budget : 100000;
-    room_arg a = {&batch, protect, 0};
-    rc = lmc__write_deletes(h, op_room, &a, &batch);
-    if (rc)
-        return rc;
-    if (a.removed == 0)
-        return lmc__err(h, LMC_ENOSPC, "%s is full and has nothing left to evict", k->path);
-    /* Pages freed by the eviction are reusable once another transaction has
-     * committed: make them available to the write that needs them now. */
-    rc = lmc__tick(h);
-    return rc == LMC__EMAPFULL ? 0 : rc;
+    return pages ? want_pages * entries / pages + 1 : 1;
+}
+
+void lmc__run_range(const lmc__runs *r, const lmc__run *x, lmc__range *out)
+{
+    MDB_val first = {x->flen, r->arena + x->first}, last = {x->llen, r->arena + x->last};
+    lmc__range_closed(out, &first, &last);
 }

@@ -32,7 +32,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "error.h"
+#include "file.h"
 
 void lmc__perm_from_mode(unsigned mode, lmc__perm *p)
 {

@@ -1,7 +1,8 @@
 /*
  * fmacros.h - feature-test macros, included first by every lib/ source file so
  * that every translation unit sees the same libc declarations (O_NOFOLLOW,
- * CLOCK_REALTIME_COARSE, posix_fallocate, F_OFD_* and friends).
+ * O_PATH, CLOCK_REALTIME_COARSE, fallocate, strerrordesc_np and friends, all
+ * of which need _GNU_SOURCE on glibc).
  */
 #ifndef LMC_FMACROS_H
 #define LMC_FMACROS_H

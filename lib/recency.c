@@ -6,14 +6,16 @@
  * serialised on LMDB's one writer lock, so access times live in a
  * separate mmapped file, "recency": an array of 32-bit cells indexed by a
  * hash of the stored key.  A cell holds the time of the last access in 64 ms
- * units since the cache was created (0 = never).  Readers store into a cell
- * only when it is stale, so a hot key costs one shared-memory write per 64 ms
- * however often it is read.  Keys that share a cell share a time: the
- * eviction order is approximate, which is all LRU needs.
+ * units since the cache was created (0 = never) and a 6-bit tag of the key
+ * that made it (recency.h).  Readers store into a cell only when it is
+ * stale, so a hot key costs one shared-memory write per 64 ms however often
+ * it is read.  Keys that share a cell share it: a key whose tag is not the
+ * cell's counts as coldest, and the eviction order is approximate, which is
+ * all LRU needs.
  *
  * Stamping a cell costs a cache miss (the array is megabytes, indexed at
  * random), so reads queue their stamps per thread and write them in batches
- * with prefetching (lmc__stamp in internal.h); the queue is also written
+ * with prefetching (lmc__stamp in recency.h); the queue is also written
  * when a sweep starts in that thread, when the thread exits and on close.
  *
  * The file needs no header: its size, a power of two of cells, is the whole
@@ -26,7 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "error.h"
+#include "file.h"
+#include "recency.h"
 
 #define LMC__REC_MIN_CELLS (1u << 12)
 #define LMC__REC_MAX_CELLS (1u << 24)
@@ -48,9 +52,8 @@ int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const
 {
     lmc__perm p;
     lmc__perm_from_mode(mode, &p);
-    bool created = false;
     int fd;
-    int rc = lmc__open_file(h, dirfd, k->path, "recency", create, k->rdonly, &p, &fd, &created);
+    int rc = lmc__open_file(h, dirfd, k->path, "recency", create, k->rdonly, &p, &fd, NULL);
     if (rc == LMC_NOTFOUND && !create)
         return 0; /* a read-only handle does without */
     if (rc)

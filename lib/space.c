@@ -8,7 +8,7 @@
  * freed by transaction T only once no reader's snapshot is older than T and
  * at least one more transaction has committed (LMDB 0.9 uses a record of the
  * free list only when its id is below the oldest snapshot, counting the
- * writer's own previous one).  So the free pages of a busy cache come in
+ * writer's own previous one: mdb_page_alloc and mdb_find_oldest).  So the free pages of a busy cache come in
  * three kinds:
  *   - reusable: freed by transactions older than every snapshot;
  *   - pinned by readers: freed after the snapshot of a reader that is still
@@ -34,20 +34,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "clock.h"
+#include "error.h"
+#include "lmdbmeta.h"
+#include "space.h"
+#include "txn.h"
 
 /* ------------------------------------------------------------------------ */
 /* Fill                                                                     */
 /* ------------------------------------------------------------------------ */
-
-/* A free-list record is an ID list whose first word is its length. */
-static uint64_t freelist_count(const MDB_val *d)
-{
-    size_t cnt = 0;
-    if (d->mv_size >= sizeof cnt)
-        memcpy(&cnt, d->mv_data, sizeof cnt);
-    return cnt;
-}
 
 int lmc__fill_get(lmc *h, lmc__fill *f)
 {
@@ -69,7 +64,7 @@ int lmc__fill_get(lmc *h, lmc__fill *f)
     if (rc == 0) {
         MDB_val key, d;
         while ((rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT)) == 0)
-            free_pages += freelist_count(&d);
+            free_pages += lmc__lmdb_freed_count(&d);
         mdb_cursor_close(cur);
     }
     lmc__rend(r);
@@ -115,28 +110,6 @@ uint64_t lmc__reserve_pages(const lmc__core *k)
 /* Readers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Parse one line of mdb_reader_list: "pid thread txnid", the txnid being
- * "-" for a reader that is between transactions.  Returns false for the
- * heading and for "(no active readers)".  *txnid is 0 for an idle slot. */
-static bool reader_parse(const char *msg, long *pid, uint64_t *txnid)
-{
-    char *end;
-    errno = 0;
-    long p = strtol(msg, &end, 10);
-    if (end == msg || errno || p <= 0)
-        return false;
-    const char *s = end;
-    while (*s == ' ')
-        s++;
-    while (*s && *s != ' ') /* the thread id, in hex */
-        s++;
-    while (*s == ' ')
-        s++;
-    *pid = p;
-    *txnid = *s == '-' ? 0 : strtoull(s, NULL, 10);
-    return true;
-}
-
 /* Whether a process exists: kill(pid, 0) fails with ESRCH only for a pid
  * nobody has (EPERM means it exists under another user).  A reused pid makes
  * a dead slot look live, which errs the same way mdb_reader_check does. */
@@ -153,7 +126,7 @@ static int reader_line(const char *msg, void *arg)
     lmc__readers *r = arg;
     long pid;
     uint64_t id;
-    if (!reader_parse(msg, &pid, &id))
+    if (!lmc__lmdb_reader_line(msg, &pid, &id))
         return 0;
     bool alive = pid_alive(pid);
     if (alive)
@@ -182,7 +155,7 @@ static int oldest_line(const char *msg, void *arg)
     uint64_t *oldest = arg;
     long pid;
     uint64_t id;
-    if (reader_parse(msg, &pid, &id) && id && (*oldest == 0 || id < *oldest))
+    if (lmc__lmdb_reader_line(msg, &pid, &id) && id && (*oldest == 0 || id < *oldest))
         *oldest = id;
     return 0;
 }
@@ -228,13 +201,8 @@ int lmc__space_get(lmc *h, lmc__space *sp)
         MDB_val key, d;
         rc = mdb_cursor_get(cur, &key, &d, MDB_LAST);
         while (rc == 0) {
-            uint64_t id = 0;
-            if (key.mv_size == sizeof(size_t)) {
-                size_t v;
-                memcpy(&v, key.mv_data, sizeof v);
-                id = v;
-            }
-            uint64_t n = freelist_count(&d);
+            uint64_t id = lmc__lmdb_freed_by(&key);
+            uint64_t n = lmc__lmdb_freed_count(&d);
             if (id >= sp->last_txnid)
                 sp->pinned_by_last += n;
             else if (id >= sp->oldest)

@@ -1,249 +1,21 @@
 /*
- * stats.c - the stats file and lmc_stats().
- *
- * Counters are kept outside LMDB, in a small mmapped file "stats": a 4 KiB
- * header and a table of per-process slots.  A process claims a slot when it
- * opens the cache by taking a POSIX record lock on the slot's first byte;
- * the kernel drops that lock when the process dies, however it dies, so a
- * slot whose byte is unlocked is free (no pid guessing, no PID-reuse
- * confusion), and F_GETLK tells readers which slots are live.  Only the owner
- * writes its slot, with relaxed atomic adds (its threads share it), so the
- * get path never writes a cache line that another process writes.
- *
- * Totals are the sum of every slot ever used.  A new owner does not zero a
- * reused slot: it records the counters it found as the slot's base, so totals
- * never go backwards when processes come and go (the dead process's counts
- * stay where they were), per-process figures are counter minus base, and a
- * process killed at any instruction leaves nothing to repair.
- *
- * Slot 0 is shared by processes that find the table full (lmc counts stay
- * exact, at the price of contended adds) and never locked.
+ * stats.c - lmc_stats, lmc_stats_processes and the table of stat fields:
+ * the counters of every slot of the stats file (slots.c) summed, and the
+ * gauges computed from LMDB when they are asked for.
  */
 #include "fmacros.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "call.h"
+#include "error.h"
+#include "slots.h"
+#include "space.h"
+#include "txn.h"
 
-#define STATS_MAGIC "LMCSTAT"
-#define STATS_VERSION 1u
-#define STATS_HDR_SIZE 4096u
-#define STATS_NSLOTS 1024u
-
-typedef struct stats_hdr {
-    char magic[8];
-    uint32_t version;
-    uint32_t nslots;
-    uint32_t slot_size;
-    uint32_t nctrs;
-    int64_t created_ms;
-    _Atomic uint32_t hwm; /* 1 + highest slot index ever claimed */
-    uint32_t pad0;
-    uint64_t pad1[3];
-    /* The writer gate (txn.c), on a cache line of its own at offset 64 with
-     * the writers' shared view of the room left (write.c): only writers
-     * touch this line, and they already pass it back and forth. */
-    _Atomic uint64_t gate;
-    lmc__room room;
-    uint64_t pad2[5];
-    /* Bytes of keys and values stored, at offset 128: added by every writer
-     * after its commit.  Kept in LMDB they would cost each write a second
-     * root-to-leaf path of page copies; kept here a writer killed between
-     * its commit and the add leaves them off by that one write, which is
-     * within what a gauge is for. */
-    _Atomic int64_t key_bytes;
-    _Atomic int64_t value_bytes;
-} stats_hdr;
-
-_Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
-_Static_assert(offsetof(stats_hdr, key_bytes) == 128, "the byte totals stay where they were");
-
-_Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
-_Static_assert(LMC__NCTR <= LMC__SLOT_CTRS, "counters fit in a slot");
-
-static stats_hdr *hdr(const lmc__core *k)
-{
-    return (stats_hdr *)(void *)k->stats_map;
-}
-
-static lmc__slot *slot_at(const lmc__core *k, unsigned i)
-{
-    return (lmc__slot *)(void *)(k->stats_map + STATS_HDR_SIZE + (size_t)i * sizeof(lmc__slot));
-}
-
-static off_t slot_off(unsigned i)
-{
-    return (off_t)STATS_HDR_SIZE + (off_t)i * (off_t)sizeof(lmc__slot);
-}
-
-static size_t stats_file_size(unsigned nslots)
-{
-    return STATS_HDR_SIZE + (size_t)nslots * sizeof(lmc__slot);
-}
-
-int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h)
-{
-    lmc__perm p;
-    lmc__perm_from_mode(mode, &p);
-    int fd;
-    int rc = lmc__open_file(h, dirfd, k->path, "stats", create, k->rdonly, &p, &fd, NULL);
-    if (rc == LMC_NOTFOUND && !create)
-        return 0; /* no counters yet: read-only handles read zeros */
-    if (rc)
-        return rc;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = lmc__sys_err(h, errno, "fstat %s/stats", k->path);
-        goto fail;
-    }
-    size_t size = (size_t)st.st_size;
-    /* A file without a header is new, or its creator died before writing
-     * one; creation happens under the directory lock, so nobody can be using
-     * it: (re)initialise it at full size. */
-    char magic[8] = {0};
-    static const char zero[8];
-    bool fresh = size == 0 || (pread(fd, magic, 8, 0) == 8 && memcmp(magic, zero, 8) == 0);
-    if (fresh) {
-        if (k->rdonly) {
-            close(fd);
-            return 0;
-        }
-        size = stats_file_size(STATS_NSLOTS);
-        if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) {
-            rc = lmc__sys_err(h, errno, "sizing %s/stats", k->path);
-            goto fail;
-        }
-    }
-    if (size < STATS_HDR_SIZE) {
-        rc = lmc__err(h, LMC_ECORRUPT, "%s/stats is damaged (%zu bytes)", k->path, size);
-        goto fail;
-    }
-    /* Every page of the mapping must have its storage before anything
-     * touches it: a slot page the filesystem cannot supply later would be a
-     * SIGBUS in the process claiming the slot.  ftruncate above leaves the
-     * file sparse, and so did lmc versions before this one. */
-    if ((rc = lmc__file_reserve(h, dirfd, k->path, "stats", fd, size, fresh)))
-        goto fail;
-    int prot = k->rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
-    unsigned char *m = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-        rc = lmc__sys_err(h, errno, "mmap %s/stats", k->path);
-        goto fail;
-    }
-    stats_hdr *sh = (stats_hdr *)(void *)m;
-    if (fresh) {
-        sh->version = STATS_VERSION;
-        sh->nslots = STATS_NSLOTS;
-        sh->slot_size = sizeof(lmc__slot);
-        sh->nctrs = LMC__SLOT_CTRS;
-        sh->created_ms = lmc__now_ms();
-        atomic_store(&sh->hwm, 1);
-        atomic_thread_fence(memory_order_release);
-        memcpy(sh->magic, STATS_MAGIC, 8);
-    }
-    k->stats_fresh = fresh;
-    if (memcmp(sh->magic, STATS_MAGIC, 8) != 0 || sh->version != STATS_VERSION ||
-        sh->slot_size != sizeof(lmc__slot) || sh->nctrs != LMC__SLOT_CTRS ||
-        sh->nslots == 0 || sh->nslots > 65536 || size < stats_file_size(sh->nslots) ||
-        atomic_load(&sh->hwm) > sh->nslots) {
-        munmap(m, size);
-        rc = lmc__err(h, LMC_ECORRUPT, "%s/stats is not an lmc stats file or is damaged",
-                      k->path);
-        goto fail;
-    }
-    k->stats_fd = fd;
-    k->stats_map = m;
-    k->stats_size = size;
-    k->nslots = sh->nslots;
-    return 0;
-fail:
-    close(fd);
-    return rc;
-}
-
-void lmc__stats_claim(lmc__core *k)
-{
-    k->slot = &k->local_slot;
-    k->slot_index = 0;
-    k->room = &k->local_room;
-    if (!k->stats_map || k->rdonly)
-        return;
-    stats_hdr *sh = hdr(k);
-    for (unsigned i = 1; i < k->nslots; i++) {
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot_off(i),
-                           .l_len = 1};
-        if (fcntl(k->stats_fd, F_SETLK, &fl) != 0)
-            continue;
-        lmc__slot *s = slot_at(k, i);
-        for (unsigned j = 0; j < LMC__SLOT_CTRS; j++)
-            s->base[j] = atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
-        atomic_store(&s->started_ms, lmc__now_ms());
-        atomic_store(&s->pid, (int64_t)getpid());
-        uint32_t hwm = atomic_load(&sh->hwm);
-        while (hwm < i + 1 && !atomic_compare_exchange_weak(&sh->hwm, &hwm, i + 1))
-            ;
-        k->slot = s;
-        k->slot_index = i;
-        k->gate = &sh->gate;
-        k->room = &sh->room;
-        k->byte_totals = &sh->key_bytes;
-        return;
-    }
-    /* Table full: share slot 0. */
-    k->slot = slot_at(k, 0);
-    k->room = &sh->room;
-    k->byte_totals = &sh->key_bytes;
-}
-
-void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes)
-{
-    if (!k->byte_totals || (!key_bytes && !value_bytes))
-        return;
-    atomic_fetch_add_explicit(&k->byte_totals[0], key_bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&k->byte_totals[1], value_bytes, memory_order_relaxed);
-}
-
-int lmc__totals_rescan(const lmc *h, lmc__core *k)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return lmc__mdb_err(h, rc, "mdb_txn_begin (recount)");
-    if ((rc = mdb_cursor_open(txn, k->dbi_main, &cur))) {
-        mdb_txn_abort(txn);
-        return lmc__mdb_err(h, rc, "mdb_cursor_open (recount)");
-    }
-    const unsigned char ns = LMC__NS;
-    MDB_val key = {1, (void *)(uintptr_t)&ns}, d;
-    int64_t kb = 0, vb = 0;
-    rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    while (rc == 0 && lmc__is_entry_key(&key)) {
-        lmc__entry e;
-        if (lmc__entry_parse(&key, &d, &e) == 0) {
-            kb += (int64_t)e.klen;
-            vb += (int64_t)e.vlen;
-        }
-        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmc__mdb_err(h, rc, "recounting the entries");
-    stats_hdr *sh = hdr(k);
-    atomic_store(&sh->key_bytes, kb);
-    atomic_store(&sh->value_bytes, vb);
-    return 0;
-}
-
-uint64_t lmc__entries_count(const lmc__core *k, MDB_txn *txn)
+/* Entries of the cache: the main database's keys but its own few. */
+static uint64_t entries_count(const lmc__core *k, MDB_txn *txn)
 {
     MDB_stat st;
     MDB_cursor *cur;
@@ -260,49 +32,6 @@ uint64_t lmc__entries_count(const lmc__core *k, MDB_txn *txn)
     }
     mdb_cursor_close(cur);
     return st.ms_entries > own ? st.ms_entries - own : 0;
-}
-
-/* Pid holding slot i's lock, or 0 (F_GETLK reports other processes only). */
-static pid_t slot_holder(const lmc__core *k, unsigned i)
-{
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot_off(i),
-                       .l_len = 1};
-    if (fcntl(k->stats_fd, F_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
-        return 0;
-    return fl.l_pid ? fl.l_pid : -1;
-}
-
-unsigned lmc__stats_other_users(lmc__core *k)
-{
-    if (!k->stats_map)
-        return 0;
-    unsigned hwm = atomic_load(&hdr(k)->hwm), n = 0;
-    for (unsigned i = 1; i < hwm && i < k->nslots; i++)
-        if (i != k->slot_index && slot_holder(k, i) != 0)
-            n++;
-    return n;
-}
-
-void lmc__stats_close(lmc__core *k, bool owned)
-{
-    if (k->stats_map) {
-        if (owned && k->slot_index > 0) {
-            lmc__slot *s = slot_at(k, k->slot_index);
-            atomic_store(&s->pid, 0);
-        }
-        munmap(k->stats_map, k->stats_size);
-    }
-    /* Closing the descriptor drops this process's slot lock (if any). */
-    if (k->stats_fd >= 0)
-        close(k->stats_fd);
-    k->stats_map = NULL;
-    k->stats_fd = -1;
-    k->stats_size = 0;
-    k->slot_index = 0;
-    k->slot = &k->local_slot;
-    k->gate = NULL;
-    k->room = &k->local_room;
-    k->byte_totals = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -326,23 +55,20 @@ int lmc_stats(lmc *c, lmc_stat *st)
 {
     if (!c || !st)
         return lmc__err(c, LMC_EINVAL, "NULL argument");
-    int rc = lmc__enter(c);
+    int rc = lmc__call(c);
     if (rc)
-        return rc; /* with its message, also for LMC_EBUSY from a callback */
+        return rc;
     lmc__core *k = c->core;
     memset(st, 0, sizeof *st);
 
     uint64_t *ctr = counters_of(st);
     unsigned processes = 0;
-    if (k->stats_map) {
-        unsigned hwm = atomic_load(&hdr(k)->hwm);
-        for (unsigned i = 0; i < hwm && i < k->nslots; i++) {
-            lmc__slot *s = slot_at(k, i);
-            for (unsigned j = 0; j < LMC__NCTR; j++)
-                ctr[j] += atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
-            if (i > 0 && (i == k->slot_index || slot_holder(k, i) != 0))
-                processes++;
-        }
+    for (unsigned i = 0, used = lmc__slots_used(k); i < used; i++) {
+        const lmc__slot *s = lmc__slot_at(k, i);
+        for (unsigned j = 0; j < LMC__NCTR; j++)
+            ctr[j] += atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
+        if (i > 0 && (i == k->slot_index || lmc__slot_holder(k, i) != 0))
+            processes++;
     }
     st->gets = st->hits + st->misses;
 
@@ -354,17 +80,12 @@ int lmc_stats(lmc *c, lmc_stat *st)
         return rc;
     MDB_stat xs;
     rc = mdb_stat(r->txn, k->dbi_expiry, &xs);
-    st->entries = lmc__entries_count(k, r->txn);
+    st->entries = entries_count(k, r->txn);
     lmc__rend(r);
     if (rc)
         return lmc__mdb_err(c, rc, "mdb_stat");
     st->entries_with_ttl = xs.ms_entries;
-    if (k->stats_map) {
-        int64_t kb = atomic_load_explicit(&hdr(k)->key_bytes, memory_order_relaxed);
-        int64_t vb = atomic_load_explicit(&hdr(k)->value_bytes, memory_order_relaxed);
-        st->key_bytes = kb > 0 ? (uint64_t)kb : 0;
-        st->value_bytes = vb > 0 ? (uint64_t)vb : 0;
-    }
+    lmc__totals_get(k, &st->key_bytes, &st->value_bytes);
     st->map_size = (uint64_t)f.total_pages * f.psize;
     st->page_size = f.psize;
     st->total_pages = f.total_pages;
@@ -390,41 +111,38 @@ int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n)
 {
     if (!c || !n || (!out && cap))
         return lmc__err(c, LMC_EINVAL, "NULL argument");
-    int rc = lmc__enter(c);
+    int rc = lmc__call(c);
     if (rc)
         return rc;
     lmc__core *k = c->core;
     size_t found = 0;
-    if (k->stats_map) {
-        unsigned hwm = atomic_load(&hdr(k)->hwm);
-        for (unsigned i = 0; i < hwm && i < k->nslots; i++) {
-            lmc__slot *s = slot_at(k, i);
-            pid_t holder = 0;
-            if (i == 0) {
-                uint64_t any = 0;
-                for (unsigned j = 0; j < LMC__NCTR; j++)
-                    any |= atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
-                if (!any)
-                    continue;
-            } else if (i == k->slot_index) {
-                holder = getpid();
-            } else if ((holder = slot_holder(k, i)) == 0) {
+    for (unsigned i = 0, used = lmc__slots_used(k); i < used; i++) {
+        const lmc__slot *s = lmc__slot_at(k, i);
+        pid_t holder = 0;
+        if (i == 0) {
+            uint64_t any = 0;
+            for (unsigned j = 0; j < LMC__NCTR; j++)
+                any |= atomic_load_explicit(&s->ctr[j], memory_order_relaxed);
+            if (!any)
                 continue;
-            }
-            if (found < cap) {
-                lmc_proc_stat *p = &out[found];
-                memset(p, 0, sizeof *p);
-                p->pid = i == 0 ? 0 : (holder > 0 ? holder : atomic_load(&s->pid));
-                p->started_ms = i == 0 ? 0 : atomic_load(&s->started_ms);
-                p->alive = i != 0;
-                uint64_t *pc = &p->gets;
-                for (unsigned j = 0; j < LMC__NCTR; j++)
-                    pc[j] = atomic_load_explicit(&s->ctr[j], memory_order_relaxed) -
-                            (i == 0 ? 0 : s->base[j]);
-                p->gets = p->hits + p->misses;
-            }
-            found++;
+        } else if (i == k->slot_index) {
+            holder = getpid();
+        } else if ((holder = lmc__slot_holder(k, i)) == 0) {
+            continue;
         }
+        if (found < cap) {
+            lmc_proc_stat *p = &out[found];
+            memset(p, 0, sizeof *p);
+            p->pid = i == 0 ? 0 : (holder > 0 ? holder : atomic_load(&s->pid));
+            p->started_ms = i == 0 ? 0 : atomic_load(&s->started_ms);
+            p->alive = i != 0;
+            uint64_t *pc = &p->gets;
+            for (unsigned j = 0; j < LMC__NCTR; j++)
+                pc[j] = atomic_load_explicit(&s->ctr[j], memory_order_relaxed) -
+                        (i == 0 ? 0 : s->base[j]);
+            p->gets = p->hits + p->misses;
+        }
+        found++;
     }
     *n = found;
     return 0;

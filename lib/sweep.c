@@ -1,8 +1,8 @@
 /*
  * sweep.c - one pass of the sweeper (lmc_sweep).
  *
- * A pass clears reader slots left by dead processes (they pin freed pages
- * and make the file grow, lmdb-rules 2.3), removes expired entries through
+ * A pass clears reader slots left by dead processes (a dead reader's
+ * snapshot pins every page freed after it, and the file only grows), removes expired entries through
  * the expiry index, and, when fill is above the high watermark, evicts down
  * to the low one.  Capacity eviction reads the whole cache as runs of
  * consecutive entries (evict.c says why runs), in short read transactions,
@@ -18,7 +18,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "alloc.h"
+#include "call.h"
+#include "clock.h"
+#include "error.h"
+#include "evict.h"
+#include "range.h"
+#include "recency.h"
+#include "space.h"
+#include "txn.h"
+#include "write.h"
 
 #define LMC__SWEEP_DEFAULT_BATCH 1000u
 #define LMC__SWEEP_MAX_BATCH 100000u
@@ -27,13 +36,6 @@
 /* Eviction rounds of one pass: a round's estimate of the pages a run frees
  * is refined by measuring the fill again. */
 #define LMC__SWEEP_EVICT_ROUNDS 8
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 typedef struct sweep_ctx {
     lmc_sweep_options o;
@@ -48,7 +50,7 @@ static bool over_budget(const sweep_ctx *s, uint64_t more)
     /* Compared in whole ms: max_time_ms * 1000 would wrap for budgets above
      * UINT64_MAX / 1000 (2^61 ms became 0).  For integers, floor(us / 1000)
      * >= ms exactly when us >= ms * 1000, so nothing else changes. */
-    if (s->o.max_time_ms && (mono_us() - s->t0) / 1000u >= s->o.max_time_ms)
+    if (s->o.max_time_ms && (lmc__mono_us() - s->t0) / 1000u >= s->o.max_time_ms)
         return true;
     return false;
 }
@@ -80,23 +82,19 @@ static int list_runs(lmc *c, lmc__runs *r, uint64_t *entries, uint64_t *entry_pa
     unsigned len = lmc__run_len(k, rt->txn);
     MDB_stat es, xs;
     *entries = *entry_pages = 0;
-    if (mdb_stat(rt->txn, k->dbi_entries, &es) == 0 && mdb_stat(rt->txn, k->dbi_expiry, &xs) == 0) {
+    if (mdb_stat(rt->txn, k->dbi_main, &es) == 0 && mdb_stat(rt->txn, k->dbi_expiry, &xs) == 0) {
         *entries = es.ms_entries;
         /* The pages an entry holds, its expiry row's share included. */
         *entry_pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
                        xs.ms_branch_pages + xs.ms_leaf_pages;
     }
-    unsigned char next[LMC__KEY_STORED_LONG], start[LMC__KEY_STORED_LONG];
-    size_t nl = 0;
-    MDB_val from = {0, NULL};
+    lmc__resume at;
+    at.set = false;
     for (;;) {
-        rc = lmc__runs_scan(c, rt->txn, &from, LMC__SWEEP_SCAN_CHUNK, len, r, next, &nl);
+        rc = lmc__runs_scan(c, rt->txn, &at, LMC__SWEEP_SCAN_CHUNK, len, r, &at);
         lmc__rend(rt);
-        if (rc || nl == 0)
+        if (rc || !at.set)
             return rc;
-        memcpy(start, next, nl);
-        from.mv_size = nl;
-        from.mv_data = start;
         if ((rc = lmc__rbegin(c, &rt)))
             return rc;
     }
@@ -112,6 +110,7 @@ static int evict_round(lmc *c, sweep_ctx *s, const lmc__fill *f, lmc_sweep_resul
     *removed = 0;
     int rc = list_runs(c, &r, &entries, &entry_pages);
     size_t *idx = NULL;
+    lmc__range *ranges = NULL;
     if (rc || r.n == 0 || entries == 0)
         goto out;
     if (!(idx = lmc__malloc(r.n * sizeof *idx))) {
@@ -138,20 +137,27 @@ static int evict_round(lmc *c, sweep_ctx *s, const lmc__fill *f, lmc_sweep_resul
         nsel++;
     }
     lmc__runs_order(&r, idx, nsel, true);
-    lmc__runs_del d;
+    if (!(ranges = lmc__malloc((nsel ? nsel : 1) * sizeof *ranges))) {
+        rc = lmc__err(c, LMC_ENOMEM, "out of memory choosing entries to evict");
+        goto out;
+    }
+    for (size_t i = 0; i < nsel; i++)
+        lmc__run_range(&r, &r.v[idx[i]], &ranges[i]);
+    lmc__range_del d;
     memset(&d, 0, sizeof d);
-    d.r = &r;
-    d.sel = idx;
-    d.nsel = nsel;
+    d.ranges = ranges;
+    d.nranges = nsel;
     d.batch = s->o.batch;
+    d.count = LMC__COUNT_EVICTIONS;
     d.stop = runs_stop;
     d.stop_arg = s;
-    rc = lmc__runs_delete(c, &d);
+    rc = lmc__range_delete(c, &d);
     res->evicted_soonest += d.soonest;
     res->evicted_lru += d.lru;
     res->transactions += d.transactions;
     *removed = d.removed;
 out:
+    lmc__free(ranges);
     lmc__free(idx);
     lmc__runs_free(&r);
     return rc;
@@ -159,13 +165,11 @@ out:
 
 int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
 {
-    if (!c)
-        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
-    int rc = lmc__enter(c);
+    int rc = lmc__call(c);
     if (rc)
-        return rc; /* with its message, also for LMC_EBUSY from a callback */
-    if (c->rdonly)
-        return lmc__err(c, LMC_EREADONLY, "handle of %s is read-only", c->core->path);
+        return rc;
+    if ((rc = lmc__writable(c)))
+        return rc;
     sweep_ctx s;
     memset(&s, 0, sizeof s);
     if (opts)
@@ -192,11 +196,9 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
     lmc__core *k = c->core;
     lmc_sweep_result r;
     memset(&r, 0, sizeof r);
-    s.t0 = mono_us();
+    s.t0 = lmc__mono_us();
     /* This thread's queued recency stamps count in the eviction below. */
-    lmc__rtxn *mine = k->recency ? pthread_getspecific(k->tkey) : NULL;
-    if (mine)
-        lmc__stamp_flush(k, mine);
+    lmc__stamp_flush_mine(k);
     int dead = 0;
     mdb_reader_check(k->env, &dead);
     r.readers_cleared = (uint64_t)(dead > 0 ? dead : 0);
@@ -252,7 +254,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
     r.fill_after = f.fill;
 
 out:
-    r.elapsed_us = mono_us() - s.t0;
+    r.elapsed_us = lmc__mono_us() - s.t0;
     lmc__count(k, LMC__C_sweeps, 1);
     if (r.readers_cleared)
         lmc__count(k, LMC__C_readers_cleared, r.readers_cleared);

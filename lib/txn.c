@@ -2,11 +2,13 @@
  * txn.c - LMDB transactions as the rest of the library uses them.
  *
  * Reads: with MDB_NOTLS a read txn object owns its reader slot, so each
- * thread keeps one txn per cache, resets it after every call (a reset txn
- * pins no pages, lmdb-rules 3) and renews it on the next: one renew, one
- * lookup, one reset per get, with no reader-mutex traffic.  The txns of all
- * threads are listed in their core so that close can release them, and a
- * thread-exit destructor releases a thread's own.
+ * thread keeps one txn per cache, resets it after every call and renews it on
+ * the next: one renew, one lookup, one reset per get, with no reader-mutex
+ * traffic (mdb_txn_begin and mdb_txn_abort take LMDB's reader mutex, shared
+ * by every process).  A reset txn pins no pages; a live one pins every page
+ * freed after its snapshot, which is why no read txn stays open between
+ * calls.  The txns of all threads are listed in their core so that close can
+ * release them, and a thread-exit destructor releases a thread's own.
  *
  * Writes: one short write txn per call.  MDB_READERS_FULL is answered by
  * clearing stale slots of dead processes and retrying once.
@@ -18,10 +20,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "alloc.h"
+#include "clock.h"
+#include "lmdbmeta.h"
+#include "recency.h"
+#include "txn.h"
 
-/* The registry lock of env.c protects the lists of read txns too. */
-extern pthread_mutex_t lmc__g_lock;
+void lmc__rtxn_lock(lmc__core *k)
+{
+    pthread_mutex_lock(&k->rtxn_lock);
+}
+
+void lmc__rtxn_unlock(lmc__core *k)
+{
+    pthread_mutex_unlock(&k->rtxn_lock);
+}
 
 static void rtxn_unlink(lmc__core *k, lmc__rtxn *r)
 {
@@ -40,12 +53,12 @@ void lmc__rtxn_destructor(void *p)
     if (!r)
         return;
     lmc__core *k = r->core;
-    pthread_mutex_lock(&lmc__g_lock);
+    pthread_mutex_lock(&k->rtxn_lock);
     /* Only a txn of this process and of the core's current generation is
      * ours to abort; anything else is a copy inherited across fork. */
     bool mine = r->pid == getpid() && r->gen == atomic_load(&k->gen);
     rtxn_unlink(k, r);
-    pthread_mutex_unlock(&lmc__g_lock);
+    pthread_mutex_unlock(&k->rtxn_lock);
     if (mine) {
         lmc__stamp_flush(k, r);
         mdb_txn_abort(r->txn);
@@ -55,23 +68,18 @@ void lmc__rtxn_destructor(void *p)
 
 void lmc__rtxn_release_all(lmc__core *k, bool owned)
 {
-    pthread_mutex_lock(&lmc__g_lock);
+    pthread_mutex_lock(&k->rtxn_lock);
     lmc__rtxn *r = k->rtxns;
     k->rtxns = NULL;
-    pthread_mutex_unlock(&lmc__g_lock);
+    pthread_mutex_unlock(&k->rtxn_lock);
     while (r) {
         lmc__rtxn *next = r->next;
         if (owned && r->pid == getpid()) {
             lmc__stamp_flush(k, r);
             mdb_txn_abort(r->txn);
         } else {
-            /* Not owned: our copy, made by fork, of a txn of the parent.
-             * mdb_txn_abort would clear the parent's reader slot in shared
-             * memory.  LMDB 0.9 allocates a read-only txn as one calloc'd
-             * block that mdb_txn_abort just free()s (mdb_txn_begin,
-             * mdb_txn_end), so freeing that block releases our copy and
-             * nothing else. */
-            free(r->txn);
+            /* Not owned: our copy, made by fork, of a txn of the parent. */
+            lmc__lmdb_forget_txn(r->txn);
         }
         lmc__free(r);
         r = next;
@@ -80,8 +88,7 @@ void lmc__rtxn_release_all(lmc__core *k, bool owned)
         pthread_setspecific(k->tkey, NULL);
 }
 
-/* First read on this thread: create its txn (slow path). */
-static int rtxn_create(lmc *h, lmc__rtxn **out)
+int lmc__rtxn_create(lmc *h, lmc__rtxn **out)
 {
     lmc__core *k = h->core;
     lmc__rtxn *r = lmc__calloc(1, sizeof *r);
@@ -111,24 +118,12 @@ static int rtxn_create(lmc *h, lmc__rtxn **out)
         lmc__free(r);
         return lmc__sys_err(h, rc, "pthread_setspecific");
     }
-    pthread_mutex_lock(&lmc__g_lock);
+    pthread_mutex_lock(&k->rtxn_lock);
     r->next = k->rtxns;
     if (r->next)
         r->next->prev = r;
     k->rtxns = r;
-    pthread_mutex_unlock(&lmc__g_lock);
-    *out = r;
-    return 0;
-}
-
-int lmc__rbegin(lmc *h, lmc__rtxn **out)
-{
-    lmc__rtxn *r = pthread_getspecific(h->core->tkey);
-    if (LMC__UNLIKELY(!r))
-        return rtxn_create(h, out);
-    int rc = mdb_txn_renew(r->txn);
-    if (LMC__UNLIKELY(rc))
-        return lmc__mdb_err(h, rc, "mdb_txn_renew");
+    pthread_mutex_unlock(&k->rtxn_lock);
     *out = r;
     return 0;
 }
@@ -173,11 +168,9 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static uint64_t mono_ns(void)
+static uint64_t gate_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) & LMC__GATE_TIME_MASK;
+    return lmc__mono_ns() & LMC__GATE_TIME_MASK;
 }
 
 static void gate_acquire(lmc__core *k)
@@ -192,14 +185,14 @@ static void gate_acquire(lmc__core *k)
     for (unsigned i = 0;; i++) {
         uint64_t cur = atomic_load_explicit(g, memory_order_relaxed);
         if (cur == 0) {
-            if (atomic_compare_exchange_weak_explicit(g, &cur, tag | mono_ns(),
+            if (atomic_compare_exchange_weak_explicit(g, &cur, tag | gate_now(),
                                                       memory_order_acquire,
                                                       memory_order_relaxed)) {
                 tl_gated = true;
                 return;
             }
         } else if ((i & 7) == 0) {
-            uint64_t held = (mono_ns() - cur) & LMC__GATE_TIME_MASK;
+            uint64_t held = (gate_now() - cur) & LMC__GATE_TIME_MASK;
             if (held > LMC__GATE_STALE_NS) {
                 atomic_compare_exchange_strong(g, &cur, 0);
                 return;

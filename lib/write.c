@@ -25,7 +25,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "clock.h"
+#include "error.h"
+#include "evict.h"
+#include "lmdbmeta.h"
+#include "recency.h"
+#include "slots.h"
+#include "space.h"
+#include "txn.h"
+#include "write.h"
 
 /* Eviction rounds of one write before it gives up with LMC_ENOSPC; each
  * round asks for twice the room of the one before. */
@@ -58,14 +66,7 @@
 uint64_t lmc__entry_pages(const lmc__core *k, size_t klen, size_t vlen, int is_long)
 {
     size_t skl = is_long ? LMC__KEY_STORED_LONG : klen + 1;
-    size_t data = lmc__entry_size(klen, vlen, is_long);
-    /* LMDB moves a value to pages of its own (contiguous "overflow" pages)
-     * when its node would take more than about half a page: node header (8
-     * bytes), key and data against me_nodemax, (psize - 16) / 2 - 2. */
-    size_t nodemax = ((k->psize - 16u) / 2u & ~(size_t)1) - 2u;
-    if (8u + skl + data <= nodemax)
-        return 0;
-    return (uint64_t)((15u + data) / k->psize + 1u);
+    return lmc__lmdb_value_pages(k->psize, skl, lmc__entry_size(klen, vlen, is_long));
 }
 
 uint64_t lmc__usable_pages(const lmc__core *k)
@@ -162,7 +163,8 @@ int lmc__tick(lmc *h)
     if (rc)
         return rc;
     size_t id = mdb_txn_id(txn);
-    MDB_val key = {8, (void *)(uintptr_t) "lmc:tick"}, d = {sizeof id, &id};
+    MDB_val key = {sizeof LMC__TICK_KEY - 1, (void *)(uintptr_t)LMC__TICK_KEY};
+    MDB_val d = {sizeof id, &id};
     rc = mdb_put(txn, h->core->dbi_main, &key, &d, 0);
     if (rc) {
         lmc__wabort(h, txn);
@@ -194,9 +196,6 @@ typedef struct room_state {
  *     transaction; a store evicts, asking for more room each round.
  * Returns 0 to retry the write, or the code the write fails with.
  */
-static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t need,
-                      lmc__wop drop, void *drop_arg);
-
 static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
 {
     lmc__core *k = h->core;
@@ -276,7 +275,7 @@ static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
         lmc__wop drop = st->drop;
         unsigned one = 1;
         st->drop = NULL;
-        rc = write_loop(h, drop, st->drop_arg, &one, 0, NULL, NULL);
+        rc = lmc__write_deletes(h, drop, st->drop_arg, &one);
         if (rc == 0 || rc == LMC_NOTFOUND)
             rc = lmc__tick(h);
         return rc == LMC__EMAPFULL ? 0 : rc;
@@ -375,82 +374,44 @@ int lmc__write_deletes(lmc *h, lmc__wop op, void *arg, unsigned *batch)
     return write_loop(h, op, arg, batch, 0, NULL, NULL);
 }
 
-/* Drop the expiry row and the totals of a stored entry that is going away
- * or being replaced. */
-static int entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
+/*
+ * Free about want_pages pages for a write that found the map full (or soon
+ * will), in a transaction of its own: expired entries if there are any, else
+ * whole runs of the coldest entries (evict.c).  It runs through the write
+ * loop as a delete, whose batch (the entries to evict) is halved when the
+ * transaction finds the map full itself.  With nothing left to evict:
+ * LMC_ENOSPC.
+ */
+int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect)
 {
-    lmc__entry e;
-    if (lmc__entry_parse(skey, old, &e) != 0)
-        return 0; /* malformed: nothing we can account for */
-    w->d_key_bytes -= (int64_t)e.klen;
-    w->d_value_bytes -= (int64_t)e.vlen;
-    if (e.expires_at) {
-        unsigned char ek[LMC__EXPKEY_MAX];
-        MDB_val k = {lmc__expkey_make(ek, e.expires_at, skey), ek};
-        int rc = mdb_del(w->txn, w->k->dbi_expiry, &k, NULL);
-        if (rc && rc != MDB_NOTFOUND)
-            return lmc__mdb_err(w->h, rc, "mdb_del (expiry)");
-    }
-    return 0;
-}
-
-int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
-                     const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
-                     const MDB_val *old)
-{
-    lmc__core *k = w->k;
-    int rc;
-    if (old && (rc = entry_forget(w, &sk->v, old)))
-        return rc;
-    MDB_val skey = sk->v;
-    MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long), NULL};
-    if (old && w->cur && old->mv_data == w->cur_at)
-        rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
-    else
-        rc = mdb_put(w->txn, k->dbi_entries, &skey, &d, MDB_RESERVE);
-    w->cur_at = NULL;
-    if (rc)
-        return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
-    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
-    if (expires_at) {
-        unsigned char ek[LMC__EXPKEY_MAX];
-        MDB_val ekv = {lmc__expkey_make(ek, expires_at, &sk->v), ek}, empty = {0, NULL};
-        rc = mdb_put(w->txn, k->dbi_expiry, &ekv, &empty, 0);
-        if (rc)
-            return lmc__mdb_err(w->h, rc, "mdb_put (expiry)");
-    }
-    w->d_key_bytes += (int64_t)klen;
-    w->d_value_bytes += (int64_t)vlen;
-    return 0;
-}
-
-int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old)
-{
-    int rc = entry_forget(w, skey, old);
+    lmc__core *k = h->core;
+    /* This thread's queued stamps include the entry its write just stored:
+     * without them the eviction after a commit could pick that very entry
+     * as the coldest. */
+    lmc__stamp_flush_mine(k);
+    lmc__rtxn *r;
+    int rc = lmc__rbegin(h, &r);
     if (rc)
         return rc;
-    if (cur)
-        rc = mdb_cursor_del(cur, 0);
-    else
-        rc = mdb_del(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)skey, NULL);
-    if (rc == MDB_NOTFOUND)
-        return 0;
+    uint64_t budget = lmc__evict_budget(k, r->txn, want_pages);
+    uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, r->txn);
+    lmc__rend(r);
+    /* Deleting copies pages before it frees any, up to two leaves and their
+     * branches per entry when the entries are scattered (expired entries
+     * are, in key order): ask for no more than the free pages can take, so
+     * that the transaction is not tried in vain first. */
+    uint64_t afford = used < total ? (total - used) / 3 : 0;
+    if (budget > afford)
+        budget = afford ? afford : 1;
+    unsigned batch = budget < 100000 ? (unsigned)budget : 100000;
+    lmc__room_arg a = {&batch, protect, 0};
+    rc = lmc__write_deletes(h, lmc__evict_for_room, &a, &batch);
     if (rc)
-        return lmc__mdb_err(w->h, rc, "mdb_del (entry)");
-    return 0;
-}
-
-int lmc__entry_remove_noindex(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
-{
-    lmc__entry e;
-    if (lmc__entry_parse(skey, old, &e) == 0) {
-        w->d_key_bytes -= (int64_t)e.klen;
-        w->d_value_bytes -= (int64_t)e.vlen;
-    }
-    int rc = mdb_del(w->txn, w->k->dbi_entries, (MDB_val *)(uintptr_t)skey, NULL);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return lmc__mdb_err(w->h, rc, "mdb_del (entry)");
-    return 0;
+        return rc;
+    if (a.removed == 0)
+        return lmc__err(h, LMC_ENOSPC, "%s is full and has nothing left to evict", k->path);
+    /* Pages freed by the eviction are reusable once another transaction has
+     * committed: make them available to the write that needs them now. */
+    rc = lmc__tick(h);
+    return rc == LMC__EMAPFULL ? 0 : rc;
 }

@@ -33,9 +33,8 @@ PY_RUN = $(PY_PRELOAD) PYTHONPATH=$(abspath $(PY_LIB)) LMC_BIN_DIR=$(abspath $(B
 
 PY_SRC := python/setup.py python/src/_lmc.c $(wildcard python/lmc/*.py)
 
-# The tools the end-to-end test drives, if this tree has them yet (they are
-# written in tools/ by another change); without them that test skips.
-PY_TOOLS := $(if $(wildcard tools/lmc.c),$(B)/lmc) $(if $(wildcard tools/lmc-stats.c),$(B)/lmc-stats)
+# The tools the end-to-end test drives (tools/tools.mk builds them).
+PY_TOOLS := $(B)/lmc $(B)/lmc-stats
 
 .PHONY: python check-python check-python-asan demo-flask
 

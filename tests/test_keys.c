@@ -162,7 +162,7 @@ static void poke_entry(lmc *c, const void *key, size_t klen, const void *data, s
     MDB_txn *txn;
     assert_int_equal(mdb_txn_begin(k->env, NULL, 0, &txn), 0);
     MDB_val d = {n, (void *)(uintptr_t)data};
-    assert_int_equal(mdb_put(txn, k->dbi_entries, &sk.v, &d, 0), 0);
+    assert_int_equal(mdb_put(txn, k->dbi_main, &sk.v, &d, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
 }
 
@@ -175,7 +175,7 @@ static size_t peek_entry(lmc *c, const void *key, size_t klen, void *out, size_t
     MDB_txn *txn;
     assert_int_equal(mdb_txn_begin(k->env, NULL, MDB_RDONLY, &txn), 0);
     MDB_val d;
-    assert_int_equal(mdb_get(txn, k->dbi_entries, &sk.v, &d), 0);
+    assert_int_equal(mdb_get(txn, k->dbi_main, &sk.v, &d), 0);
     assert_true(d.mv_size <= cap);
     memcpy(out, d.mv_data, d.mv_size);
     mdb_txn_abort(txn);

@@ -8,6 +8,8 @@
  * One cache serves every input: it is cleared before each, which is what a
  * real cache that lives for days sees too.
  */
+#include "../../lib/fmacros.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 

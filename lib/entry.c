@@ -1,0 +1,188 @@
+/*
+ * entry.c - every change of an entry inside a write transaction.  An entry
+ * with a TTL has a row in the expiry index (format.h), which moves whenever
+ * its expiry time changes and goes when the entry goes, so that sweeping
+ * expired entries costs O(expired) and the index never points at nothing.
+ * The change of the key and value byte totals is counted in the write's
+ * context and added to the stats file after the commit (kept in LMDB they
+ * would cost every write a second path of page copies).
+ */
+#include "fmacros.h"
+
+#include <string.h>
+
+#include "entry.h"
+#include "error.h"
+#include "lmdbmeta.h"
+
+/* Drop the expiry row (unless with_row is false) and the totals of a stored
+ * entry that is going away or being replaced. */
+static int entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old, bool with_row,
+                        uint64_t *expires_at)
+{
+    lmc__entry e;
+    *expires_at = 0;
+    if (lmc__entry_parse(skey, old, &e) != 0)
+        return 0; /* malformed: nothing we can account for */
+    *expires_at = e.expires_at;
+    w->d_key_bytes -= (int64_t)e.klen;
+    w->d_value_bytes -= (int64_t)e.vlen;
+    if (e.expires_at && with_row) {
+        unsigned char ek[LMC__EXPKEY_MAX];
+        MDB_val k = {lmc__expkey_make(ek, e.expires_at, skey), ek};
+        int rc = mdb_del(w->txn, w->k->dbi_expiry, &k, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return lmc__mdb_err(w->h, rc, "mdb_del (expiry)");
+    }
+    return 0;
+}
+
+int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
+                     const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
+                     const MDB_val *old)
+{
+    lmc__core *k = w->k;
+    int rc;
+    uint64_t old_exp;
+    if (old && (rc = entry_forget(w, &sk->v, old, true, &old_exp)))
+        return rc;
+    MDB_val skey = sk->v;
+    MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long), NULL};
+    if (old && w->cur && old->mv_data == w->cur_at)
+        rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
+    else
+        rc = mdb_put(w->txn, k->dbi_main, &skey, &d, MDB_RESERVE);
+    w->cur_at = NULL;
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
+    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
+    if (expires_at) {
+        unsigned char ek[LMC__EXPKEY_MAX];
+        MDB_val ekv = {lmc__expkey_make(ek, expires_at, &sk->v), ek}, empty = {0, NULL};
+        rc = mdb_put(w->txn, k->dbi_expiry, &ekv, &empty, 0);
+        if (rc)
+            return lmc__mdb_err(w->h, rc, "mdb_put (expiry)");
+    }
+    w->d_key_bytes += (int64_t)klen;
+    w->d_value_bytes += (int64_t)vlen;
+    return 0;
+}
+
+/* Remove one entry; *expires_at gets its expiry time (0: none, or a
+ * malformed entry), for the caller that counts evictions. */
+static int remove_one(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old,
+                      bool with_row, uint64_t *expires_at)
+{
+    int rc = entry_forget(w, skey, old, with_row, expires_at);
+    if (rc)
+        return rc;
+    if (cur)
+        rc = mdb_cursor_del(cur, 0);
+    else
+        rc = mdb_del(w->txn, w->k->dbi_main, (MDB_val *)(uintptr_t)skey, NULL);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_del (entry)");
+    return 0;
+}
+
+int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old,
+                      bool with_row)
+{
+    uint64_t exp;
+    return remove_one(w, cur, skey, old, with_row, &exp);
+}
+
+int lmc__entry_remove_range(lmc__wctx *w, MDB_cursor *cur, const lmc__range *r,
+                            const MDB_val *start, uint64_t budget, int count,
+                            uint64_t *removed, lmc__resume *next)
+{
+    MDB_val key = *start, d;
+    uint64_t n = 0;
+    next->set = false;
+    int rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    while (rc == 0 && lmc__range_within(r, &key)) {
+        if (!lmc__range_holds(r, &key, &d)) {
+            rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+            continue;
+        }
+        if (n >= budget) {
+            lmc__resume_at(next, &key);
+            break;
+        }
+        uint64_t exp;
+        if ((rc = remove_one(w, cur, &key, &d, true, &exp)))
+            return rc;
+        if (count >= 0)
+            w->ctr[count]++;
+        else if (count == LMC__COUNT_EVICTIONS)
+            w->ctr[exp ? LMC__C_evictions_soonest : LMC__C_evictions_lru]++;
+        n++;
+        rc = lmc__lmdb_next_after_del(cur, &key, &d);
+    }
+    *removed += n;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmc__mdb_err(w->h, rc, "walking a range of entries");
+    return 0;
+}
+
+int lmc__entry_find(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
+                    lmc__found *f)
+{
+    f->exists = f->mine = f->live = false;
+    w->cur_at = NULL;
+    int rc = w->cur ? 0 : mdb_cursor_open(w->txn, w->k->dbi_main, &w->cur);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+    MDB_val k = sk->v;
+    rc = mdb_cursor_get(w->cur, &k, &f->old, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_get");
+    f->exists = true;
+    w->cur_at = f->old.mv_data;
+    if (lmc__entry_parse(&sk->v, &f->old, &f->e) != 0) {
+        f->mine = true; /* malformed: ours to overwrite or remove */
+        return 0;
+    }
+    if (sk->is_long && !lmc__entry_key_matches(&f->e, key, klen))
+        return 0; /* another long key with the same stored key */
+    f->mine = true;
+    f->live = !(f->e.expires_at && f->e.expires_at <= (uint64_t)w->now);
+    return 0;
+}
+
+int lmc__expiry(const lmc *h, int64_t ttl_ms, int64_t now, uint64_t *expires_at)
+{
+    if (ttl_ms < LMC_TTL_KEEP)
+        return lmc__err(h, LMC_EINVAL, "ttl_ms %lld is negative (use LMC_TTL_DEFAULT, "
+                        "LMC_TTL_NEVER, LMC_TTL_KEEP or milliseconds)", (long long)ttl_ms);
+    if (ttl_ms > LMC_TTL_MAX)
+        return lmc__err(h, LMC_EINVAL, "ttl_ms %lld is above LMC_TTL_MAX (2^62 ms, about 146 "
+                        "million years)", (long long)ttl_ms);
+    if (ttl_ms == LMC_TTL_DEFAULT || ttl_ms == LMC_TTL_KEEP)
+        ttl_ms = h->default_ttl_ms; /* at most LMC_TTL_MAX too: lmc_open checks it */
+    if (ttl_ms == LMC_TTL_NEVER) {
+        *expires_at = 0;
+        return 0;
+    }
+    if (now < 0)
+        now = 0;
+    /* Only a clock past 2^62 ms (or a test's clock) gets here. */
+    if (ttl_ms > INT64_MAX - now)
+        return lmc__err(h, LMC_EINVAL, "ttl_ms %lld from now (%lld ms) overflows the clock",
+                        (long long)ttl_ms, (long long)now);
+    *expires_at = (uint64_t)(now + ttl_ms);
+    return 0;
+}
+
+int lmc__entry_expiry(lmc__wctx *w, int64_t ttl, const lmc__found *f, uint64_t *exp)
+{
+    if (ttl == LMC_TTL_KEEP && f->live) {
+        *exp = f->e.expires_at;
+        return 0;
+    }
+    return lmc__expiry(w->h, ttl, w->now, exp);
+}

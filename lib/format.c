@@ -1,0 +1,75 @@
+/*
+ * format.c - the parts of the entry format (format.h) that no get needs:
+ * writing an entry, expiry rows, and building key ranges.
+ */
+#include "fmacros.h"
+
+#include <string.h>
+
+#include "format.h"
+
+void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_long,
+                      const void *val, size_t vlen, uint64_t expires_at, uint64_t version)
+{
+    uint32_t fkl = is_long ? (uint32_t)klen : 0;
+    dst[0] = LMC__ENTRY_FORMAT;
+    dst[1] = is_long ? LMC__EF_LONGKEY : 0;
+    dst[2] = 0;
+    dst[3] = 0;
+    memcpy(dst + 4, &fkl, 4);
+    memcpy(dst + 8, &expires_at, 8);
+    memcpy(dst + 16, &version, 8);
+    unsigned char *p = dst + LMC__HDR_SIZE;
+    if (is_long) {
+        memcpy(p, key, klen);
+        p += klen;
+    }
+    if (vlen)
+        memcpy(p, val, vlen);
+}
+
+size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey)
+{
+    for (int i = 7; i >= 0; i--) {
+        dst[i] = (unsigned char)(expires_at & 0xff);
+        expires_at >>= 8;
+    }
+    memcpy(dst + 8, skey->mv_data, skey->mv_size);
+    return 8 + skey->mv_size;
+}
+
+int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey)
+{
+    if (row->mv_size <= 8 + 1 || row->mv_size > LMC__EXPKEY_MAX)
+        return -1;
+    const unsigned char *p = row->mv_data;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    *expires_at = v;
+    skey->mv_size = row->mv_size - 8;
+    skey->mv_data = (void *)(uintptr_t)(p + 8);
+    return lmc__is_entry_key(skey) ? 0 : -1;
+}
+
+void lmc__range_prefix(lmc__range *r, const void *prefix, size_t plen)
+{
+    /* The stored form of the prefix: the namespace byte and at most the part
+     * of the key that stored keys keep. */
+    size_t kept = plen < LMC__KEY_INLINE ? plen : LMC__KEY_INLINE;
+    r->buf[0] = LMC__NS;
+    if (kept)
+        memcpy(r->buf + 1, prefix, kept);
+    r->from = (MDB_val){1 + kept, r->buf};
+    r->to = (MDB_val){0, NULL};
+    r->whole_prefix = plen >= LMC__KEY_INLINE ? prefix : NULL;
+    r->whole_len = plen;
+}
+
+void lmc__range_closed(lmc__range *r, const MDB_val *first, const MDB_val *last)
+{
+    r->from = *first;
+    r->to = *last;
+    r->whole_prefix = NULL;
+    r->whole_len = 0;
+}

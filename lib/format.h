@@ -1,0 +1,306 @@
+/*
+ * format.h - the on-disk format of the entries (format.c): stored keys, the
+ * entry header, expiry rows, key ranges of stored keys, and the key hash.
+ *
+ * What every get needs (building the stored key, parsing the header,
+ * hashing the key for its recency stamp) is inline here, so that a hit makes
+ * no call the compiler could have inlined.
+ */
+#ifndef LMC_FORMAT_H
+#define LMC_FORMAT_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "attrs.h"
+#include "lmc.h"
+
+/* Format of the entries; stored in the meta database and checked on open. */
+#define LMC__FORMAT_VERSION 2u
+
+/*
+ * Stored keys.  Entries live in LMDB's main (unnamed) database, next to the
+ * records of the named databases "expiry" and "meta" and one key of our own
+ * ("lmc:tick", see write.c).  A named database would cost every read: LMDB
+ * 0.9 marks named databases stale whenever a read txn is renewed, so the
+ * first lookup of each get would search the main database for the record
+ * again (465 instructions, a sixth of a get, measured in bench/RESULTS.md),
+ * and every commit would rewrite that record.  Every stored entry key starts
+ * with the byte LMC__NS, which no other key of the main database starts
+ * with, so entries are one contiguous range and prefixes stay ranges.  It is
+ * 0xFF so that the entries come last: LMDB splits a full page at its end
+ * only when the new key goes after every key of the tree, which is what
+ * keeps pages full when keys arrive in order (with the other keys after the
+ * entries, such pages were left half empty: 170 bytes per entry instead of
+ * 47).
+ *
+ * LMDB keys stop at 511 bytes and the expiry index adds 8, so a user key of
+ * LMC__KEY_INLINE bytes or more is stored as its first LMC__KEY_INLINE bytes
+ * followed by a 16-byte hash of the whole key, and the whole key is kept in
+ * the value to confirm a hit.
+ */
+#define LMC__NS 0xFFu
+#define LMC__KEY_INLINE 448u
+#define LMC__KEY_HASH 16u
+#define LMC__KEY_STORED_LONG (1u + LMC__KEY_INLINE + LMC__KEY_HASH)
+#define LMC__EXPKEY_MAX (8u + LMC__KEY_STORED_LONG)
+
+/* The key of the commit that only moves LMDB's transaction id on (write.c). */
+#define LMC__TICK_KEY "lmc:tick"
+
+/* ------------------------------------------------------------------------ */
+/* The key hash                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* 64x64 -> 128-bit multiply, folded: the mixing step of the hash. */
+static inline uint64_t lmc__mum(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)(r >> 64) ^ (uint64_t)r;
+}
+
+/*
+ * A fast non-cryptographic 64-bit hash: 16 bytes per step, each folded in
+ * with one wide multiply (the construction of wyhash), the tail read as two
+ * possibly overlapping words.  About 25 instructions for a 30-byte key,
+ * which matters because every get of an entry without TTL hashes its key
+ * for the recency array.  Also used, twice with different seeds, for the
+ * 16-byte hash of long keys.  Collisions only cost accuracy (recency) or a
+ * cache miss (long keys are confirmed against the whole key in the value).
+ */
+static inline uint64_t lmc__hash64(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *s = p;
+    const uint64_t k0 = 0xa0761d6478bd642fULL, k1 = 0xe7037ed1a0b428dbULL,
+                   k2 = 0x8ebc6af09c88c6e3ULL;
+    uint64_t h = seed ^ lmc__mum(seed ^ k0, (uint64_t)n ^ k1);
+    while (n > 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + 8, 8);
+        h = lmc__mum(a ^ k1, b ^ h);
+        s += 16;
+        n -= 16;
+    }
+    uint64_t a = 0, b = 0;
+    if (n > 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        a = x;
+        b = y;
+    } else if (n > 0) {
+        a = ((uint64_t)s[0] << 16) | ((uint64_t)s[n >> 1] << 8) | s[n - 1];
+    }
+    return lmc__mum(k1 ^ (uint64_t)n, lmc__mum(a ^ k1, b ^ h) ^ k2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stored keys                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lmc__skey {
+    MDB_val v;    /* the stored key, in buf */
+    int is_long;  /* 1 if the long-key encoding is used */
+    unsigned char buf[LMC__KEY_STORED_LONG];
+} lmc__skey;
+
+/* Whether a key of the main database is an entry's. */
+static inline bool lmc__is_entry_key(const MDB_val *k)
+{
+    return k->mv_size >= 2 && *(const unsigned char *)k->mv_data == LMC__NS;
+}
+
+/* The stored key of a user key of 1 .. LMC_MAX_KEY bytes. */
+static inline void lmc__skey_make(lmc__skey *s, const void *key, size_t klen)
+{
+    s->buf[0] = LMC__NS;
+    s->v.mv_data = s->buf;
+    if (LMC__LIKELY(klen < LMC__KEY_INLINE)) {
+        memcpy(s->buf + 1, key, klen);
+        s->v.mv_size = 1 + klen;
+        s->is_long = 0;
+        return;
+    }
+    memcpy(s->buf + 1, key, LMC__KEY_INLINE);
+    uint64_t a = lmc__hash64(key, klen, 0x6c6d632d6b657931ULL);
+    uint64_t b = lmc__hash64(key, klen, 0x6c6d632d6b657932ULL);
+    memcpy(s->buf + 1 + LMC__KEY_INLINE, &a, 8);
+    memcpy(s->buf + 1 + LMC__KEY_INLINE + 8, &b, 8);
+    s->v.mv_size = LMC__KEY_STORED_LONG;
+    s->is_long = 1;
+}
+
+/* LMDB's default key order: bytewise, a shorter key first on a tie. */
+static inline int lmc__key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c)
+        return c;
+    return (al > bl) - (al < bl);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entries                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Value layout: a 24-byte header, then (long keys only) the whole key, then
+ * the user's value.  Header fields are host-endian (the cache never leaves
+ * the host) and read with memcpy because LMDB only 2-byte-aligns values.
+ *   0  u8  format (LMC__ENTRY_FORMAT)
+ *   1  u8  flags  (LMC__EF_*)
+ *   2  u16 reserved, zero
+ *   4  u32 length of the whole key (long keys), else 0
+ *   8  u64 expires_at, ms since the Unix epoch, 0 = never
+ *  16  u64 version, for compare-and-swap
+ */
+#define LMC__HDR_SIZE 24u
+#define LMC__ENTRY_FORMAT 0xC1u
+#define LMC__EF_LONGKEY 0x01u
+
+typedef struct lmc__entry {
+    uint64_t expires_at;
+    uint64_t version;
+    const unsigned char *key; /* the whole user key */
+    size_t klen;
+    const unsigned char *val;
+    size_t vlen;
+} lmc__entry;
+
+/* Parse a stored entry; returns 0, or -1 if it is malformed.  Every pointer
+ * of *e points into d. */
+static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__entry *e)
+{
+    const unsigned char *p = d->mv_data;
+    if (LMC__UNLIKELY(d->mv_size < LMC__HDR_SIZE || p[0] != LMC__ENTRY_FORMAT))
+        return -1;
+    uint32_t fkl;
+    memcpy(&fkl, p + 4, 4);
+    memcpy(&e->expires_at, p + 8, 8);
+    memcpy(&e->version, p + 16, 8);
+    if (LMC__UNLIKELY(p[1] == LMC__EF_LONGKEY)) {
+        if (skey->mv_size != LMC__KEY_STORED_LONG || fkl < LMC__KEY_INLINE ||
+            fkl > LMC_MAX_KEY || d->mv_size - LMC__HDR_SIZE < fkl)
+            return -1;
+        e->key = p + LMC__HDR_SIZE;
+        e->klen = fkl;
+    } else {
+        if (LMC__UNLIKELY(p[1] != 0 || fkl != 0 || skey->mv_size < 2 ||
+                          skey->mv_size > LMC__KEY_INLINE))
+            return -1;
+        e->key = (const unsigned char *)skey->mv_data + 1;
+        e->klen = skey->mv_size - 1;
+        fkl = 0;
+    }
+    e->val = p + LMC__HDR_SIZE + fkl;
+    e->vlen = d->mv_size - LMC__HDR_SIZE - fkl;
+    return 0;
+}
+
+/* Whether the entry is that of the user key key (long keys share stored
+ * keys with every key of the same first bytes and hash). */
+static inline bool lmc__entry_key_matches(const lmc__entry *e, const void *key, size_t klen)
+{
+    return e->klen == klen && memcmp(e->key, key, klen) == 0;
+}
+
+/* Bytes of the stored value of an entry. */
+static inline size_t lmc__entry_size(size_t klen, size_t vlen, int is_long)
+{
+    return LMC__HDR_SIZE + (is_long ? klen : 0) + vlen;
+}
+
+void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_long,
+                      const void *val, size_t vlen, uint64_t expires_at, uint64_t version);
+
+/* ------------------------------------------------------------------------ */
+/* Expiry rows                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* An expiry row's key: BE64(expires_at) | stored key, so that the index is
+ * ordered by expiry time.  Returns its length (at most LMC__EXPKEY_MAX). */
+size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey);
+/* The expiry time and stored key of a row's key (skey points into it);
+ * -1 if it is not a row lmc writes. */
+int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey);
+
+/* ------------------------------------------------------------------------ */
+/* Ranges of stored keys and where a walk resumes                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The entries of a range: the stored keys from `from` on that start with
+ * `from` (a prefix range), or that are at most `to` (a closed range).  A
+ * prefix longer than the part of long keys that stored keys keep cannot be
+ * checked on the stored key alone: whole_prefix then names the user's prefix,
+ * checked against the whole key kept in the value.
+ */
+typedef struct lmc__range {
+    MDB_val from;
+    MDB_val to;                    /* mv_data NULL: a prefix range */
+    const unsigned char *whole_prefix;
+    size_t whole_len;
+    unsigned char buf[1 + LMC__KEY_INLINE]; /* from of a prefix range */
+} lmc__range;
+
+/* The range of every entry whose user key starts with prefix (plen may be
+ * 0: every entry). */
+void lmc__range_prefix(lmc__range *r, const void *prefix, size_t plen);
+/* The range of the entries from `first` to `last`, both stored keys, which
+ * must stay valid while the range is used. */
+void lmc__range_closed(lmc__range *r, const MDB_val *first, const MDB_val *last);
+
+/* Whether a key met walking forward from the range's start is still inside
+ * it: false ends the walk. */
+static inline bool lmc__range_within(const lmc__range *r, const MDB_val *key)
+{
+    if (!lmc__is_entry_key(key))
+        return false;
+    if (r->to.mv_data)
+        return lmc__key_cmp(key->mv_data, key->mv_size, r->to.mv_data, r->to.mv_size) <= 0;
+    return key->mv_size >= r->from.mv_size &&
+           memcmp(key->mv_data, r->from.mv_data, r->from.mv_size) == 0;
+}
+
+/* Whether an entry inside the range belongs to it: for a prefix longer than
+ * stored keys keep, whether its whole key starts with the prefix. */
+static inline bool lmc__range_holds(const lmc__range *r, const MDB_val *key, const MDB_val *d)
+{
+    if (!r->whole_prefix)
+        return true;
+    lmc__entry e;
+    return lmc__entry_parse(key, d, &e) == 0 && e.klen >= r->whole_len &&
+           memcmp(e.key, r->whole_prefix, r->whole_len) == 0;
+}
+
+/* Where a walk of stored keys goes on: a copy of the first key not yet
+ * visited, kept between transactions. */
+typedef struct lmc__resume {
+    bool set;
+    size_t len;
+    unsigned char key[LMC__KEY_STORED_LONG];
+} lmc__resume;
+
+static inline void lmc__resume_at(lmc__resume *r, const MDB_val *key)
+{
+    memcpy(r->key, key->mv_data, key->mv_size);
+    r->len = key->mv_size;
+    r->set = true;
+}
+
+/* The key a walk starts from: where it stopped, else the range's start. */
+static inline MDB_val lmc__resume_key(const lmc__resume *r, const lmc__range *range)
+{
+    if (r->set)
+        return (MDB_val){r->len, (void *)(uintptr_t)r->key};
+    return range->from;
+}
+
+#endif /* LMC_FORMAT_H */

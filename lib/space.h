@@ -1,0 +1,53 @@
+/*
+ * space.h - how full the map is, who pins its free pages, and waiting for
+ * them (space.c).
+ */
+#ifndef LMC_SPACE_H
+#define LMC_SPACE_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "handle.h"
+
+typedef struct lmc__fill {
+    uint64_t total_pages, used_pages, free_pages, last_pgno, last_txnid;
+    unsigned psize;
+    double fill;
+} lmc__fill;
+/* Fill as "used pages / pages in the map": the file's high-water mark less
+ * the pages on LMDB's free list (a walk of the free list). */
+int lmc__fill_get(lmc *h, lmc__fill *f);
+
+/* Reader table summary, from mdb_reader_list.  slots and active count live
+ * processes' slots only; stale counts the slots of dead ones; oldest is the
+ * txnid of the oldest reader inside a txn, dead or alive, because a dead
+ * reader's snapshot pins pages until its slot is cleared. */
+typedef struct lmc__readers {
+    uint64_t slots, stale, active, oldest;
+} lmc__readers;
+void lmc__readers_get(lmc__core *k, lmc__readers *r);
+
+/* Pages kept free so that deletes always find the pages they copy first:
+ * 1/64 of the map, at least 64 pages, at most a quarter of it. */
+uint64_t lmc__reserve_pages(const lmc__core *k);
+/* Pages in use as txn sees them (the trees and the meta pages); O(1). */
+uint64_t lmc__used_pages(const lmc__core *k, MDB_txn *txn);
+
+/* Why free pages may not be reusable now (space.c explains the kinds). */
+typedef struct lmc__space {
+    uint64_t total_pages, tail_pages; /* tail: never used, past the high-water mark */
+    uint64_t last_txnid;        /* the newest snapshot */
+    uint64_t oldest;            /* the oldest snapshot a reader holds (last_txnid if none) */
+    uint64_t dead_readers;      /* reader slots of dead processes */
+    uint64_t pinned_by_readers; /* pages freed after the oldest snapshot */
+    uint64_t pinned_by_last;    /* pages freed by the newest transaction */
+} lmc__space;
+int lmc__space_get(lmc *h, lmc__space *sp);
+/* Sleep until every reader holds a snapshot at least as new as snapshot, or
+ * until deadline (lmc__mono_us); false if the deadline came first.  Adds the
+ * time slept to *waited_us. */
+bool lmc__readers_wait(lmc *h, uint64_t snapshot, uint64_t deadline, uint64_t *waited_us);
+
+#endif /* LMC_SPACE_H */

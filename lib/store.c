@@ -1,0 +1,278 @@
+/*
+ * store.c - the calls that store values: set, add, replace, cas and
+ * set_many, and the delete of one key they share with lmc_delete.
+ *
+ * Each describes its work as the body of one write transaction, run by the
+ * write loop (write.c), so that a full map is handled in one place.  A store
+ * that cannot be done leaves no stale value behind (store_failed).
+ */
+#include "fmacros.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "call.h"
+#include "entry.h"
+#include "error.h"
+#include "format.h"
+#include "recency.h"
+#include "store.h"
+#include "write.h"
+
+enum { MODE_SET, MODE_ADD, MODE_REPLACE, MODE_CAS };
+
+typedef struct store_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+    int64_t ttl;
+    int mode;
+    uint64_t version;
+} store_arg;
+
+static int op_store(lmc__wctx *w, void *p)
+{
+    store_arg *a = p;
+    lmc__found f;
+    uint64_t exp;
+    int rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f);
+    if (rc)
+        return rc;
+    if ((rc = lmc__entry_expiry(w, a->ttl, &f, &exp)))
+        return rc;
+    switch (a->mode) {
+    case MODE_ADD:
+        w->ctr[LMC__C_adds]++;
+        if (f.live) {
+            w->ctr[LMC__C_add_conflicts]++;
+            return LMC_EXISTS;
+        }
+        break;
+    case MODE_REPLACE:
+        if (!f.live)
+            return LMC_NOTFOUND;
+        break;
+    case MODE_CAS:
+        w->ctr[LMC__C_cas]++;
+        if (!f.live)
+            return LMC_NOTFOUND;
+        if (f.e.version != a->version) {
+            w->ctr[LMC__C_cas_conflicts]++;
+            return LMC_ECHANGED;
+        }
+        break;
+    default:
+        break;
+    }
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, a->val, a->vlen, exp, w->version,
+                          f.exists ? &f.old : NULL);
+    if (rc == 0) {
+        w->ctr[LMC__C_sets]++;
+        w->ctr[LMC__C_bytes_written] += a->vlen;
+        w->written = &a->sk->v;
+        if (!exp)
+            w->stamp = &a->sk->v; /* a write is an access */
+    }
+    return rc;
+}
+
+typedef struct del_arg {
+    const lmc__skey *sk;
+    const void *key;
+    size_t klen;
+    const uint64_t *version; /* delete only the entry of this version */
+    bool quiet;              /* an unlink after a failed store: not a delete */
+} del_arg;
+
+static int op_delete(lmc__wctx *w, void *p)
+{
+    del_arg *a = p;
+    lmc__found f;
+    int rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f);
+    if (rc)
+        return rc;
+    if (!f.mine || (a->version && (!f.live || f.e.version != *a->version)))
+        return LMC_NOTFOUND;
+    if ((rc = lmc__entry_remove(w, NULL, &a->sk->v, &f.old, true)))
+        return rc;
+    if (!f.live)
+        w->result = LMC_NOTFOUND; /* an expired entry is removed, but was not there */
+    else if (!a->quiet)
+        w->ctr[LMC__C_deletes]++;
+    return 0;
+}
+
+int lmc__delete_one(lmc *c, const lmc__skey *sk, const void *key, size_t klen,
+                    const uint64_t *version, bool quiet)
+{
+    del_arg a = {sk, key, klen, version, quiet};
+    unsigned batch = 1;
+    return lmc__write_deletes(c, op_delete, &a, &batch);
+}
+
+/*
+ * A store that could not be done (LMC_ETOOBIG, LMC_ENOSPC) removes the value
+ * it was to replace, as memcached does for a SET it cannot store: a caller
+ * that ignores the error must not go on serving the old value as if the new
+ * one were in.  A cas removes it only if it still has the version the cas
+ * expected.  The store's error and message are what the caller gets; if
+ * even the removal fails (a reader stuck on an old snapshot pins every free
+ * page), the message says so.
+ */
+static int store_failed(lmc *c, int rc, const lmc__skey *sk, const void *key, size_t klen,
+                        const uint64_t *version)
+{
+    char msg[512];
+    const char *m = lmc_errmsg(c), *name = lmc_errname(rc);
+    size_t nl = strlen(name);
+    if (strncmp(m, name, nl) == 0 && m[nl] == ':')
+        m += nl + 2;
+    snprintf(msg, sizeof msg, "%s", m);
+    int drc = lmc__delete_one(c, sk, key, klen, version, true);
+    if (drc == LMC_NOTFOUND)
+        return lmc__err(c, rc, "%s", msg);
+    if (drc == LMC_OK)
+        return lmc__err(c, rc, "%s; the value it was to replace was removed", msg);
+    return lmc__err(c, rc, "%s; the value it was to replace could not be removed either (%s)",
+                    msg, lmc_errname(drc));
+}
+
+static int store(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                 int64_t ttl_ms, int mode, uint64_t version)
+{
+    int rc = lmc__call_write_key(c, key, klen, val, vlen, ttl_ms);
+    if (rc)
+        return rc;
+    lmc__skey sk;
+    lmc__skey_make(&sk, key, klen);
+    rc = lmc__check_size(c, klen, vlen, sk.is_long);
+    if (rc == 0) {
+        store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version};
+        uint64_t pages = lmc__entry_pages(c->core, klen, vlen, sk.is_long);
+        /* A value of pages of its own needs them contiguous, and the value it
+         * replaces holds such pages until the new one commits: on a full
+         * map, removing that one first is the eviction that helps most.  An
+         * add replaces nothing live, and a cas only its own version. */
+        del_arg old = {&sk, key, klen, mode == MODE_CAS ? &version : NULL, true};
+        bool drop = pages > 0 && mode != MODE_ADD;
+        rc = lmc__write(c, op_store, &a, pages, drop ? op_delete : NULL, &old);
+    }
+    /* An add replaces nothing live, so it has nothing stale to remove. */
+    if ((rc == LMC_ETOOBIG || rc == LMC_ENOSPC) && mode != MODE_ADD)
+        rc = store_failed(c, rc, &sk, key, klen, mode == MODE_CAS ? &version : NULL);
+    return rc;
+}
+
+int lmc_set(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_SET, 0);
+}
+
+int lmc_add(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_ADD, 0);
+}
+
+int lmc_replace(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                int64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_REPLACE, 0);
+}
+
+int lmc_cas(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, int64_t ttl_ms,
+            uint64_t version)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_CAS, version);
+}
+
+typedef struct many_arg {
+    const lmc_item *items;
+    size_t n;
+} many_arg;
+
+static int op_set_many(lmc__wctx *w, void *p)
+{
+    many_arg *a = p;
+    for (size_t i = 0; i < a->n; i++) {
+        const lmc_item *it = &a->items[i];
+        lmc__skey sk;
+        lmc__skey_make(&sk, it->key, it->klen);
+        lmc__found f;
+        uint64_t exp;
+        int rc = lmc__entry_find(w, &sk, it->key, it->klen, &f);
+        if (rc)
+            return rc;
+        if ((rc = lmc__entry_expiry(w, it->ttl_ms, &f, &exp)))
+            return rc;
+        rc = lmc__entry_store(w, &sk, it->key, it->klen, it->val, it->vlen, exp, w->version,
+                              f.exists ? &f.old : NULL);
+        if (rc)
+            return rc;
+        if (!exp)
+            lmc__recency_touch(w->k, &sk.v, w->now);
+        w->ctr[LMC__C_sets]++;
+        w->ctr[LMC__C_bytes_written] += it->vlen;
+    }
+    return 0;
+}
+
+int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
+{
+    int rc = lmc__call(c);
+    if (rc)
+        return rc;
+    if (!items && n)
+        return lmc__err(c, LMC_EINVAL, "items is NULL");
+    if ((rc = lmc__writable(c)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const lmc_item *it = &items[i];
+        const char *why;
+        if ((rc = lmc__key_problem(it->key, it->klen, &why)))
+            return lmc__err(c, rc, "item %zu: %s", i, why);
+        if (!it->val && it->vlen)
+            return lmc__err(c, LMC_EINVAL, "item %zu: val is NULL but vlen is %zu", i, it->vlen);
+        if (it->ttl_ms < LMC_TTL_KEEP)
+            return lmc__err(c, LMC_EINVAL, "item %zu: ttl_ms %lld is negative", i,
+                            (long long)it->ttl_ms);
+    }
+    size_t total = 0;
+    uint64_t pages = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const lmc_item *it = &items[i];
+        int is_long = it->klen >= LMC__KEY_INLINE;
+        if ((rc = lmc__check_size(c, it->klen, it->vlen, is_long)))
+            break;
+        total += lmc__entry_size(it->klen, it->vlen, is_long) + it->klen;
+        pages += lmc__entry_pages(c->core, it->klen, it->vlen, is_long);
+        if (total / c->core->psize + pages > lmc__usable_pages(c->core))
+            rc = lmc__err(c, LMC_ETOOBIG, "the %zu items together can never fit in the map", n);
+    }
+    if (rc == 0 && n > 0) {
+        many_arg a = {items, n};
+        rc = lmc__write(c, op_set_many, &a, pages, NULL, NULL);
+    }
+    if (rc != LMC_ETOOBIG && rc != LMC_ENOSPC)
+        return rc;
+    /* Like a single set: leave none of the values they were to replace
+     * (all or nothing, as the batch itself). */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
+    int drc = LMC_OK;
+    size_t removed = 0;
+    for (size_t i = 0; i < n && (drc == LMC_OK || drc == LMC_NOTFOUND); i++) {
+        lmc__skey sk;
+        lmc__skey_make(&sk, items[i].key, items[i].klen);
+        drc = lmc__delete_one(c, &sk, items[i].key, items[i].klen, NULL, true);
+        removed += drc == LMC_OK;
+    }
+    size_t skip = strlen(lmc_errname(rc)) + 2;
+    const char *m = strlen(msg) > skip ? msg + skip : msg;
+    if (drc == LMC_OK || drc == LMC_NOTFOUND)
+        return lmc__err(c, rc, "%s; %zu values they were to replace were removed", m, removed);
+    return lmc__err(c, rc, "%s; the values they were to replace could not all be removed (%s)",
+                    m, lmc_errname(drc));
+}
+
