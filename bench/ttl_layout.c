@@ -1,9 +1,9 @@
 /*
- * ttl_layout.c - what a set with a TTL would cost if lmc kept its expiry
- * index rows in LMDB's main database (under a first byte of their own, as
- * the entries are) instead of in the named database "expiry".  Raw LMDB
- * only, lmc's flags, side by side in alternating rounds (bench/RESULTS.md,
- * "Where lmc still spends time").
+ * ttl_layout.c - what a set with a TTL costs with the expiry index rows in
+ * LMDB's main database (under a first byte of their own, as the entries are:
+ * lmc's format 3) against the named database "expiry" (format 2), the
+ * measurement behind that change.  Raw LMDB only, lmc's flags, side by side
+ * in alternating rounds (bench/RESULTS.md, "Where lmc still spends time").
  *
  *   ttl_layout [DIR] [--seconds S] [--keys N] [--rounds R] [--ops N]
  *                                               (make bench-ttl-layout)

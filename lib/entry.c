@@ -15,26 +15,40 @@
 #include "error.h"
 #include "lmdbmeta.h"
 
-/* Drop the expiry row (unless with_row is false) and the totals of a stored
- * entry that is going away or being replaced. */
-static int entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old, bool with_row,
-                        uint64_t *expires_at)
+/* The expiry time of a stored entry about to go away or be replaced (0 for
+ * none, or for a malformed entry, which lmc cannot account for), and its
+ * bytes off the totals.  Read before the entry changes: old points into its
+ * page. */
+static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
 {
     lmc__entry e;
-    *expires_at = 0;
     if (lmc__entry_parse(skey, old, &e) != 0)
-        return 0; /* malformed: nothing we can account for */
-    *expires_at = e.expires_at;
+        return 0;
     w->d_key_bytes -= (int64_t)e.klen;
     w->d_value_bytes -= (int64_t)e.vlen;
-    if (e.expires_at && with_row) {
-        unsigned char ek[LMC__EXPKEY_MAX];
-        MDB_val k = {lmc__expkey_make(ek, e.expires_at, skey), ek};
-        int rc = mdb_del(w->txn, w->k->dbi_expiry, &k, NULL);
-        if (rc && rc != MDB_NOTFOUND)
-            return lmc__mdb_err(w->h, rc, "mdb_del (expiry)");
-    }
+    return e.expires_at;
+}
+
+/* Put or delete the expiry row (expires_at, skey) of an entry. */
+static int row_put(lmc__wctx *w, uint64_t expires_at, const MDB_val *skey)
+{
+    unsigned char ek[LMC__EXPKEY_MAX];
+    MDB_val row = {lmc__expkey_make(ek, expires_at, skey), ek}, empty = {0, NULL};
+    int rc = mdb_put(w->txn, w->k->dbi_main, &row, &empty, 0);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_put (expiry row)");
+    w->d_rows++;
     return 0;
+}
+
+static int row_del(lmc__wctx *w, uint64_t expires_at, const MDB_val *skey)
+{
+    unsigned char ek[LMC__EXPKEY_MAX];
+    MDB_val row = {lmc__expkey_make(ek, expires_at, skey), ek};
+    int rc = mdb_del(w->txn, w->k->dbi_main, &row, NULL);
+    if (rc == 0)
+        w->d_rows--;
+    return rc && rc != MDB_NOTFOUND ? lmc__mdb_err(w->h, rc, "mdb_del (expiry row)") : 0;
 }
 
 int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
@@ -42,12 +56,12 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
                      const MDB_val *old)
 {
     lmc__core *k = w->k;
-    int rc;
-    uint64_t old_exp;
-    if (old && (rc = entry_forget(w, &sk->v, old, true, &old_exp)))
-        return rc;
+    uint64_t old_exp = old ? entry_forget(w, &sk->v, old) : 0;
+    /* The entry first, through the cursor while it still sits on the old one
+     * (the rows share the tree: changing one would move the cursor). */
     MDB_val skey = sk->v;
     MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long), NULL};
+    int rc;
     if (old && w->cur && old->mv_data == w->cur_at)
         rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
     else
@@ -56,12 +70,12 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
     lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
-    if (expires_at) {
-        unsigned char ek[LMC__EXPKEY_MAX];
-        MDB_val ekv = {lmc__expkey_make(ek, expires_at, &sk->v), ek}, empty = {0, NULL};
-        rc = mdb_put(w->txn, k->dbi_expiry, &ekv, &empty, 0);
-        if (rc)
-            return lmc__mdb_err(w->h, rc, "mdb_put (expiry)");
+    /* Then its row, which moves only when the expiry time does. */
+    if (old_exp != expires_at) {
+        if (old_exp && (rc = row_del(w, old_exp, &sk->v)))
+            return rc;
+        if (expires_at && (rc = row_put(w, expires_at, &sk->v)))
+            return rc;
     }
     w->d_key_bytes += (int64_t)klen;
     w->d_value_bytes += (int64_t)vlen;
@@ -73,9 +87,18 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
 static int remove_one(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old,
                       bool with_row, uint64_t *expires_at)
 {
-    int rc = entry_forget(w, skey, old, with_row, expires_at);
-    if (rc)
+    /* The row goes first, by key, while the cursor sits on the entry (LMDB
+     * keeps every cursor of a transaction right when others change the
+     * tree); the entry's key must be copied first: it points into its page,
+     * which the row's deletion may change. */
+    unsigned char kb[LMC__KEY_STORED_LONG];
+    MDB_val k = {skey->mv_size, kb};
+    memcpy(kb, skey->mv_data, skey->mv_size);
+    int rc;
+    *expires_at = entry_forget(w, &k, old);
+    if (*expires_at && with_row && (rc = row_del(w, *expires_at, &k)))
         return rc;
+    skey = &k;
     if (cur)
         rc = mdb_cursor_del(cur, 0);
     else

@@ -22,6 +22,7 @@ typedef struct lmc__wctx {
     uint64_t version;        /* version given to entries written now */
     int64_t d_key_bytes;     /* change of the key/value byte totals */
     int64_t d_value_bytes;
+    int64_t d_rows;          /* change of the number of expiry rows */
     uint64_t ctr[LMC__NCTR]; /* counter deltas, applied after commit */
     int result;              /* returned by the write after a commit */
     const MDB_val *stamp;    /* key to stamp in the recency array after commit */

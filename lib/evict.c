@@ -32,6 +32,8 @@
 #include "clock.h"
 #include "error.h"
 #include "evict.h"
+#include "lmdbmeta.h"
+#include "slots.h"
 #include "recency.h"
 
 /* ------------------------------------------------------------------------ */
@@ -43,26 +45,28 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
     lmc__core *k = w->k;
     MDB_cursor *cur;
     *removed = 0;
-    int rc = mdb_cursor_open(w->txn, k->dbi_expiry, &cur);
+    int rc = mdb_cursor_open(w->txn, k->dbi_main, &cur);
     if (rc)
-        return lmc__mdb_err(w->h, rc, "mdb_cursor_open (expiry)");
-    MDB_val key, d;
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_open (expiry rows)");
+    MDB_val key = lmc__rows_start(), d;
     uint64_t n = 0;
-    rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-    while (rc == 0 && n < budget) {
+    rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+    while (rc == 0 && n < budget && *(const unsigned char *)key.mv_data == LMC__NS_ROW) {
         uint64_t exp;
         MDB_val row_skey;
         if (lmc__expkey_parse(&key, &exp, &row_skey) != 0) {
             /* Not a row we wrote: drop it. */
             if ((rc = mdb_cursor_del(cur, 0)))
                 break;
-            rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+            w->d_rows--;
+            rc = lmc__lmdb_next_after_del(cur, &key, &d);
             continue;
         }
         bool expired = exp <= (uint64_t)w->now;
         if (only_expired && !expired)
             break;
-        /* Copy the stored key out of the index page before changing it. */
+        /* Copy the stored key out of the row's page before changing the
+         * tree. */
         unsigned char sbuf[LMC__KEY_STORED_LONG];
         MDB_val skey = {row_skey.mv_size, sbuf};
         memcpy(sbuf, row_skey.mv_data, skey.mv_size);
@@ -70,6 +74,9 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
         rc = mdb_get(w->txn, k->dbi_main, &skey, &old);
         lmc__entry e;
         if (rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 && e.expires_at == exp) {
+            /* The entry goes by key, while the cursor sits on its row (LMDB
+             * keeps every cursor of a transaction right when others change
+             * the tree), and the row through the cursor after it. */
             if ((rc = lmc__entry_remove(w, NULL, &skey, &old, false))) {
                 mdb_cursor_close(cur);
                 return rc;
@@ -82,7 +89,8 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
         /* Either way the row goes: it was the entry's, or an orphan. */
         if ((rc = mdb_cursor_del(cur, 0)))
             break;
-        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+        w->d_rows--;
+        rc = lmc__lmdb_next_after_del(cur, &key, &d);
     }
     mdb_cursor_close(cur);
     *removed = n;
@@ -335,12 +343,12 @@ int lmc__evict_for_room(lmc__wctx *w, void *p)
      * around the entry that expires soonest, so that a window of the hand
      * that holds only entries without TTL does not decide alone. */
     MDB_cursor *xc;
-    if (rc == 0 && mdb_cursor_open(w->txn, k->dbi_expiry, &xc) == 0) {
-        MDB_val xk, xd, skey;
+    if (rc == 0 && mdb_cursor_open(w->txn, k->dbi_main, &xc) == 0) {
+        MDB_val xk = lmc__rows_start(), xd, skey;
         uint64_t exp;
         lmc__resume from;
         from.set = false;
-        if (mdb_cursor_get(xc, &xk, &xd, MDB_FIRST) == 0 &&
+        if (mdb_cursor_get(xc, &xk, &xd, MDB_SET_RANGE) == 0 &&
             lmc__expkey_parse(&xk, &exp, &skey) == 0)
             lmc__resume_at(&from, &skey);
         mdb_cursor_close(xc);
@@ -379,16 +387,24 @@ int lmc__evict_for_room(lmc__wctx *w, void *p)
     return rc;
 }
 
+void lmc__entry_pages_share(const lmc__core *k, MDB_txn *txn, uint64_t *entries,
+                            uint64_t *pages)
+{
+    *entries = *pages = 0;
+    MDB_stat st;
+    if (mdb_stat(txn, k->dbi_main, &st) != 0)
+        return;
+    /* The main tree holds the entries and their expiry rows (and a few keys
+     * of lmc's own): an entry's share of the pages is its row's too. */
+    uint64_t rows = lmc__rows_guess(k);
+    *entries = st.ms_entries > rows ? st.ms_entries - rows : st.ms_entries;
+    *pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+}
+
 uint64_t lmc__evict_budget(const lmc__core *k, MDB_txn *txn, uint64_t want_pages)
 {
-    /* The pages an entry holds, its expiry row's share included. */
-    MDB_stat es, xs;
-    uint64_t pages = 0, entries = 0;
-    if (mdb_stat(txn, k->dbi_main, &es) == 0 && mdb_stat(txn, k->dbi_expiry, &xs) == 0) {
-        entries = es.ms_entries;
-        pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
-                xs.ms_branch_pages + xs.ms_leaf_pages;
-    }
+    uint64_t entries, pages;
+    lmc__entry_pages_share(k, txn, &entries, &pages);
     return pages ? want_pages * entries / pages + 1 : 1;
 }
 

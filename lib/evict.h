@@ -50,6 +50,10 @@ void lmc__runs_order(const lmc__runs *r, size_t *idx, size_t n, bool by_key);
 /* The range of stored keys of a run (it points into r's arena). */
 void lmc__run_range(const lmc__runs *r, const lmc__run *x, lmc__range *out);
 
+/* Entries of the cache and the pages they hold, their expiry rows included,
+ * as txn sees them (the number of rows comes from lmc__rows_guess). */
+void lmc__entry_pages_share(const lmc__core *k, MDB_txn *txn, uint64_t *entries,
+                            uint64_t *pages);
 /* Entries to evict for about want_pages pages, from what entries hold as
  * txn sees them. */
 uint64_t lmc__evict_budget(const lmc__core *k, MDB_txn *txn, uint64_t want_pages);

@@ -30,25 +30,26 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
 
 size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey)
 {
-    for (int i = 7; i >= 0; i--) {
+    dst[0] = LMC__NS_ROW;
+    for (int i = 8; i >= 1; i--) {
         dst[i] = (unsigned char)(expires_at & 0xff);
         expires_at >>= 8;
     }
-    memcpy(dst + 8, skey->mv_data, skey->mv_size);
-    return 8 + skey->mv_size;
+    memcpy(dst + 9, skey->mv_data, skey->mv_size);
+    return 9 + skey->mv_size;
 }
 
 int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey)
 {
-    if (row->mv_size <= 8 + 1 || row->mv_size > LMC__EXPKEY_MAX)
+    if (!lmc__is_row_key(row) || row->mv_size > LMC__EXPKEY_MAX)
         return -1;
     const unsigned char *p = row->mv_data;
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 1; i <= 8; i++)
         v = (v << 8) | p[i];
     *expires_at = v;
-    skey->mv_size = row->mv_size - 8;
-    skey->mv_data = (void *)(uintptr_t)(p + 8);
+    skey->mv_size = row->mv_size - 9;
+    skey->mv_data = (void *)(uintptr_t)(p + 9);
     return lmc__is_entry_key(skey) ? 0 : -1;
 }
 

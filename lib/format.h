@@ -18,35 +18,40 @@
 #include "attrs.h"
 #include "lmc.h"
 
-/* Format of the entries; stored in the meta database and checked on open. */
-#define LMC__FORMAT_VERSION 2u
+/* Format of the entries; stored in the meta database and checked on open.
+ * Format 3 keeps the expiry rows in the main database (format 2 had them in
+ * a named database "expiry"). */
+#define LMC__FORMAT_VERSION 3u
 
 /*
  * Stored keys.  Entries live in LMDB's main (unnamed) database, next to the
- * records of the named databases "expiry" and "meta" and one key of our own
- * ("lmc:tick", see write.c).  A named database would cost every read: LMDB
- * 0.9 marks named databases stale whenever a read txn is renewed, so the
- * first lookup of each get would search the main database for the record
- * again (465 instructions, a sixth of a get, measured in bench/RESULTS.md),
- * and every commit would rewrite that record.  Every stored entry key starts
- * with the byte LMC__NS, which no other key of the main database starts
- * with, so entries are one contiguous range and prefixes stay ranges.  It is
- * 0xFF so that the entries come last: LMDB splits a full page at its end
- * only when the new key goes after every key of the tree, which is what
- * keeps pages full when keys arrive in order (with the other keys after the
- * entries, such pages were left half empty: 170 bytes per entry instead of
- * 47).
+ * record of the named database "meta", one key of our own ("lmc:tick", see
+ * write.c) and the expiry rows.  A named database would cost every read:
+ * LMDB 0.9 marks named databases stale whenever a transaction begins, so
+ * the first lookup of each get would search the main database for the
+ * record again (465 instructions, a sixth of a get, measured in
+ * bench/RESULTS.md), and every commit that changed it would rewrite that
+ * record (for the expiry rows: a second path of page copies in every set
+ * with a TTL).  Every stored entry key starts with the byte LMC__NS and
+ * every expiry row with LMC__NS_ROW, which no other key of the main
+ * database starts with, so entries are one contiguous range (and prefixes
+ * stay ranges) and so are the rows, ordered by expiry time.  The entries
+ * come last (0xFF): LMDB splits a full page at its end when the new key
+ * goes after every key of the page, which keeps pages full when keys arrive
+ * in order; the rows (0xFE), appended in time order, end at the page before
+ * the first entries.
  *
- * LMDB keys stop at 511 bytes and the expiry index adds 8, so a user key of
+ * LMDB keys stop at 511 bytes and an expiry row adds 9, so a user key of
  * LMC__KEY_INLINE bytes or more is stored as its first LMC__KEY_INLINE bytes
  * followed by a 16-byte hash of the whole key, and the whole key is kept in
  * the value to confirm a hit.
  */
 #define LMC__NS 0xFFu
+#define LMC__NS_ROW 0xFEu
 #define LMC__KEY_INLINE 448u
 #define LMC__KEY_HASH 16u
 #define LMC__KEY_STORED_LONG (1u + LMC__KEY_INLINE + LMC__KEY_HASH)
-#define LMC__EXPKEY_MAX (8u + LMC__KEY_STORED_LONG)
+#define LMC__EXPKEY_MAX (1u + 8u + LMC__KEY_STORED_LONG)
 
 /* The key of the commit that only moves LMDB's transaction id on (write.c). */
 #define LMC__TICK_KEY "lmc:tick"
@@ -224,12 +229,26 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
 /* Expiry rows                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* An expiry row's key: BE64(expires_at) | stored key, so that the index is
- * ordered by expiry time.  Returns its length (at most LMC__EXPKEY_MAX). */
+/* An expiry row is a key of the main database with empty data:
+ * LMC__NS_ROW | BE64(expires_at) | stored key, so that the rows are ordered
+ * by expiry time.  Returns its length (at most LMC__EXPKEY_MAX). */
 size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey);
 /* The expiry time and stored key of a row's key (skey points into it);
  * -1 if it is not a row lmc writes. */
 int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey);
+
+/* Whether a key of the main database is an expiry row's. */
+static inline bool lmc__is_row_key(const MDB_val *k)
+{
+    return k->mv_size > 9 && *(const unsigned char *)k->mv_data == LMC__NS_ROW;
+}
+
+/* Where the rows start: every row sorts at or after this key. */
+static inline MDB_val lmc__rows_start(void)
+{
+    static const unsigned char first = LMC__NS_ROW;
+    return (MDB_val){1, (void *)(uintptr_t)&first};
+}
 
 /* ------------------------------------------------------------------------ */
 /* Ranges of stored keys and where a walk resumes                           */

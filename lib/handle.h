@@ -87,12 +87,13 @@ typedef struct lmc__rtxn {
 typedef struct lmc__core {
     /* Hot fields, read on every call. */
     MDB_env *env;
-    MDB_dbi dbi_main, dbi_expiry, dbi_meta;
+    MDB_dbi dbi_main, dbi_meta;
     _Atomic unsigned gen;        /* == lmc__fork_gen while valid in this process */
     pthread_key_t tkey;          /* -> lmc__rtxn of the calling thread */
     lmc__slot *slot;             /* this process's stats slot */
     _Atomic uint64_t *gate;      /* writer gate in the stats file, or NULL */
-    _Atomic int64_t *byte_totals; /* key and value bytes, in the stats file */
+    _Atomic int64_t *byte_totals; /* key and value bytes and expiry rows, in the
+                                     stats file */
     _Atomic uint32_t *recency;   /* shared access times, see recency.h */
     uint64_t recency_mask;
     int64_t created_ms;

@@ -49,7 +49,6 @@ int lmc__meta_create(const lmc *h, lmc__core *k, const char *boot)
     uint8_t clean = 0;
     const char *what = "mdb_dbi_open";
     if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
-        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &k->dbi_expiry)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &k->dbi_meta)))
         goto fail;
     what = "mdb_put (meta)";
@@ -78,7 +77,6 @@ int lmc__meta_load(const lmc *h, lmc__core *k, lmc__meta_state *ms)
     if (rc)
         return lmc__mdb_err(h, rc, "mdb_txn_begin (open)");
     if ((rc = mdb_dbi_open(txn, NULL, 0, &k->dbi_main)) ||
-        (rc = mdb_dbi_open(txn, "expiry", 0, &k->dbi_expiry)) ||
         (rc = mdb_dbi_open(txn, "meta", 0, &k->dbi_meta))) {
         mdb_txn_abort(txn);
         if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)

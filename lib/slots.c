@@ -65,10 +65,16 @@ typedef struct stats_hdr {
      * within what a gauge is for. */
     _Atomic int64_t key_bytes;
     _Atomic int64_t value_bytes;
+    /* Expiry rows in the map, kept the same way: not for lmc_stats, which
+     * counts them exactly, but for the estimates of eviction (an entry's
+     * share of the pages, which the rows share with the entries). */
+    _Atomic int64_t rows;
 } stats_hdr;
 
 _Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
 _Static_assert(offsetof(stats_hdr, key_bytes) == 128, "the byte totals stay where they were");
+_Static_assert(offsetof(stats_hdr, rows) == offsetof(stats_hdr, key_bytes) + 16,
+               "byte_totals[2] is the rows");
 
 _Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
 _Static_assert(LMC__NCTR <= LMC__SLOT_CTRS, "counters fit in a slot");
@@ -207,12 +213,23 @@ void lmc__stats_claim(lmc__core *k)
     k->byte_totals = &sh->key_bytes;
 }
 
-void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes)
+void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes, int64_t rows)
 {
-    if (!k->byte_totals || (!key_bytes && !value_bytes))
+    if (!k->byte_totals)
         return;
-    atomic_fetch_add_explicit(&k->byte_totals[0], key_bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&k->byte_totals[1], value_bytes, memory_order_relaxed);
+    if (key_bytes)
+        atomic_fetch_add_explicit(&k->byte_totals[0], key_bytes, memory_order_relaxed);
+    if (value_bytes)
+        atomic_fetch_add_explicit(&k->byte_totals[1], value_bytes, memory_order_relaxed);
+    if (rows)
+        atomic_fetch_add_explicit(&k->byte_totals[2], rows, memory_order_relaxed);
+}
+
+uint64_t lmc__rows_guess(const lmc__core *k)
+{
+    int64_t n = k->byte_totals ? atomic_load_explicit(&k->byte_totals[2], memory_order_relaxed)
+                               : 0;
+    return n > 0 ? (uint64_t)n : 0;
 }
 
 int lmc__totals_rescan(const lmc *h, lmc__core *k)
@@ -226,13 +243,15 @@ int lmc__totals_rescan(const lmc *h, lmc__core *k)
         mdb_txn_abort(txn);
         return lmc__mdb_err(h, rc, "mdb_cursor_open (recount)");
     }
-    const unsigned char ns = LMC__NS;
-    MDB_val key = {1, (void *)(uintptr_t)&ns}, d;
-    int64_t kb = 0, vb = 0;
+    /* From the first row on: the rows, then the entries. */
+    MDB_val key = lmc__rows_start(), d;
+    int64_t kb = 0, vb = 0, rows = 0;
     rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    while (rc == 0 && lmc__is_entry_key(&key)) {
+    while (rc == 0 && (lmc__is_row_key(&key) || lmc__is_entry_key(&key))) {
         lmc__entry e;
-        if (lmc__entry_parse(&key, &d, &e) == 0) {
+        if (lmc__is_row_key(&key)) {
+            rows++;
+        } else if (lmc__entry_parse(&key, &d, &e) == 0) {
             kb += (int64_t)e.klen;
             vb += (int64_t)e.vlen;
         }
@@ -245,6 +264,7 @@ int lmc__totals_rescan(const lmc *h, lmc__core *k)
     stats_hdr *sh = hdr(k);
     atomic_store(&sh->key_bytes, kb);
     atomic_store(&sh->value_bytes, vb);
+    atomic_store(&sh->rows, rows);
     return 0;
 }
 

@@ -29,9 +29,13 @@ lmc__slot *lmc__slot_at(const lmc__core *k, unsigned i);
  * reports other processes only). */
 pid_t lmc__slot_holder(const lmc__core *k, unsigned i);
 
-/* Key and value bytes stored: added after each commit, recounted with a
- * scan of every entry when the stats file was made afresh. */
-void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes);
+/* Key and value bytes stored, and expiry rows: added after each commit,
+ * recounted with a scan of every entry when the stats file was made afresh.
+ * A writer killed between its commit and the add leaves them off by that
+ * one write, which is within what a gauge (or an estimate) is for. */
+void lmc__totals_add(lmc__core *k, int64_t key_bytes, int64_t value_bytes, int64_t rows);
+/* The expiry rows as counted so far: for estimates only. */
+uint64_t lmc__rows_guess(const lmc__core *k);
 void lmc__totals_get(const lmc__core *k, uint64_t *key_bytes, uint64_t *value_bytes);
 int lmc__totals_rescan(const lmc *h, lmc__core *k);
 

@@ -85,7 +85,7 @@ uint64_t lmc__used_pages(const lmc__core *k, MDB_txn *txn)
 {
     /* Every tree's pages and the two meta pages.  O(1): LMDB keeps the page
      * counts of each tree in its record. */
-    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_expiry, k->dbi_meta};
+    const MDB_dbi dbis[] = {0, k->dbi_main, k->dbi_meta};
     uint64_t used = 2;
     for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
         MDB_stat st;

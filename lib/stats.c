@@ -14,24 +14,69 @@
 #include "space.h"
 #include "txn.h"
 
-/* Entries of the cache: the main database's keys but its own few. */
-static uint64_t entries_count(const lmc__core *k, MDB_txn *txn)
+/* Expiry rows read per read transaction when counting them: a count never
+ * pins a snapshot for long. */
+#define LMC__COUNT_CHUNK 65536u
+
+/*
+ * The entries of the cache and those with a TTL.  LMDB counts the keys of
+ * the main database, which holds lmc's own few keys (the record of "meta",
+ * the tick), the expiry rows and the entries, in that order: the rows are
+ * counted (one per entry with a TTL), in read transactions of a bounded
+ * size, and the rest follows.  The transactions are not one snapshot, so
+ * under concurrent writes the figures are as exact as a gauge needs.
+ */
+static int count_entries(lmc *c, uint64_t *entries, uint64_t *with_ttl)
 {
+    lmc__core *k = c->core;
+    *entries = *with_ttl = 0;
+    lmc__rtxn *r;
+    int rc = lmc__rbegin(c, &r);
+    if (rc)
+        return rc;
     MDB_stat st;
     MDB_cursor *cur;
-    if (mdb_stat(txn, k->dbi_main, &st) != 0 || mdb_cursor_open(txn, k->dbi_main, &cur) != 0)
-        return 0;
-    /* The main database's own keys (named databases' records, lmc:tick)
-     * all sort before the entries: count them off. */
-    uint64_t own = 0;
+    if ((rc = mdb_stat(r->txn, k->dbi_main, &st)) ||
+        (rc = mdb_cursor_open(r->txn, k->dbi_main, &cur))) {
+        lmc__rend(r);
+        return lmc__mdb_err(c, rc, "counting the entries");
+    }
+    uint64_t own = 0, rows = 0;
     MDB_val key, d;
-    int rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
-    while (rc == 0 && !lmc__is_entry_key(&key)) {
+    rc = mdb_cursor_get(cur, &key, &d, MDB_FIRST);
+    while (rc == 0 && !lmc__is_row_key(&key) && !lmc__is_entry_key(&key)) {
         own++;
         rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
     }
+    for (unsigned n = 0; rc == 0 && lmc__is_row_key(&key); n++) {
+        if (n == LMC__COUNT_CHUNK) {
+            /* Go on in a fresh snapshot, from the next row. */
+            lmc__resume at;
+            lmc__resume_at(&at, &key);
+            mdb_cursor_close(cur);
+            lmc__rend(r);
+            if ((rc = lmc__rbegin(c, &r)))
+                return rc;
+            if ((rc = mdb_cursor_open(r->txn, k->dbi_main, &cur))) {
+                lmc__rend(r);
+                return lmc__mdb_err(c, rc, "counting the entries");
+            }
+            key = (MDB_val){at.len, at.key};
+            rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
+            n = 0;
+            continue;
+        }
+        rows++;
+        rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
     mdb_cursor_close(cur);
-    return st.ms_entries > own ? st.ms_entries - own : 0;
+    lmc__rend(r);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmc__mdb_err(c, rc, "counting the entries");
+    uint64_t rest = st.ms_entries > own + rows ? st.ms_entries - own - rows : 0;
+    *entries = rest;
+    *with_ttl = rows < rest ? rows : rest;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -75,16 +120,8 @@ int lmc_stats(lmc *c, lmc_stat *st)
     lmc__fill f;
     if ((rc = lmc__fill_get(c, &f)))
         return rc;
-    lmc__rtxn *r;
-    if ((rc = lmc__rbegin(c, &r)))
+    if ((rc = count_entries(c, &st->entries, &st->entries_with_ttl)))
         return rc;
-    MDB_stat xs;
-    rc = mdb_stat(r->txn, k->dbi_expiry, &xs);
-    st->entries = entries_count(k, r->txn);
-    lmc__rend(r);
-    if (rc)
-        return lmc__mdb_err(c, rc, "mdb_stat");
-    st->entries_with_ttl = xs.ms_entries;
     lmc__totals_get(k, &st->key_bytes, &st->value_bytes);
     st->map_size = (uint64_t)f.total_pages * f.psize;
     st->page_size = f.psize;

@@ -80,14 +80,7 @@ static int list_runs(lmc *c, lmc__runs *r, uint64_t *entries, uint64_t *entry_pa
     if (rc)
         return rc;
     unsigned len = lmc__run_len(k, rt->txn);
-    MDB_stat es, xs;
-    *entries = *entry_pages = 0;
-    if (mdb_stat(rt->txn, k->dbi_main, &es) == 0 && mdb_stat(rt->txn, k->dbi_expiry, &xs) == 0) {
-        *entries = es.ms_entries;
-        /* The pages an entry holds, its expiry row's share included. */
-        *entry_pages = es.ms_branch_pages + es.ms_leaf_pages + es.ms_overflow_pages +
-                       xs.ms_branch_pages + xs.ms_leaf_pages;
-    }
+    lmc__entry_pages_share(k, rt->txn, entries, entry_pages);
     lmc__resume at;
     at.set = false;
     for (;;) {

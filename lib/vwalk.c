@@ -25,7 +25,7 @@
 /* The walk (in the child)                                                  */
 /* ------------------------------------------------------------------------ */
 
-enum { TREE_FREE, TREE_MAIN, TREE_EXPIRY, TREE_OTHER };
+enum { TREE_FREE, TREE_MAIN, TREE_OTHER };
 
 typedef struct vkey {
     const unsigned char *p;
@@ -50,8 +50,7 @@ typedef struct vctx {
     size_t last_len;
     bool have_last;
     /* Found in the main tree. */
-    lmc__lmdb_db main_db, expiry_db;
-    bool have_expiry;
+    lmc__lmdb_db main_db;
     lmc__lmdb_db others[8];
     char other_names[8][32];
     unsigned nothers;
@@ -170,17 +169,16 @@ static bool node_data(vctx *v, uint64_t pg, unsigned i, const unsigned char *nod
 }
 
 /*
- * The entries with a TTL, collected in the walk of the main tree so that
- * each row of the expiry index finds its entry in O(1) (rows come in expiry
- * order, so looking each up in the tree would cost a descent per row: five
- * times the whole walk when every entry has a TTL).  Open addressing on a
- * hash of the stored key; the keys point into the map, which the snapshot
- * keeps as it is.
+ * The expiry rows, collected in the walk of the main tree (they sort before
+ * the entries) so that each entry finds its row in O(1) (rows come in expiry
+ * order, so looking each up in the tree would cost a descent per entry).
+ * Open addressing on a hash of the stored key; the keys point into the map,
+ * which the snapshot keeps as it is.
  */
 typedef struct ttl_slot {
     const unsigned char *key; /* NULL: an empty slot */
     uint32_t klen;
-    uint32_t matched;         /* an expiry row found it */
+    uint32_t matched;         /* its entry was found, with this time */
     uint64_t exp;
 } ttl_slot;
 
@@ -209,7 +207,7 @@ static bool ttl_add(vctx *v, vkey k, uint64_t exp)
         ttl_slot *old = v->ttl, *nt = lmc__calloc(cap, sizeof *nt);
         if (!nt) {
             v->oom = true;
-            return bad(v, "out of memory for the index of %zu entries with a TTL", v->ttl_n);
+            return bad(v, "out of memory for the index of %zu expiry rows", v->ttl_n);
         }
         size_t oldcap = v->ttl_cap;
         v->ttl = nt;
@@ -236,44 +234,6 @@ static bool ttl_add(vctx *v, vkey k, uint64_t exp)
     return true;
 }
 
-/* Find a key in the main tree, which has been walked (and found sound)
- * already; returns its leaf node or NULL.  Only for the message about an
- * expiry row whose entry is not among those with a TTL. */
-static const unsigned char *main_find(const vctx *v, vkey key)
-{
-    uint64_t pg = v->main_db.root;
-    if (pg == LMC__NO_PAGE)
-        return NULL;
-    for (unsigned level = 0; level < LMC__LMDB_MAX_DEPTH; level++) {
-        const unsigned char *p = page_at(v, pg);
-        unsigned n = (lmc__get16(p + 12) - LMC__PG_HDR) / 2;
-        bool branch = lmc__get16(p + 10) & LMC__PG_BRANCH;
-        /* Binary search: the last node whose key is <= key (branch pages
-         * ignore the key of node 0), or the exact key (leaf pages). */
-        unsigned lo = branch ? 1 : 0, hi = n, at = 0;
-        while (lo < hi) {
-            unsigned mid = lo + (hi - lo) / 2;
-            const unsigned char *node = p + lmc__get16(p + LMC__PG_HDR + 2 * mid);
-            vkey k = {node + LMC__NODE_HDR, lmc__get16(node + 6)};
-            int c = key_cmp(v, k, key);
-            if (c == 0 && !branch)
-                return node;
-            if (c <= 0) {
-                at = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if (!branch)
-            return NULL;
-        const unsigned char *node = p + lmc__get16(p + LMC__PG_HDR + 2 * at);
-        pg = (uint64_t)lmc__get16(node) | ((uint64_t)lmc__get16(node + 2) << 16) |
-             ((uint64_t)lmc__get16(node + 4) << 32);
-    }
-    return NULL;
-}
-
 /* One leaf node of the tree being walked, by the tree's kind. */
 static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *node, vkey key)
 {
@@ -290,10 +250,7 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
         const unsigned char *d = node + LMC__NODE_HDR + key.n;
         lmc__lmdb_db db;
         lmc__lmdb_db_parse(d, &db);
-        if (key.n == 6 && memcmp(key.p, "expiry", 6) == 0) {
-            v->expiry_db = db;
-            v->have_expiry = true;
-        } else if (v->nothers < sizeof v->others / sizeof v->others[0]) {
+        if (v->nothers < sizeof v->others / sizeof v->others[0]) {
             v->others[v->nothers] = db;
             show_key(key.p, key.n, v->other_names[v->nothers], sizeof v->other_names[0]);
             v->nothers++;
@@ -342,41 +299,40 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
                            (unsigned long long)pg);
         }
         v->res->entries++;
+        ttl_slot *ts = ttl_find(v, key);
         if (e.expires_at) {
             v->res->entries_with_ttl++;
-            if (!ttl_add(v, key, e.expires_at))
-                return false;
+            if (!ts)
+                return bad(v, "entry '%s' (node %u of page %llu) has a TTL but no expiry row",
+                           show_key(key.p, key.n, kb, sizeof kb), i, (unsigned long long)pg);
+            if (ts->exp != e.expires_at)
+                return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
+                           show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp,
+                           (unsigned long long)e.expires_at);
+            ts->matched = 1;
+        } else if (ts) {
+            return bad(v, "the expiry row of '%s' at %llu ms belongs to an entry without a TTL",
+                       show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp);
         }
         return true;
     }
-    if (v->kind == TREE_EXPIRY) {
-        /* BE64(expires_at) | stored key -> nothing; the entry must exist
-         * and expire at that time. */
+    if (v->kind == TREE_MAIN && key.n >= 1 && key.p[0] == LMC__NS_ROW) {
+        /* NS_ROW | BE64(expires_at) | stored key -> nothing; its entry, met
+         * later in the walk, must exist and expire at that time. */
         MDB_val row = {key.n, (void *)(uintptr_t)key.p}, skey;
         uint64_t at;
         if (lmc__expkey_parse(&row, &at, &skey) != 0 || data.n != 0)
-            return bad(v, "expiry tree: row %u of page %llu is malformed", i,
-                       (unsigned long long)pg);
+            return bad(v, "expiry row %u of page %llu is malformed", i, (unsigned long long)pg);
         vkey sk = {skey.mv_data, skey.mv_size};
         ttl_slot *ts = ttl_find(v, sk);
-        if (ts && ts->exp == at && !ts->matched) {
-            ts->matched = 1;
-            v->res->expiry_rows++;
-            return true;
-        }
         if (ts)
-            return bad(v, "expiry tree: the row of '%s' says %llu ms, the entry %llu%s",
-                       show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)at,
-                       (unsigned long long)ts->exp, ts->matched ? " (and it has a row)" : "");
-        /* Not among the entries with a TTL: say whether there is an entry. */
-        const unsigned char *en = main_find(v, sk);
-        if (en && !(lmc__get16(en + 4) & LMC__NODE_SUBDATA))
-            return bad(v, "expiry tree: the row of '%s' at %llu ms (page %llu) belongs to an "
-                       "entry without a TTL", show_key(sk.p, sk.n, kb, sizeof kb),
-                       (unsigned long long)at, (unsigned long long)pg);
-        return bad(v, "expiry tree: the row of '%s' at %llu ms (page %llu) has no entry",
-                   show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)at,
-                   (unsigned long long)pg);
+            return bad(v, "'%s' has two expiry rows, at %llu and %llu ms",
+                       show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)ts->exp,
+                       (unsigned long long)at);
+        if (!ttl_add(v, sk, at))
+            return false;
+        v->res->expiry_rows++;
+        return true;
     }
     return true; /* lmc's own records (meta, the tick), by name */
 }
@@ -544,23 +500,21 @@ static bool walk_all(vctx *v, const unsigned char *meta)
     if (!walk_tree(v, "free-list", TREE_FREE, &freedb) ||
         !walk_tree(v, "main", TREE_MAIN, &v->main_db))
         return false;
-    if (!v->have_expiry)
-        return bad(v, "main tree: the record of the expiry index is missing");
     for (unsigned i = 0; i < v->nothers; i++) {
         char name[48];
         snprintf(name, sizeof name, "'%s'", v->other_names[i]);
         if (!walk_tree(v, name, TREE_OTHER, &v->others[i]))
             return false;
     }
-    if (!walk_tree(v, "expiry", TREE_EXPIRY, &v->expiry_db))
-        return false;
-    /* Each row matched a distinct entry (rows are unique and each names
-     * one stored key at the time that entry expires), so equal counts mean
-     * every entry with a TTL has its row. */
-    if (v->res->expiry_rows != v->res->entries_with_ttl)
-        return bad(v, "%llu entries have a TTL but the expiry index has %llu rows",
-                   (unsigned long long)v->res->entries_with_ttl,
-                   (unsigned long long)v->res->expiry_rows);
+    /* Every entry with a TTL matched its row; a row left unmatched names
+     * no entry. */
+    for (size_t i = 0; i < v->ttl_cap; i++) {
+        const ttl_slot *ts = &v->ttl[i];
+        char kb[200];
+        if (ts->key && !ts->matched)
+            return bad(v, "the expiry row of '%s' at %llu ms has no entry",
+                       show_key(ts->key, ts->klen, kb, sizeof kb), (unsigned long long)ts->exp);
+    }
     uint64_t accounted = LMC__NUM_METAS + v->res->tree_pages + v->res->overflow_pages +
                          v->res->free_pages;
     v->res->unreferenced_pages = v->npages - accounted;

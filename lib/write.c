@@ -302,7 +302,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
         lmc__wctx w;
         w.h = h;
         w.k = k;
-        w.d_key_bytes = w.d_value_bytes = 0;
+        w.d_key_bytes = w.d_value_bytes = w.d_rows = 0;
         w.result = 0;
         w.stamp = NULL;
         w.written = NULL;
@@ -331,7 +331,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
             rc = lmc__wcommit(h, w.txn);
             if (rc == 0) {
                 apply_counters(&w);
-                lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes);
+                lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes, w.d_rows);
                 if (st.waited_us)
                     lmc__count(k, LMC__C_pin_wait_us, st.waited_us);
                 /* Stamped after the commit: a cache miss has no business

@@ -24,7 +24,7 @@ typedef struct dfile {
     unsigned char *map;
     size_t size;
     uint64_t psize;
-    uint64_t main_root, expiry_root;
+    uint64_t main_root;
     unsigned main_depth;
 } dfile;
 
@@ -81,18 +81,6 @@ static void dfile_open(dfile *f, const char *cache)
     const unsigned char *m = g64(m1 + 128) > g64(m0 + 128) ? m1 : m0;
     f->main_root = g64(m + 72 + 40);
     f->main_depth = g16(m + 72 + 6);
-    /* The expiry index's record is a node "expiry" in the main tree's
-     * leftmost leaf (its keys sort before the entries' 0xFF). */
-    const unsigned char *pg = pg_at(f, f->main_root);
-    while (g16(pg + 10) & 1)
-        pg = pg_at(f, node_child(pg_node(pg, 0)));
-    f->expiry_root = UINT64_MAX;
-    for (unsigned i = 0; i < pg_n(pg); i++) {
-        const unsigned char *n = pg_node(pg, i);
-        if (g16(n + 6) == 6 && memcmp(n + 8, "expiry", 6) == 0)
-            f->expiry_root = g64(n + 8 + 6 + 40);
-    }
-    assert_true(f->expiry_root != UINT64_MAX);
 }
 
 static void dfile_close(dfile *f)
@@ -136,15 +124,29 @@ static uint64_t overflow_page(const dfile *f)
     return overflow_in(f, f->main_root);
 }
 
+/* A leaf of the subtree at pg whose first key is an expiry row's (the
+ * rows live in the main tree under a first byte 0xFE, before the entries'
+ * 0xFF); 0 if there is none. */
+static uint64_t row_leaf_in(const dfile *f, uint64_t pg)
+{
+    const unsigned char *p = pg_at(f, pg);
+    if (!(g16(p + 10) & 1)) {
+        const unsigned char *n = pg_node(p, 0);
+        return g16(n + 6) > 9 && n[8] == 0xFE ? pg : 0;
+    }
+    for (unsigned i = 0; i < pg_n(p); i++) {
+        uint64_t leaf = row_leaf_in(f, node_child(pg_node(p, i)));
+        if (leaf)
+            return leaf;
+    }
+    return 0;
+}
+
 /* A leaf of the expiry index. */
 static uint64_t expiry_leaf(const dfile *f)
 {
-    uint64_t pg = f->expiry_root;
-    const unsigned char *p = pg_at(f, pg);
-    while (g16(p + 10) & 1) {
-        pg = node_child(pg_node(p, 0));
-        p = pg_at(f, pg);
-    }
+    uint64_t pg = row_leaf_in(f, f->main_root);
+    assert_true(pg != 0);
     return pg;
 }
 
