@@ -286,7 +286,7 @@ static int find_room(lmc *h, room_state *st, unsigned *batch, bool low)
                         LMC__EVICT_ROUNDS, (unsigned long long)st->need);
     unsigned r = st->evictions < 6 ? st->evictions : 6;
     st->evictions++;
-    rc = lmc__make_room(h, (st->need + reserve) << r, NULL);
+    rc = lmc__make_room(h, (st->need + reserve) << r, NULL, r);
     /* An eviction that found the map full itself is retried like the
      * write: the next attempt finds out why again. */
     return rc == LMC__EMAPFULL ? 0 : rc;
@@ -343,7 +343,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
                  * itself succeeded.  The headroom decays back to twice the
                  * reserve while writers do not have to wait for readers. */
                 if (left < target / 2) {
-                    lmc__make_room(h, target - left, w.written);
+                    lmc__make_room(h, target - left, w.written, 0);
                     if (!st.waited_us && target > 2 * reserve)
                         atomic_store_explicit(&k->room->headroom, target - target / 8,
                                               memory_order_relaxed);
@@ -379,10 +379,11 @@ int lmc__write_deletes(lmc *h, lmc__wop op, void *arg, unsigned *batch)
  * will), in a transaction of its own: expired entries if there are any, else
  * whole runs of the coldest entries (evict.c).  It runs through the write
  * loop as a delete, whose batch (the entries to evict) is halved when the
- * transaction finds the map full itself.  With nothing left to evict:
- * LMC_ENOSPC.
+ * transaction finds the map full itself.  Round r of a write that still
+ * finds no room lets the batch grow 2^r times past what the free pages are
+ * sure to take (see below).  With nothing left to evict: LMC_ENOSPC.
  */
-int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect)
+int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect, unsigned round)
 {
     lmc__core *k = h->core;
     /* This thread's queued stamps include the entry its write just stored:
@@ -399,8 +400,15 @@ int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect)
     /* Deleting copies pages before it frees any, up to two leaves and their
      * branches per entry when the entries are scattered (expired entries
      * are, in key order): ask for no more than the free pages can take, so
-     * that the transaction is not tried in vain first. */
+     * that the transaction is not tried in vain first.  That bound is for
+     * the worst case: the coldest entries come in runs of neighbours, whose
+     * deletion copies a leaf once for many entries.  A write that needs a
+     * run of contiguous pages may need far more entries evicted than the
+     * bound lets one round take (on a map of 512 pages, 20 small entries a
+     * round free next to nothing), so each of its rounds doubles the bound;
+     * a batch too big for the free pages only costs a halving.  */
     uint64_t afford = used < total ? (total - used) / 3 : 0;
+    afford <<= round < 16 ? round : 16;
     if (budget > afford)
         budget = afford ? afford : 1;
     unsigned batch = budget < 100000 ? (unsigned)budget : 100000;

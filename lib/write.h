@@ -27,8 +27,9 @@ int lmc__write_deletes(lmc *h, lmc__wop op, void *arg, unsigned *batch);
  * the pages freed by the last one become reusable.  0 or LMC__EMAPFULL. */
 int lmc__tick(lmc *h);
 /* Evict about want_pages pages' worth of entries, never the run that holds
- * the stored key protect (may be NULL): the entry a write just stored. */
-int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect);
+ * the stored key protect (may be NULL): the entry a write just stored.
+ * round is how many rounds the write has evicted before (0 after a commit). */
+int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect, unsigned round);
 
 /* Pages of its own an entry takes (LMDB's overflow pages, which must be
  * contiguous), 0 if it fits in a leaf page. */
