@@ -436,6 +436,121 @@ typedef int (*lmc_scan_fn)(void *arg, const lmc_value *e);
 LMC_API int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------ */
+/* Fill leases: compute each value once for the whole host                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A get that misses can ask for a fill lease on the key.  Exactly one caller
+ * on the host gets it and computes the value; the others get the stale value
+ * (during the entry's grace, see lmc_lease_fill) or wait for the fill, for
+ * at most the time they choose, and compute without caching if it runs out.
+ * Waiters sleep on a futex that the end of the lease wakes; they never poll
+ * for the fill.
+ *
+ * A lease ends when its holder fills it (lmc_lease_fill), gives it up
+ * (lmc_lease_abandon), or loses it: when its process dies (a waiting caller
+ * notices within a few milliseconds and takes over), when its lease time has
+ * passed (a holder that is alive but stuck), or when the key is deleted,
+ * invalidated by prefix or cleared meanwhile (so that a value computed from
+ * what the invalidation made stale is never stored).  Only the holder can
+ * fill or abandon a lease.  Leases are never evicted, are invisible to reads,
+ * scans and the entry gauges, and the sweeper removes those past their time.
+ *
+ * Early refresh (XFetch, Vattani, Chierichetti and Lowenstein, VLDB 2015):
+ * with early_beta > 0, a hit may also hand its caller the lease shortly
+ * before the entry expires, with a probability that grows as expiry nears
+ * and with the time the value took to compute (recorded by lmc_lease_fill),
+ * so that a hot key is refreshed before anyone misses it.
+ */
+
+/** Options of lmc_get_lease().  Zero-initialised means all defaults. */
+typedef struct lmc_lease_options {
+    int64_t lease_ms;     /**< how long a holder may take to fill before
+                               another caller may take the lease over;
+                               0 = 30000; at most LMC_TTL_MAX */
+    int64_t wait_ms;      /**< how long to wait for another holder's fill
+                               when there is no stale value to return;
+                               0 = return LMC_LEASE_TIMEOUT at once */
+    double early_beta;    /**< > 0: early refresh with this XFetch beta (1.0
+                               is the paper's choice; larger refreshes
+                               earlier); 0 = off */
+    unsigned flags;       /**< must be 0 */
+    unsigned reserved_u;  /**< must be 0 */
+    uint64_t reserved[4]; /**< must be zero */
+} lmc_lease_options;
+
+/** A lease held, from lmc_get_lease(); pass it to lmc_lease_fill() or
+ *  lmc_lease_abandon().  Plain data: copy it freely; it is only good for the
+ *  key it was got for. */
+typedef struct lmc_lease {
+    uint64_t token;      /**< identifies this lease; 0: no lease */
+    int64_t granted_ms;  /**< when it was granted (ms since the Unix epoch) */
+    uint64_t reserved[2];
+} lmc_lease;
+
+/** What lmc_get_lease() found (its *outcome). */
+enum {
+    LMC_LEASE_HIT = 0,     /**< a fresh value; no lease */
+    LMC_LEASE_STALE = 1,   /**< the stale value, within its grace: another
+                                caller holds the lease and refreshes it */
+    LMC_LEASE_FILL = 2,    /**< no value: you hold the lease; compute the value
+                                and lmc_lease_fill() it, or lmc_lease_abandon() */
+    LMC_LEASE_REFRESH = 3, /**< a value (stale within its grace, or fresh and
+                                chosen for early refresh) and you hold the
+                                lease: use it, and refresh it */
+    LMC_LEASE_TIMEOUT = 4  /**< no value: another caller holds the lease and did
+                                not fill it within wait_ms; compute the value
+                                and do not store it */
+};
+
+/**
+ * @brief Get a value, or the lease to compute it (see above).
+ * @param[out] val     with a value (HIT, STALE, REFRESH): *new*, free with
+ *                     lmc_free(); else NULL.
+ * @param[out] vlen    its length (0 without a value).
+ * @param[in]  opts    may be NULL for defaults.
+ * @param[out] lease   set when you hold the lease (FILL, REFRESH); token 0
+ *                     otherwise.
+ * @param[out] outcome one of LMC_LEASE_*.
+ * @return LMC_OK (with *outcome); LMC_EINVAL (NULL out pointer, bad options);
+ *         LMC_ENOMEM; LMC_EREADONLY (a read-only handle can only get hits,
+ *         and waits for nobody); a common read or write code (asking for a
+ *         lease writes).
+ */
+LMC_API int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen,
+                          const lmc_lease_options *opts, lmc_lease *lease, int *outcome);
+
+/**
+ * @brief Store the value computed under a lease, end the lease, and wake
+ * the callers waiting for it.
+ *
+ * The entry records how long the value took to compute (from the lease's
+ * grant to this call), for early refresh.
+ * @param ttl_ms   as for lmc_set (LMC_TTL_KEEP keeps a stale entry's TTL).
+ * @param grace_ms how long after its TTL the value may still be served
+ *                 stale by lmc_get_lease while one caller refreshes it (the
+ *                 entry is kept that long; plain reads treat it as expired
+ *                 after its TTL); 0 = none; at most 2^32 - 1 ms.
+ * @return LMC_OK; LMC_ECHANGED if this lease is no longer held (taken over
+ *         by another caller, or the key was deleted, invalidated, cleared or
+ *         written meanwhile: the value is not stored); LMC_EINVAL (no lease,
+ *         bad ttl_ms or grace_ms); a common write code (a value that cannot
+ *         be stored ends the lease too).
+ */
+LMC_API int lmc_lease_fill(lmc *c, const lmc_lease *lease, const void *key, size_t klen,
+                           const void *val, size_t vlen, int64_t ttl_ms, int64_t grace_ms);
+
+/**
+ * @brief Give up a lease without storing anything (the computation failed,
+ * or its result is not to be cached): a stale value stays until its grace
+ * runs out (counted as a failed refresh), and the waiting callers are woken
+ * (one of them takes the lease over).
+ * @return LMC_OK; LMC_ECHANGED if the lease is no longer held; LMC_EINVAL; a
+ *         common write code.
+ */
+LMC_API int lmc_lease_abandon(lmc *c, const lmc_lease *lease, const void *key, size_t klen);
+
+/* ------------------------------------------------------------------------ */
 /* Sweeping and eviction                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -468,14 +583,17 @@ typedef struct lmc_sweep_result {
     int complete;             /**< 1 if the pass finished its work, 0 if a
                                    budget (max_keys, max_time_ms) stopped it */
     int reserved_int;
-    uint64_t reserved[4];
+    uint64_t leases_removed;  /**< fill leases removed: past their lease time,
+                                   or their holder gone */
+    uint64_t reserved[3];
 } lmc_sweep_result;
 
 /**
  * @brief One sweeper pass: clear stale reader slots, delete expired entries
- * through the expiry index, and if fill is above the high watermark evict
- * down to the low one (soonest-to-expire first, then entries without TTL by
- * approximate LRU).  Every write transaction holds at most @c batch deletions.
+ * through the expiry index and the fill leases that can no longer be filled
+ * (past their lease time, or their holder gone), and if fill is above the
+ * high watermark evict down to the low one (soonest-to-expire first, then
+ * entries without TTL by approximate LRU).  Every write transaction holds at most @c batch deletions.
  * @param opts   may be NULL for defaults.
  * @param[out] res may be NULL.
  * @return LMC_OK; LMC_EINVAL (bad watermarks, reserved fields not zero);
@@ -518,7 +636,8 @@ typedef struct lmc_verify_result {
     uint64_t entries_with_ttl;   /**< ... of which have an expiry time */
     uint64_t expiry_rows;        /**< rows of the expiry index checked */
     uint64_t elapsed_us;         /**< wall time of the whole check */
-    uint64_t reserved[6];
+    uint64_t leases;             /**< fill lease records checked */
+    uint64_t reserved[5];
 } lmc_verify_result;
 
 /**
@@ -599,7 +718,16 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(bytes_read, "value bytes returned by hits")                                         \
     X(bytes_written, "value bytes stored")                                                \
     X(pin_waits, "times a write waited for readers to release the free pages they pinned") \
-    X(pin_wait_us, "microseconds writes spent waiting for readers to release free pages")
+    X(pin_wait_us, "microseconds writes spent waiting for readers to release free pages") \
+    X(lease_grants, "fill leases granted (early refreshes and takeovers included)")       \
+    X(lease_waits, "lmc_get_lease calls that waited for another holder's fill")           \
+    X(lease_wait_us, "microseconds spent waiting for other holders' fills")               \
+    X(lease_wait_timeouts, "waits for a fill that ran out (the caller computed uncached)") \
+    X(lease_takeovers_dead, "leases taken over from a holder whose process had died")     \
+    X(lease_takeovers_expired, "leases taken over after their lease time")                \
+    X(stale_served, "stale values served within their grace while another refreshed")    \
+    X(refresh_failures, "refreshes abandoned while a stale value stayed in its grace")    \
+    X(early_refreshes, "leases handed out early, before expiry, by XFetch")
 
 /*
  * Gauges (computed when read).  X(name, type, help).

@@ -15,9 +15,9 @@
 #include "error.h"
 #include "lmdbmeta.h"
 
-/* The expiry time of a stored entry about to go away or be replaced (0 for
- * none, or for a malformed entry, which lmc cannot account for), and its
- * bytes off the totals.  Read before the entry changes: old points into its
+/* The time of the expiry row of a stored entry about to go away or be
+ * replaced (0 for none, or for a malformed entry, which lmc cannot account
+ * for), and its bytes off the totals.  Read before the entry changes: old points into its
  * page. */
 static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
 {
@@ -26,7 +26,7 @@ static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *o
         return 0;
     w->d_key_bytes -= (int64_t)e.klen;
     w->d_value_bytes -= (int64_t)e.vlen;
-    return e.expires_at;
+    return lmc__entry_gone_at(e.expires_at, e.grace_ms);
 }
 
 /* Put or delete the expiry row (expires_at, skey) of an entry. */
@@ -52,15 +52,15 @@ static int row_del(lmc__wctx *w, uint64_t expires_at, const MDB_val *skey)
 }
 
 int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
-                     const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
-                     const MDB_val *old)
+                     const void *val, size_t vlen, const lmc__emeta *m, const MDB_val *old)
 {
     lmc__core *k = w->k;
     uint64_t old_exp = old ? entry_forget(w, &sk->v, old) : 0;
+    uint64_t expires_at = lmc__entry_gone_at(m->expires_at, m->grace_ms);
     /* The entry first, through the cursor while it still sits on the old one
      * (the rows share the tree: changing one would move the cursor). */
     MDB_val skey = sk->v;
-    MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long), NULL};
+    MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long, lmc__emeta_ext(m)), NULL};
     int rc;
     if (old && w->cur && old->mv_data == w->cur_at)
         rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
@@ -69,7 +69,7 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     w->cur_at = NULL;
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
-    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, expires_at, version);
+    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, m);
     /* Then its row, which moves only when the expiry time does. */
     if (old_exp != expires_at) {
         if (old_exp && (rc = row_del(w, old_exp, &sk->v)))

@@ -35,14 +35,13 @@ typedef struct lmc__wctx {
 /* The body of a write transaction: 0 to commit, or a code to abort with. */
 typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
 
-/* Store an entry with the given version, removing the expiry row of the
- * entry it replaces (old may be NULL when there is none; when it is the
- * entry a lookup positioned w->cur on, it is overwritten through the cursor,
- * which saves a search of the tree).  Counting the write is the caller's
- * business. */
+/* Store an entry written with m (its expiry time, version, grace and fill
+ * time), moving the expiry row of the entry it replaces (old may be NULL
+ * when there is none; when it is the entry a lookup positioned w->cur on, it
+ * is overwritten through the cursor, which saves a search of the tree).
+ * Counting the write is the caller's business. */
 int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
-                     const void *val, size_t vlen, uint64_t expires_at, uint64_t version,
-                     const MDB_val *old);
+                     const void *val, size_t vlen, const lmc__emeta *m, const MDB_val *old);
 
 /* Remove the entry under skey whose stored data is old: through cur if it is
  * not NULL (it must be positioned on the entry), else by key; with its

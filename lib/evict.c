@@ -73,7 +73,8 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
         MDB_val old;
         rc = mdb_get(w->txn, k->dbi_main, &skey, &old);
         lmc__entry e;
-        if (rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 && e.expires_at == exp) {
+        if (rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 &&
+            lmc__entry_gone_at(e.expires_at, e.grace_ms) == exp) {
             /* The entry goes by key, while the cursor sits on its row (LMDB
              * keeps every cursor of a transaction right when others change
              * the tree), and the row through the cursor after it. */

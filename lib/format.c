@@ -9,17 +9,23 @@
 #include "format.h"
 
 void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_long,
-                      const void *val, size_t vlen, uint64_t expires_at, uint64_t version)
+                      const void *val, size_t vlen, const lmc__emeta *m)
 {
     uint32_t fkl = is_long ? (uint32_t)klen : 0;
+    bool ext = lmc__emeta_ext(m);
     dst[0] = LMC__ENTRY_FORMAT;
-    dst[1] = is_long ? LMC__EF_LONGKEY : 0;
+    dst[1] = (unsigned char)((is_long ? LMC__EF_LONGKEY : 0) | (ext ? LMC__EF_EXT : 0));
     dst[2] = 0;
     dst[3] = 0;
     memcpy(dst + 4, &fkl, 4);
-    memcpy(dst + 8, &expires_at, 8);
-    memcpy(dst + 16, &version, 8);
+    memcpy(dst + 8, &m->expires_at, 8);
+    memcpy(dst + 16, &m->version, 8);
     unsigned char *p = dst + LMC__HDR_SIZE;
+    if (ext) {
+        memcpy(p, &m->grace_ms, 4);
+        memcpy(p + 4, &m->fill_ms, 4);
+        p += LMC__EXT_SIZE;
+    }
     if (is_long) {
         memcpy(p, key, klen);
         p += klen;

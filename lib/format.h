@@ -26,8 +26,9 @@
 /*
  * Stored keys.  Entries live in LMDB's main (unnamed) database, next to the
  * record of the named database "meta", one key of our own ("lmc:tick", see
- * write.c) and the expiry rows.  A named database would cost every read:
- * LMDB 0.9 marks named databases stale whenever a transaction begins, so
+ * write.c), the expiry rows and the fill leases.  A named database would
+ * cost every read: LMDB 0.9 marks named databases stale whenever a
+ * transaction begins, so
  * the first lookup of each get would search the main database for the
  * record again (465 instructions, a sixth of a get, measured in
  * bench/RESULTS.md), and every commit that changed it would rewrite that
@@ -39,7 +40,8 @@
  * come last (0xFF): LMDB splits a full page at its end when the new key
  * goes after every key of the page, which keeps pages full when keys arrive
  * in order; the rows (0xFE), appended in time order, end at the page before
- * the first entries.
+ * the first entries.  The fill leases (LMC__NS_LEASE, 0xFD, below) come
+ * before the rows.
  *
  * LMDB keys stop at 511 bytes and an expiry row adds 9, so a user key of
  * LMC__KEY_INLINE bytes or more is stored as its first LMC__KEY_INLINE bytes
@@ -156,28 +158,46 @@ static inline int lmc__key_cmp(const void *a, size_t al, const void *b, size_t b
 /* ------------------------------------------------------------------------ */
 
 /*
- * Value layout: a 24-byte header, then (long keys only) the whole key, then
- * the user's value.  Header fields are host-endian (the cache never leaves
- * the host) and read with memcpy because LMDB only 2-byte-aligns values.
+ * Value layout: a 24-byte header, then (with LMC__EF_EXT) an 8-byte
+ * extension, then (long keys only) the whole key, then the user's value.
+ * Fields are host-endian (the cache never leaves the host) and read with
+ * memcpy because LMDB only 2-byte-aligns values.
  *   0  u8  format (LMC__ENTRY_FORMAT)
  *   1  u8  flags  (LMC__EF_*)
  *   2  u16 reserved, zero
  *   4  u32 length of the whole key (long keys), else 0
  *   8  u64 expires_at, ms since the Unix epoch, 0 = never
  *  16  u64 version, for compare-and-swap
+ * The extension, only for entries written through a fill lease (lease.c),
+ * so that other entries do not pay its 8 bytes:
+ *  24  u32 grace_ms: how long after expires_at the stale value may still be
+ *      served while one caller refreshes it (the entry is kept that long)
+ *  28  u32 fill_ms: how long its value took to compute, for early refresh
  */
 #define LMC__HDR_SIZE 24u
+#define LMC__EXT_SIZE 8u
 #define LMC__ENTRY_FORMAT 0xC1u
 #define LMC__EF_LONGKEY 0x01u
+#define LMC__EF_EXT 0x02u
 
 typedef struct lmc__entry {
     uint64_t expires_at;
     uint64_t version;
+    uint32_t grace_ms;
+    uint32_t fill_ms;
     const unsigned char *key; /* the whole user key */
     size_t klen;
     const unsigned char *val;
     size_t vlen;
 } lmc__entry;
+
+/* What an entry is written with, beside its key and value. */
+typedef struct lmc__emeta {
+    uint64_t expires_at;
+    uint64_t version;
+    uint32_t grace_ms;
+    uint32_t fill_ms;
+} lmc__emeta;
 
 /* Parse a stored entry; returns 0, or -1 if it is malformed.  Every pointer
  * of *e points into d. */
@@ -187,26 +207,44 @@ static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__e
     if (LMC__UNLIKELY(d->mv_size < LMC__HDR_SIZE || p[0] != LMC__ENTRY_FORMAT))
         return -1;
     uint32_t fkl;
+    unsigned flags = p[1];
     memcpy(&fkl, p + 4, 4);
     memcpy(&e->expires_at, p + 8, 8);
     memcpy(&e->version, p + 16, 8);
-    if (LMC__UNLIKELY(p[1] == LMC__EF_LONGKEY)) {
-        if (skey->mv_size != LMC__KEY_STORED_LONG || fkl < LMC__KEY_INLINE ||
-            fkl > LMC_MAX_KEY || d->mv_size - LMC__HDR_SIZE < fkl)
+    size_t off = LMC__HDR_SIZE;
+    e->grace_ms = e->fill_ms = 0;
+    if (LMC__UNLIKELY(flags & ~(LMC__EF_LONGKEY | LMC__EF_EXT)))
+        return -1;
+    if (LMC__UNLIKELY(flags & LMC__EF_EXT)) {
+        if (d->mv_size < LMC__HDR_SIZE + LMC__EXT_SIZE)
             return -1;
-        e->key = p + LMC__HDR_SIZE;
+        memcpy(&e->grace_ms, p + 24, 4);
+        memcpy(&e->fill_ms, p + 28, 4);
+        off += LMC__EXT_SIZE;
+    }
+    if (LMC__UNLIKELY(flags & LMC__EF_LONGKEY)) {
+        if (skey->mv_size != LMC__KEY_STORED_LONG || fkl < LMC__KEY_INLINE ||
+            fkl > LMC_MAX_KEY || d->mv_size - off < fkl)
+            return -1;
+        e->key = p + off;
         e->klen = fkl;
     } else {
-        if (LMC__UNLIKELY(p[1] != 0 || fkl != 0 || skey->mv_size < 2 ||
-                          skey->mv_size > LMC__KEY_INLINE))
+        if (LMC__UNLIKELY(fkl != 0 || skey->mv_size < 2 || skey->mv_size > LMC__KEY_INLINE))
             return -1;
         e->key = (const unsigned char *)skey->mv_data + 1;
         e->klen = skey->mv_size - 1;
         fkl = 0;
     }
-    e->val = p + LMC__HDR_SIZE + fkl;
-    e->vlen = d->mv_size - LMC__HDR_SIZE - fkl;
+    e->val = p + off + fkl;
+    e->vlen = d->mv_size - off - fkl;
     return 0;
+}
+
+/* When an entry may go, and its expiry row's time: its expiry time, and
+ * with a grace that much later; 0 for an entry that never expires. */
+static inline uint64_t lmc__entry_gone_at(uint64_t expires_at, uint32_t grace_ms)
+{
+    return expires_at ? expires_at + grace_ms : 0;
 }
 
 /* Whether the entry is that of the user key key (long keys share stored
@@ -216,14 +254,22 @@ static inline bool lmc__entry_key_matches(const lmc__entry *e, const void *key, 
     return e->klen == klen && memcmp(e->key, key, klen) == 0;
 }
 
-/* Bytes of the stored value of an entry. */
-static inline size_t lmc__entry_size(size_t klen, size_t vlen, int is_long)
+/* Whether an entry written with m needs the extension. */
+static inline bool lmc__emeta_ext(const lmc__emeta *m)
 {
-    return LMC__HDR_SIZE + (is_long ? klen : 0) + vlen;
+    return m->grace_ms || m->fill_ms;
 }
 
+/* Bytes of the stored value of an entry (ext: with the extension). */
+static inline size_t lmc__entry_size(size_t klen, size_t vlen, int is_long, bool ext)
+{
+    return LMC__HDR_SIZE + (ext ? LMC__EXT_SIZE : 0) + (is_long ? klen : 0) + vlen;
+}
+
+/* Write an entry into dst, of lmc__entry_size(klen, vlen, is_long,
+ * lmc__emeta_ext(m)) bytes. */
 void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_long,
-                      const void *val, size_t vlen, uint64_t expires_at, uint64_t version);
+                      const void *val, size_t vlen, const lmc__emeta *m);
 
 /* ------------------------------------------------------------------------ */
 /* Expiry rows                                                              */
@@ -248,6 +294,58 @@ static inline MDB_val lmc__rows_start(void)
 {
     static const unsigned char first = LMC__NS_ROW;
     return (MDB_val){1, (void *)(uintptr_t)&first};
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fill leases                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The fill lease of a key (lease.c) is a record of the main database under
+ * LMC__NS_LEASE | the key's stored key, so that the leases of a prefix are a
+ * range too, apart from the entries (never seen by reads, scans or
+ * eviction) and before the rows (never counted as entries).  Its data, 56
+ * bytes, host-endian, read with memcpy:
+ */
+#define LMC__NS_LEASE 0xFDu
+#define LMC__LEASE_KEY_MAX (1u + LMC__KEY_STORED_LONG)
+#define LMC__LEASE_MAGIC 0x4c43454cu /* "LECL" */
+
+typedef struct lmc__lrec {
+    uint32_t magic;
+    uint32_t slot;           /* the holder's stats slot (0: shared or none) */
+    int64_t pid;             /* the holder's process */
+    int64_t slot_started_ms; /* when it claimed the slot: tells a reused pid */
+    int64_t granted_ms;      /* wall clock, as expiry times */
+    int64_t deadline_ms;     /* after this, anyone may take the lease over */
+    uint64_t token;          /* the version of the granting transaction */
+    uint64_t entry_version;  /* of the entry when granted, 0 if none */
+} lmc__lrec;
+
+_Static_assert(sizeof(lmc__lrec) == 56, "a lease record is 56 bytes, without padding");
+
+/* Whether a key of the main database is a lease's. */
+static inline bool lmc__is_lease_key(const MDB_val *k)
+{
+    return k->mv_size >= 3 && *(const unsigned char *)k->mv_data == LMC__NS_LEASE;
+}
+
+/* The lease key of a stored key, into dst (LMC__LEASE_KEY_MAX bytes). */
+static inline MDB_val lmc__lease_key(unsigned char *dst, const MDB_val *skey)
+{
+    dst[0] = LMC__NS_LEASE;
+    memcpy(dst + 1, skey->mv_data, skey->mv_size);
+    return (MDB_val){1 + skey->mv_size, dst};
+}
+
+/* A lease record's data; -1 if it is not one lmc writes. */
+static inline int lmc__lrec_parse(const MDB_val *key, const MDB_val *d, lmc__lrec *r)
+{
+    if (!lmc__is_lease_key(key) || key->mv_size > LMC__LEASE_KEY_MAX ||
+        ((const unsigned char *)key->mv_data)[1] != LMC__NS || d->mv_size != sizeof *r)
+        return -1;
+    memcpy(r, d->mv_data, sizeof *r);
+    return r->magic == LMC__LEASE_MAGIC && r->token != 0 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -31,7 +31,7 @@ enum {
     LMC__NCTR
 };
 
-#define LMC__SLOT_CTRS 32u /* room for counters added in later versions */
+#define LMC__SLOT_CTRS 64u /* room for counters added in later versions */
 
 /* One process's counters.  Only the owner writes ctr[] (relaxed atomic adds,
  * because its threads share the slot); base[] holds the counters the slot had
@@ -52,6 +52,15 @@ typedef struct lmc__room {
     _Atomic uint32_t near_full; /* few free pages left: every write checks */
     _Atomic uint64_t headroom;  /* free pages the writers evict back to */
 } lmc__room;
+
+/* A word that callers waiting for a fill lease sleep on (a futex), bumped
+ * when a lease of a key hashed to it ends, with a count of its sleepers so
+ * that a fill makes no system call when nobody waits (lease.c). */
+#define LMC__WAKE_WORDS 128u
+typedef struct lmc__wake {
+    _Atomic uint32_t seq;
+    _Atomic uint32_t sleepers;
+} lmc__wake;
 
 /* ------------------------------------------------------------------------ */
 /* This process's                                                           */
@@ -120,6 +129,8 @@ typedef struct lmc__core {
     lmc__room *room;             /* writers' view of the room left, shared in the
                                     stats file (or local_room without one) */
     lmc__room local_room;
+    lmc__wake *wake;             /* LMC__WAKE_WORDS of them, in the stats file
+                                    (read-write handles), or NULL */
     pthread_mutex_t rtxn_lock;   /* protects rtxns (and is held across fork) */
     lmc__rtxn *rtxns;            /* every thread's read txn, for close */
 

@@ -49,6 +49,7 @@ int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed
     d.nranges = 1;
     d.batch = LMC__RANGE_BATCH;
     d.count = LMC__C_prefix_deleted_keys;
+    d.leases = true;
     rc = lmc__range_delete(c, &d);
     if (removed)
         *removed = d.removed;
@@ -143,8 +144,8 @@ static int op_incr(lmc__wctx *w, void *p)
                         (long long)cur, (long long)a->delta);
     char buf[24];
     size_t n = format_int(buf, next);
-    rc = lmc__entry_store(w, a->sk, a->key, a->klen, buf, n, exp, w->version,
-                          f.exists ? &f.old : NULL);
+    lmc__emeta m = {exp, w->version, 0, 0};
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, buf, n, &m, f.exists ? &f.old : NULL);
     if (rc)
         return rc;
     w->ctr[LMC__C_sets]++;
@@ -199,7 +200,9 @@ static int op_touch(lmc__wctx *w, void *p)
     if (!copy)
         return lmc__err(w->h, LMC_ENOMEM, "out of memory for a value of %zu bytes", n);
     memcpy(copy, f.e.val, n);
-    rc = lmc__entry_store(w, a->sk, a->key, a->klen, copy, n, exp, f.e.version, &f.old);
+    /* A new TTL, and the same value, version, grace and fill time. */
+    lmc__emeta m = {exp, f.e.version, f.e.grace_ms, f.e.fill_ms};
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, copy, n, &m, &f.old);
     if (copy != small)
         lmc__free(copy);
     if (rc == 0) {

@@ -6,13 +6,15 @@
  * a transaction the write loop retries (a full map) starts again from the
  * same place.  Entries written under a range while it is being deleted may
  * or may not go; those that were there when the call began are gone when it
- * returns.
+ * returns.  Prefix deletes and clears also end the fill leases of their
+ * ranges (lease.c says why).
  */
 #include "fmacros.h"
 
 #include <string.h>
 
 #include "error.h"
+#include "lease.h"
 #include "range.h"
 #include "write.h"
 
@@ -25,9 +27,15 @@ static int op_range(lmc__wctx *w, void *p)
         return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
     size_t pos = d->pos;
     lmc__resume at = d->resume, next;
-    uint64_t removed = 0;
+    uint64_t removed = 0, leases = 0;
     while (pos < d->nranges && removed < d->batch) {
         const lmc__range *r = &d->ranges[pos];
+        /* A range's leases go with the transaction that starts it: every
+         * lease granted before the call is gone when it returns.  There are
+         * few of them (one per value being computed), so they do not count
+         * against the batch. */
+        if (d->leases && !at.set && (rc = lmc__lease_drop_range(w, r, &leases)))
+            break;
         MDB_val start = lmc__resume_key(&at, r);
         rc = lmc__entry_remove_range(w, cur, r, &start, d->batch - removed, d->count, &removed,
                                      &next);
@@ -46,6 +54,7 @@ static int op_range(lmc__wctx *w, void *p)
     d->next_pos = pos;
     d->next_resume = at;
     d->next_removed = removed;
+    d->next_leases = leases;
     d->next_soonest = w->ctr[LMC__C_evictions_soonest];
     d->next_lru = w->ctr[LMC__C_evictions_lru];
     return 0;
@@ -54,10 +63,12 @@ static int op_range(lmc__wctx *w, void *p)
 int lmc__range_delete(lmc *h, lmc__range_del *d)
 {
     while (d->pos < d->nranges) {
-        d->next_removed = d->next_soonest = d->next_lru = 0;
+        d->next_removed = d->next_soonest = d->next_lru = d->next_leases = 0;
         int rc = lmc__write_deletes(h, op_range, d, &d->batch);
         if (rc)
             return rc;
+        if (d->next_leases)
+            lmc__lease_wake_all(h->core);
         d->removed += d->next_removed;
         d->soonest += d->next_soonest;
         d->lru += d->next_lru;
@@ -85,5 +96,6 @@ int lmc__range_clear(lmc *h)
     d.nranges = 1;
     d.batch = LMC__RANGE_BATCH;
     d.count = LMC__COUNT_NONE;
+    d.leases = true;
     return lmc__range_delete(h, &d);
 }

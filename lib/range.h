@@ -24,6 +24,7 @@ typedef struct lmc__range_del {
     size_t nranges;
     unsigned batch;           /* deletions per transaction; halved on a full map */
     int count;                /* how removals are counted (entry.h) */
+    bool leases;              /* prefix ranges: also end their fill leases */
     bool (*stop)(void *arg, uint64_t removed); /* checked between transactions */
     void *stop_arg;
     /* Progress, adopted after each commit. */
@@ -34,7 +35,7 @@ typedef struct lmc__range_del {
      * transaction retried after a full map starts from the same place. */
     size_t next_pos;
     lmc__resume next_resume;
-    uint64_t next_removed, next_soonest, next_lru;
+    uint64_t next_removed, next_soonest, next_lru, next_leases;
 } lmc__range_del;
 
 /* Delete every entry of d's ranges, or until d->stop says so. */

@@ -38,7 +38,7 @@
 #include "slots.h"
 
 #define STATS_MAGIC "LMCSTAT"
-#define STATS_VERSION 1u
+#define STATS_VERSION 2u /* 2: 64 counters per slot */
 #define STATS_HDR_SIZE 4096u
 #define STATS_NSLOTS 1024u
 
@@ -69,12 +69,19 @@ typedef struct stats_hdr {
      * counts them exactly, but for the estimates of eviction (an entry's
      * share of the pages, which the rows share with the entries). */
     _Atomic int64_t rows;
+    uint64_t pad3[109];
+    /* At offset 1024: the words fill leases are waited on (lease.c), a
+     * futex and a count of its sleepers per hash of the key; the rest of
+     * the 4 KiB header is free. */
+    lmc__wake wake[LMC__WAKE_WORDS];
 } stats_hdr;
 
 _Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
 _Static_assert(offsetof(stats_hdr, key_bytes) == 128, "the byte totals stay where they were");
 _Static_assert(offsetof(stats_hdr, rows) == offsetof(stats_hdr, key_bytes) + 16,
                "byte_totals[2] is the rows");
+_Static_assert(offsetof(stats_hdr, wake) == 1024, "the wake words start at 1 KiB");
+_Static_assert(sizeof(stats_hdr) <= STATS_HDR_SIZE, "the header fits its 4 KiB");
 
 _Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
 _Static_assert(LMC__NCTR <= LMC__SLOT_CTRS, "counters fit in a slot");
@@ -204,12 +211,14 @@ void lmc__stats_claim(lmc__core *k)
         k->slot_index = i;
         k->gate = &sh->gate;
         k->room = &sh->room;
+        k->wake = sh->wake;
         k->byte_totals = &sh->key_bytes;
         return;
     }
     /* Table full: share slot 0. */
     k->slot = lmc__slot_at(k, 0);
     k->room = &sh->room;
+    k->wake = sh->wake;
     k->byte_totals = &sh->key_bytes;
 }
 
@@ -307,6 +316,7 @@ void lmc__stats_close(lmc__core *k, bool owned)
     k->slot = &k->local_slot;
     k->gate = NULL;
     k->room = &k->local_room;
+    k->wake = NULL;
     k->byte_totals = NULL;
 }
 

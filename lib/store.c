@@ -15,6 +15,7 @@
 #include "entry.h"
 #include "error.h"
 #include "format.h"
+#include "lease.h"
 #include "recency.h"
 #include "store.h"
 #include "write.h"
@@ -66,7 +67,8 @@ static int op_store(lmc__wctx *w, void *p)
     default:
         break;
     }
-    rc = lmc__entry_store(w, a->sk, a->key, a->klen, a->val, a->vlen, exp, w->version,
+    lmc__emeta m = {exp, w->version, 0, 0};
+    rc = lmc__entry_store(w, a->sk, a->key, a->klen, a->val, a->vlen, &m,
                           f.exists ? &f.old : NULL);
     if (rc == 0) {
         w->ctr[LMC__C_sets]++;
@@ -84,17 +86,27 @@ typedef struct del_arg {
     size_t klen;
     const uint64_t *version; /* delete only the entry of this version */
     bool quiet;              /* an unlink after a failed store: not a delete */
+    bool lease_ended;        /* out: a delete ended the key's fill lease */
 } del_arg;
 
 static int op_delete(lmc__wctx *w, void *p)
 {
     del_arg *a = p;
-    lmc__found f;
-    int rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f);
-    if (rc)
+    int rc;
+    /* A delete also ends the key's fill lease, so that a value computed
+     * before it is not stored after it (lease.c). */
+    a->lease_ended = false;
+    if (!a->quiet && !a->version && (rc = lmc__lease_drop(w, &a->sk->v, &a->lease_ended)))
         return rc;
-    if (!f.mine || (a->version && (!f.live || f.e.version != *a->version)))
-        return LMC_NOTFOUND;
+    lmc__found f;
+    if ((rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f)))
+        return rc;
+    if (!f.mine || (a->version && (!f.live || f.e.version != *a->version))) {
+        if (!a->lease_ended)
+            return LMC_NOTFOUND;
+        w->result = LMC_NOTFOUND; /* the lease's end commits */
+        return 0;
+    }
     if ((rc = lmc__entry_remove(w, NULL, &a->sk->v, &f.old, true)))
         return rc;
     if (!f.live)
@@ -107,9 +119,12 @@ static int op_delete(lmc__wctx *w, void *p)
 int lmc__delete_one(lmc *c, const lmc__skey *sk, const void *key, size_t klen,
                     const uint64_t *version, bool quiet)
 {
-    del_arg a = {sk, key, klen, version, quiet};
+    del_arg a = {sk, key, klen, version, quiet, false};
     unsigned batch = 1;
-    return lmc__write_deletes(c, op_delete, &a, &batch);
+    int rc = lmc__write_deletes(c, op_delete, &a, &batch);
+    if (a.lease_ended && (rc == LMC_OK || rc == LMC_NOTFOUND))
+        lmc__lease_wake(c->core, &sk->v);
+    return rc;
 }
 
 /*
@@ -155,7 +170,7 @@ static int store(lmc *c, const void *key, size_t klen, const void *val, size_t v
          * replaces holds such pages until the new one commits: on a full
          * map, removing that one first is the eviction that helps most.  An
          * add replaces nothing live, and a cas only its own version. */
-        del_arg old = {&sk, key, klen, mode == MODE_CAS ? &version : NULL, true};
+        del_arg old = {&sk, key, klen, mode == MODE_CAS ? &version : NULL, true, false};
         bool drop = pages > 0 && mode != MODE_ADD;
         rc = lmc__write(c, op_store, &a, pages, drop ? op_delete : NULL, &old);
     }
@@ -206,7 +221,8 @@ static int op_set_many(lmc__wctx *w, void *p)
             return rc;
         if ((rc = lmc__entry_expiry(w, it->ttl_ms, &f, &exp)))
             return rc;
-        rc = lmc__entry_store(w, &sk, it->key, it->klen, it->val, it->vlen, exp, w->version,
+        lmc__emeta m = {exp, w->version, 0, 0};
+        rc = lmc__entry_store(w, &sk, it->key, it->klen, it->val, it->vlen, &m,
                               f.exists ? &f.old : NULL);
         if (rc)
             return rc;
@@ -245,7 +261,7 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
         int is_long = it->klen >= LMC__KEY_INLINE;
         if ((rc = lmc__check_size(c, it->klen, it->vlen, is_long)))
             break;
-        total += lmc__entry_size(it->klen, it->vlen, is_long) + it->klen;
+        total += lmc__entry_size(it->klen, it->vlen, is_long, false) + it->klen;
         pages += lmc__entry_pages(c->core, it->klen, it->vlen, is_long);
         if (total / c->core->psize + pages > lmc__usable_pages(c->core))
             rc = lmc__err(c, LMC_ETOOBIG, "the %zu items together can never fit in the map", n);

@@ -2,8 +2,9 @@
  * sweep.c - one pass of the sweeper (lmc_sweep).
  *
  * A pass clears reader slots left by dead processes (a dead reader's
- * snapshot pins every page freed after it, and the file only grows), removes expired entries through
- * the expiry index, and, when fill is above the high watermark, evicts down
+ * snapshot pins every page freed after it, and the file only grows), removes
+ * expired entries through the expiry index and the fill leases that can no
+ * longer be filled, and, when fill is above the high watermark, evicts down
  * to the low one.  Capacity eviction reads the whole cache as runs of
  * consecutive entries (evict.c says why runs), in short read transactions,
  * picks the runs to drop by the policy (entries with TTL first, soonest to
@@ -23,6 +24,7 @@
 #include "clock.h"
 #include "error.h"
 #include "evict.h"
+#include "lease.h"
 #include "range.h"
 #include "recency.h"
 #include "space.h"
@@ -219,6 +221,13 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
         if (ea.removed < ea.batch) /* the batch the committed txn used */
             break;
     }
+
+    /* Fill leases that nobody can fill any more.  Callers take such leases
+     * over anyway; this keeps their records from piling up. */
+    if ((rc = lmc__lease_sweep(c, &r.leases_removed)))
+        goto out;
+    if (r.leases_removed)
+        r.transactions++;
 
     /* Capacity eviction. */
     if ((rc = lmc__fill_get(c, &f)))

@@ -305,10 +305,11 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
             if (!ts)
                 return bad(v, "entry '%s' (node %u of page %llu) has a TTL but no expiry row",
                            show_key(key.p, key.n, kb, sizeof kb), i, (unsigned long long)pg);
-            if (ts->exp != e.expires_at)
+            uint64_t gone = lmc__entry_gone_at(e.expires_at, e.grace_ms);
+            if (ts->exp != gone)
                 return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
                            show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp,
-                           (unsigned long long)e.expires_at);
+                           (unsigned long long)gone);
             ts->matched = 1;
         } else if (ts) {
             return bad(v, "the expiry row of '%s' at %llu ms belongs to an entry without a TTL",
@@ -332,6 +333,17 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
         if (!ttl_add(v, sk, at))
             return false;
         v->res->expiry_rows++;
+        return true;
+    }
+    if (v->kind == TREE_MAIN && key.n >= 1 && key.p[0] == LMC__NS_LEASE) {
+        /* NS_LEASE | stored key -> a lease record (format.h). */
+        MDB_val lk = {key.n, (void *)(uintptr_t)key.p};
+        MDB_val d = {data.n, (void *)(uintptr_t)data.p};
+        lmc__lrec r;
+        if (lmc__lrec_parse(&lk, &d, &r) != 0)
+            return bad(v, "fill lease record %u of page %llu is malformed", i,
+                       (unsigned long long)pg);
+        v->res->leases++;
         return true;
     }
     return true; /* lmc's own records (meta, the tick), by name */

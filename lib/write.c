@@ -66,7 +66,7 @@
 uint64_t lmc__entry_pages(const lmc__core *k, size_t klen, size_t vlen, int is_long)
 {
     size_t skl = is_long ? LMC__KEY_STORED_LONG : klen + 1;
-    return lmc__lmdb_value_pages(k->psize, skl, lmc__entry_size(klen, vlen, is_long));
+    return lmc__lmdb_value_pages(k->psize, skl, lmc__entry_size(klen, vlen, is_long, false));
 }
 
 uint64_t lmc__usable_pages(const lmc__core *k)
@@ -103,7 +103,7 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
         return lmc__err(h, LMC_ETOOBIG, "an entry of %zu bytes can never fit: it needs %llu "
                         "pages, more than the %llu an entry may use in the %llu-byte map of %s "
                         "(half of it, less a reserve)",
-                        lmc__entry_size(klen, vlen, is_long), (unsigned long long)need,
+                        lmc__entry_size(klen, vlen, is_long, false), (unsigned long long)need,
                         (unsigned long long)max, (unsigned long long)k->map_size, k->path);
     return 0;
 }

@@ -306,7 +306,7 @@ static void test_open_that_cannot_reserve_fails_cleanly(void **state)
     }
     assert_int_equal(free_bytes(mnt), before);
     /* And a later open with a map that fits works. */
-    c = open_at(path, 7u << 20, 0, &rc);
+    c = open_at(path, 6u << 20, 0, &rc);
     ASSERT_OK(rc);
     expect_backed(path);
     lmc_close(c);
@@ -314,7 +314,7 @@ static void test_open_that_cannot_reserve_fails_cleanly(void **state)
     unmount(mnt);
 }
 
-/* The issue's second case: on a 2 MiB tmpfs another program fills the rest
+/* The issue's second case: on a 3 MiB tmpfs another program fills the rest
  * after the cache was made.  Workers open it and run gets and sets (20,000
  * in all, in 8 processes), and read-only opens work, without a signal. */
 static void test_workers_survive_a_full_tmpfs(void **state)
@@ -322,7 +322,7 @@ static void test_workers_survive_a_full_tmpfs(void **state)
     tctx *t = *state;
     char mnt[200], path[300];
     snprintf(mnt, sizeof mnt, "%s/mnt", t->dir);
-    if (!mount_tmpfs(mnt, "2M"))
+    if (!mount_tmpfs(mnt, "3M"))
         skip();
     snprintf(path, sizeof path, "%s/cache", mnt);
     int rc;
@@ -352,7 +352,7 @@ static void test_sparse_cache_on_a_full_tmpfs(void **state)
     tctx *t = *state;
     char mnt[200], path[300];
     snprintf(mnt, sizeof mnt, "%s/mnt", t->dir);
-    if (!mount_tmpfs(mnt, "2M"))
+    if (!mount_tmpfs(mnt, "3M"))
         skip();
     snprintf(path, sizeof path, "%s/cache", mnt);
     int rc;
