@@ -10,7 +10,8 @@
 #                       database (lmc now) or in the main one (bench/ttl_layout.c,
 #                       raw LMDB only, about 15 s)
 #   make bench-callgrind instructions per get, set, set with a TTL and add, of
-#                       lmc and raw LMDB, by callgrind (bench/callgrind.sh, ~3 min)
+#                       lmc and raw LMDB, and per hit of lmc_get_lease, by
+#                       callgrind (bench/callgrind.sh, ~4 min)
 #   make bench-capacity the capacity matrix of tests/test_capacity.c (writers,
 #                       readers and a sweeper on small full maps), each case
 #                       for CAPACITY_SECONDS (5), printed as a Markdown table
@@ -55,6 +56,7 @@ ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
 bench-callgrind: $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN)
+	$(Q)sh bench/callgrind.sh $(BENCH_BIN) get-hit lmc-lease
 
 CAPACITY_SECONDS ?= 5
 bench-capacity: $(B)/tests/test_capacity

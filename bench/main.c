@@ -536,7 +536,8 @@ static void print_targets(const all_results *a, const bench_scale_out *o, uint32
 /* ------------------------------------------------------------------------ */
 
 static const bench_contender *const ALL_CONTENDERS[] = {
-    &bench_lmc, &bench_lmdb, &bench_redis, &bench_memcached, &bench_lmdb_named, &bench_lmdb_pair};
+    &bench_lmc,        &bench_lmdb,       &bench_redis,    &bench_memcached,
+    &bench_lmdb_named, &bench_lmdb_pair, &bench_lmc_lease};
 
 static const bench_contender *contender_by_name(const char *name)
 {
@@ -561,7 +562,8 @@ static void usage(FILE *f, const char *argv0)
             "      --memcached-socket PATH  unix socket of a running memcached\n"
             "  -c, --contenders LIST     comma-separated, default lmc,lmdb,redis,memcached\n"
             "                            (also: lmdb-named, raw LMDB in a named database;\n"
-            "                            lmdb-pair, raw LMDB committing two sets per txn)\n"
+            "                            lmdb-pair, raw LMDB committing two sets per txn;\n"
+            "                            lmc-lease, lmc with its gets through lmc_get_lease)\n"
             "      --no-scale            skip the scale cases\n"
             "      --only-scale          only the scale cases\n"
             "      --run-ms N            timed part of each run\n"
