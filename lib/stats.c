@@ -89,10 +89,10 @@ static uint64_t *counters_of(lmc_stat *st)
     return &st->gets;
 }
 
-_Static_assert(offsetof(lmc_stat, early_refreshes) ==
+_Static_assert(offsetof(lmc_stat, gen_rejects) ==
                    offsetof(lmc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
                "lmc_stat counters are contiguous and in enum order");
-_Static_assert(offsetof(lmc_proc_stat, early_refreshes) ==
+_Static_assert(offsetof(lmc_proc_stat, gen_rejects) ==
                    offsetof(lmc_proc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
                "lmc_proc_stat counters are contiguous and in enum order");
 
