@@ -23,9 +23,21 @@
  *   its path names another one by now, and never creates anything.  If the
  *   cache was removed in between, the child's calls return LMC_EIO.
  *
- * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  Public
- * structs are only extended in a new major version, and each struct that may
- * grow carries reserved space for that purpose.
+ * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  No
+ * public struct changes its size or moves a field within a major version, and
+ * every struct that may gain fields carries reserved space that later minor
+ * versions take them from: lmc_options, lmc_sweep_options, lmc_sweep_result,
+ * lmc_verify_options, lmc_verify_result, lmc_counters (the counters, one
+ * struct embedded in both lmc_stat and lmc_proc_stat, so that a new counter
+ * moves neither the gauges nor the per-process fields), lmc_stat,
+ * lmc_proc_stat, lmc_stat_field and lmc_info.  Reserved fields of a struct
+ * the caller passes in must be zero (else LMC_EINVAL), so that a later
+ * version can give them a meaning whose default is 0; reserved fields the
+ * library fills are zero.  lmc_value only ever reaches the caller through a
+ * pointer from the library, so it may grow at its end.  lmc_key and lmc_item
+ * are arrays the caller lays out: they never change within a major version.
+ * Before version 1.0 (LMC_VERSION_MAJOR 0) the ABI may still change between
+ * minor versions; 1.0 freezes it.
  */
 #ifndef LMC_H
 #define LMC_H
@@ -134,6 +146,8 @@ typedef struct lmc_options {
                                  cache); 0 = 1024.  Only the first process to
                                  open the cache sizes the table. */
     unsigned flags;         /**< LMC_OPEN_* bits; unknown bits are LMC_EINVAL */
+    unsigned reserved_int;  /**< must be zero */
+    uint64_t reserved[6];   /**< must be zero (options of later versions) */
 } lmc_options;
 
 /** Largest TTL in milliseconds, of a ttl_ms argument and of default_ttl_ms:
@@ -623,15 +637,41 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(last_txnid, uint64_t, "id of the last committed write transaction")                 \
     X(readers_stale, uint64_t, "reader slots of dead processes, not yet cleared")
 
-/** Counters and gauges of a cache, filled by lmc_stats(). */
+/* How many counters and gauges this version has (LMC__COUNT_ONE counts the
+ * entries of an X-macro table). */
+#define LMC__COUNT_ONE(...) +1
+enum {
+    LMC__NCOUNTERS = 0 LMC_COUNTERS(LMC__COUNT_ONE),
+    LMC__NGAUGES = 0 LMC_GAUGES(LMC__COUNT_ONE)
+};
+
+/** Room for counters in lmc_counters, and for gauges in lmc_stat: 8 bytes
+ *  each, used or reserved.  Fixed for the major version, so that a counter
+ *  or gauge added later takes a reserved slot and moves nothing. */
+#define LMC_COUNTER_SLOTS 64
+#define LMC_GAUGE_SLOTS 32
+
+/** Every counter, in LMC_COUNTERS order, one uint64_t each, then the
+ *  reserved slots: 512 bytes in all.  Embedded in lmc_stat (the totals) and
+ *  in lmc_proc_stat (one process), so a counter has the same offset in
+ *  both. */
+typedef struct lmc_counters {
+#define LMC__COUNTER_FIELD(name, help) uint64_t name;
+    LMC_COUNTERS(LMC__COUNTER_FIELD)
+#undef LMC__COUNTER_FIELD
+    uint64_t reserved[LMC_COUNTER_SLOTS - LMC__NCOUNTERS]; /**< zero; counters
+                                  of later versions take these */
+} lmc_counters;
+
+/** Counters and gauges of a cache, filled by lmc_stats() (768 bytes). */
 typedef struct lmc_stat {
-#define LMC__STAT_COUNTER(name, help) uint64_t name;
-    LMC_COUNTERS(LMC__STAT_COUNTER)
-#undef LMC__STAT_COUNTER
+    lmc_counters counters; /**< summed over every process since the cache was
+                                created; e.g. st.counters.hits */
 #define LMC__STAT_GAUGE(name, type, help) type name;
     LMC_GAUGES(LMC__STAT_GAUGE)
 #undef LMC__STAT_GAUGE
-    uint64_t reserved[15]; /* new gauges take these, so the size stays */
+    uint64_t reserved[LMC_GAUGE_SLOTS - LMC__NGAUGES]; /**< zero; gauges of later
+                                                           versions take these */
 } lmc_stat;
 
 /**
@@ -642,15 +682,15 @@ typedef struct lmc_stat {
  */
 LMC_API int lmc_stats(lmc *c, lmc_stat *st);
 
-/** Counters of one process, from lmc_stats_processes(). */
+/** Counters of one process, from lmc_stats_processes() (600 bytes: the
+ *  size of each element of the array it fills). */
 typedef struct lmc_proc_stat {
     int64_t pid;           /**< the process; 0 for the shared overflow slot */
     int64_t started_ms;    /**< when it attached, ms since the Unix epoch */
     int alive;             /**< 1 if the process still holds its slot */
-    int reserved_int;
-#define LMC__PROC_COUNTER(name, help) uint64_t name;
-    LMC_COUNTERS(LMC__PROC_COUNTER)
-#undef LMC__PROC_COUNTER
+    int reserved_int;      /**< zero */
+    lmc_counters counters; /**< what this process counted since it attached */
+    uint64_t reserved[8];  /**< zero; facts of later versions take these */
 } lmc_proc_stat;
 
 /**
@@ -673,10 +713,17 @@ typedef struct lmc_stat_field {
     const char *name;   /**< e.g. "hits"; static, must not be freed */
     const char *help;   /**< one line of help; static */
     int kind;           /**< LMC_FIELD_* */
-    size_t offset;      /**< offsetof(lmc_stat, name) */
+    size_t offset;      /**< where the field is in lmc_stat: offsetof(lmc_stat,
+                             counters.name) for a counter, offsetof(lmc_stat,
+                             name) for a gauge.  A counter's offset less
+                             offsetof(lmc_stat, counters) is its offset in
+                             any lmc_counters, e.g. lmc_proc_stat.counters. */
+    uint64_t reserved[2]; /**< zero */
 } lmc_stat_field;
 
-/** @brief The table of lmc_stat fields, in declaration order.
+/** @brief The table of lmc_stat fields: the counters, then the gauges, each
+ *  in the order of LMC_COUNTERS and LMC_GAUGES.  Later versions add fields
+ *  but never rename or remove one: dashboards use the names.
  *  @param[out] n number of entries; may be NULL.
  *  @return static array, must not be freed. */
 LMC_API const lmc_stat_field *lmc_stat_fields(size_t *n);

@@ -25,6 +25,12 @@
 #include "range.h"
 #include "txn.h"
 
+/* The layouts lmc.h promises for the structs this file fills or reads: a
+ * change to one of them is a new major version. */
+_Static_assert(sizeof(lmc_options) == 80 && offsetof(lmc_options, reserved_int) == 28,
+               "lmc_options: map_size, default_ttl_ms, mode, max_readers, flags, reserved");
+_Static_assert(sizeof(lmc_info) == 128, "lmc_info is 128 bytes");
+
 #define LMC__MIN_MAP ((uint64_t)1 << 20)
 #define LMC__DEFAULT_MAP ((uint64_t)1 << 30)
 #define LMC__DEFAULT_READERS 1024u
@@ -78,6 +84,14 @@ static int resolve_options(const lmc_options *opts, lmc__open_req *r, int64_t *t
     memset(&o, 0, sizeof o);
     if (opts)
         o = *opts;
+    /* Zero today, so that a later version can give these fields a meaning
+     * whose default is 0 without a program built against this one asking
+     * for it by accident. */
+    bool reserved = o.reserved_int != 0;
+    for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++)
+        reserved |= o.reserved[i] != 0;
+    if (reserved)
+        return lmc__err(NULL, LMC_EINVAL, "reserved fields of lmc_options must be zero");
     const unsigned known = LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE | LMC_OPEN_RESET;
     if (o.flags & ~known)
         return lmc__err(NULL, LMC_EINVAL, "unknown open flags 0x%x", o.flags & ~known);

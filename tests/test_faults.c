@@ -113,9 +113,9 @@ static void test_map_full_from_put_evicts_and_retries(void **state)
     char buf[8];
     assert_string_equal(get_s(t->c, "new", buf, sizeof buf), "v");
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.map_full, 1);
-    assert_true(st.evictions_lru > 0);
-    assert_int_equal(st.entries + st.evictions_lru, 301);
+    assert_int_equal(st.counters.map_full, 1);
+    assert_true(st.counters.evictions_lru > 0);
+    assert_int_equal(st.entries + st.counters.evictions_lru, 301);
 }
 
 static void test_map_full_with_nothing_to_evict(void **state)
@@ -143,7 +143,7 @@ static void test_commit_failure_loses_only_that_write(void **state)
     ASSERT_RC(lmc_incr(t->c, "n", 1, 1, NULL, 0), LMC_ENOSPC);
     assert_null(get_s(t->c, "n", buf, sizeof buf));
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.sets, 1); /* failed writes are not counted */
+    assert_int_equal(st.counters.sets, 1); /* failed writes are not counted */
     assert_int_equal(st.entries, 1);
     ASSERT_OK(put_s(t->c, "k", "new", 0));
     assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "new");

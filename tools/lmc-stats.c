@@ -164,8 +164,9 @@ static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
         rc = read_procs(c, s);
     if (rc)
         return rc;
-    s->hit_ratio = s->st.gets ? (double)s->st.hits / (double)s->st.gets : 0.0;
-    s->evictions = s->st.evictions_expired + s->st.evictions_soonest + s->st.evictions_lru;
+    const lmc_counters *t = &s->st.counters;
+    s->hit_ratio = t->gets ? (double)t->hits / (double)t->gets : 0.0;
+    s->evictions = t->evictions_expired + t->evictions_soonest + t->evictions_lru;
     return 0;
 }
 
@@ -185,14 +186,14 @@ static double field_double(const void *base, const lmc_stat_field *f)
     return v;
 }
 
-/* A counter of one process.  lmc_stat and lmc_proc_stat both expand
- * LMC_COUNTERS in order from `gets` (the library asserts this), so a
- * counter's distance from `gets` in the field table is its distance in
- * lmc_proc_stat too. */
+/* A counter of one process.  lmc_stat and lmc_proc_stat both embed
+ * lmc_counters, so a counter's offset in the field table, less where the
+ * counters start in lmc_stat, is its offset in lmc_proc_stat.counters. */
 static uint64_t proc_counter(const lmc_proc_stat *p, const lmc_stat_field *f)
 {
     uint64_t v;
-    memcpy(&v, (const char *)&p->gets + (f->offset - offsetof(lmc_stat, gets)), sizeof v);
+    memcpy(&v, (const char *)&p->counters + (f->offset - offsetof(lmc_stat, counters)),
+           sizeof v);
     return v;
 }
 

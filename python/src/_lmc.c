@@ -1229,7 +1229,7 @@ static PyObject *Cache_process_stats(CacheObject *self, PyObject *unused)
                   dict_set_steal(d, "started_ms", PyLong_FromLongLong(p->started_ms)) ||
                   dict_set_steal(d, "alive", PyBool_FromLong(p->alive));
 #define PROC_COUNTER(name, help) \
-        bad = bad || dict_set_steal(d, #name, PyLong_FromUnsignedLongLong(p->name));
+        bad = bad || dict_set_steal(d, #name, PyLong_FromUnsignedLongLong(p->counters.name));
         LMC_COUNTERS(PROC_COUNTER)
 #undef PROC_COUNTER
         if (bad || PyList_Append(list, d))
