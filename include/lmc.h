@@ -78,7 +78,18 @@ extern "C" {
 /*
  * All codes are negative and live in a range of their own (-33001 and below),
  * so they never collide with -errno values or with LMDB's codes.  The table
- * drives the enum, lmc_strerror() and lmc_errname().
+ * drives the enum, lmc_strerror() and lmc_errname().  A code keeps its value
+ * for ever: new codes take the next free one.
+ *
+ * LMC_NOTFOUND is an answer, not a failure: no live entry for the key.  "No
+ * cache at this path" is LMC_ENOCACHE, so that an open's failure never reads
+ * as a miss.  LMC_EBUSY means one of: the reader table is full even after
+ * clearing the slots of dead processes; the call was made from inside an lmc
+ * callback on the same cache (lmc_view_fn); another process has held the
+ * cache directory's open lock for longer than an open waits (60 s; 2 s for
+ * the reopen of a child after fork); the cache is already open read-only in
+ * this process and a read-write open was asked for; lmc_verify found no free
+ * reader slot, or no stable snapshot.  The message (lmc_errmsg) says which.
  */
 #define LMC_ERRNO_MAP(X)                                                            \
     X(NOTFOUND, -33001, "no such entry (a miss)")                                  \
@@ -95,7 +106,9 @@ extern "C" {
     X(ENOMEM, -33012, "out of memory")                                             \
     X(EIO, -33013, "I/O or system error")                                          \
     X(EREADONLY, -33014, "handle was opened read-only")                            \
-    X(EBUSY, -33015, "resource busy: reader table full, or call made from a callback")
+    X(EBUSY, -33015, "resource busy: reader table full, call from inside a callback, "     \
+                     "open lock held by another process, or already open read-only")       \
+    X(ENOCACHE, -33016, "no lmc cache at this path")
 
 enum {
     LMC_OK = 0,
@@ -117,7 +130,7 @@ typedef struct lmc lmc;
 #define LMC_OPEN_RDONLY 0x1u   /**< no writes; never creates anything (it only
                                     reserves the storage of files an older lmc
                                     left sparse, which changes no byte) */
-#define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_NOTFOUND if there is no cache */
+#define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_ENOCACHE if there is no cache */
 #define LMC_OPEN_RESET 0x4u    /**< start empty: remove what open reports as
                                     damaged or foreign (LMC_ECORRUPT, LMC_EVERSION)
                                     and recreate it; empty a valid cache (recreated
@@ -200,13 +213,15 @@ typedef struct lmc_options {
  * @param[in]  path  directory of the cache; *copied*.  Best on tmpfs, e.g.
  *                   "/dev/shm/myapp".
  * @param[in]  opts  options, or NULL for all defaults; *copied*.
- * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option);
- *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY;
- *         or, for a creating open, the parent directory of @p path does not
- *         exist); LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the
- *         filesystem cannot hold the cache's files: they are reserved in full,
- *         see above); LMC_EBUSY (already open read-only in this process and
- *         now asked read-write); LMC_ENOMEM; LMC_EIO.
+ * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option,
+ *         reserved fields not zero); LMC_ENOCACHE (no cache at @p path, with
+ *         LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY: no directory, or one without
+ *         the cache's files; or, for a creating open, the parent directory of
+ *         @p path does not exist); LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION;
+ *         LMC_ENOSPC (the filesystem cannot hold the cache's files: they are
+ *         reserved in full, see above); LMC_EBUSY (already open read-only in
+ *         this process and now asked read-write, or another process has held
+ *         the directory's open lock for 60 s); LMC_ENOMEM; LMC_EIO.
  *         On failure, lmc_errmsg(NULL) gives the detailed message.
  */
 LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_options *opts);

@@ -141,7 +141,7 @@ static unsigned count_users(lmc__core *k, int dirfd)
     lmc__perm p;
     lmc__perm_from_mode(0660, &p);
     int rc = lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL);
-    if (rc == LMC_NOTFOUND || rc == LMC_ECORRUPT)
+    if (rc == LMC_ENOCACHE || rc == LMC_ECORRUPT)
         return 0;
     if (rc)
         return 1;
@@ -251,8 +251,8 @@ again:;
     lmc__lmdb_meta meta;
     memset(&meta, 0, sizeof meta);
     rc = lmc__open_file(h, dirfd, k->path, "data.mdb", create, rdonly, &r->perm, &fd, NULL);
-    if (rc == LMC_NOTFOUND) {
-        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s", k->path);
+    if (rc == LMC_ENOCACHE) {
+        rc = lmc__err(h, LMC_ENOCACHE, "no cache at %s", k->path);
         goto fail;
     }
     if (rc == LMC_ECORRUPT)
@@ -270,7 +270,7 @@ again:;
     }
     close(fd);
     if (rc == 0 && !exists && !create) {
-        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (data.mdb is empty)", k->path);
+        rc = lmc__err(h, LMC_ENOCACHE, "no cache at %s (data.mdb is empty)", k->path);
         goto fail;
     }
     if (rc == LMC_ECORRUPT || rc == LMC_EVERSION)
@@ -301,8 +301,8 @@ again:;
     bool lock_made = false;
     rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &k->lock_fd,
                         &lock_made);
-    if (rc == LMC_NOTFOUND)
-        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (lock.mdb is missing)", k->path);
+    if (rc == LMC_ENOCACHE)
+        rc = lmc__err(h, LMC_ENOCACHE, "no cache at %s (lock.mdb is missing)", k->path);
     if (rc == LMC_ECORRUPT)
         goto damaged;
     if (rc)
@@ -506,11 +506,11 @@ int lmc__reopen(lmc *h)
                       k->perm};
         bool unused;
         rc = lmc__core_open(h, k, &r, &unused);
-        if (rc == LMC_NOTFOUND) {
-            /* A missing file is not a miss here: every call of the child
-             * would otherwise fail with a code that reads as one. */
+        if (rc == LMC_ENOCACHE) {
+            /* The parent's cache lost a file after the parent opened it: the
+             * same failure as its directory removed (lmc__dir_reopen). */
             char msg[512];
-            snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_NOTFOUND));
+            snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_ENOCACHE));
             rc = lmc__err(h, LMC_EIO, "reopening %s in a child after fork: %s", k->path, msg);
         }
         if (rc == 0)

@@ -88,7 +88,7 @@ int lmc__dir_open(const lmc *h, const char *path, bool create, const lmc__perm *
         } else if (errno == EEXIST) {
             fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         } else if (errno == ENOENT) {
-            return lmc__err(h, LMC_NOTFOUND, "cannot create %s: its parent directory does not "
+            return lmc__err(h, LMC_ENOCACHE, "cannot create %s: its parent directory does not "
                             "exist (lmc creates only the last component of the path)", path);
         } else {
             return lmc__sys_err(h, errno, "mkdir %s", path);
@@ -101,7 +101,7 @@ int lmc__dir_open(const lmc *h, const char *path, bool create, const lmc__perm *
             lmc__dir_remove_made(path, mst.st_dev, mst.st_ino);
         *made = false;
         if (e == ENOENT)
-            return lmc__err(h, LMC_NOTFOUND, "no cache at %s", path);
+            return lmc__err(h, LMC_ENOCACHE, "no cache at %s", path);
         /* O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP
          * depending on the target: tell the user which it is. */
         if ((e == ELOOP || e == ENOTDIR) && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))

@@ -136,7 +136,8 @@ int lmc__code_from_mdb(int rc)
     case EDQUOT:
         return LMC_ENOSPC;
     case ENOENT:
-        return LMC_NOTFOUND;
+        /* A file or directory of the cache is missing: never a miss. */
+        return LMC_ENOCACHE;
     default:
         /* MDB_PANIC, MDB_MAP_RESIZED, MDB_BAD_RSLOT, MDB_BAD_TXN, EIO ... */
         return LMC_EIO;

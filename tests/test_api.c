@@ -5,6 +5,8 @@
  */
 #include "util.h"
 
+#include <fcntl.h>
+
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -98,21 +100,33 @@ static void test_open_nocreate_and_rdonly_create_nothing(void **state)
 {
     tctx *t = *state;
     lmc *c = NULL;
+    /* "No cache here" has a code of its own: it never reads as a miss. */
     lmc_options o = {.flags = LMC_OPEN_NOCREATE};
-    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    assert_string_equal(lmc_errname(LMC_ENOCACHE), "LMC_ENOCACHE");
     o.flags = LMC_OPEN_RDONLY;
-    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
-    assert_non_null(strstr(lmc_errmsg(NULL), "no cache at"));
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    assert_true(strncmp(lmc_errmsg(NULL), "LMC_ENOCACHE: no cache at ", 26) == 0);
     struct stat st;
     assert_int_equal(stat(t->path, &st), -1);
     /* An existing empty directory is not a cache either, and stays empty. */
     assert_int_equal(mkdir(t->path, 0700), 0);
-    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    o.flags = LMC_OPEN_NOCREATE;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
     char p[256];
     snprintf(p, sizeof p, "%s/data.mdb", t->path);
     assert_int_equal(stat(p, &st), -1);
     snprintf(p, sizeof p, "%s/stats", t->path);
     assert_int_equal(stat(p, &st), -1);
+    /* Nor is an empty data file (a creator that died before writing). */
+    snprintf(p, sizeof p, "%s/data.mdb", t->path);
+    int fd = open(p, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    o.flags = LMC_OPEN_RDONLY;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    assert_non_null(strstr(lmc_errmsg(NULL), "data.mdb is empty"));
 }
 
 static void test_readonly_handle(void **state)
@@ -163,6 +177,7 @@ static void test_same_path_shares_one_environment(void **state)
     lmc *r = open_cache(t, 4, LMC_OPEN_RDONLY);
     lmc *w = NULL;
     ASSERT_RC(lmc_open(&w, t->path, NULL), LMC_EBUSY);
+    assert_non_null(strstr(lmc_errmsg(NULL), "is already open read-only in this process"));
     assert_null(w);
     lmc_close(r);
     w = open_cache(t, 4, 0);
@@ -508,7 +523,8 @@ static unsigned all_calls_busy(lmc *c)
 #define BUSY(call)                                                                            \
     do {                                                                                      \
         int rc_ = (call);                                                                     \
-        if (rc_ != LMC_EBUSY || strncmp(lmc_errmsg(c), "LMC_EBUSY: ", 11) != 0) {             \
+        if (rc_ != LMC_EBUSY || strncmp(lmc_errmsg(c), "LMC_EBUSY: call on ", 19) != 0 ||     \
+            !strstr(lmc_errmsg(c), "from inside one of its callbacks")) {                     \
             fprintf(stderr, "# in a callback: %s returned %s, message '%s'\n", #call,         \
                     lmc_errname(rc_), lmc_errmsg(c));                                         \
             bad |= 1u << i;                                                                   \
@@ -951,7 +967,8 @@ static void test_strerror_and_names(void **state)
     (void)state;
     const int codes[] = {LMC_NOTFOUND, LMC_EXISTS,   LMC_EINVAL,   LMC_ERANGE,   LMC_ETOOBIG,
                          LMC_ENOSPC,   LMC_ENOTNUM,  LMC_ECHANGED, LMC_EPERM,    LMC_ECORRUPT,
-                         LMC_EVERSION, LMC_ENOMEM,   LMC_EIO,      LMC_EREADONLY, LMC_EBUSY};
+                         LMC_EVERSION, LMC_ENOMEM,   LMC_EIO,      LMC_EREADONLY, LMC_EBUSY,
+                         LMC_ENOCACHE};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_true(codes[i] < -4096); /* never a -errno value */
         const char *name = lmc_errname(codes[i]);

@@ -159,12 +159,15 @@ static void test_write_begin_failure(void **state)
     ASSERT_OK(put_s(t->c, "k", "v", 0));
 }
 
+static char first_get_msg[512];
+
 static void *first_get(void *p)
 {
     tctx *t = p;
     char buf[8];
     size_t n;
     intptr_t rc = lmc_get(t->c, "k", 1, buf, sizeof buf, &n);
+    snprintf(first_get_msg, sizeof first_get_msg, "%s", lmc_errmsg(t->c));
     return (void *)rc;
 }
 
@@ -185,6 +188,9 @@ static void test_readers_full_clears_stale_slots_then_gives_up(void **state)
     assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
     assert_int_equal(pthread_join(th, &rc), 0);
     assert_int_equal((intptr_t)rc, LMC_EBUSY);
+    /* LMC_EBUSY has several meanings: the message says which. */
+    if (!strstr(first_get_msg, "reader slots of") || !strstr(first_get_msg, "max_readers"))
+        fail_msg("unclear message: %s", first_get_msg);
     fault_reset();
     assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
     assert_int_equal(pthread_join(th, &rc), 0);

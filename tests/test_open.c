@@ -558,7 +558,7 @@ static void test_umask_is_never_applied(void **state)
     }
 }
 
-/* A creating open whose parent directory is missing: LMC_NOTFOUND, saying
+/* A creating open whose parent directory is missing: LMC_ENOCACHE, saying
  * so, and nothing created (lmc makes only the last component). */
 static void test_missing_parent_directory(void **state)
 {
@@ -566,7 +566,7 @@ static void test_missing_parent_directory(void **state)
     char parent[300];
     snprintf(parent, sizeof parent, "%s/no-such-dir", t->dir);
     snprintf(t->path, sizeof t->path, "%s/cache", parent);
-    ASSERT_RC(try_open(t, 0), LMC_NOTFOUND);
+    ASSERT_RC(try_open(t, 0), LMC_ENOCACHE);
     expect_msg("parent directory does not exist");
     expect_msg(t->path);
     struct stat st;

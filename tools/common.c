@@ -93,9 +93,9 @@ int tool_open(lmc **out, const char *path, const lmc_options *opts)
     if (o.mode == 0 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0070))
         o.mode = 0600 | ((st.st_mode & 0060) ? (unsigned)(st.st_mode & 0060) : 0040u);
     int rc = lmc_open(out, path, &o);
-    if (rc == LMC_NOTFOUND) {
-        /* The library's code for "nothing there" is the miss code; say what
-         * it means here, and keep the code name for scripts that grep. */
+    if (rc == LMC_ENOCACHE) {
+        /* The one failure an operator meets most (a mistyped path), in
+         * words, with the code name for scripts that grep. */
         fprintf(stderr, "%s: %s: no lmc cache there (%s)\n", tool_name, path, lmc_errname(rc));
     } else if (rc) {
         tool_report(NULL, rc, "cannot open %s", path);

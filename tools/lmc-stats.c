@@ -437,7 +437,7 @@ int main(int argc, char **argv)
         return TOOL_EXIT_ERROR;
     }
 
-    /* Read-only: never creates anything; a missing cache is LMC_NOTFOUND. */
+    /* Read-only: never creates anything; a missing cache is LMC_ENOCACHE. */
     lmc_options oo;
     memset(&oo, 0, sizeof oo);
     oo.flags = LMC_OPEN_RDONLY;

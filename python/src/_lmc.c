@@ -78,7 +78,8 @@ static PyObject *Error;
  * The exception class raised for each lmc code.  Codes that describe a bad
  * argument also derive from ValueError (or OverflowError, MemoryError), so
  * that generic Python error handling keeps working; every class derives from
- * lmc.Error.  Codes not listed raise lmc.Error itself.
+ * lmc.Error, directly or through the class of another code (parent, which
+ * must come earlier in the table).  Codes not listed raise lmc.Error itself.
  */
 static struct errclass {
     int code;
@@ -86,6 +87,7 @@ static struct errclass {
     PyObject **extra_base;
     const char *doc;
     PyObject *cls;
+    int parent; /* the code whose class this one derives from; 0: lmc.Error */
 } errclasses[] = {
     {LMC_EINVAL, "InvalidArgumentError", &PyExc_ValueError,
      "An argument was rejected by the library (LMC_EINVAL), e.g. an empty key.", NULL},
@@ -112,8 +114,14 @@ static struct errclass {
     {LMC_EBUSY, "BusyError", NULL,
      "The reader table is full, or the handle is in use by another thread (LMC_EBUSY).", NULL},
     {LMC_NOTFOUND, "NotFoundError", NULL,
-     "There is no cache at the path (LMC_NOTFOUND from open with create=False or "
-     "readonly=True).", NULL},
+     "No live entry (LMC_NOTFOUND).  Misses return None or a default and never raise.  "
+     "NoCacheError derives from it, so that code written when open raised NotFoundError "
+     "for a missing cache keeps working.", NULL},
+    /* Also a FileNotFoundError: what a missing path is to Python code. */
+    {LMC_ENOCACHE, "NoCacheError", &PyExc_FileNotFoundError,
+     "There is no cache at the path (LMC_ENOCACHE from open with create=False or "
+     "readonly=True, or a creating open whose parent directory is missing).", NULL,
+     LMC_NOTFOUND},
 };
 #define N_ERRCLASSES (sizeof errclasses / sizeof errclasses[0])
 
@@ -1504,7 +1512,7 @@ PyDoc_STRVAR(Cache_doc,
              "passes timeout=None (0 = never expire).  mode: permission bits (0 = 0600;\n"
              "0o660 shares with the group).  readonly: no writes, never creates.\n"
              "reset: start empty, wiping damaged files.  create=False: fail with\n"
-             "NotFoundError if there is no cache.\n\n"
+             "NoCacheError if there is no cache.\n\n"
              "Keys are bytes or str (UTF-8), values bytes-like in and bytes out.\n"
              "The handle keeps working in a child process after os.fork().");
 
@@ -1578,8 +1586,12 @@ static int add_exceptions(PyObject *m)
         struct errclass *e = &errclasses[i];
         char qual[80];
         snprintf(qual, sizeof qual, "lmc.%s", e->name);
-        PyObject *bases = e->extra_base ? PyTuple_Pack(2, Error, *e->extra_base)
-                                        : PyTuple_Pack(1, Error);
+        PyObject *base = Error;
+        for (size_t j = 0; e->parent && j < i; j++)
+            if (errclasses[j].code == e->parent)
+                base = errclasses[j].cls;
+        PyObject *bases = e->extra_base ? PyTuple_Pack(2, base, *e->extra_base)
+                                        : PyTuple_Pack(1, base);
         if (!bases)
             return -1;
         e->cls = PyErr_NewExceptionWithDoc(qual, e->doc, bases, NULL);
