@@ -361,7 +361,7 @@ LMC_API int lmc_set_many(lmc *c, const lmc_item *items, size_t n);
  * Reads never write to LMDB: an expired entry reads as a miss (counted as
  * "expired") and is removed later by the sweeper or a writer.  An entry whose
  * stored header is malformed reads as a miss and is counted as "malformed".
- * Common return codes of every read: LMC_NOTFOUND (a miss; no message is set),
+ * Common return codes of every read: LMC_NOTFOUND (a miss; lmc_errmsg gives ""),
  * LMC_EINVAL (NULL handle or key, empty key), LMC_ETOOBIG (key longer than
  * LMC_MAX_KEY), LMC_EBUSY (reader table full even after clearing stale slots,
  * or called from inside a callback on this cache, see lmc_view_fn), LMC_EIO.
@@ -778,11 +778,24 @@ LMC_API const char *lmc_strerror(int rc);
 LMC_API const char *lmc_errname(int rc);
 
 /**
- * @brief The detailed message of the last error of @p c on the calling thread
- * (e.g. "refusing /dev/shm/app: owned by uid 1001").  With c == NULL: the last
- * message of a failed lmc_open() on this thread.
- * @return *borrowed*: valid until the next lmc call on this thread; "" if
- *         there is none.  Misses (LMC_NOTFOUND from reads) set no message.
+ * @brief The detailed message of the last failed call of the calling thread,
+ * if that call was made on @p c (e.g. "LMC_EPERM: refusing /dev/shm/app:
+ * owned by uid 1001").  With c == NULL: of a failed call made without a
+ * handle, that is lmc_open() or any call given a NULL handle.
+ *
+ * Every call that returns an lmc error code sets it, and its text starts
+ * with the code's name ("LMC_EPERM: "), so that right after a call failed it
+ * describes that call and never an older one.  A failure that is an answer
+ * rather than an error sets it to "" (cheaply: a miss costs no formatting):
+ * LMC_NOTFOUND, LMC_EXISTS and LMC_ECHANGED, and a callback's non-zero value
+ * that lmc_get_view(), lmc_get_many() or lmc_scan() return.  A call that
+ * succeeds leaves it as it was (a hit writes nothing), so read it right after
+ * the call that failed; a call that succeeded after getting over a failure
+ * of its own (an eviction that found nothing to evict after its write was
+ * committed, say) may leave that failure's message.
+ * @return *borrowed*: valid until the next lmc call on this thread; "" if the
+ *         last failed call of this thread was made on another handle, had no
+ *         message, or there was none.
  */
 LMC_API const char *lmc_errmsg(const lmc *c);
 

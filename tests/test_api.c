@@ -835,6 +835,127 @@ static void test_clear(void **state)
 /* Stats, errors, version                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Callbacks that stop at once with a value of their own. */
+static int many_stop(void *arg, size_t i, const lmc_value *v)
+{
+    (void)arg;
+    (void)i;
+    (void)v;
+    return 6;
+}
+
+static int scan_stop(void *arg, const lmc_value *v)
+{
+    (void)arg;
+    (void)v;
+    return 7;
+}
+
+/* Leave a message with a code no call below returns, so that a failure
+ * that left none of its own would show it. */
+static void plant(lmc *c)
+{
+    ASSERT_RC(lmc_set(c, "", 0, "v", 1, 0), LMC_EINVAL);
+    assert_string_equal(lmc_errmsg(c), "LMC_EINVAL: key is empty (keys are 1 to 65536 bytes)");
+}
+
+#define EXPECT_MSG(c, want)                                                                   \
+    do {                                                                                      \
+        const char *m_ = lmc_errmsg(c);                                                       \
+        if (strncmp(m_, (want), strlen(want)) != 0 || (!*(want) && *m_))                      \
+            fail_msg("line %d: message '%s', want '%s...'", __LINE__, m_, (want));            \
+    } while (0)
+
+/*
+ * lmc_errmsg describes the last failed call of this thread: every call that
+ * fails sets it, an answer (a miss, LMC_EXISTS, LMC_ECHANGED, a callback's
+ * value) to "", so that no message of an older call is ever taken for the
+ * one just made; a call that succeeds leaves it alone.
+ */
+static void test_errmsg_describes_the_last_failed_call(void **state)
+{
+    tctx *t = *state;
+    lmc *c = t->c = open_cache(t, 4, 0);
+    char buf[4], big[16];
+    size_t n;
+    void *p;
+    uint64_t ver;
+    ASSERT_OK(put_s(c, "k", "value", 0));
+    ASSERT_OK(put_s(c, "num", "x", 0));
+    ASSERT_OK(lmc_get_cas(c, "k", 1, big, sizeof big, &n, &ver));
+
+    /* Answers: an empty message, whatever came before. */
+    plant(c);
+    ASSERT_RC(lmc_get(c, "nope", 4, buf, sizeof buf, &n), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_exists(c, "nope", 4), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_get_alloc(c, "nope", 4, &p, &n), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_get_view(c, "nope", 4, view_stop, NULL), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_add(c, "k", 1, "v", 1, 0), LMC_EXISTS);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_replace(c, "nope", 4, "v", 1, 0), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_cas(c, "k", 1, "v", 1, 0, ver + 1), LMC_ECHANGED);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_cas(c, "nope", 4, "v", 1, 0, ver), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_delete(c, "nope", 4), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_touch(c, "nope", 4, 1000), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    /* A callback's value is returned as the call's own. */
+    plant(c);
+    ASSERT_RC(lmc_get_view(c, "k", 1, view_stop, NULL), 77);
+    EXPECT_MSG(c, "");
+    lmc_key keys[1] = {{"k", 1}};
+    plant(c);
+    ASSERT_RC(lmc_get_many(c, keys, 1, many_stop, NULL), 6);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_scan(c, "k", 1, scan_stop, NULL), 7);
+    EXPECT_MSG(c, "");
+
+    /* Errors: the message of this call, starting with its code's name. */
+    plant(c);
+    ASSERT_RC(lmc_get(c, "k", 1, buf, sizeof buf, &n), LMC_ERANGE);
+    EXPECT_MSG(c, "LMC_ERANGE: value of 5 bytes does not fit");
+    plant(c);
+    ASSERT_RC(lmc_incr(c, "num", 3, 1, NULL, 0), LMC_ENOTNUM);
+    EXPECT_MSG(c, "LMC_ENOTNUM: ");
+    ASSERT_RC(lmc_delete_prefix(c, "", 0, NULL), LMC_EINVAL);
+    EXPECT_MSG(c, "LMC_EINVAL: prefix is NULL or empty");
+
+    /* A call that succeeds leaves the message of the last failed one. */
+    plant(c);
+    ASSERT_OK(lmc_get(c, "num", 3, buf, sizeof buf, &n));
+    ASSERT_OK(put_s(c, "other", "v", 0));
+    EXPECT_MSG(c, "LMC_EINVAL: key is empty");
+
+    /* It belongs to the handle the failed call was made on. */
+    lmc *b = NULL;
+    ASSERT_OK(lmc_open(&b, t->path, NULL));
+    assert_string_equal(lmc_errmsg(b), "");
+    assert_string_equal(lmc_errmsg(NULL), "");
+    ASSERT_RC(lmc_get(b, "nope", 4, buf, sizeof buf, &n), LMC_NOTFOUND);
+    assert_string_equal(lmc_errmsg(c), ""); /* the last failed call was b's */
+    ASSERT_RC(lmc_get(NULL, "k", 1, buf, sizeof buf, &n), LMC_EINVAL);
+    EXPECT_MSG(NULL, "LMC_EINVAL: handle is NULL");
+    assert_string_equal(lmc_errmsg(b), "");
+    lmc_close(b);
+}
+
 static void test_stats_count_what_happened(void **state)
 {
     tctx *t = *state;
@@ -1064,6 +1185,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_clear, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_errmsg_describes_the_last_failed_call, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_stats_count_what_happened, setup_dir, teardown_dir),
         cmocka_unit_test(test_stat_fields_table),
         cmocka_unit_test(test_abi_layout),

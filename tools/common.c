@@ -68,17 +68,11 @@ void tool_report(const lmc *c, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    /* The library's detailed message starts with the code's name ("LMC_EPERM:
-     * refusing ...").  It is per thread and only replaced by the next error
-     * that has one, so use it only when it names this error's code; fall back
-     * to the code's generic text. */
+    /* The library's message describes the call that just failed on c, and
+     * starts with the code's name ("LMC_EPERM: refusing ..."); it is empty
+     * for a failure that needs none, and then the code's text says it all. */
     const char *detail = lmc_errmsg(c);
-    const char *name = lmc_errname(rc);
-    size_t nl = strlen(name);
-    if (detail && strncmp(detail, name, nl) == 0 && detail[nl] == ':')
-        fprintf(stderr, ": %s\n", detail);
-    else
-        fprintf(stderr, ": %s\n", lmc_strerror(rc));
+    fprintf(stderr, ": %s\n", *detail ? detail : lmc_strerror(rc));
 }
 
 int tool_open(lmc **out, const char *path, const lmc_options *opts)

@@ -131,6 +131,9 @@ typedef struct snapshot {
     uint64_t evictions;
 } snapshot;
 
+/* Not an lmc code: the snapshot failed in the tool, which said why. */
+#define SNAPSHOT_NOMEM 1
+
 /* The per-process table can grow between the sizing call and the reading
  * call (a worker starts); read again with more room until it fits. */
 static int read_procs(lmc *c, snapshot *s)
@@ -140,8 +143,11 @@ static int read_procs(lmc *c, snapshot *s)
     while (rc == 0) {
         cap = n + 16;
         lmc_proc_stat *p = realloc(s->procs, cap * sizeof *p);
-        if (!p)
-            return LMC_ENOMEM;
+        if (!p) {
+            fprintf(stderr, "%s: out of memory for the table of %zu processes\n", tool_name,
+                    cap);
+            return SNAPSHOT_NOMEM;
+        }
         s->procs = p;
         rc = lmc_stats_processes(c, s->procs, cap, &n);
         if (rc == 0 && n <= cap) {
@@ -154,7 +160,8 @@ static int read_procs(lmc *c, snapshot *s)
 
 /* Read everything one snapshot prints: the cache's facts, its counters and
  * gauges, the per-process table if asked for, and the derived figures.
- * Returns an lmc code; s->procs is reused (and grown) across snapshots. */
+ * Returns the lmc code of the call that failed, or SNAPSHOT_NOMEM; s->procs
+ * is reused (and grown) across snapshots. */
 static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
 {
     int rc = lmc_info_get(c, &s->info);
@@ -452,7 +459,8 @@ int main(int argc, char **argv)
     for (unsigned n = 0;; n++) {
         int rc = take_snapshot(c, &cfg, &s);
         if (rc) {
-            tool_report(c, rc, "%s: reading the stats failed", cfg.path);
+            if (rc != SNAPSHOT_NOMEM)
+                tool_report(c, rc, "%s: reading the stats failed", cfg.path);
             status = TOOL_EXIT_ERROR;
             break;
         }
