@@ -19,9 +19,12 @@
  *   except what the handle owns.
  * - A handle is safe to use from many threads at once, and keeps working in a
  *   child process after fork() without any call from the user: the child's
- *   first call reopens the very cache directory the parent opened, even if
- *   its path names another one by now, and never creates anything.  If the
- *   cache was removed in between, the child's calls return LMC_EIO.
+ *   first call on it, whichever it is (a get too), first reopens the very
+ *   cache directory the parent opened, even if its path names another one by
+ *   now, and never creates anything.  That reopen can wait up to 2 s for
+ *   another process's open and fail the call (see lmc_reopen_after_fork(),
+ *   which does it where the caller chooses).  If the cache was removed in
+ *   between, the child's calls return LMC_EIO.
  *
  * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  No
  * public struct changes its size or moves a field within a major version, and
@@ -236,6 +239,35 @@ LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_option
  */
 LMC_API void lmc_close(lmc *c);
 
+/**
+ * @brief In a child process after fork(), reopen the cache of a handle the
+ * parent opened: now, rather than inside the child's first call on it.
+ *
+ * LMDB cannot be used through an environment inherited across fork(), so the
+ * first call of a child on such a handle, any call (a get too), closes the
+ * inherited environment, touching nothing of the parent's, and opens the
+ * very directory the parent opened, creating nothing.  That reopen costs
+ * about half a millisecond, waits for other processes' opens of the cache
+ * (they hold its directory lock) for at most 2 s, and can fail the call that
+ * runs it with the codes listed below, which no call documents otherwise.
+ * Call this function where that cost and those codes are welcome instead,
+ * e.g. in a prefork server's post-fork hook, before the child serves
+ * anything; it waits for the directory lock as long as lmc_open() (60 s).
+ * Threads of the child may call it, or any other call, at once: one of them
+ * reopens and the others wait for it.  A reopen that fails leaves the handle
+ * to be reopened by the next call.
+ *
+ * @return LMC_OK, also in the process that opened the handle (nothing is
+ *         done there) and once the handle was reopened; LMC_EINVAL (NULL
+ *         handle); LMC_EBUSY (another process held the directory's open lock
+ *         for the whole wait, or called from inside a callback on this
+ *         cache); LMC_EIO (the cache, or one of its files, was removed after
+ *         the parent opened it); LMC_EPERM (the directory or a file no longer
+ *         passes the checks of lmc_open); LMC_ECORRUPT; LMC_EVERSION;
+ *         LMC_ENOSPC; LMC_ENOMEM.  The message is in lmc_errmsg(c).
+ */
+LMC_API int lmc_reopen_after_fork(lmc *c);
+
 /* ------------------------------------------------------------------------ */
 /* Writing                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -260,7 +292,11 @@ LMC_API void lmc_close(lmc *c);
  *   LMC_EREADONLY the handle is read-only;
  *   LMC_EBUSY     called from inside an lmc callback on this cache (see
  *                 lmc_view_fn);
- *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT.
+ *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT;
+ *   and, for the first call of a child process on a handle its parent
+ *   opened, what the reopen it runs first returns (see
+ *   lmc_reopen_after_fork(): LMC_EBUSY after waiting 2 s for another
+ *   process's open, LMC_EIO, LMC_EPERM, LMC_EVERSION, LMC_ENOSPC, ...).
  * A set, replace, cas or set_many that fails with LMC_ETOOBIG or LMC_ENOSPC
  * removes the value it was to replace (a cas only if the entry still has the
  * version it expected; an add removes nothing), as memcached does for a SET it
@@ -364,7 +400,13 @@ LMC_API int lmc_set_many(lmc *c, const lmc_item *items, size_t n);
  * Common return codes of every read: LMC_NOTFOUND (a miss; lmc_errmsg gives ""),
  * LMC_EINVAL (NULL handle or key, empty key), LMC_ETOOBIG (key longer than
  * LMC_MAX_KEY), LMC_EBUSY (reader table full even after clearing stale slots,
- * or called from inside a callback on this cache, see lmc_view_fn), LMC_EIO.
+ * or called from inside a callback on this cache, see lmc_view_fn), LMC_EIO;
+ * and, for the first call of a child process on a handle its parent opened,
+ * what the reopen it runs first returns: it can wait up to 2 s for another
+ * process's open of the cache, and fail with LMC_EBUSY (that wait), LMC_EIO
+ * (the cache was removed), LMC_EPERM, LMC_ECORRUPT, LMC_EVERSION, LMC_ENOSPC
+ * or LMC_ENOMEM (see lmc_reopen_after_fork(), which a child can call first
+ * to take that cost where it chooses).
  */
 
 /**
@@ -716,7 +758,7 @@ typedef struct lmc_proc_stat {
  *                 written).
  * @return LMC_OK; LMC_EINVAL (NULL argument); LMC_EBUSY (called from inside
  *         a callback on this cache); in a child after fork, what reopening
- *         the cache can return (see lmc_open).
+ *         the cache can return (see lmc_reopen_after_fork).
  */
 LMC_API int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n);
 
@@ -761,7 +803,7 @@ typedef struct lmc_info {
 /** @brief Describe an open cache.
  *  @return LMC_OK; LMC_EINVAL (NULL argument); LMC_EBUSY (called from inside
  *          a callback on this cache); in a child after fork, what reopening
- *          the cache can return (see lmc_open). */
+ *          the cache can return (see lmc_reopen_after_fork). */
 LMC_API int lmc_info_get(lmc *c, lmc_info *info);
 
 /* ------------------------------------------------------------------------ */

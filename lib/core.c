@@ -222,7 +222,8 @@ int lmc__core_open(const lmc *h, lmc__core *k, const lmc__open_req *r, bool *res
             return rc;
         k->dev = st.st_dev;
         k->ino = st.st_ino;
-        rc = lmc__dir_lock(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
+        rc = lmc__dir_lock(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX,
+                           r->lock_wait_ms ? r->lock_wait_ms : LMC__OPEN_LOCK_WAIT_MS);
         if (rc == 0 && fstat(dirfd, &st) != 0)
             rc = lmc__sys_err(h, errno, "fstat %s", k->path);
         if (rc == 0 && st.st_nlink > 0)
@@ -489,7 +490,7 @@ void lmc__core_shutdown(lmc__core *k)
     close(dirfd);
 }
 
-int lmc__reopen(lmc *h)
+int lmc__reopen(lmc *h, unsigned lock_wait_ms)
 {
     lmc__core *k = h->core;
     pthread_mutex_lock(&open_lock);
@@ -503,7 +504,7 @@ int lmc__reopen(lmc *h)
          * creates anything (lmc__core_open, lmc__dir_reopen). */
         lmc__open_req r = {k->map_size, k->max_readers,
                       (k->rdonly ? LMC_OPEN_RDONLY : 0) | LMC_OPEN_NOCREATE | LMC__OPEN_REOPEN,
-                      k->perm};
+                      k->perm, lock_wait_ms};
         bool unused;
         rc = lmc__core_open(h, k, &r, &unused);
         if (rc == LMC_ENOCACHE) {
@@ -512,6 +513,11 @@ int lmc__reopen(lmc *h)
             char msg[512];
             snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_ENOCACHE));
             rc = lmc__err(h, LMC_EIO, "reopening %s in a child after fork: %s", k->path, msg);
+        } else if (rc == LMC_EBUSY && lock_wait_ms < LMC__OPEN_LOCK_WAIT_MS) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_EBUSY));
+            rc = lmc__err(h, LMC_EBUSY, "reopening %s in a child after fork: %s; a call waits "
+                          "no longer, lmc_reopen_after_fork() as long as lmc_open", k->path, msg);
         }
         if (rc == 0)
             atomic_store_explicit(&k->gen, g, memory_order_release);

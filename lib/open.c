@@ -1,6 +1,6 @@
 /*
  * open.c - lmc_open and lmc_close, the registry of this process's cores, the
- * fork handlers, and lmc_info_get and lmc_version.
+ * fork handlers and lmc_reopen_after_fork, and lmc_info_get and lmc_version.
  *
  * Within a process one core (the LMDB environment and the shared files) is
  * kept per cache directory, shared by every lmc handle that opens it: LMDB
@@ -125,6 +125,7 @@ static int resolve_options(const lmc_options *opts, lmc__open_req *r, int64_t *t
     r->map_size = ms;
     r->max_readers = mr;
     r->flags = o.flags;
+    r->lock_wait_ms = LMC__OPEN_LOCK_WAIT_MS;
     lmc__perm_from_mode(o.mode, &r->perm);
     *ttl = o.default_ttl_ms;
     return 0;
@@ -259,6 +260,27 @@ void lmc_close(lmc *c)
     }
     lmc__open_unlock();
     lmc__free(c);
+}
+
+/*
+ * The reopen that the first call of a child after fork runs (call.h), at a
+ * time the caller chooses: it waits for another process's open as long as
+ * lmc_open does, where the implicit one gives up after 2 s, since a caller
+ * that chose the place (a post-fork hook) has no request waiting on it.
+ */
+int lmc_reopen_after_fork(lmc *c)
+{
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    lmc__core *k = c->core;
+    if (atomic_load_explicit(&k->gen, memory_order_acquire) ==
+        atomic_load_explicit(&lmc__fork_gen, memory_order_relaxed))
+        return 0; /* the process that opened it, or reopened already */
+    /* A callback's snapshot belongs to the environment a reopen closes. */
+    int rc = lmc__tl_callback ? lmc__call_in_callback(c) : 0;
+    if (rc)
+        return rc;
+    return lmc__reopen(c, LMC__OPEN_LOCK_WAIT_MS);
 }
 
 int lmc_info_get(lmc *c, lmc_info *info)

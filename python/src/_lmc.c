@@ -35,8 +35,9 @@
  * run without the GIL count themselves in `busy`; close() refuses with
  * lmc.BusyError while any is running, so the handle is never freed under a
  * running call.  After fork() the handle keeps working in the child (the
- * library reopens it on first use) and a busy count inherited from threads
- * that do not exist in the child is forgotten.
+ * library reopens it on first use, or when reopen_after_fork() asks) and a
+ * busy count inherited from threads that do not exist in the child is
+ * forgotten.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -960,6 +961,22 @@ static PyObject *Cache_clear(CacheObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* reopen_after_fork(): lmc_reopen_after_fork, with the GIL released, since
+ * it can wait for another process's open; the implicit reopen of a child's
+ * first get runs with the GIL held, like the get. */
+static PyObject *Cache_reopen_after_fork(CacheObject *self, PyObject *unused)
+{
+    (void)unused;
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    int rc;
+    WITHOUT_GIL(self, rc = lmc_reopen_after_fork(h));
+    if (rc)
+        return raise_lmc(h, rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Cache_incr(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames)
 {
@@ -1479,6 +1496,11 @@ static PyMethodDef Cache_methods[] = {
     {"process_stats", (PyCFunction)Cache_process_stats, METH_NOARGS,
      "process_stats() -> list of dict\n\nThe counters of each attached process."},
     {"info", (PyCFunction)Cache_info, METH_NOARGS, "info() -> dict\n\nFacts about the cache."},
+    {"reopen_after_fork", (PyCFunction)Cache_reopen_after_fork, METH_NOARGS,
+     "reopen_after_fork() -> None\n\n"
+     "In a child process after os.fork(), reopen the cache now (lmc_reopen_after_fork)\n"
+     "instead of inside the child's first call, e.g. from gunicorn's post_fork hook.\n"
+     "Does nothing in the process that opened the cache, or once reopened."},
     {"close", (PyCFunction)Cache_close, METH_NOARGS,
      "close() -> None\n\nClose the handle; later calls raise ValueError.  Idempotent."},
     {"__enter__", (PyCFunction)Cache_enter, METH_NOARGS, NULL},
