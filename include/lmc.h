@@ -631,7 +631,8 @@ typedef struct lmc_verify_result {
  *         fields not zero); LMC_EBUSY (called from inside a callback on
  *         this cache, or no free reader slot for the child); LMC_EIO (the
  *         child could not run, was killed, or did not finish in time; the
- *         cache's directory was replaced since it was opened); LMC_ENOMEM.
+ *         cache's directory was replaced, or a file of it removed, since it
+ *         was opened); LMC_ENOMEM.
  *         The message of every code but LMC_OK is in lmc_errmsg(c).
  */
 LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result *res);
