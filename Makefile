@@ -102,6 +102,7 @@ EXTRA_DEB_PKGS :=
 -include bench/bench.mk
 -include python/python.mk
 -include docs/man/man.mk
+-include tests/pkg/pkg.mk
 # Last: the soak is the slowest and least specific test, so every specific
 # test reports before it.
 -include tests/soak/soak.mk
