@@ -44,7 +44,7 @@ PY_TOOLS := $(B)/lmc $(B)/lmc-stats
 # too, not into python/.
 python: $(STATIC)
 	$(E) "  PYTHON  $(PY_LIB)"
-	$(Q)cd python && LMC_STATIC=$(abspath $(STATIC)) LMC_CFLAGS='$(ALL_CFLAGS)' \
+	$(Q)mkdir -p $(PY_OUT) && cd python && LMC_STATIC=$(abspath $(STATIC)) LMC_CFLAGS='$(ALL_CFLAGS)' \
 	    LMC_LDFLAGS='$(ALL_LDFLAGS)' $(PY) setup.py -q egg_info --egg-base $(abspath $(PY_OUT)) build \
 	    --build-base $(abspath $(PY_OUT))/build --build-lib $(abspath $(PY_LIB))
 
