@@ -10,6 +10,8 @@
 #   make fuzz       libFuzzer against the model of tests/model.h (FUZZ_SECONDS)
 #   make soak       SIGKILLs under eviction for SOAK_SECONDS (tests/soak/soak.mk)
 #   make install / uninstall / test-install   (PREFIX, DESTDIR honoured)
+#   make man / check-man   man pages from docs/man/*.md, checked against --help
+#   make deb / test-deb / test-pip   Debian packages and pip, installed and tested
 #
 # Build outputs go to build/<variant>/ and are never committed.
 
