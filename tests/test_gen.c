@@ -98,7 +98,7 @@ static void test_store_unless_invalidated(void **state)
     assert_string_equal(get_s(t->c, a, buf, sizeof buf), "v4");
 
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.gen_rejects, 6);
+    assert_int_equal(st.counters.gen_rejects, 6);
 }
 
 static void test_bad_input(void **state)
@@ -285,7 +285,7 @@ static int stale_reads(tctx *t, bool use_gen, uint64_t *rejects)
     rshared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(s != MAP_FAILED);
     memset(s, 0, sizeof *s);
-    uint64_t before = stats_of(t->c).gen_rejects;
+    uint64_t before = stats_of(t->c).counters.gen_rejects;
     pid_t pids[R_FILLERS];
     for (int p = 0; p < R_FILLERS; p++) {
         pids[p] = fork();
@@ -320,7 +320,7 @@ static int stale_reads(tctx *t, bool use_gen, uint64_t *rejects)
         if (v && strtoull(v, NULL, 10) != atomic_load(&s->version[i]))
             stale++;
     }
-    *rejects = stats_of(t->c).gen_rejects - before;
+    *rejects = stats_of(t->c).counters.gen_rejects - before;
     munmap(s, sizeof *s);
     return stale;
 }

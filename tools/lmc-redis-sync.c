@@ -756,7 +756,7 @@ static int open_cache(void)
         int rc = lmc_open(&cache, cfg.path, &o);
         if (rc == LMC_OK)
             return 0;
-        if (rc != LMC_NOTFOUND) {
+        if (rc != LMC_ENOCACHE) {
             tool_report(NULL, rc, "%s", cfg.path);
             return TOOL_EXIT_ERROR;
         }

@@ -198,6 +198,17 @@ run_sync_until 'NOAUTH' --redis "unix:$ASOCK" --prefix app/
 run_sync_until 'cannot connect to' --redis "unix:$T/none.sock" --prefix app/
 gone app/u || fail "the prefix was not flushed at start without Redis"
 
+# A cache that does not exist yet: waited for, then used.
+"$SYNC" "$T/later" --redis "unix:$SOCK" --prefix app/ --heartbeat 0.2 2> "$T/later.log" &
+p=$!
+BG_PIDS="$BG_PIDS $p"
+poll_until 5 grep -q 'no cache at' "$T/later.log"
+"$LMC" "$T/later" --create --map-size 8M info >/dev/null
+poll_until 10 grep -q 'tracking on:' "$T/later.log"
+kill -TERM "$p"
+wait "$p" || fail "exit status after SIGTERM (later)"
+
+
 # 9. Bad command lines: exit 2 with a message, nothing started.
 expect_rc 2 "$SYNC" "$C" --prefix app/ 2>/dev/null
 expect_rc 2 "$SYNC" "$C" --redis "unix:$SOCK" 2>/dev/null
