@@ -30,7 +30,7 @@ EXTRA_DEB_PKGS += libhiredis-dev redis-server
 
 .PHONY: tools check-tools check-tools-asan install-tools uninstall-tools
 
-tools: $(TOOLS_BIN)
+tools: $(TOOLS_BIN) $(SYNC_BIN)
 
 $(B)/tools/%.o: tools/%.c tools/common.h include/lmc.h
 	@mkdir -p $(@D)
