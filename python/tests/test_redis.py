@@ -189,45 +189,21 @@ def test_the_fill_race_is_closed(env):
     assert b.cache.set("r", "old")
     wait_for(lambda: a.l1("r") is None, what="A's L1 to be clean")
 
-    real = a.cache._from_redis
+    real = a.cache._get_pttl
 
-    def read_then_invalidate(keys, fill):
+    def read_then_invalidate(k):
         # The read of Redis happens, then host B writes and A's sidecar
         # invalidates, and only then does the fill run.
         gen = a.cache.lmc.gen_read(PREFIX + "r")
-        orig_execute = None
+        res = real(k)
+        assert b.cache.set("r", "new")
+        wait_for(lambda: a.cache.lmc.gen_read(PREFIX + "r") != gen,
+                 what="A's sidecar to invalidate r")
+        return res
 
-        class Pipe:
-            def __init__(self, p):
-                self.p = p
-
-            def __getattr__(self, name):
-                return getattr(self.p, name)
-
-            def execute(self):
-                res = orig_execute()
-                assert b.cache.set("r", "new")
-                wait_for(lambda: a.cache.lmc.gen_read(PREFIX + "r") != gen,
-                         what="A's sidecar to invalidate r")
-                return res
-
-        real_pipeline = a.cache.redis.pipeline
-
-        def pipeline(**kw):
-            nonlocal orig_execute
-            p = real_pipeline(**kw)
-            orig_execute = p.execute
-            return Pipe(p)
-
-        a.cache.redis.pipeline = pipeline
-        try:
-            return real(keys, fill)
-        finally:
-            del a.cache.redis.pipeline
-
-    a.cache._from_redis = read_then_invalidate
+    a.cache._get_pttl = read_then_invalidate
     assert a.cache.get("r") == "old"        # what Redis had when it was read
-    del a.cache._from_redis
+    del a.cache._get_pttl
     assert a.cache.counts["fill_rejects"] == 1 and a.cache.counts["fills"] == 0
     assert a.l1("r") is None                # not stored after its invalidation
     assert a.cache.get("r") == "new"
@@ -292,6 +268,10 @@ def test_writes_by_plain_redis_clients_invalidate_too(env):
     assert a.cache.get("raw") == b"\x00not-a-pickle"   # foreign bytes: as they are
     server.client().set(PREFIX + "bad", b"\x80\x05garbage")
     assert a.cache.get("bad") is None                  # a damaged pickle: a miss
+    server.client().rpush(PREFIX + "list", b"1")
+    assert a.cache.get("list") is None                 # not a string: logged, a miss
+    assert a.cache.counts["redis_errors"] == 1
+    assert a.cache.get("x") == {"n": 2}                # and the connection still works
 
 
 def test_flushall_and_redis_restarts(env):
@@ -344,6 +324,9 @@ def test_bad_configuration_is_a_clear_error(tmpdir_shm, cache_path):
         LmcRedisCache("unix:///n.sock", cache_path, key_prefix="a/", sync_prefix="b/")
     with pytest.raises(ValueError, match="redis_url"):
         LmcRedisCache(None, cache_path, key_prefix=PREFIX)
+    with pytest.raises(ValueError, match="bytes"):
+        LmcRedisCache("unix:///n.sock", cache_path, key_prefix=PREFIX,
+                      redis_options={"decode_responses": True})
     # An unreachable Redis is no error at construction; calls log and miss.
     c = LmcRedisCache("unix:///nonexistent.sock", cache_path, key_prefix=PREFIX,
                       require_sync=False)
