@@ -38,9 +38,10 @@
  *
  * Its state goes into the cache itself, as a JSON entry under
  * "lmc-redis-sync/status/PREFIX" with a TTL of three heartbeats, rewritten
- * every heartbeat while tracking is on and removed when it is not: workers
- * that find no such entry know that the L1 is not being kept coherent and
- * read through to Redis.
+ * every heartbeat: "state":"up" while tracking is on, "down" while it is
+ * not, removed when the program stops.  Workers that find no "up" entry
+ * know that the L1 is not being kept coherent and read through to Redis;
+ * lmc-stats shows the entries' counters.
  *
  * It stops cleanly on SIGINT and SIGTERM (the status entries are removed).
  */
@@ -351,15 +352,20 @@ static void status_key(char *buf, size_t cap, const char *prefix)
     snprintf(buf, cap, STATUS_KEY "%s", prefix);
 }
 
-/* Write the status entries (tracking is on), with a TTL of three heartbeats,
- * so that they vanish on their own if this program dies. */
-static void status_write(void)
+/* Write the status entries, "up" while tracking is on and "down" while it
+ * is not, with a TTL of three heartbeats, so that they vanish on their own
+ * if this program dies.  Workers trust the L1 only while one says "up". */
+static void status_write(int up)
 {
     char key[512], val[1024];
+    uint64_t down_ms = st.down_ms;
+    if (st.down_since_ns)
+        down_ms += (tool_mono_ns() - st.down_since_ns) / 1000000u;
     int n = snprintf(val, sizeof val,
-                     "{\"state\":\"up\",\"pid\":%ld,\"invalidations\":%" PRIu64
+                     "{\"state\":\"%s\",\"pid\":%ld,\"invalidations\":%" PRIu64
                      ",\"reconnects\":%" PRIu64 ",\"down_ms\":%" PRIu64 ",\"flushes\":{",
-                     (long)getpid(), st.invalidations, st.reconnects, st.down_ms);
+                     up ? "up" : "down", (long)getpid(), st.invalidations, st.reconnects,
+                     down_ms);
     for (int r = 0; r < F_NREASONS; r++)
         n += snprintf(val + n, sizeof val - (size_t)n, "%s\"%s\":%" PRIu64, r ? "," : "",
                       flush_reason[r], st.flushes[r]);
@@ -732,7 +738,7 @@ static int serve(rlink *l, char *why, size_t cap)
             return F_LOST;
         }
         l->sub_waiting = l->trk_waiting = 1;
-        status_write();
+        status_write(1);
         next += hb_ns;
         uint64_t now = tool_mono_ns();
         if (next < now)
@@ -771,7 +777,7 @@ static void went_down(void)
 {
     if (!st.down_since_ns)
         st.down_since_ns = tool_mono_ns();
-    status_remove();
+    status_write(0);
 }
 
 static void came_up(void)
@@ -822,8 +828,10 @@ int main(int argc, char **argv)
                 uint64_t step = now + cfg.heartbeat_ms * 1000000u;
                 if (tool_wait_until(step < until ? step : until))
                     break;
-                if (tool_mono_ns() < until)
+                if (tool_mono_ns() < until) {
                     flush_all(F_DOWN, 1);
+                    status_write(0);
+                }
             }
             backoff_ms = backoff_ms * 2 > cfg.backoff_max_ms ? cfg.backoff_max_ms : backoff_ms * 2;
             continue;
@@ -831,7 +839,7 @@ int main(int argc, char **argv)
         /* Tracking is on: now flush what was missed while it was off. */
         flush_all(F_DOWN, 1);
         came_up();
-        status_write();
+        status_write(1);
         if (connected_once)
             st.reconnects++;
         if (connected_once || failures)

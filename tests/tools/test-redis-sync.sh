@@ -121,13 +121,14 @@ poll_until 10 tracking_on_at_least $((n + 1))
 
 # 5. Kill redis-server: the prefix is flushed, and flushed again every
 # heartbeat while it is down (a value filled meanwhile lives that long);
-# the status entry is gone, so workers know not to trust the L1.  After a
+# the status entry says down, so workers know not to trust the L1.  After a
 # restart tracking resumes.
 n=$(lines 'tracking on:')
 "$LMC" "$C" set app/k1 x
 kill -KILL "$(redis_pid)"
 poll_until 5 gone app/k1
-poll_until 5 gone lmc-redis-sync/status/app/
+status_down() { "$LMC" "$C" get lmc-redis-sync/status/app/ 2>/dev/null | grep -q '"state":"down"'; }
+poll_until 5 status_down
 "$LMC" "$C" set app/k2 filled-while-down
 poll_until 5 gone app/k2
 start_redis "$SOCK"
@@ -156,6 +157,31 @@ gone app/r || fail "a value read before its invalidation was stored after it"
 tok=$("$HELPER" gen-read "$C" app/r)
 expect_rc 0 "$HELPER" set-if-gen "$C" app/r "$(R get app/r)" "$tok"
 expect_eq "$("$LMC" "$C" get app/r)" v2 "a fill with nothing in between"
+
+# lmc-stats shows the sidecar's state: text, JSON, and Prometheus that the
+# checker accepts.
+STATS=$LMC_BIN_DIR/lmc-stats
+"$STATS" "$C" > "$T/st.txt"
+grep -q '^# Redis sync$' "$T/st.txt" || fail "no Redis sync section: $(cat "$T/st.txt")"
+grep -qx 'prefix:app/' "$T/st.txt" && grep -qx 'state:up' "$T/st.txt" ||
+    fail "Redis sync section: $(sed -n '/Redis sync/,$p' "$T/st.txt")"
+# The entry is rewritten every heartbeat: wait for one that has seen the
+# four reconnects above.
+stats_caught_up() {
+    "$STATS" "$C" --json > "$T/st.json" &&
+    [ "$(json "$T/st.json" 'j["redis_sync"][0]["reconnects"]')" -ge 4 ]
+}
+poll_until 5 stats_caught_up
+json_check "$T/st.json" 'len(j["redis_sync"]) == 1' 'j["redis_sync"][0]["prefix"] == "app/"' \
+    'j["redis_sync"][0]["state"] == "up"' 'j["redis_sync"][0]["invalidations"] >= 10' \
+    'j["redis_sync"][0]["flushes"]["flushdb"] == 1' \
+    'j["redis_sync"][0]["flushes"]["heartbeat_missed"] >= 1' \
+    'j["redis_sync"][0]["reconnects"] == 4' 'j["redis_sync"][0]["down_ms"] > 0'
+"$STATS" "$C" --prometheus > "$T/st.prom"
+"$PY" "$TESTS_DIR/promcheck.py" "$T/st.prom" > "$T/st-prom.json" || fail "Prometheus output rejected"
+json_check "$T/st-prom.json" \
+    'j["lmc_redis_sync_up{path=\"%s\",prefix=\"app/\"}" % "'"$C"'"] == 1' \
+    'j["lmc_redis_sync_flushes_total{path=\"%s\",prefix=\"app/\",reason=\"flushdb\"}" % "'"$C"'"] == 1'
 
 # 7. SIGTERM: exit 0 at once, the status entry removed.
 kill -TERM "$SPID"
