@@ -448,7 +448,9 @@ static redisReply *command(redisContext *c, char *err, size_t cap, int argc, con
     return r;
 }
 
-static redisContext *connect_one(char *err, size_t cap)
+/* A connection, authenticated, named lmc-redis-sync:PID:ROLE in CLIENT
+ * LIST (so that an operator, or a test, can tell whose it is). */
+static redisContext *connect_one(const char *role, char *err, size_t cap)
 {
     struct timeval tv = tv_of(cfg.timeout_ms);
     redisContext *c = cfg.is_unix ? redisConnectUnixWithTimeout(cfg.sock, tv)
@@ -479,8 +481,21 @@ static redisContext *connect_one(char *err, size_t cap)
         }
         freeReplyObject(r);
     }
+    char name[64];
+    snprintf(name, sizeof name, "lmc-redis-sync:%ld:%s", (long)getpid(), role);
+    const char *setname[3] = {"CLIENT", "SETNAME", name};
+    redisReply *r = command(c, err, cap, 3, setname);
+    if (!r) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, cap, "%s: %s%s", redis_where(), why,
+                 strstr(why, "NOAUTH") ? " (set --password-file or LMC_REDIS_PASSWORD)" : "");
+        redisFree(c);
+        return NULL;
+    }
+    freeReplyObject(r);
     const char *ping[1] = {"PING"};
-    redisReply *r = command(c, err, cap, 1, ping);
+    r = command(c, err, cap, 1, ping);
     if (!r) {
         char why[512];
         snprintf(why, sizeof why, "%s", err);
@@ -513,7 +528,7 @@ static void link_close(rlink *l)
 static int link_open(rlink *l, char *err, size_t cap)
 {
     memset(l, 0, sizeof *l);
-    if (!(l->sub = connect_one(err, cap)))
+    if (!(l->sub = connect_one("invalidations", err, cap)))
         return -1;
     const char *id[2] = {"CLIENT", "ID"};
     redisReply *r = command(l->sub, err, cap, 2, id);
@@ -538,7 +553,7 @@ static int link_open(rlink *l, char *err, size_t cap)
         snprintf(err, cap, "SUBSCRIBE %s: unexpected reply", INVALIDATE_CHANNEL);
         goto fail;
     }
-    if (!(l->trk = connect_one(err, cap)))
+    if (!(l->trk = connect_one("tracking", err, cap)))
         goto fail;
     char idbuf[32];
     snprintf(idbuf, sizeof idbuf, "%lld", l->sub_id);

@@ -366,3 +366,71 @@ def test_flask_caching_backend(env, tmpdir_shm):
     bad.config.update(CACHE_TYPE="lmc.flask_caching.LmcRedisCache", CACHE_LMC_PATH=a.path)
     with pytest.raises(ValueError, match="CACHE_REDIS_URL"):
         Cache(bad)
+
+
+def kill_conn(server, pid, role):
+    """CLIENT KILL the connection lmc-redis-sync PID named ROLE, once it
+    has one (it may still be reconnecting after the previous fault)."""
+    r = server.client()
+    name = f"lmc-redis-sync:{pid}:{role}"
+
+    def conn_id():
+        ids = [c["id"] for c in r.client_list() if c.get("name") == name]
+        return ids[0] if ids else None
+    r.client_kill_filter(_id=wait_for(conn_id, what=f"connection {name}"))
+
+
+def test_faults_in_a_loop_never_leave_a_stale_read(env):
+    """Host A writes a counter through its backend; after each write, host B
+    must read it within the bound, and no read on B may ever go back to an
+    older value, while a fault is injected before every write: CLIENT KILL
+    of either of B's connections, FLUSHDB, redis-server stopped and
+    continued, killed and restarted, B's sidecar killed and restarted."""
+    import random
+
+    server, host = env
+    a = host("a").start_sync()
+    b = host("b").start_sync()
+    rnd = random.Random(1234)
+    faults = ["kill_tracking", "kill_invalidations", "flushdb", "stop_redis", "restart_redis",
+              "kill_sidecar", "none"]
+    newest = -1   # the newest value B has read
+    done = {f: 0 for f in faults}
+    for i in range(42):
+        fault = faults[i % len(faults)] if i < len(faults) else rnd.choice(faults)
+        done[fault] += 1
+        if fault == "kill_tracking":
+            kill_conn(server, b.sync.pid, "tracking")
+        elif fault == "kill_invalidations":
+            kill_conn(server, b.sync.pid, "invalidations")
+        elif fault == "flushdb":
+            server.client().flushdb()
+        elif fault == "stop_redis":
+            server.proc.send_signal(signal.SIGSTOP)
+            time.sleep(rnd.uniform(0.05, 0.5))   # the outage itself, not a wait for an event
+            server.proc.send_signal(signal.SIGCONT)
+        elif fault == "restart_redis":
+            server.kill()
+            server.start()
+        elif fault == "kill_sidecar":
+            b.stop_sync(signal.SIGKILL)
+            b.start_sync()
+        # A's write must succeed once Redis answers again.
+        wait_for(lambda: a.cache.set("f", i), timeout=10, what=f"A's set after {fault}")
+
+        def b_reads_it():
+            nonlocal newest
+            b.cache._status_until = 0 if rnd.random() < 0.1 else b.cache._status_until
+            v = b.cache.get("f")
+            if v is not None:
+                assert v >= newest, f"B read {v} after {newest} (fault {fault})"
+                newest = max(newest, v)
+            return v == i
+        # The bound: an invalidation is handled, or the sidecar notices the
+        # fault within two heartbeats (0.2 s) and reconnects; B's own
+        # backend looks at the status every 0.1 s.
+        wait_for(b_reads_it, timeout=10, what=f"B to read {i} after {fault}")
+        for _ in range(20):                   # and then it stays
+            assert b.cache.get("f") == i
+    assert all(done.values()), done
+    print(f"faults injected: {done}; B: {b.cache.counts}")
