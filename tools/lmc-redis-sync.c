@@ -609,8 +609,10 @@ static int invalidate_key(const char *k, size_t n)
 {
     if (!has_prefix(k, n))
         return 0; /* not ours (BCAST sends only ours) */
-    int rc = lmc_delete(cache, k, n);
     st.invalidations++;
+    if (n > LMC_MAX_KEY)
+        return 0; /* longer than any key the cache can hold: never in it */
+    int rc = lmc_delete(cache, k, n);
     if (rc != LMC_OK && rc != LMC_NOTFOUND) {
         log_msg("cannot delete an invalidated key: %s (%s); flushing instead", lmc_strerror(rc),
                 lmc_errmsg(cache));

@@ -75,6 +75,16 @@ R pexpire app/e 1 >/dev/null
 poll_until 5 gone app/d
 poll_until 5 gone app/e
 
+# A key longer than the cache can hold is invalidated as nothing (it cannot
+# be in the cache), never as a reason to flush.
+"$LMC" "$C" set app/stays x
+R set "app/$(head -c 70000 /dev/zero | tr '\0' x)" v >/dev/null
+"$LMC" "$C" set app/fence3 x
+R set app/fence3 y >/dev/null
+poll_until 5 gone app/fence3
+expect_eq "$("$LMC" "$C" get app/stays)" x "an entry after a long key's invalidation"
+if grep -q 'flushing instead' "$LOG"; then fail "a long key made it flush"; fi
+
 # 2. FLUSHALL: a null invalidation flushes the prefix.
 "$LMC" "$C" set app/a 1
 "$LMC" "$C" set app/b 2
