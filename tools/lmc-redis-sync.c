@@ -567,8 +567,9 @@ static int link_open(rlink *l, char *err, size_t cap)
     if (!(r = command(l->trk, err, cap, argc, argv))) {
         char why[512];
         snprintf(why, sizeof why, "%s", err);
-        snprintf(err, cap, "%s refused tracking (needs Redis 6.0 or later): %s", redis_where(),
-                 why);
+        snprintf(err, cap, "%s refused tracking: %s%s", redis_where(), why,
+                 strstr(why, "unknown") || strstr(why, "Unknown")
+                     ? " (CLIENT TRACKING needs Redis 6.0 or later)" : "");
         goto fail;
     }
     freeReplyObject(r);
@@ -829,12 +830,21 @@ int main(int argc, char **argv)
     }
     uint64_t backoff_ms = 100;
     int failures = 0, connected_once = 0;
-    char err[1024];
+    char err[1024], last_err[1024] = "";
+    uint64_t last_log_ns = 0;
     while (!tool_stop) {
         rlink l;
         if (link_open(&l, err, sizeof err) != 0) {
-            if (failures++ == 0 || backoff_ms >= cfg.backoff_max_ms)
-                log_msg("%s; retrying in %.1f s", err, (double)backoff_ms / 1000.0);
+            /* The first failure, a new reason, and then once a minute: a Redis
+             * that stays away must not flood the log. */
+            uint64_t now_ns = tool_mono_ns();
+            if (failures++ == 0 || strcmp(err, last_err) != 0 ||
+                now_ns - last_log_ns >= 60000000000u) {
+                log_msg("%s; retrying in %.1f s (attempt %d)", err, (double)backoff_ms / 1000.0,
+                        failures);
+                snprintf(last_err, sizeof last_err, "%s", err);
+                last_log_ns = now_ns;
+            }
             /* While nothing keeps the cache coherent, flush it every
              * heartbeat: what workers fill meanwhile lives that long. */
             uint64_t until = tool_mono_ns() + backoff_ms * 1000000u;
@@ -864,6 +874,7 @@ int main(int argc, char **argv)
         connected_once = 1;
         log_msg("tracking on: %s, BCAST, invalidations to client %lld", redis_where(), l.sub_id);
         failures = 0;
+        last_err[0] = 0;
         backoff_ms = 100;
         char why[1024];
         int reason = serve(&l, why, sizeof why);

@@ -228,6 +228,21 @@ LMC_REDIS_PASSWORD=s3cret-pw run_sync_until 'tracking on:' --redis "unix:$ASOCK"
 run_sync_until 'refused the password' --redis "unix:$ASOCK" --prefix app/ \
     --password-file "$T/badpw"
 run_sync_until 'NOAUTH' --redis "unix:$ASOCK" --prefix app/
+# A Redis that refuses tracking (here by ACL; an old one by "unknown
+# command"): a clear line, retried, logged once for the same reason.
+R acl setuser default -client\|tracking >/dev/null
+conns() { R info stats | sed -n 's/^total_connections_received:\([0-9]*\).*/\1/p'; }
+c0=$(conns)
+three_attempts() { [ $(( $(conns) - c0 )) -ge 7 ]; }   # 2 per attempt, and ours
+"$SYNC" "$C" --redis "unix:$SOCK" --prefix app/ --backoff-max 0.1 2> "$T/a.log" &
+p=$!
+BG_PIDS="$BG_PIDS $p"
+poll_until 10 three_attempts
+kill -TERM "$p"
+wait "$p" || fail "exit status after SIGTERM (no tracking)"
+grep -q 'refused tracking: CLIENT TRACKING: NOPERM' "$T/a.log" || fail "message: $(cat "$T/a.log")"
+expect_eq "$(grep -c 'refused tracking' "$T/a.log")" 1 "lines for one repeated reason"
+R acl setuser default +client\|tracking >/dev/null
 # Redis unreachable (nothing listens): logged and retried; the cache is
 # flushed all the same.
 "$LMC" "$C" set app/u x
