@@ -499,3 +499,94 @@ def test_grace_outside_a_decorator_refreshes_inline(tmpdir_shm):
         assert cache.set("k", "new", timeout=60)
         assert cache.get("k") == "new"
         assert cache.cache.lmc.stats()["stale_served"] == 1
+
+
+@pytest.mark.parametrize("config", [{}, {"CACHE_LMC_LEASE": True}, {"CACHE_LMC_GRACE": 60}],
+                         ids=["plain", "lease", "grace"])
+def test_decorator_options_keep_working_with_leases(tmpdir_shm, config):
+    """unless, forced_update, response_filter, cache_none, query_string,
+    make_cache_key, CachedResponse, memoize's delete_memoized: the same results with and without leases, and no lease
+    left behind by any of them."""
+    from flask_caching import CachedResponse
+
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", **config)
+    runs = {}
+    state = {"bypass": False, "force": False}
+
+    def ran(name):
+        runs[name] = runs.get(name, 0) + 1
+        return runs[name]
+
+    @app.route("/unless")
+    @cache.cached(unless=lambda: state["bypass"])
+    def unless():
+        return f"unless {ran('unless')}"
+
+    @app.route("/forced")
+    @cache.cached(forced_update=lambda: state["force"])
+    def forced():
+        return f"forced {ran('forced')}"
+
+    @app.route("/filtered")
+    @cache.cached(response_filter=lambda rv: "keep" in rv)
+    def filtered():
+        n = ran("filtered")
+        return "keep" if n > 1 else "drop"
+
+    @app.route("/none")
+    @cache.cached(cache_none=True)
+    def none():
+        ran("none")
+        return flask.make_response("", 204)
+
+    @app.route("/qs")
+    @cache.cached(query_string=True)
+    def qs():
+        return f"qs {flask.request.args.get('a')} {ran('qs')}"
+
+    @app.route("/key")
+    @cache.cached(make_cache_key=lambda: "custom-key")
+    def custom():
+        return f"key {ran('key')}"
+
+    @app.route("/cr")
+    @cache.cached()
+    def cr():
+        return CachedResponse(flask.make_response(f"cr {ran('cr')}"), timeout=60)
+
+    @cache.memoize()
+    def memo(a):
+        return (a, ran("memo"))
+
+    c = app.test_client()
+    assert c.get("/unless").data == c.get("/unless").data == b"unless 1"
+    state["bypass"] = True
+    assert c.get("/unless").data == b"unless 2"
+    assert c.get("/forced").data == b"forced 1"
+    state["force"] = True
+    assert c.get("/forced").data == b"forced 2"
+    state["force"] = False
+    assert c.get("/forced").data == b"forced 2"
+    assert c.get("/filtered").data == b"drop"
+    assert c.get("/filtered").data == b"keep" and c.get("/filtered").data == b"keep"
+    assert runs["filtered"] == 2
+    assert c.get("/none").status_code == 204 and c.get("/none").status_code == 204
+    assert c.get("/qs?a=1").data == c.get("/qs?a=1").data == b"qs 1 1"
+    assert c.get("/qs?a=2").data == b"qs 2 2"
+    assert c.get("/key").data == c.get("/key").data == b"key 1"
+    assert c.get("/cr").data == c.get("/cr").data == b"cr 1"
+    with app.app_context():
+        assert cache.has("custom-key")
+        assert memo(1) == memo(1) == (1, 1) and memo(2) == (2, 2)
+        cache.delete_memoized(memo, 1)
+        assert memo(1) == (1, 3)
+    assert runs["none"] == 1
+    with app.app_context():
+        # Nothing left held: every key's lease is free for the next caller.
+        raw = cache.cache.lmc
+        for key in (b"view//filtered", b"view//unless", b"not-cached-anywhere"):
+            if raw.get(key) is None:
+                outcome, _, lease = raw.get_lease(key, wait=0)
+                assert outcome == lmc.LEASE_FILL, key
+                lease.abandon()
+        assert raw.stats()["lease_wait_timeouts"] == 0
