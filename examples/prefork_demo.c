@@ -259,7 +259,8 @@ int main(int argc, char **argv)
             if (lmc_stats(c, &st) == 0)
                 printf("  %4.1fs  requests %8llu  shared hit ratio %5.1f%%  entries %6llu  "
                        "fill %4.1f%%  processes %llu\n", now_s() - start,
-                       (unsigned long long)req, st.gets ? 100.0 * st.hits / st.gets : 0.0,
+                       (unsigned long long)req,
+                       st.counters.gets ? 100.0 * st.counters.hits / st.counters.gets : 0.0,
                        (unsigned long long)st.entries, 100 * st.fill,
                        (unsigned long long)st.processes);
             fflush(stdout);

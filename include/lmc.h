@@ -19,13 +19,28 @@
  *   except what the handle owns.
  * - A handle is safe to use from many threads at once, and keeps working in a
  *   child process after fork() without any call from the user: the child's
- *   first call reopens the very cache directory the parent opened, even if
- *   its path names another one by now, and never creates anything.  If the
- *   cache was removed in between, the child's calls return LMC_EIO.
+ *   first call on it, whichever it is (a get too), first reopens the very
+ *   cache directory the parent opened, even if its path names another one by
+ *   now, and never creates anything.  That reopen can wait up to 2 s for
+ *   another process's open and fail the call (see lmc_reopen_after_fork(),
+ *   which does it where the caller chooses).  If the cache was removed in
+ *   between, the child's calls return LMC_EIO.
  *
- * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  Public
- * structs are only extended in a new major version, and each struct that may
- * grow carries reserved space for that purpose.
+ * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  No
+ * public struct changes its size or moves a field within a major version, and
+ * every struct that may gain fields carries reserved space that later minor
+ * versions take them from: lmc_options, lmc_sweep_options, lmc_sweep_result,
+ * lmc_verify_options, lmc_verify_result, lmc_counters (the counters, one
+ * struct embedded in both lmc_stat and lmc_proc_stat, so that a new counter
+ * moves neither the gauges nor the per-process fields), lmc_stat,
+ * lmc_proc_stat, lmc_stat_field and lmc_info.  Reserved fields of a struct
+ * the caller passes in must be zero (else LMC_EINVAL), so that a later
+ * version can give them a meaning whose default is 0; reserved fields the
+ * library fills are zero.  lmc_value only ever reaches the caller through a
+ * pointer from the library, so it may grow at its end.  lmc_key and lmc_item
+ * are arrays the caller lays out: they never change within a major version.
+ * Before version 1.0 (LMC_VERSION_MAJOR 0) the ABI may still change between
+ * minor versions; 1.0 freezes it.
  */
 #ifndef LMC_H
 #define LMC_H
@@ -66,7 +81,18 @@ extern "C" {
 /*
  * All codes are negative and live in a range of their own (-33001 and below),
  * so they never collide with -errno values or with LMDB's codes.  The table
- * drives the enum, lmc_strerror() and lmc_errname().
+ * drives the enum, lmc_strerror() and lmc_errname().  A code keeps its value
+ * for ever: new codes take the next free one.
+ *
+ * LMC_NOTFOUND is an answer, not a failure: no live entry for the key.  "No
+ * cache at this path" is LMC_ENOCACHE, so that an open's failure never reads
+ * as a miss.  LMC_EBUSY means one of: the reader table is full even after
+ * clearing the slots of dead processes; the call was made from inside an lmc
+ * callback on the same cache (lmc_view_fn); another process has held the
+ * cache directory's open lock for longer than an open waits (60 s; 2 s for
+ * the reopen of a child after fork); the cache is already open read-only in
+ * this process and a read-write open was asked for; lmc_verify found no free
+ * reader slot, or no stable snapshot.  The message (lmc_errmsg) says which.
  */
 #define LMC_ERRNO_MAP(X)                                                            \
     X(NOTFOUND, -33001, "no such entry (a miss)")                                  \
@@ -83,7 +109,9 @@ extern "C" {
     X(ENOMEM, -33012, "out of memory")                                             \
     X(EIO, -33013, "I/O or system error")                                          \
     X(EREADONLY, -33014, "handle was opened read-only")                            \
-    X(EBUSY, -33015, "resource busy: reader table full, or call made from a callback")
+    X(EBUSY, -33015, "resource busy: reader table full, call from inside a callback, "     \
+                     "open lock held by another process, or already open read-only")       \
+    X(ENOCACHE, -33016, "no lmc cache at this path")
 
 enum {
     LMC_OK = 0,
@@ -105,7 +133,7 @@ typedef struct lmc lmc;
 #define LMC_OPEN_RDONLY 0x1u   /**< no writes; never creates anything (it only
                                     reserves the storage of files an older lmc
                                     left sparse, which changes no byte) */
-#define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_NOTFOUND if there is no cache */
+#define LMC_OPEN_NOCREATE 0x2u /**< fail with LMC_ENOCACHE if there is no cache */
 #define LMC_OPEN_RESET 0x4u    /**< start empty: remove what open reports as
                                     damaged or foreign (LMC_ECORRUPT, LMC_EVERSION)
                                     and recreate it; empty a valid cache (recreated
@@ -134,6 +162,8 @@ typedef struct lmc_options {
                                  cache); 0 = 1024.  Only the first process to
                                  open the cache sizes the table. */
     unsigned flags;         /**< LMC_OPEN_* bits; unknown bits are LMC_EINVAL */
+    unsigned reserved_int;  /**< must be zero */
+    uint64_t reserved[6];   /**< must be zero (options of later versions) */
 } lmc_options;
 
 /** Largest TTL in milliseconds, of a ttl_ms argument and of default_ttl_ms:
@@ -186,13 +216,15 @@ typedef struct lmc_options {
  * @param[in]  path  directory of the cache; *copied*.  Best on tmpfs, e.g.
  *                   "/dev/shm/myapp".
  * @param[in]  opts  options, or NULL for all defaults; *copied*.
- * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option);
- *         LMC_NOTFOUND (no cache and LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY;
- *         or, for a creating open, the parent directory of @p path does not
- *         exist); LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION; LMC_ENOSPC (the
- *         filesystem cannot hold the cache's files: they are reserved in full,
- *         see above); LMC_EBUSY (already open read-only in this process and
- *         now asked read-write); LMC_ENOMEM; LMC_EIO.
+ * @return LMC_OK; LMC_EINVAL (NULL argument, unknown flag, bad option,
+ *         reserved fields not zero); LMC_ENOCACHE (no cache at @p path, with
+ *         LMC_OPEN_NOCREATE or LMC_OPEN_RDONLY: no directory, or one without
+ *         the cache's files; or, for a creating open, the parent directory of
+ *         @p path does not exist); LMC_EPERM; LMC_ECORRUPT; LMC_EVERSION;
+ *         LMC_ENOSPC (the filesystem cannot hold the cache's files: they are
+ *         reserved in full, see above); LMC_EBUSY (already open read-only in
+ *         this process and now asked read-write, or another process has held
+ *         the directory's open lock for 60 s); LMC_ENOMEM; LMC_EIO.
  *         On failure, lmc_errmsg(NULL) gives the detailed message.
  */
 LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_options *opts);
@@ -206,6 +238,35 @@ LMC_API LMC_NODISCARD int lmc_open(lmc **out, const char *path, const lmc_option
  * nothing that belongs to the parent.
  */
 LMC_API void lmc_close(lmc *c);
+
+/**
+ * @brief In a child process after fork(), reopen the cache of a handle the
+ * parent opened: now, rather than inside the child's first call on it.
+ *
+ * LMDB cannot be used through an environment inherited across fork(), so the
+ * first call of a child on such a handle, any call (a get too), closes the
+ * inherited environment, touching nothing of the parent's, and opens the
+ * very directory the parent opened, creating nothing.  That reopen costs
+ * about half a millisecond, waits for other processes' opens of the cache
+ * (they hold its directory lock) for at most 2 s, and can fail the call that
+ * runs it with the codes listed below, which no call documents otherwise.
+ * Call this function where that cost and those codes are welcome instead,
+ * e.g. in a prefork server's post-fork hook, before the child serves
+ * anything; it waits for the directory lock as long as lmc_open() (60 s).
+ * Threads of the child may call it, or any other call, at once: one of them
+ * reopens and the others wait for it.  A reopen that fails leaves the handle
+ * to be reopened by the next call.
+ *
+ * @return LMC_OK, also in the process that opened the handle (nothing is
+ *         done there) and once the handle was reopened; LMC_EINVAL (NULL
+ *         handle); LMC_EBUSY (another process held the directory's open lock
+ *         for the whole wait, or called from inside a callback on this
+ *         cache); LMC_EIO (the cache, or one of its files, was removed after
+ *         the parent opened it); LMC_EPERM (the directory or a file no longer
+ *         passes the checks of lmc_open); LMC_ECORRUPT; LMC_EVERSION;
+ *         LMC_ENOSPC; LMC_ENOMEM.  The message is in lmc_errmsg(c).
+ */
+LMC_API int lmc_reopen_after_fork(lmc *c);
 
 /* ------------------------------------------------------------------------ */
 /* Writing                                                                  */
@@ -231,7 +292,11 @@ LMC_API void lmc_close(lmc *c);
  *   LMC_EREADONLY the handle is read-only;
  *   LMC_EBUSY     called from inside an lmc callback on this cache (see
  *                 lmc_view_fn);
- *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT.
+ *   LMC_ENOMEM, LMC_EIO, LMC_ECORRUPT;
+ *   and, for the first call of a child process on a handle its parent
+ *   opened, what the reopen it runs first returns (see
+ *   lmc_reopen_after_fork(): LMC_EBUSY after waiting 2 s for another
+ *   process's open, LMC_EIO, LMC_EPERM, LMC_EVERSION, LMC_ENOSPC, ...).
  * A set, replace, cas or set_many that fails with LMC_ETOOBIG or LMC_ENOSPC
  * removes the value it was to replace (a cas only if the entry still has the
  * version it expected; an add removes nothing), as memcached does for a SET it
@@ -332,10 +397,16 @@ LMC_API int lmc_set_many(lmc *c, const lmc_item *items, size_t n);
  * Reads never write to LMDB: an expired entry reads as a miss (counted as
  * "expired") and is removed later by the sweeper or a writer.  An entry whose
  * stored header is malformed reads as a miss and is counted as "malformed".
- * Common return codes of every read: LMC_NOTFOUND (a miss; no message is set),
+ * Common return codes of every read: LMC_NOTFOUND (a miss; lmc_errmsg gives ""),
  * LMC_EINVAL (NULL handle or key, empty key), LMC_ETOOBIG (key longer than
  * LMC_MAX_KEY), LMC_EBUSY (reader table full even after clearing stale slots,
- * or called from inside a callback on this cache, see lmc_view_fn), LMC_EIO.
+ * or called from inside a callback on this cache, see lmc_view_fn), LMC_EIO;
+ * and, for the first call of a child process on a handle its parent opened,
+ * what the reopen it runs first returns: it can wait up to 2 s for another
+ * process's open of the cache, and fail with LMC_EBUSY (that wait), LMC_EIO
+ * (the cache was removed), LMC_EPERM, LMC_ECORRUPT, LMC_EVERSION, LMC_ENOSPC
+ * or LMC_ENOMEM (see lmc_reopen_after_fork(), which a child can call first
+ * to take that cost where it chooses).
  */
 
 /**
@@ -679,7 +750,8 @@ typedef struct lmc_verify_result {
  *         fields not zero); LMC_EBUSY (called from inside a callback on
  *         this cache, or no free reader slot for the child); LMC_EIO (the
  *         child could not run, was killed, or did not finish in time; the
- *         cache's directory was replaced since it was opened); LMC_ENOMEM.
+ *         cache's directory was replaced, or a file of it removed, since it
+ *         was opened); LMC_ENOMEM.
  *         The message of every code but LMC_OK is in lmc_errmsg(c).
  */
 LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result *res);
@@ -751,15 +823,41 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(last_txnid, uint64_t, "id of the last committed write transaction")                 \
     X(readers_stale, uint64_t, "reader slots of dead processes, not yet cleared")
 
-/** Counters and gauges of a cache, filled by lmc_stats(). */
+/* How many counters and gauges this version has (LMC__COUNT_ONE counts the
+ * entries of an X-macro table). */
+#define LMC__COUNT_ONE(...) +1
+enum {
+    LMC__NCOUNTERS = 0 LMC_COUNTERS(LMC__COUNT_ONE),
+    LMC__NGAUGES = 0 LMC_GAUGES(LMC__COUNT_ONE)
+};
+
+/** Room for counters in lmc_counters, and for gauges in lmc_stat: 8 bytes
+ *  each, used or reserved.  Fixed for the major version, so that a counter
+ *  or gauge added later takes a reserved slot and moves nothing. */
+#define LMC_COUNTER_SLOTS 64
+#define LMC_GAUGE_SLOTS 32
+
+/** Every counter, in LMC_COUNTERS order, one uint64_t each, then the
+ *  reserved slots: 512 bytes in all.  Embedded in lmc_stat (the totals) and
+ *  in lmc_proc_stat (one process), so a counter has the same offset in
+ *  both. */
+typedef struct lmc_counters {
+#define LMC__COUNTER_FIELD(name, help) uint64_t name;
+    LMC_COUNTERS(LMC__COUNTER_FIELD)
+#undef LMC__COUNTER_FIELD
+    uint64_t reserved[LMC_COUNTER_SLOTS - LMC__NCOUNTERS]; /**< zero; counters
+                                  of later versions take these */
+} lmc_counters;
+
+/** Counters and gauges of a cache, filled by lmc_stats() (768 bytes). */
 typedef struct lmc_stat {
-#define LMC__STAT_COUNTER(name, help) uint64_t name;
-    LMC_COUNTERS(LMC__STAT_COUNTER)
-#undef LMC__STAT_COUNTER
+    lmc_counters counters; /**< summed over every process since the cache was
+                                created; e.g. st.counters.hits */
 #define LMC__STAT_GAUGE(name, type, help) type name;
     LMC_GAUGES(LMC__STAT_GAUGE)
 #undef LMC__STAT_GAUGE
-    uint64_t reserved[15]; /* new gauges take these, so the size stays */
+    uint64_t reserved[LMC_GAUGE_SLOTS - LMC__NGAUGES]; /**< zero; gauges of later
+                                                           versions take these */
 } lmc_stat;
 
 /**
@@ -770,15 +868,15 @@ typedef struct lmc_stat {
  */
 LMC_API int lmc_stats(lmc *c, lmc_stat *st);
 
-/** Counters of one process, from lmc_stats_processes(). */
+/** Counters of one process, from lmc_stats_processes() (600 bytes: the
+ *  size of each element of the array it fills). */
 typedef struct lmc_proc_stat {
     int64_t pid;           /**< the process; 0 for the shared overflow slot */
     int64_t started_ms;    /**< when it attached, ms since the Unix epoch */
     int alive;             /**< 1 if the process still holds its slot */
-    int reserved_int;
-#define LMC__PROC_COUNTER(name, help) uint64_t name;
-    LMC_COUNTERS(LMC__PROC_COUNTER)
-#undef LMC__PROC_COUNTER
+    int reserved_int;      /**< zero */
+    lmc_counters counters; /**< what this process counted since it attached */
+    uint64_t reserved[8];  /**< zero; facts of later versions take these */
 } lmc_proc_stat;
 
 /**
@@ -789,7 +887,7 @@ typedef struct lmc_proc_stat {
  *                 written).
  * @return LMC_OK; LMC_EINVAL (NULL argument); LMC_EBUSY (called from inside
  *         a callback on this cache); in a child after fork, what reopening
- *         the cache can return (see lmc_open).
+ *         the cache can return (see lmc_reopen_after_fork).
  */
 LMC_API int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n);
 
@@ -801,10 +899,17 @@ typedef struct lmc_stat_field {
     const char *name;   /**< e.g. "hits"; static, must not be freed */
     const char *help;   /**< one line of help; static */
     int kind;           /**< LMC_FIELD_* */
-    size_t offset;      /**< offsetof(lmc_stat, name) */
+    size_t offset;      /**< where the field is in lmc_stat: offsetof(lmc_stat,
+                             counters.name) for a counter, offsetof(lmc_stat,
+                             name) for a gauge.  A counter's offset less
+                             offsetof(lmc_stat, counters) is its offset in
+                             any lmc_counters, e.g. lmc_proc_stat.counters. */
+    uint64_t reserved[2]; /**< zero */
 } lmc_stat_field;
 
-/** @brief The table of lmc_stat fields, in declaration order.
+/** @brief The table of lmc_stat fields: the counters, then the gauges, each
+ *  in the order of LMC_COUNTERS and LMC_GAUGES.  Later versions add fields
+ *  but never rename or remove one: dashboards use the names.
  *  @param[out] n number of entries; may be NULL.
  *  @return static array, must not be freed. */
 LMC_API const lmc_stat_field *lmc_stat_fields(size_t *n);
@@ -827,7 +932,7 @@ typedef struct lmc_info {
 /** @brief Describe an open cache.
  *  @return LMC_OK; LMC_EINVAL (NULL argument); LMC_EBUSY (called from inside
  *          a callback on this cache); in a child after fork, what reopening
- *          the cache can return (see lmc_open). */
+ *          the cache can return (see lmc_reopen_after_fork). */
 LMC_API int lmc_info_get(lmc *c, lmc_info *info);
 
 /* ------------------------------------------------------------------------ */
@@ -844,11 +949,24 @@ LMC_API const char *lmc_strerror(int rc);
 LMC_API const char *lmc_errname(int rc);
 
 /**
- * @brief The detailed message of the last error of @p c on the calling thread
- * (e.g. "refusing /dev/shm/app: owned by uid 1001").  With c == NULL: the last
- * message of a failed lmc_open() on this thread.
- * @return *borrowed*: valid until the next lmc call on this thread; "" if
- *         there is none.  Misses (LMC_NOTFOUND from reads) set no message.
+ * @brief The detailed message of the last failed call of the calling thread,
+ * if that call was made on @p c (e.g. "LMC_EPERM: refusing /dev/shm/app:
+ * owned by uid 1001").  With c == NULL: of a failed call made without a
+ * handle, that is lmc_open() or any call given a NULL handle.
+ *
+ * Every call that returns an lmc error code sets it, and its text starts
+ * with the code's name ("LMC_EPERM: "), so that right after a call failed it
+ * describes that call and never an older one.  A failure that is an answer
+ * rather than an error sets it to "" (cheaply: a miss costs no formatting):
+ * LMC_NOTFOUND, LMC_EXISTS and LMC_ECHANGED, and a callback's non-zero value
+ * that lmc_get_view(), lmc_get_many() or lmc_scan() return.  A call that
+ * succeeds leaves it as it was (a hit writes nothing), so read it right after
+ * the call that failed; a call that succeeded after getting over a failure
+ * of its own (an eviction that found nothing to evict after its write was
+ * committed, say) may leave that failure's message.
+ * @return *borrowed*: valid until the next lmc call on this thread; "" if the
+ *         last failed call of this thread was made on another handle, had no
+ *         message, or there was none.
  */
 LMC_API const char *lmc_errmsg(const lmc *c);
 

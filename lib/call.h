@@ -56,7 +56,8 @@ int lmc__call_in_callback(const lmc *h);
 int lmc__call_bad_key(const lmc *h, const void *key, size_t klen);
 
 /* The check of every call: LMC_EINVAL for a NULL handle, what a reopen after
- * fork returns, LMC_EBUSY from inside a callback on this cache. */
+ * fork returns (it waits at most LMC__REOPEN_LOCK_WAIT_MS for another
+ * process's open), LMC_EBUSY from inside a callback on this cache. */
 static inline int lmc__call(lmc *h)
 {
     if (LMC__UNLIKELY(!h))
@@ -64,7 +65,7 @@ static inline int lmc__call(lmc *h)
     lmc__core *k = h->core;
     if (LMC__UNLIKELY(atomic_load_explicit(&k->gen, memory_order_acquire) !=
                       atomic_load_explicit(&lmc__fork_gen, memory_order_relaxed))) {
-        int rc = lmc__reopen(h);
+        int rc = lmc__reopen(h, LMC__REOPEN_LOCK_WAIT_MS);
         if (rc)
             return rc;
     }

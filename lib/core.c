@@ -141,7 +141,7 @@ static unsigned count_users(lmc__core *k, int dirfd)
     lmc__perm p;
     lmc__perm_from_mode(0660, &p);
     int rc = lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL);
-    if (rc == LMC_NOTFOUND || rc == LMC_ECORRUPT)
+    if (rc == LMC_ENOCACHE || rc == LMC_ECORRUPT)
         return 0;
     if (rc)
         return 1;
@@ -222,7 +222,8 @@ int lmc__core_open(const lmc *h, lmc__core *k, const lmc__open_req *r, bool *res
             return rc;
         k->dev = st.st_dev;
         k->ino = st.st_ino;
-        rc = lmc__dir_lock(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX);
+        rc = lmc__dir_lock(h, dirfd, k->path, rdonly ? LOCK_SH : LOCK_EX,
+                           r->lock_wait_ms ? r->lock_wait_ms : LMC__OPEN_LOCK_WAIT_MS);
         if (rc == 0 && fstat(dirfd, &st) != 0)
             rc = lmc__sys_err(h, errno, "fstat %s", k->path);
         if (rc == 0 && st.st_nlink > 0)
@@ -251,8 +252,8 @@ again:;
     lmc__lmdb_meta meta;
     memset(&meta, 0, sizeof meta);
     rc = lmc__open_file(h, dirfd, k->path, "data.mdb", create, rdonly, &r->perm, &fd, NULL);
-    if (rc == LMC_NOTFOUND) {
-        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s", k->path);
+    if (rc == LMC_ENOCACHE) {
+        rc = lmc__err(h, LMC_ENOCACHE, "no cache at %s", k->path);
         goto fail;
     }
     if (rc == LMC_ECORRUPT)
@@ -270,7 +271,7 @@ again:;
     }
     close(fd);
     if (rc == 0 && !exists && !create) {
-        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (data.mdb is empty)", k->path);
+        rc = lmc__err(h, LMC_ENOCACHE, "no cache at %s (data.mdb is empty)", k->path);
         goto fail;
     }
     if (rc == LMC_ECORRUPT || rc == LMC_EVERSION)
@@ -301,8 +302,8 @@ again:;
     bool lock_made = false;
     rc = lmc__open_file(h, dirfd, k->path, "lock.mdb", create, false, &r->perm, &k->lock_fd,
                         &lock_made);
-    if (rc == LMC_NOTFOUND)
-        rc = lmc__err(h, LMC_NOTFOUND, "no cache at %s (lock.mdb is missing)", k->path);
+    if (rc == LMC_ENOCACHE)
+        rc = lmc__err(h, LMC_ENOCACHE, "no cache at %s (lock.mdb is missing)", k->path);
     if (rc == LMC_ECORRUPT)
         goto damaged;
     if (rc)
@@ -489,7 +490,7 @@ void lmc__core_shutdown(lmc__core *k)
     close(dirfd);
 }
 
-int lmc__reopen(lmc *h)
+int lmc__reopen(lmc *h, unsigned lock_wait_ms)
 {
     lmc__core *k = h->core;
     pthread_mutex_lock(&open_lock);
@@ -503,15 +504,20 @@ int lmc__reopen(lmc *h)
          * creates anything (lmc__core_open, lmc__dir_reopen). */
         lmc__open_req r = {k->map_size, k->max_readers,
                       (k->rdonly ? LMC_OPEN_RDONLY : 0) | LMC_OPEN_NOCREATE | LMC__OPEN_REOPEN,
-                      k->perm};
+                      k->perm, lock_wait_ms};
         bool unused;
         rc = lmc__core_open(h, k, &r, &unused);
-        if (rc == LMC_NOTFOUND) {
-            /* A missing file is not a miss here: every call of the child
-             * would otherwise fail with a code that reads as one. */
+        if (rc == LMC_ENOCACHE) {
+            /* The parent's cache lost a file after the parent opened it: the
+             * same failure as its directory removed (lmc__dir_reopen). */
             char msg[512];
-            snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_NOTFOUND));
+            snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_ENOCACHE));
             rc = lmc__err(h, LMC_EIO, "reopening %s in a child after fork: %s", k->path, msg);
+        } else if (rc == LMC_EBUSY && lock_wait_ms < LMC__OPEN_LOCK_WAIT_MS) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(LMC_EBUSY));
+            rc = lmc__err(h, LMC_EBUSY, "reopening %s in a child after fork: %s; a call waits "
+                          "no longer, lmc_reopen_after_fork() as long as lmc_open", k->path, msg);
         }
         if (rc == 0)
             atomic_store_explicit(&k->gen, g, memory_order_release);

@@ -20,12 +20,30 @@ extern _Atomic unsigned lmc__fork_gen;
  * Users cannot pass it: lmc_open refuses unknown bits. */
 #define LMC__OPEN_REOPEN 0x80000000u
 
+/*
+ * How long an open waits for the directory lock, which another process holds
+ * while it opens the cache (about half a millisecond for a cache that
+ * exists, longer for one it creates: its files are reserved in full).
+ * lmc_open and lmc_reopen_after_fork wait a minute: only a process stopped
+ * in the middle of its open holds the lock that long.  The reopen of a child
+ * inside any other call, a get included, waits 2 s: a reopen holds the lock
+ * for 0.5 ms (measured on maps of 1 and 8 GiB on tmpfs), and the last of 64
+ * children of one master reopening at once on 2 CPUs waited 28 ms, so 2 s is
+ * some 70 times that, room for sanitizer and valgrind builds, which run ten
+ * to fifty times slower, while a call that can wait a minute is a hung
+ * request to whoever made it (gunicorn kills a worker silent for 30 s).  A
+ * call that gives up returns LMC_EBUSY, and the next call tries again.
+ */
+#define LMC__OPEN_LOCK_WAIT_MS 60000u
+#define LMC__REOPEN_LOCK_WAIT_MS 2000u
+
 /* The resolved options of an open (kept in the core for the reopen). */
 typedef struct lmc__open_req {
     uint64_t map_size;
     unsigned max_readers;
     unsigned flags;
     lmc__perm perm;
+    unsigned lock_wait_ms; /* for the directory lock; 0: LMC__OPEN_LOCK_WAIT_MS */
 } lmc__open_req;
 
 /* Open the cache of k->path into k (k->path, k->dir_fd and k->lock_fd set by
@@ -40,8 +58,10 @@ void lmc__core_release(lmc__core *k, bool owned);
 void lmc__core_shutdown(lmc__core *k);
 
 /* In a child after fork: reopen the very cache the parent opened, creating
- * nothing (the slow path of the entry check, call.h). */
-int lmc__reopen(lmc *h);
+ * nothing, waiting at most lock_wait_ms for the directory lock (the slow
+ * path of the entry check, call.h, and lmc_reopen_after_fork).  Once done,
+ * or in the process that opened the cache, it does nothing. */
+int lmc__reopen(lmc *h, unsigned lock_wait_ms);
 
 /* The lock that serialises open, close and reopen within the process.  It
  * may be held while waiting for another process's open, so the atfork

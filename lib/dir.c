@@ -19,8 +19,6 @@
 #include "error.h"
 #include "file.h"
 
-#define LMC__OPEN_LOCK_TIMEOUT_MS 60000
-
 /*
  * Give a directory this open has just made exactly mode.  mkdir applies the
  * umask, and a umask that takes the owner's r or x away (0777, 0177) leaves a
@@ -88,7 +86,7 @@ int lmc__dir_open(const lmc *h, const char *path, bool create, const lmc__perm *
         } else if (errno == EEXIST) {
             fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         } else if (errno == ENOENT) {
-            return lmc__err(h, LMC_NOTFOUND, "cannot create %s: its parent directory does not "
+            return lmc__err(h, LMC_ENOCACHE, "cannot create %s: its parent directory does not "
                             "exist (lmc creates only the last component of the path)", path);
         } else {
             return lmc__sys_err(h, errno, "mkdir %s", path);
@@ -101,7 +99,7 @@ int lmc__dir_open(const lmc *h, const char *path, bool create, const lmc__perm *
             lmc__dir_remove_made(path, mst.st_dev, mst.st_ino);
         *made = false;
         if (e == ENOENT)
-            return lmc__err(h, LMC_NOTFOUND, "no cache at %s", path);
+            return lmc__err(h, LMC_ENOCACHE, "no cache at %s", path);
         /* O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP
          * depending on the target: tell the user which it is. */
         if ((e == ELOOP || e == ENOTDIR) && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
@@ -126,19 +124,21 @@ int lmc__dir_open(const lmc *h, const char *path, bool create, const lmc__perm *
     return 0;
 }
 
-/* flock the directory, waiting at most LMC__OPEN_LOCK_TIMEOUT_MS: a process
- * stopped in the middle of its open must not hang every later open. */
-int lmc__dir_lock(const lmc *h, int dirfd, const char *path, int how)
+/* flock the directory, waiting at most wait_ms (in pauses of a millisecond,
+ * so at least that long): a process stopped in the middle of its open must
+ * not hang every later open. */
+int lmc__dir_lock(const lmc *h, int dirfd, const char *path, int how, unsigned wait_ms)
 {
     struct timespec pause = {0, 1000000};
-    for (int waited = 0;; waited++) {
+    for (unsigned waited = 0;; waited++) {
         if (flock(dirfd, how | LOCK_NB) == 0)
             return 0;
         if (errno != EWOULDBLOCK && errno != EINTR)
             return lmc__sys_err(h, errno, "flock %s", path);
-        if (waited >= LMC__OPEN_LOCK_TIMEOUT_MS)
+        if (waited >= wait_ms)
             return lmc__err(h, LMC_EBUSY, "another process has held the open lock of %s "
-                            "for %d s", path, LMC__OPEN_LOCK_TIMEOUT_MS / 1000);
+                            "for %u ms (it is opening the cache, or stopped in the middle of "
+                            "doing so)", path, wait_ms);
         nanosleep(&pause, NULL);
     }
 }

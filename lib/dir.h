@@ -24,8 +24,9 @@ int lmc__dir_reopen(const lmc *h, int dir_fd, const char *path, const lmc__perm 
 /* Remove the directory a failed creating open made, if it is still that one
  * and empty. */
 void lmc__dir_remove_made(const char *path, dev_t dev, ino_t ino);
-/* flock the directory (LOCK_SH or LOCK_EX), waiting a bounded time. */
-int lmc__dir_lock(const lmc *h, int dirfd, const char *path, int how);
+/* flock the directory (LOCK_SH or LOCK_EX), waiting at most wait_ms for
+ * another process's open to finish; LMC_EBUSY after that. */
+int lmc__dir_lock(const lmc *h, int dirfd, const char *path, int how, unsigned wait_ms);
 /* The kernel's boot id, or "" when it cannot be read. */
 void lmc__boot_id(char out[40]);
 /* Remove whatever occupies the names lmc owns in the directory (not the

@@ -5,8 +5,8 @@
  * and the texts are generated from it so that they cannot drift apart.  This
  * file also maps LMDB results and errno values to lmc codes (one mapping at
  * the boundary, so lmc callers never see LMDB's or the kernel's code spaces),
- * and keeps the detailed message of the last error per thread, tagged with
- * the handle it belongs to.
+ * and keeps the detailed message of the last failed call of each thread,
+ * tagged with the handle it was made on (error.h says when it is set).
  */
 #include "fmacros.h"
 
@@ -19,12 +19,13 @@
 
 #include "error.h"
 
-/* Detailed message of the last error on this thread, and the handle it is
- * about (NULL for a failed lmc_open). */
-static _Thread_local struct {
-    const lmc *owner;
-    char text[512];
-} tl_err;
+_Thread_local lmc__errstate lmc__tl_err __attribute__((tls_model("initial-exec")));
+
+/* The text of the last failed call of this thread that has one; valid while
+ * lmc__tl_err.has_text.  Only written when a message is formatted, so it
+ * stays out of the initial-exec block every thread of every program that
+ * loads lmc pays for. */
+static _Thread_local char tl_text[512];
 
 #define LMC__ERR_TEXT(name, value, text) case LMC_##name: return "LMC_" #name ": " text;
 #define LMC__ERR_NAME(name, value, text) case LMC_##name: return "LMC_" #name;
@@ -62,32 +63,33 @@ const char *lmc_errname(int rc)
 
 const char *lmc_errmsg(const lmc *c)
 {
-    if (tl_err.owner == c)
-        return tl_err.text;
+    if (lmc__tl_err.owner == c && lmc__tl_err.has_text)
+        return tl_text;
     return "";
 }
 
 const char *lmc__errmsg_last(void)
 {
-    return tl_err.text;
+    return lmc__tl_err.has_text ? tl_text : "";
 }
 
 const char *lmc__errmsg_detail(int code)
 {
-    const char *name = lmc_errname(code);
+    const char *text = lmc__errmsg_last(), *name = lmc_errname(code);
     size_t n = strlen(name);
-    if (strncmp(tl_err.text, name, n) == 0 && tl_err.text[n] == ':' && tl_err.text[n + 1] == ' ')
-        return tl_err.text + n + 2;
-    return tl_err.text;
+    if (strncmp(text, name, n) == 0 && text[n] == ':' && text[n + 1] == ' ')
+        return text + n + 2;
+    return text;
 }
 
 static void err_vset(const lmc *h, int code, const char *fmt, va_list ap)
 {
-    int n = snprintf(tl_err.text, sizeof tl_err.text, "%s: ", lmc_errname(code));
-    if (n < 0 || (size_t)n >= sizeof tl_err.text)
+    int n = snprintf(tl_text, sizeof tl_text, "%s: ", lmc_errname(code));
+    if (n < 0 || (size_t)n >= sizeof tl_text)
         n = 0;
-    vsnprintf(tl_err.text + n, sizeof tl_err.text - (size_t)n, fmt, ap);
-    tl_err.owner = h;
+    vsnprintf(tl_text + n, sizeof tl_text - (size_t)n, fmt, ap);
+    lmc__tl_err.owner = h;
+    lmc__tl_err.has_text = true;
 }
 
 int lmc__err(const lmc *h, int code, const char *fmt, ...)
@@ -136,7 +138,8 @@ int lmc__code_from_mdb(int rc)
     case EDQUOT:
         return LMC_ENOSPC;
     case ENOENT:
-        return LMC_NOTFOUND;
+        /* A file or directory of the cache is missing: never a miss. */
+        return LMC_ENOCACHE;
     default:
         /* MDB_PANIC, MDB_MAP_RESIZED, MDB_BAD_RSLOT, MDB_BAD_TXN, EIO ... */
         return LMC_EIO;

@@ -137,7 +137,7 @@ int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *nam
         if (e == ELOOP)
             return lmc__err(h, LMC_EPERM, "refusing %s: it is a symbolic link", what);
         if (e == ENOENT)
-            return lmc__err(h, LMC_NOTFOUND, "%s does not exist", what);
+            return lmc__err(h, LMC_ENOCACHE, "%s does not exist", what);
         return lmc__sys_err(h, e, "open %s", what);
     }
     if (fstat(fd, &st) != 0) {

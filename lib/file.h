@@ -18,7 +18,8 @@ void lmc__perm_from_mode(unsigned mode, lmc__perm *p);
 int lmc__check_owner(const lmc *h, const char *what, const struct stat *st, const lmc__perm *p,
                      bool want_dir);
 /* Open (create if allowed) the file name in dirfd with the exact mode,
- * checked; *created (may be NULL) tells whether this call made it. */
+ * checked; *created (may be NULL) tells whether this call made it.  A
+ * missing file that may not be created is LMC_ENOCACHE. */
 int lmc__open_file(const lmc *h, int dirfd, const char *dirpath, const char *name, bool create,
                    bool rdonly, const lmc__perm *p, int *fd_out, bool *created);
 /* Give the first size bytes of fd (the file name in dirfd) their storage, so

@@ -41,6 +41,11 @@
 #error "lmc was verified with LMDB 0.9.24 only (lib/lmdbmeta.h): check its layouts for this one"
 #endif
 
+/* The offsets below are those of a 64-bit LMDB, whose page numbers, sizes
+ * and transaction ids are size_t. */
+_Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8,
+               "lmc needs a 64-bit (LP64) target: lib/lmdbmeta.h has a 64-bit LMDB's layouts");
+
 /* LMC_OK, or LMC_EVERSION with a message when the liblmdb this process runs
  * is not the version lmc was built with (the layouts above, and the layout
  * of the lock file that every process of a cache shares, must match). */

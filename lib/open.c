@@ -1,6 +1,6 @@
 /*
  * open.c - lmc_open and lmc_close, the registry of this process's cores, the
- * fork handlers, and lmc_info_get and lmc_version.
+ * fork handlers and lmc_reopen_after_fork, and lmc_info_get and lmc_version.
  *
  * Within a process one core (the LMDB environment and the shared files) is
  * kept per cache directory, shared by every lmc handle that opens it: LMDB
@@ -24,6 +24,12 @@
 #include "lmdbmeta.h"
 #include "range.h"
 #include "txn.h"
+
+/* The layouts lmc.h promises for the structs this file fills or reads: a
+ * change to one of them is a new major version. */
+_Static_assert(sizeof(lmc_options) == 80 && offsetof(lmc_options, reserved_int) == 28,
+               "lmc_options: map_size, default_ttl_ms, mode, max_readers, flags, reserved");
+_Static_assert(sizeof(lmc_info) == 128, "lmc_info is 128 bytes");
 
 #define LMC__MIN_MAP ((uint64_t)1 << 20)
 #define LMC__DEFAULT_MAP ((uint64_t)1 << 30)
@@ -78,6 +84,14 @@ static int resolve_options(const lmc_options *opts, lmc__open_req *r, int64_t *t
     memset(&o, 0, sizeof o);
     if (opts)
         o = *opts;
+    /* Zero today, so that a later version can give these fields a meaning
+     * whose default is 0 without a program built against this one asking
+     * for it by accident. */
+    bool reserved = o.reserved_int != 0;
+    for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++)
+        reserved |= o.reserved[i] != 0;
+    if (reserved)
+        return lmc__err(NULL, LMC_EINVAL, "reserved fields of lmc_options must be zero");
     const unsigned known = LMC_OPEN_RDONLY | LMC_OPEN_NOCREATE | LMC_OPEN_RESET;
     if (o.flags & ~known)
         return lmc__err(NULL, LMC_EINVAL, "unknown open flags 0x%x", o.flags & ~known);
@@ -111,6 +125,7 @@ static int resolve_options(const lmc_options *opts, lmc__open_req *r, int64_t *t
     r->map_size = ms;
     r->max_readers = mr;
     r->flags = o.flags;
+    r->lock_wait_ms = LMC__OPEN_LOCK_WAIT_MS;
     lmc__perm_from_mode(o.mode, &r->perm);
     *ttl = o.default_ttl_ms;
     return 0;
@@ -245,6 +260,27 @@ void lmc_close(lmc *c)
     }
     lmc__open_unlock();
     lmc__free(c);
+}
+
+/*
+ * The reopen that the first call of a child after fork runs (call.h), at a
+ * time the caller chooses: it waits for another process's open as long as
+ * lmc_open does, where the implicit one gives up after 2 s, since a caller
+ * that chose the place (a post-fork hook) has no request waiting on it.
+ */
+int lmc_reopen_after_fork(lmc *c)
+{
+    if (!c)
+        return lmc__err(NULL, LMC_EINVAL, "handle is NULL");
+    lmc__core *k = c->core;
+    if (atomic_load_explicit(&k->gen, memory_order_acquire) ==
+        atomic_load_explicit(&lmc__fork_gen, memory_order_relaxed))
+        return 0; /* the process that opened it, or reopened already */
+    /* A callback's snapshot belongs to the environment a reopen closes. */
+    int rc = lmc__tl_callback ? lmc__call_in_callback(c) : 0;
+    if (rc)
+        return rc;
+    return lmc__reopen(c, LMC__OPEN_LOCK_WAIT_MS);
 }
 
 int lmc_info_get(lmc *c, lmc_info *info)

@@ -24,7 +24,8 @@ int lmc_delete(lmc *c, const void *key, size_t klen)
         return rc;
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
-    return lmc__delete_one(c, &sk, key, klen, NULL, false);
+    rc = lmc__delete_one(c, &sk, key, klen, NULL, false);
+    return rc == LMC_NOTFOUND ? lmc__answer(c, rc) : rc;
 }
 
 int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed)
@@ -221,5 +222,6 @@ int lmc_touch(lmc *c, const void *key, size_t klen, int64_t ttl_ms)
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     touch_arg a = {&sk, key, klen, ttl_ms};
-    return lmc__write(c, op_touch, &a, 0, NULL, NULL);
+    rc = lmc__write(c, op_touch, &a, 0, NULL, NULL);
+    return rc == LMC_NOTFOUND ? lmc__answer(c, rc) : rc;
 }

@@ -45,8 +45,9 @@ static inline int entry_state(const lmc__skey *sk, const MDB_val *d, const void 
 
 /*
  * The live entry of key in r's snapshot, into *e (which then points into the
- * map); a miss is counted here.  Whatever it returns, the snapshot stays
- * open: the caller copies what it needs and ends it.
+ * map); a miss is counted here, and recorded as an answer without a message
+ * (two thread-local stores: error.h).  Whatever it returns, the snapshot
+ * stays open: the caller copies what it needs and ends it.
  */
 static inline int lookup(lmc *c, lmc__rtxn *r, lmc__skey *sk, const void *key, size_t klen,
                          lmc__entry *e)
@@ -65,7 +66,7 @@ static inline int lookup(lmc *c, lmc__rtxn *r, lmc__skey *sk, const void *key, s
         return lmc__mdb_err(c, rc, "mdb_get");
     }
     lmc__count(k, LMC__C_misses, 1);
-    return LMC_NOTFOUND;
+    return lmc__answer(c, LMC_NOTFOUND);
 }
 
 /* Copy a value out of the map.  A function of its own (not inlined) so that
@@ -216,7 +217,9 @@ int lmc_get_view(lmc *c, const void *key, size_t klen, lmc_view_fn fn, void *arg
     lmc__cb_pop(&cb);
     lmc__rend(r);
     hit_done(c, r, &sk, e.expires_at, v.len);
-    return out;
+    /* The callback's value is the call's: a failure with no message of
+     * lmc's, whatever the callback itself may have called. */
+    return out ? lmc__answer(c, out) : 0;
 }
 
 int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *arg)
@@ -269,8 +272,10 @@ int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *ar
             malformed += why == LMC__C_malformed;
             out = fn(arg, i, NULL);
         }
-        if (out)
+        if (out) {
+            lmc__answer(c, out); /* the callback's value: no message of lmc's */
             break;
+        }
     }
     lmc__cb_pop(&cb);
     lmc__rend(r);
@@ -315,8 +320,10 @@ static int scan_batch(lmc *c, lmc__rtxn *r, const lmc__range *range, lmc__resume
             lmc__cb_push(&cb, k);
             out = fn(arg, &v);
             lmc__cb_pop(&cb);
-            if (out)
+            if (out) {
+                lmc__answer(c, out); /* the callback's value: no message of lmc's */
                 break;
+            }
         }
         rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
     }

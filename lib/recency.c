@@ -54,7 +54,7 @@ int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const
     lmc__perm_from_mode(mode, &p);
     int fd;
     int rc = lmc__open_file(h, dirfd, k->path, "recency", create, k->rdonly, &p, &fd, NULL);
-    if (rc == LMC_NOTFOUND && !create)
+    if (rc == LMC_ENOCACHE && !create)
         return 0; /* a read-only handle does without */
     if (rc)
         return rc;

@@ -112,7 +112,7 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
     lmc__perm_from_mode(mode, &p);
     int fd;
     int rc = lmc__open_file(h, dirfd, k->path, "stats", create, k->rdonly, &p, &fd, NULL);
-    if (rc == LMC_NOTFOUND && !create)
+    if (rc == LMC_ENOCACHE && !create)
         return 0; /* no counters yet: read-only handles read zeros */
     if (rc)
         return rc;

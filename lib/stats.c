@@ -83,18 +83,33 @@ static int count_entries(lmc *c, uint64_t *entries, uint64_t *with_ttl)
 /* Reading                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Counters of the stats struct, in LMC_COUNTERS order. */
-static uint64_t *counters_of(lmc_stat *st)
-{
-    return &st->gets;
-}
-
-_Static_assert(offsetof(lmc_stat, early_refreshes) ==
-                   offsetof(lmc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
-               "lmc_stat counters are contiguous and in enum order");
-_Static_assert(offsetof(lmc_proc_stat, early_refreshes) ==
-                   offsetof(lmc_proc_stat, gets) + (LMC__NCTR - 1) * sizeof(uint64_t),
-               "lmc_proc_stat counters are contiguous and in enum order");
+/*
+ * The layouts lmc.h promises, checked here because this file fills them.
+ * lmc_counters keeps its size whatever counters a version has, and each
+ * counter sits at its index in the stats file's slots (LMC__C_*), so the
+ * counters are copied as one array; the gauges start after the counters
+ * and never move when a counter is added.  The sizes are the ABI: a change
+ * to any of them is a new major version.
+ */
+_Static_assert(sizeof(lmc_counters) == 512, "lmc_counters is 64 slots of 8 bytes");
+_Static_assert((int)LMC__NCOUNTERS == (int)LMC__NCTR, "one counter per LMC__C_* index");
+_Static_assert(LMC__NCOUNTERS <= LMC_COUNTER_SLOTS && LMC__NGAUGES <= LMC_GAUGE_SLOTS,
+               "the counters and gauges fit their reserved room");
+#define LMC__CTR_AT(name, help)                                                               \
+    _Static_assert(offsetof(lmc_counters, name) == LMC__C_##name * sizeof(uint64_t),          \
+                   "counter " #name " is at its index");
+LMC_COUNTERS(LMC__CTR_AT)
+#undef LMC__CTR_AT
+#define LMC__GAUGE_SIZE(name, type, help)                                                     \
+    _Static_assert(sizeof(type) == 8, "gauge " #name " takes one 8-byte slot");
+LMC_GAUGES(LMC__GAUGE_SIZE)
+#undef LMC__GAUGE_SIZE
+_Static_assert(offsetof(lmc_stat, counters) == 0 && offsetof(lmc_stat, entries) == 512,
+               "lmc_stat: the counters, then the gauges from the first one");
+_Static_assert(sizeof(lmc_stat) == 768, "lmc_stat is 64 counter and 32 gauge slots");
+_Static_assert(offsetof(lmc_proc_stat, counters) == 24 && sizeof(lmc_proc_stat) == 600,
+               "lmc_proc_stat: pid, started_ms, alive, the counters, a reserved tail");
+_Static_assert(sizeof(lmc_stat_field) == 48, "lmc_stat_field is 48 bytes");
 
 int lmc_stats(lmc *c, lmc_stat *st)
 {
@@ -106,7 +121,7 @@ int lmc_stats(lmc *c, lmc_stat *st)
     lmc__core *k = c->core;
     memset(st, 0, sizeof *st);
 
-    uint64_t *ctr = counters_of(st);
+    uint64_t *ctr = &st->counters.gets;
     unsigned processes = 0;
     for (unsigned i = 0, used = lmc__slots_used(k); i < used; i++) {
         const lmc__slot *s = lmc__slot_at(k, i);
@@ -115,7 +130,7 @@ int lmc_stats(lmc *c, lmc_stat *st)
         if (i > 0 && (i == k->slot_index || lmc__slot_holder(k, i) != 0))
             processes++;
     }
-    st->gets = st->hits + st->misses;
+    st->counters.gets = st->counters.hits + st->counters.misses;
 
     lmc__fill f;
     if ((rc = lmc__fill_get(c, &f)))
@@ -173,11 +188,11 @@ int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n)
             p->pid = i == 0 ? 0 : (holder > 0 ? holder : atomic_load(&s->pid));
             p->started_ms = i == 0 ? 0 : atomic_load(&s->started_ms);
             p->alive = i != 0;
-            uint64_t *pc = &p->gets;
+            uint64_t *pc = &p->counters.gets;
             for (unsigned j = 0; j < LMC__NCTR; j++)
                 pc[j] = atomic_load_explicit(&s->ctr[j], memory_order_relaxed) -
                         (i == 0 ? 0 : s->base[j]);
-            p->gets = p->hits + p->misses;
+            p->counters.gets = p->counters.hits + p->counters.misses;
         }
         found++;
     }
@@ -186,7 +201,8 @@ int lmc_stats_processes(lmc *c, lmc_proc_stat *out, size_t cap, size_t *n)
 }
 
 static const lmc_stat_field stat_fields[] = {
-#define LMC__FIELD_C(name, help) {#name, help, LMC_FIELD_COUNTER, offsetof(lmc_stat, name)},
+#define LMC__FIELD_C(name, help)                                                              \
+    {#name, help, LMC_FIELD_COUNTER, offsetof(lmc_stat, counters.name)},
     LMC_COUNTERS(LMC__FIELD_C)
 #undef LMC__FIELD_C
 #define LMC__FIELD_G(name, type, help)                                                        \

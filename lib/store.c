@@ -177,6 +177,9 @@ static int store(lmc *c, const void *key, size_t klen, const void *val, size_t v
     /* An add replaces nothing live, so it has nothing stale to remove. */
     if ((rc == LMC_ETOOBIG || rc == LMC_ENOSPC) && mode != MODE_ADD)
         rc = store_failed(c, rc, &sk, key, klen, mode == MODE_CAS ? &version : NULL);
+    /* The answers of add, replace and cas need no message. */
+    if (rc == LMC_EXISTS || rc == LMC_NOTFOUND || rc == LMC_ECHANGED)
+        return lmc__answer(c, rc);
     return rc;
 }
 

@@ -153,7 +153,11 @@ static int child_verify(const lmc__core *k, report *r)
     mdb_env_set_mapsize(env, (size_t)k->map_size);
     rc = mdb_env_open(env, access(ep, X_OK) == 0 ? ep : k->path, MDB_RDONLY | MDB_NOTLS, 0600);
     if (rc) {
-        child_fail(r, lmc__code_from_mdb(rc), "mdb_env_open: %s", mdb_strerror(rc));
+        /* A file removed since the handle opened the cache: like the
+         * directory replaced, LMC_EIO, never "no cache" for an open handle. */
+        int code = lmc__code_from_mdb(rc);
+        child_fail(r, code == LMC_ENOCACHE ? LMC_EIO : code, "mdb_env_open: %s",
+                   mdb_strerror(rc));
         goto out;
     }
     MDB_envinfo info;

@@ -51,6 +51,7 @@ setup(
     version=lib_version(),
     description="One cache shared by every process on a host (LMDB), with "
     "cachelib and Flask-Caching backends",
+    license="MIT",
     packages=["lmc"],
     ext_modules=[ext],
     python_requires=">=3.9",

@@ -303,9 +303,10 @@ static void model_check_all(model *m)
                    entries, with_ttl, kbytes, vbytes);
     m->want[LMC__C_gets] = m->want[LMC__C_hits] + m->want[LMC__C_misses];
 #define MODEL_CMP(name, help)                                                                 \
-    if (st.name - m->base.name != m->want[LMC__C_##name])                                    \
+    if (st.counters.name - m->base.counters.name != m->want[LMC__C_##name])                  \
         MODEL_FAIL("op %zu: counter %s went up by %" PRIu64 ", the model counted %" PRIu64,    \
-                   m->ops, #name, st.name - m->base.name, m->want[LMC__C_##name]);
+                   m->ops, #name, st.counters.name - m->base.counters.name,                    \
+                   m->want[LMC__C_##name]);
     LMC_COUNTERS(MODEL_CMP)
 #undef MODEL_CMP
 }

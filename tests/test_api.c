@@ -5,6 +5,8 @@
  */
 #include "util.h"
 
+#include <fcntl.h>
+
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -79,6 +81,15 @@ static void test_open_bad_arguments(void **state)
     o.default_ttl_ms = 0;
     o.max_readers = 1u << 30;
     ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    o.max_readers = 0;
+    /* Reserved fields are for options of later versions: refused unless 0. */
+    o.reserved_int = 1;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    assert_non_null(strstr(lmc_errmsg(NULL), "reserved fields of lmc_options"));
+    o.reserved_int = 0;
+    o.reserved[5] = 1;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_EINVAL);
+    o.reserved[5] = 0;
     /* None of these created anything. */
     struct stat st;
     assert_int_equal(stat(t->path, &st), -1);
@@ -89,21 +100,33 @@ static void test_open_nocreate_and_rdonly_create_nothing(void **state)
 {
     tctx *t = *state;
     lmc *c = NULL;
+    /* "No cache here" has a code of its own: it never reads as a miss. */
     lmc_options o = {.flags = LMC_OPEN_NOCREATE};
-    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    assert_string_equal(lmc_errname(LMC_ENOCACHE), "LMC_ENOCACHE");
     o.flags = LMC_OPEN_RDONLY;
-    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
-    assert_non_null(strstr(lmc_errmsg(NULL), "no cache at"));
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    assert_true(strncmp(lmc_errmsg(NULL), "LMC_ENOCACHE: no cache at ", 26) == 0);
     struct stat st;
     assert_int_equal(stat(t->path, &st), -1);
     /* An existing empty directory is not a cache either, and stays empty. */
     assert_int_equal(mkdir(t->path, 0700), 0);
-    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_NOTFOUND);
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    o.flags = LMC_OPEN_NOCREATE;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
     char p[256];
     snprintf(p, sizeof p, "%s/data.mdb", t->path);
     assert_int_equal(stat(p, &st), -1);
     snprintf(p, sizeof p, "%s/stats", t->path);
     assert_int_equal(stat(p, &st), -1);
+    /* Nor is an empty data file (a creator that died before writing). */
+    snprintf(p, sizeof p, "%s/data.mdb", t->path);
+    int fd = open(p, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    o.flags = LMC_OPEN_RDONLY;
+    ASSERT_RC(lmc_open(&c, t->path, &o), LMC_ENOCACHE);
+    assert_non_null(strstr(lmc_errmsg(NULL), "data.mdb is empty"));
 }
 
 static void test_readonly_handle(void **state)
@@ -154,6 +177,7 @@ static void test_same_path_shares_one_environment(void **state)
     lmc *r = open_cache(t, 4, LMC_OPEN_RDONLY);
     lmc *w = NULL;
     ASSERT_RC(lmc_open(&w, t->path, NULL), LMC_EBUSY);
+    assert_non_null(strstr(lmc_errmsg(NULL), "is already open read-only in this process"));
     assert_null(w);
     lmc_close(r);
     w = open_cache(t, 4, 0);
@@ -284,9 +308,9 @@ static void test_add_replace(void **state)
     ASSERT_OK(lmc_replace(t->c, "k", 1, "r", 1, 0));
     assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "r");
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.adds, 2);
-    assert_int_equal(st.add_conflicts, 1);
-    assert_int_equal(st.sets, 2); /* the successful add and replace */
+    assert_int_equal(st.counters.adds, 2);
+    assert_int_equal(st.counters.add_conflicts, 1);
+    assert_int_equal(st.counters.sets, 2); /* the successful add and replace */
 }
 
 static void test_delete(void **state)
@@ -302,7 +326,7 @@ static void test_delete(void **state)
     assert_null(get_s(t->c, "k", buf, sizeof buf));
     assert_string_equal(get_s(t->c, "k2", buf, sizeof buf), "v");
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.deletes, 1);
+    assert_int_equal(st.counters.deletes, 1);
     assert_int_equal(st.entries, 1);
     assert_int_equal(st.key_bytes, 2);
     assert_int_equal(st.value_bytes, 1);
@@ -339,7 +363,7 @@ static void test_incr(void **state)
     ASSERT_OK(lmc_incr(t->c, "z", 1, 1, &r, 0));
     assert_int_equal(r, 8);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.incrs, 14);
+    assert_int_equal(st.counters.incrs, 14);
 }
 
 static void test_cas(void **state)
@@ -364,8 +388,8 @@ static void test_cas(void **state)
     ASSERT_OK(lmc_get_cas(t->c, "k", 1, buf, sizeof buf, &n, &v3));
     assert_true(v3 == v2);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.cas, 3);
-    assert_int_equal(st.cas_conflicts, 1);
+    assert_int_equal(st.counters.cas, 3);
+    assert_int_equal(st.counters.cas_conflicts, 1);
 }
 
 static void test_exists(void **state)
@@ -378,9 +402,9 @@ static void test_exists(void **state)
     ASSERT_RC(lmc_exists(t->c, "", 0), LMC_EINVAL);
     ASSERT_RC(lmc_exists(NULL, "k", 1), LMC_EINVAL);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.hits, 1);
-    assert_int_equal(st.misses, 1);
-    assert_int_equal(st.bytes_read, 0); /* nothing was read */
+    assert_int_equal(st.counters.hits, 1);
+    assert_int_equal(st.counters.misses, 1);
+    assert_int_equal(st.counters.bytes_read, 0); /* nothing was read */
 }
 
 static void test_get_alloc(void **state)
@@ -499,7 +523,8 @@ static unsigned all_calls_busy(lmc *c)
 #define BUSY(call)                                                                            \
     do {                                                                                      \
         int rc_ = (call);                                                                     \
-        if (rc_ != LMC_EBUSY || strncmp(lmc_errmsg(c), "LMC_EBUSY: ", 11) != 0) {             \
+        if (rc_ != LMC_EBUSY || strncmp(lmc_errmsg(c), "LMC_EBUSY: call on ", 19) != 0 ||     \
+            !strstr(lmc_errmsg(c), "from inside one of its callbacks")) {                     \
             fprintf(stderr, "# in a callback: %s returned %s, message '%s'\n", #call,         \
                     lmc_errname(rc_), lmc_errmsg(c));                                         \
             bad |= 1u << i;                                                                   \
@@ -671,9 +696,9 @@ static void test_get_many(void **state)
     assert_non_null(strstr(lmc_errmsg(t->c), "key 1"));
     ASSERT_OK(lmc_get_many(t->c, NULL, 0, many_cb, &b));
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.hits, 3 + 1);
-    assert_int_equal(st.misses, 1 + 1);
-    assert_int_equal(st.gets, 6);
+    assert_int_equal(st.counters.hits, 3 + 1);
+    assert_int_equal(st.counters.misses, 1 + 1);
+    assert_int_equal(st.counters.gets, 6);
 }
 
 static void test_set_many_is_all_or_nothing(void **state)
@@ -696,7 +721,7 @@ static void test_set_many_is_all_or_nothing(void **state)
     ASSERT_OK(lmc_set_many(t->c, NULL, 0));
     ASSERT_RC(lmc_set_many(t->c, NULL, 2), LMC_EINVAL);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.sets, 3);
+    assert_int_equal(st.counters.sets, 3);
     assert_int_equal(st.entries, 3);
     assert_int_equal(st.entries_with_ttl, 1);
 }
@@ -777,8 +802,8 @@ static void test_delete_prefix(void **state)
     lmc_stat st = stats_of(t->c);
     assert_int_equal(st.entries, 3);
     assert_int_equal(st.entries_with_ttl, 0); /* the index rows went too */
-    assert_int_equal(st.prefix_deletes, 1);
-    assert_int_equal(st.prefix_deleted_keys, 2500);
+    assert_int_equal(st.counters.prefix_deletes, 1);
+    assert_int_equal(st.counters.prefix_deleted_keys, 2500);
     ASSERT_OK(lmc_delete_prefix(t->c, "nothing", 7, NULL));
     ASSERT_RC(lmc_delete_prefix(t->c, "", 0, &removed), LMC_EINVAL);
     ASSERT_RC(lmc_delete_prefix(t->c, NULL, 3, &removed), LMC_EINVAL);
@@ -799,7 +824,7 @@ static void test_clear(void **state)
     assert_int_equal(st.entries_with_ttl, 0);
     assert_int_equal(st.key_bytes, 0);
     assert_int_equal(st.value_bytes, 0);
-    assert_int_equal(st.clears, 1);
+    assert_int_equal(st.counters.clears, 1);
     char buf[8];
     assert_null(get_s(t->c, "k1", buf, sizeof buf));
     ASSERT_OK(put_s(t->c, "after", "x", 0));
@@ -809,6 +834,127 @@ static void test_clear(void **state)
 /* ------------------------------------------------------------------------ */
 /* Stats, errors, version                                                   */
 /* ------------------------------------------------------------------------ */
+
+/* Callbacks that stop at once with a value of their own. */
+static int many_stop(void *arg, size_t i, const lmc_value *v)
+{
+    (void)arg;
+    (void)i;
+    (void)v;
+    return 6;
+}
+
+static int scan_stop(void *arg, const lmc_value *v)
+{
+    (void)arg;
+    (void)v;
+    return 7;
+}
+
+/* Leave a message with a code no call below returns, so that a failure
+ * that left none of its own would show it. */
+static void plant(lmc *c)
+{
+    ASSERT_RC(lmc_set(c, "", 0, "v", 1, 0), LMC_EINVAL);
+    assert_string_equal(lmc_errmsg(c), "LMC_EINVAL: key is empty (keys are 1 to 65536 bytes)");
+}
+
+#define EXPECT_MSG(c, want)                                                                   \
+    do {                                                                                      \
+        const char *m_ = lmc_errmsg(c);                                                       \
+        if (strncmp(m_, (want), strlen(want)) != 0 || (!*(want) && *m_))                      \
+            fail_msg("line %d: message '%s', want '%s...'", __LINE__, m_, (want));            \
+    } while (0)
+
+/*
+ * lmc_errmsg describes the last failed call of this thread: every call that
+ * fails sets it, an answer (a miss, LMC_EXISTS, LMC_ECHANGED, a callback's
+ * value) to "", so that no message of an older call is ever taken for the
+ * one just made; a call that succeeds leaves it alone.
+ */
+static void test_errmsg_describes_the_last_failed_call(void **state)
+{
+    tctx *t = *state;
+    lmc *c = t->c = open_cache(t, 4, 0);
+    char buf[4], big[16];
+    size_t n;
+    void *p;
+    uint64_t ver;
+    ASSERT_OK(put_s(c, "k", "value", 0));
+    ASSERT_OK(put_s(c, "num", "x", 0));
+    ASSERT_OK(lmc_get_cas(c, "k", 1, big, sizeof big, &n, &ver));
+
+    /* Answers: an empty message, whatever came before. */
+    plant(c);
+    ASSERT_RC(lmc_get(c, "nope", 4, buf, sizeof buf, &n), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_exists(c, "nope", 4), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_get_alloc(c, "nope", 4, &p, &n), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_get_view(c, "nope", 4, view_stop, NULL), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_add(c, "k", 1, "v", 1, 0), LMC_EXISTS);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_replace(c, "nope", 4, "v", 1, 0), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_cas(c, "k", 1, "v", 1, 0, ver + 1), LMC_ECHANGED);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_cas(c, "nope", 4, "v", 1, 0, ver), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_delete(c, "nope", 4), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_touch(c, "nope", 4, 1000), LMC_NOTFOUND);
+    EXPECT_MSG(c, "");
+    /* A callback's value is returned as the call's own. */
+    plant(c);
+    ASSERT_RC(lmc_get_view(c, "k", 1, view_stop, NULL), 77);
+    EXPECT_MSG(c, "");
+    lmc_key keys[1] = {{"k", 1}};
+    plant(c);
+    ASSERT_RC(lmc_get_many(c, keys, 1, many_stop, NULL), 6);
+    EXPECT_MSG(c, "");
+    plant(c);
+    ASSERT_RC(lmc_scan(c, "k", 1, scan_stop, NULL), 7);
+    EXPECT_MSG(c, "");
+
+    /* Errors: the message of this call, starting with its code's name. */
+    plant(c);
+    ASSERT_RC(lmc_get(c, "k", 1, buf, sizeof buf, &n), LMC_ERANGE);
+    EXPECT_MSG(c, "LMC_ERANGE: value of 5 bytes does not fit");
+    plant(c);
+    ASSERT_RC(lmc_incr(c, "num", 3, 1, NULL, 0), LMC_ENOTNUM);
+    EXPECT_MSG(c, "LMC_ENOTNUM: ");
+    ASSERT_RC(lmc_delete_prefix(c, "", 0, NULL), LMC_EINVAL);
+    EXPECT_MSG(c, "LMC_EINVAL: prefix is NULL or empty");
+
+    /* A call that succeeds leaves the message of the last failed one. */
+    plant(c);
+    ASSERT_OK(lmc_get(c, "num", 3, buf, sizeof buf, &n));
+    ASSERT_OK(put_s(c, "other", "v", 0));
+    EXPECT_MSG(c, "LMC_EINVAL: key is empty");
+
+    /* It belongs to the handle the failed call was made on. */
+    lmc *b = NULL;
+    ASSERT_OK(lmc_open(&b, t->path, NULL));
+    assert_string_equal(lmc_errmsg(b), "");
+    assert_string_equal(lmc_errmsg(NULL), "");
+    ASSERT_RC(lmc_get(b, "nope", 4, buf, sizeof buf, &n), LMC_NOTFOUND);
+    assert_string_equal(lmc_errmsg(c), ""); /* the last failed call was b's */
+    ASSERT_RC(lmc_get(NULL, "k", 1, buf, sizeof buf, &n), LMC_EINVAL);
+    EXPECT_MSG(NULL, "LMC_EINVAL: handle is NULL");
+    assert_string_equal(lmc_errmsg(b), "");
+    lmc_close(b);
+}
 
 static void test_stats_count_what_happened(void **state)
 {
@@ -822,12 +968,12 @@ static void test_stats_count_what_happened(void **state)
     get_s(t->c, "bbb", buf, sizeof buf);
     get_s(t->c, "nope", buf, sizeof buf);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.sets, 2);
-    assert_int_equal(st.bytes_written, 6);
-    assert_int_equal(st.hits, 3);
-    assert_int_equal(st.misses, 1);
-    assert_int_equal(st.gets, 4);
-    assert_int_equal(st.bytes_read, 10);
+    assert_int_equal(st.counters.sets, 2);
+    assert_int_equal(st.counters.bytes_written, 6);
+    assert_int_equal(st.counters.hits, 3);
+    assert_int_equal(st.counters.misses, 1);
+    assert_int_equal(st.counters.gets, 4);
+    assert_int_equal(st.counters.bytes_read, 10);
     assert_int_equal(st.entries, 2);
     assert_int_equal(st.entries_with_ttl, 1);
     assert_int_equal(st.key_bytes, 5);
@@ -848,8 +994,8 @@ static void test_stats_count_what_happened(void **state)
     assert_int_equal(np, 1);
     assert_int_equal(ps[0].pid, getpid());
     assert_int_equal(ps[0].alive, 1);
-    assert_int_equal(ps[0].hits, 3);
-    assert_int_equal(ps[0].gets, 4);
+    assert_int_equal(ps[0].counters.hits, 3);
+    assert_int_equal(ps[0].counters.gets, 4);
     ASSERT_OK(lmc_stats_processes(t->c, NULL, 0, &np));
     assert_int_equal(np, 1);
     ASSERT_RC(lmc_stats(t->c, NULL), LMC_EINVAL);
@@ -862,16 +1008,23 @@ static void test_stat_fields_table(void **state)
     size_t n = 0;
     const lmc_stat_field *f = lmc_stat_fields(&n);
     assert_int_equal(n, LMC__NCTR + 17);
-    /* Gauges added after 0.1.0 take reserved words at the end,
-     * so that lmc_stat keeps its size for programs built before them. */
-    assert_int_equal(sizeof(lmc_stat), (LMC__NCTR + 16 + 16) * sizeof(uint64_t));
+    /* Counters and gauges added later take reserved slots of their own
+     * part, so that lmc_stat keeps its size and a new counter moves no
+     * gauge (test_abi_layout checks the whole of it). */
+    assert_int_equal(sizeof(lmc_stat), (LMC_COUNTER_SLOTS + LMC_GAUGE_SLOTS) * sizeof(uint64_t));
     assert_int_equal(f[n - 1].offset, offsetof(lmc_stat, readers_stale));
     assert_string_equal(f[0].name, "gets");
     assert_int_equal(f[0].kind, LMC_FIELD_COUNTER);
-    assert_int_equal(f[0].offset, offsetof(lmc_stat, gets));
+    assert_int_equal(f[0].offset, offsetof(lmc_stat, counters.gets));
+    assert_string_equal(f[LMC__NCTR].name, "entries");
+    assert_int_equal(f[LMC__NCTR].offset, sizeof(lmc_counters));
     int saw_fill = 0;
     for (size_t i = 0; i < n; i++) {
         assert_true(f[i].help && *f[i].help);
+        assert_int_equal(f[i].reserved[0] | f[i].reserved[1], 0);
+        /* A counter is at the same place in every lmc_counters. */
+        if (i < LMC__NCTR)
+            assert_int_equal(f[i].offset - offsetof(lmc_stat, counters), i * sizeof(uint64_t));
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(f[i].name, f[j].name);
         if (strcmp(f[i].name, "fill") == 0) {
@@ -886,12 +1039,57 @@ static void test_stat_fields_table(void **state)
     assert_non_null(lmc_stat_fields(NULL));
 }
 
+/*
+ * The layout of every public struct, as programs built against this version
+ * see it.  A change here is an ABI change: the counters may grow only into
+ * lmc_counters' reserved tail, gauges into lmc_stat's, and new options and
+ * facts into the reserved fields of theirs, so that no field moves.
+ */
+_Static_assert(sizeof(lmc_options) == 80, "lmc_options");
+_Static_assert(offsetof(lmc_options, flags) == 24 && offsetof(lmc_options, reserved) == 32,
+               "lmc_options fields");
+_Static_assert(sizeof(lmc_counters) == LMC_COUNTER_SLOTS * 8 && LMC_COUNTER_SLOTS == 64,
+               "lmc_counters");
+_Static_assert(sizeof(lmc_stat) == 768 && offsetof(lmc_stat, entries) == 512, "lmc_stat");
+_Static_assert(sizeof(lmc_proc_stat) == 600 && offsetof(lmc_proc_stat, counters) == 24,
+               "lmc_proc_stat");
+_Static_assert(sizeof(lmc_stat_field) == 48, "lmc_stat_field");
+_Static_assert(sizeof(lmc_info) == 128, "lmc_info");
+_Static_assert(sizeof(lmc_sweep_options) == 80, "lmc_sweep_options");
+_Static_assert(sizeof(lmc_sweep_result) == 104, "lmc_sweep_result");
+_Static_assert(sizeof(lmc_verify_options) == 48, "lmc_verify_options");
+_Static_assert(sizeof(lmc_verify_result) == 128, "lmc_verify_result");
+_Static_assert(sizeof(lmc_value) == 48 && sizeof(lmc_key) == 16 && sizeof(lmc_item) == 40,
+               "lmc_value, lmc_key, lmc_item");
+
+static void test_abi_layout(void **state)
+{
+    (void)state;
+    /* Counters are one block at the same place in both structs that carry
+     * them; existing counters never move, and new ones take the reserved
+     * tail (38 slots after the 26 counters of 0.1). */
+    assert_int_equal(offsetof(lmc_counters, gets), 0);
+    assert_int_equal(offsetof(lmc_counters, pin_wait_us), 25 * 8);
+    assert_int_equal(offsetof(lmc_counters, reserved), LMC__NCOUNTERS * 8);
+    /* The gauges start after the whole counters block: a counter added
+     * later moves none of them. */
+    assert_int_equal(offsetof(lmc_stat, entries), LMC_COUNTER_SLOTS * 8);
+    assert_int_equal(offsetof(lmc_stat, fill), LMC_COUNTER_SLOTS * 8 + 9 * 8);
+    assert_int_equal(offsetof(lmc_stat, readers_stale), LMC_COUNTER_SLOTS * 8 + 16 * 8);
+    assert_int_equal(offsetof(lmc_stat, reserved), LMC_COUNTER_SLOTS * 8 + LMC__NGAUGES * 8);
+    /* The per-process table is an array: its stride is part of the ABI. */
+    assert_int_equal(offsetof(lmc_proc_stat, reserved), 24 + sizeof(lmc_counters));
+    lmc_proc_stat two[2];
+    assert_int_equal((char *)&two[1] - (char *)&two[0], 600);
+}
+
 static void test_strerror_and_names(void **state)
 {
     (void)state;
     const int codes[] = {LMC_NOTFOUND, LMC_EXISTS,   LMC_EINVAL,   LMC_ERANGE,   LMC_ETOOBIG,
                          LMC_ENOSPC,   LMC_ENOTNUM,  LMC_ECHANGED, LMC_EPERM,    LMC_ECORRUPT,
-                         LMC_EVERSION, LMC_ENOMEM,   LMC_EIO,      LMC_EREADONLY, LMC_EBUSY};
+                         LMC_EVERSION, LMC_ENOMEM,   LMC_EIO,      LMC_EREADONLY, LMC_EBUSY,
+                         LMC_ENOCACHE};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_true(codes[i] < -4096); /* never a -errno value */
         const char *name = lmc_errname(codes[i]);
@@ -987,8 +1185,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_clear, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_errmsg_describes_the_last_failed_call, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_stats_count_what_happened, setup_dir, teardown_dir),
         cmocka_unit_test(test_stat_fields_table),
+        cmocka_unit_test(test_abi_layout),
         cmocka_unit_test(test_strerror_and_names),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_null_handle_everywhere),

@@ -243,8 +243,8 @@ static void test_capacity_matrix(void **state)
                    (unsigned long long)s->sweeps, (unsigned long long)s->sweep_fail,
                    (unsigned long long)s->reads,
                    s->reads ? (double)s->hits / (double)s->reads : 0.0,
-                   (unsigned long long)st.map_full, (unsigned long long)st.pin_waits,
-                   (double)st.pin_wait_us / 1000.0);
+                   (unsigned long long)st.counters.map_full, (unsigned long long)st.counters.pin_waits,
+                   (double)st.counters.pin_wait_us / 1000.0);
         else
             print_message("%s: %llu sets, %llu failed; %llu deletes, %llu failed; %llu sweeps, "
                           "%llu failed; %llu gets\n", cfg->name, (unsigned long long)sets,
@@ -336,7 +336,7 @@ static void test_writers_wait_for_a_reader_that_holds_a_snapshot(void **state)
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
             CHILD_OK(lmc_stats(h, &st));
-        } while (st.pin_waits == 0);
+        } while (st.counters.pin_waits == 0);
         CHILD_CHECK(write(release, "r", 1) == 1);
         lmc_close(h);
         _exit(0);
@@ -353,9 +353,9 @@ static void test_writers_wait_for_a_reader_that_holds_a_snapshot(void **state)
     wait_ok(holder);
     close(release);
     lmc_stat st = stats_of(t->c);
-    assert_true(st.pin_waits >= 1);
-    assert_true(st.pin_wait_us > 0);
-    assert_true(st.evictions_lru + st.evictions_soonest > 0);
+    assert_true(st.counters.pin_waits >= 1);
+    assert_true(st.counters.pin_wait_us > 0);
+    assert_true(st.counters.evictions_lru + st.counters.evictions_soonest > 0);
 }
 
 /* A reader stuck inside a transaction for good pins the free pages for

@@ -39,10 +39,10 @@ static void test_full_map_with_ever_increasing_keys(void **state)
     }
     assert_null(get_s(c, "k/00000000", buf, sizeof buf)); /* the oldest went */
     lmc_stat st = stats_of(c);
-    assert_true(st.evictions_lru > 150000);
-    assert_int_equal(st.evictions_soonest, 0);
+    assert_true(st.counters.evictions_lru > 150000);
+    assert_int_equal(st.counters.evictions_soonest, 0);
     assert_true(st.entries > 5000); /* eviction freed pages, not the whole map */
-    assert_int_equal(st.entries + st.evictions_lru, 200000);
+    assert_int_equal(st.entries + st.counters.evictions_lru, 200000);
 }
 
 /*
@@ -72,7 +72,7 @@ static void test_full_map_with_random_keys_and_sizes(void **state)
                 fail_msg("seed %u, set %d: %s (%s)", s, i, lmc_strerror(rc), lmc_errmsg(c));
         }
         lmc_stat st = stats_of(c);
-        assert_true(st.evictions_lru + st.evictions_soonest > 0);
+        assert_true(st.counters.evictions_lru + st.counters.evictions_soonest > 0);
         assert_true(st.entries > 0);
         lmc_close(c);
         t->c = NULL;
@@ -100,7 +100,7 @@ static void test_big_values_replace_each_other(void **state)
     }
     lmc_stat st = stats_of(c);
     assert_true(st.entries >= 1 && st.entries <= 2);
-    assert_int_equal(st.entries + st.evictions_lru, 5);
+    assert_int_equal(st.entries + st.counters.evictions_lru, 5);
     free(v);
 }
 
@@ -125,7 +125,7 @@ static void test_a_value_that_cannot_fit_fails_before_evicting(void **state)
     assert_non_null(strstr(lmc_errmsg(c), "never fit"));
     lmc_stat st = stats_of(c);
     assert_int_equal(st.entries, 2000);
-    assert_int_equal(st.evictions_lru + st.evictions_soonest, 0);
+    assert_int_equal(st.counters.evictions_lru + st.counters.evictions_soonest, 0);
     /* A third of the map does fit: it evicts some entries, not the cache,
      * and the entry it stored is still there (the eviction that follows a
      * write never takes the entry just written). */
@@ -186,7 +186,7 @@ static void test_a_failed_store_leaves_no_stale_value(void **state)
     assert_null(get_s(c, "m2", buf, sizeof buf));
 
     lmc_stat st = stats_of(c);
-    assert_int_equal(st.deletes, 0); /* these removals are not deletes */
+    assert_int_equal(st.counters.deletes, 0); /* these removals are not deletes */
     free(h);
 }
 
@@ -223,8 +223,8 @@ static void test_concurrent_writers_on_a_tiny_map(void **state)
         wait_ok(pids[p]);
     t->c = open_map(t, 1024);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.sets, NPROC * SETS);
-    assert_true(st.evictions_lru + st.evictions_soonest > 0);
+    assert_int_equal(st.counters.sets, NPROC * SETS);
+    assert_true(st.counters.evictions_lru + st.counters.evictions_soonest > 0);
 }
 
 static void test_expired_entries_go_first(void **state)
@@ -250,9 +250,9 @@ static void test_expired_entries_go_first(void **state)
         ASSERT_OK(lmc_set(c, k, strlen(k), v, sizeof v, LMC_TTL_NEVER));
     }
     lmc_stat st = stats_of(c);
-    assert_true(st.evictions_expired > 0);
-    assert_int_equal(st.evictions_soonest, 0);
-    assert_int_equal(st.evictions_lru, 0);
+    assert_true(st.counters.evictions_expired > 0);
+    assert_int_equal(st.counters.evictions_soonest, 0);
+    assert_int_equal(st.counters.evictions_lru, 0);
     char buf[128];
     for (int j = 0; j < written; j++) {
         snprintf(k, sizeof k, "b/%06d", j);
@@ -281,8 +281,8 @@ static void test_entries_with_ttl_go_before_entries_without(void **state)
             fail_msg("%s was evicted while entries with a TTL remained", k);
     }
     lmc_stat st = stats_of(c);
-    assert_true(st.evictions_soonest > 0);
-    assert_int_equal(st.evictions_lru, 0);
+    assert_true(st.counters.evictions_soonest > 0);
+    assert_int_equal(st.counters.evictions_lru, 0);
 }
 
 /* Fill until the map is above `fill`, with keys prefix/NNNNNN. */
@@ -338,7 +338,7 @@ static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
         fail_msg("evicted %.0f%% of %d entries to go from %.2f to %.2f", evicted * 100, n,
                  r.fill_before, r.fill_after);
     assert_true(r.evicted_lru > 0);
-    assert_int_equal(r.evicted_lru, after.evictions_lru);
+    assert_int_equal(r.evicted_lru, after.counters.evictions_lru);
 }
 
 static void test_sweeper_evicts_soonest_to_expire_first(void **state)
@@ -388,8 +388,8 @@ static void test_sweep_without_eviction_leaves_live_entries(void **state)
     lmc_stat after = stats_of(c);
     assert_true(r.expired > 0);
     assert_int_equal(r.evicted_lru + r.evicted_soonest, 0);
-    assert_int_equal(after.evictions_lru, before.evictions_lru);
-    assert_int_equal(after.evictions_expired - before.evictions_expired, r.expired);
+    assert_int_equal(after.counters.evictions_lru, before.counters.evictions_lru);
+    assert_int_equal(after.counters.evictions_expired - before.counters.evictions_expired, r.expired);
     assert_int_equal(after.entries_with_ttl, 0);
 }
 

@@ -113,9 +113,9 @@ static void test_map_full_from_put_evicts_and_retries(void **state)
     char buf[8];
     assert_string_equal(get_s(t->c, "new", buf, sizeof buf), "v");
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.map_full, 1);
-    assert_true(st.evictions_lru > 0);
-    assert_int_equal(st.entries + st.evictions_lru, 301);
+    assert_int_equal(st.counters.map_full, 1);
+    assert_true(st.counters.evictions_lru > 0);
+    assert_int_equal(st.entries + st.counters.evictions_lru, 301);
 }
 
 static void test_map_full_with_nothing_to_evict(void **state)
@@ -143,7 +143,7 @@ static void test_commit_failure_loses_only_that_write(void **state)
     ASSERT_RC(lmc_incr(t->c, "n", 1, 1, NULL, 0), LMC_ENOSPC);
     assert_null(get_s(t->c, "n", buf, sizeof buf));
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.sets, 1); /* failed writes are not counted */
+    assert_int_equal(st.counters.sets, 1); /* failed writes are not counted */
     assert_int_equal(st.entries, 1);
     ASSERT_OK(put_s(t->c, "k", "new", 0));
     assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "new");
@@ -159,12 +159,15 @@ static void test_write_begin_failure(void **state)
     ASSERT_OK(put_s(t->c, "k", "v", 0));
 }
 
+static char first_get_msg[512];
+
 static void *first_get(void *p)
 {
     tctx *t = p;
     char buf[8];
     size_t n;
     intptr_t rc = lmc_get(t->c, "k", 1, buf, sizeof buf, &n);
+    snprintf(first_get_msg, sizeof first_get_msg, "%s", lmc_errmsg(t->c));
     return (void *)rc;
 }
 
@@ -185,6 +188,9 @@ static void test_readers_full_clears_stale_slots_then_gives_up(void **state)
     assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
     assert_int_equal(pthread_join(th, &rc), 0);
     assert_int_equal((intptr_t)rc, LMC_EBUSY);
+    /* LMC_EBUSY has several meanings: the message says which. */
+    if (!strstr(first_get_msg, "reader slots of") || !strstr(first_get_msg, "max_readers"))
+        fail_msg("unclear message: %s", first_get_msg);
     fault_reset();
     assert_int_equal(pthread_create(&th, NULL, first_get, t), 0);
     assert_int_equal(pthread_join(th, &rc), 0);
@@ -219,25 +225,43 @@ typedef struct alloc_case {
     void (*check)(tctx *t, int step, int rc);
 } alloc_case;
 
+/* The message an op that runs in a thread of its own left there, since the
+ * message is the calling thread's. */
+static char thread_msg[512];
+static bool in_thread;
+
+/* A message of another code on this thread, so that a failure which left
+ * none of its own would show it. */
+static void plant_message(void)
+{
+    in_thread = false;
+    ASSERT_RC(lmc_get(NULL, "k", 1, NULL, 0, NULL), LMC_EINVAL);
+}
+
 /*
  * Run op with the nth allocation failing, for n = 1, 2, ... until op
  * succeeds without reaching the failure; with persistent, every allocation
- * after the nth fails too.  op must give LMC_ENOMEM or LMC_OK each time, and
- * check must find the cache consistent either way.
+ * after the nth fails too.  op must give LMC_ENOMEM or LMC_OK each time,
+ * with a message of its own when it fails, and check must find the cache
+ * consistent either way.
  */
 static void alloc_loop(tctx *t, const alloc_case *ac, bool persistent)
 {
     for (unsigned long n = 1; n < 200; n++) {
         if (ac->prep)
             ac->prep(t, (int)n);
+        plant_message();
         lmc__test_fail_alloc(n, persistent);
         unsigned long before = lmc__test_alloc_count();
         int rc = ac->op(t, (int)n);
         unsigned long used = lmc__test_alloc_count() - before;
         lmc__test_fail_alloc(0, false);
+        const char *msg = in_thread ? thread_msg : lmc__errmsg_last();
         if (rc != LMC_OK && rc != LMC_ENOMEM)
-            fail_msg("allocation %lu failing gave %s (%s)", n, lmc_errname(rc),
-                     lmc__errmsg_last());
+            fail_msg("allocation %lu failing gave %s (%s)", n, lmc_errname(rc), msg);
+        /* lmc_errmsg describes the failed call, never an older one. */
+        if (rc == LMC_ENOMEM && strncmp(msg, "LMC_ENOMEM: ", 12) != 0)
+            fail_msg("allocation %lu failing gave LMC_ENOMEM with the message '%s'", n, msg);
         if (ac->check)
             ac->check(t, (int)n, rc);
         if (rc == LMC_OK && used < n)
@@ -290,7 +314,10 @@ static int op_get_alloc(tctx *t, int step)
 
 static void *alloc_thread(void *p)
 {
-    return (void *)(intptr_t)op_get_alloc(p, 0);
+    int rc = op_get_alloc(p, 0);
+    snprintf(thread_msg, sizeof thread_msg, "%s", lmc__errmsg_last());
+    in_thread = true;
+    return (void *)(intptr_t)rc;
 }
 
 static int op_get_alloc_new_thread(tctx *t, int step)

@@ -338,7 +338,7 @@ static void test_workers_survive_a_full_tmpfs(void **state)
     c = open_at(path, 0, LMC_OPEN_RDONLY, &rc);
     ASSERT_OK(rc);
     lmc_stat st = stats_of(c);
-    assert_true(st.gets > 0);
+    assert_true(st.counters.gets > 0);
     lmc_close(c);
     unmount(mnt);
 }

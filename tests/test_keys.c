@@ -222,9 +222,9 @@ static void test_malformed_entries_read_as_misses(void **state)
          * exist would add an entry behind the library's entry count). */
         ASSERT_OK(put_s(t->c, "m", "fine", 0));
         poke_entry(t->c, "m", 1, junk[i], jlen[i]);
-        uint64_t before = stats_of(t->c).malformed;
+        uint64_t before = stats_of(t->c).counters.malformed;
         assert_null(get_s(t->c, "m", buf, sizeof buf));
-        assert_int_equal(stats_of(t->c).malformed, before + 1);
+        assert_int_equal(stats_of(t->c).counters.malformed, before + 1);
         int64_t r;
         ASSERT_RC(lmc_incr(t->c, "m", 1, 1, &r, 0), LMC_OK); /* treated as absent */
         assert_int_equal(r, 1);

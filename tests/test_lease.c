@@ -147,12 +147,12 @@ static void test_miss_fill_hit(void **state)
     ASSERT_RC(fill_s(t->c, &g, "page", "again", 60000, 0), LMC_ECHANGED);
     ASSERT_RC(lmc_lease_abandon(t->c, &g.lease, "page", 4), LMC_ECHANGED);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_grants, 1);
-    assert_int_equal(st.lease_wait_timeouts, 1);
-    assert_int_equal(st.lease_waits, 0);
-    assert_int_equal(st.hits, 2);   /* the fresh lease get and the plain get */
-    assert_int_equal(st.misses, 2); /* the fill's miss and the timeout */
-    assert_int_equal(st.sets, 1);
+    assert_int_equal(st.counters.lease_grants, 1);
+    assert_int_equal(st.counters.lease_wait_timeouts, 1);
+    assert_int_equal(st.counters.lease_waits, 0);
+    assert_int_equal(st.counters.hits, 2);   /* the fresh lease get and the plain get */
+    assert_int_equal(st.counters.misses, 2); /* the fill's miss and the timeout */
+    assert_int_equal(st.counters.sets, 1);
 }
 
 static int count_scan(void *arg, const lmc_value *v)
@@ -269,8 +269,8 @@ static void test_grace_and_abandon(void **state)
     /* The refresh fails: the stale value stays, counted. */
     ASSERT_OK(lmc_lease_abandon(t->c, &r.lease, "view", 4));
     st = stats_of(t->c);
-    assert_int_equal(st.refresh_failures, 1);
-    assert_int_equal(st.stale_served, 1);
+    assert_int_equal(st.counters.refresh_failures, 1);
+    assert_int_equal(st.counters.stale_served, 1);
     got r2 = lease_get(t->c, "view", NULL);
     EXPECT_OUTCOME(r2, LMC_LEASE_REFRESH);
     assert_string_equal(r2.val, "v1");
@@ -283,7 +283,7 @@ static void test_grace_and_abandon(void **state)
     assert_int_equal(f.vlen, 0);
     ASSERT_OK(lmc_lease_abandon(t->c, &f.lease, "view", 4));
     st = stats_of(t->c);
-    assert_int_equal(st.refresh_failures, 1); /* nothing stale was kept this time */
+    assert_int_equal(st.counters.refresh_failures, 1); /* nothing stale was kept this time */
     /* The sweeper removes the entry at the end of its grace, not before. */
     got h = lease_get(t->c, "kept", NULL);
     ASSERT_OK(fill_s(t->c, &h, "kept", "k", 1000, 60000));
@@ -320,9 +320,9 @@ static void test_stuck_holder_loses_after_lease_time(void **state)
     char buf[32];
     assert_string_equal(get_s(t->c, "slow", buf, sizeof buf), "new");
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_takeovers_expired, 1);
-    assert_int_equal(st.lease_takeovers_dead, 0);
-    assert_int_equal(st.lease_grants, 2);
+    assert_int_equal(st.counters.lease_takeovers_expired, 1);
+    assert_int_equal(st.counters.lease_takeovers_dead, 0);
+    assert_int_equal(st.counters.lease_grants, 2);
 }
 
 static void test_bad_input(void **state)
@@ -467,7 +467,7 @@ static void test_early_refresh(void **state)
         EXPECT_OUTCOME(lease_get(t->c, "hot", &early), LMC_LEASE_HIT);
     ASSERT_OK(fill_s(t->c, &r, "hot", "v2", 10000, 0));
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.early_refreshes, 1);
+    assert_int_equal(st.counters.early_refreshes, 1);
 
     /* The rate: 1000 ms left with a fill time of 1000 ms and beta 1 is
      * e^-1 = 0.368; 3000 tries put the count within 6 standard deviations
@@ -491,7 +491,7 @@ static void test_early_refresh(void **state)
     if (refreshed < 1104 - 160 || refreshed > 1104 + 160)
         fail_msg("%d early refreshes in 3000 tries, want about 1104", refreshed);
     st = stats_of(t->c);
-    assert_int_equal(st.refresh_failures, 0); /* abandoning a fresh value is no failure */
+    assert_int_equal(st.counters.refresh_failures, 0); /* abandoning a fresh value is no failure */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -542,9 +542,9 @@ static void test_64_processes_compute_once(void **state)
     assert_int_equal(atomic_load(&s->bad_values), 0);
     t->c = open_cache(t, 16, 0);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_grants, 1);
-    assert_int_equal(st.lease_wait_timeouts, 0);
-    assert_true(st.lease_waits >= 1);
+    assert_int_equal(st.counters.lease_grants, 1);
+    assert_int_equal(st.counters.lease_wait_timeouts, 0);
+    assert_true(st.counters.lease_waits >= 1);
     munmap(s, sizeof *s);
 }
 
@@ -595,8 +595,8 @@ static void test_64_processes_with_grace_none_waits(void **state)
     assert_int_equal(atomic_load(&s->outcomes[LMC_LEASE_STALE]), NPROC - 1);
     assert_int_equal(atomic_load(&s->bad_values), 0);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_waits - before.lease_waits, 0);
-    assert_int_equal(st.stale_served - before.stale_served, NPROC - 1);
+    assert_int_equal(st.counters.lease_waits - before.counters.lease_waits, 0);
+    assert_int_equal(st.counters.stale_served - before.counters.stale_served, NPROC - 1);
     char buf[32];
     assert_string_equal(get_s(t->c, "front", buf, sizeof buf), "new page");
     munmap(s, sizeof *s);
@@ -649,7 +649,7 @@ static void test_holder_that_exits_or_closes_loses_at_once(void **state)
     waitpid(p, NULL, 0);
     alarm(0);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_takeovers_dead, 2);
+    assert_int_equal(st.counters.lease_takeovers_dead, 2);
     /* The sweeper clears a dead holder's lease that nobody took over. */
     wait_ok(holder(t, s, "orphan", END_EXIT));
     lmc_sweep_result r;
@@ -711,8 +711,8 @@ static void test_killed_holder_taken_over_200_times(void **state)
     }
     alarm(0);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_takeovers_dead, ROUNDS);
-    assert_int_equal(st.lease_wait_timeouts, 0);
+    assert_int_equal(st.counters.lease_takeovers_dead, ROUNDS);
+    assert_int_equal(st.counters.lease_wait_timeouts, 0);
     qsort(took, ROUNDS, sizeof took[0], cmp_i64);
     print_message("takeover after SIGKILL: median %.2f ms, max %.2f ms (%d rounds)\n",
                   (double)took[ROUNDS / 2] / 1e6, (double)took[ROUNDS - 1] / 1e6, ROUNDS);
@@ -765,8 +765,8 @@ static void test_waiters_are_woken(void **state)
     }
     alarm(0);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.lease_wait_timeouts, 1);
-    assert_int_equal(st.lease_takeovers_dead + st.lease_takeovers_expired, 0);
+    assert_int_equal(st.counters.lease_wait_timeouts, 1);
+    assert_int_equal(st.counters.lease_takeovers_dead + st.counters.lease_takeovers_expired, 0);
     munmap(s, sizeof *s);
 }
 

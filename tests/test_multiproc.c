@@ -78,7 +78,7 @@ static void test_incr_from_8_processes(void **state)
     char buf[32];
     assert_string_equal(get_s(t->c, "counter", buf, sizeof buf), "160000");
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.incrs, (uint64_t)NPROC * PER);
+    assert_int_equal(st.counters.incrs, (uint64_t)NPROC * PER);
     munmap(s, sizeof *s);
 }
 
@@ -118,8 +118,8 @@ static void test_add_race_has_one_winner(void **state)
     }
     t->c = open_cache(t, 8, 0);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.adds, NPROC * ROUNDS);
-    assert_int_equal(st.add_conflicts, (NPROC - 1) * ROUNDS);
+    assert_int_equal(st.counters.adds, NPROC * ROUNDS);
+    assert_int_equal(st.counters.add_conflicts, (NPROC - 1) * ROUNDS);
 }
 
 static void test_handle_inherited_across_fork(void **state)
@@ -414,7 +414,7 @@ static void test_sigkill_writers_mid_transaction(void **state)
     /* Counters are readable and the killed writers' commits are counted;
      * their stale reader slots are cleared by a sweep. */
     lmc_stat st = stats_of(t->c);
-    assert_true(st.incrs >= (uint64_t)atomic_load(&s->progress));
+    assert_true(st.counters.incrs >= (uint64_t)atomic_load(&s->progress));
     assert_int_equal(st.processes, 1);
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(t->c, NULL, &r));
@@ -481,7 +481,7 @@ static void test_prefix_delete_while_others_read(void **state)
         wait_ok(pids[r]);
     lmc_stat st = stats_of(t->c);
     assert_int_equal(st.entries, NQ);
-    assert_true(st.hits >= (uint64_t)atomic_load(&s->reads));
+    assert_true(st.counters.hits >= (uint64_t)atomic_load(&s->reads));
     munmap(s, sizeof *s);
 }
 
@@ -518,8 +518,8 @@ static void test_counters_sum_over_processes(void **state)
         assert_int_equal(read(up[0], &x, 1), 1);
     lmc_stat st = stats_of(t->c);
     assert_int_equal(st.processes, NCHILD + 1);
-    assert_int_equal(st.hits, NCHILD * GETS);
-    assert_int_equal(st.misses, NCHILD);
+    assert_int_equal(st.counters.hits, NCHILD * GETS);
+    assert_int_equal(st.counters.misses, NCHILD);
     lmc_proc_stat ps[8];
     size_t np = 0;
     ASSERT_OK(lmc_stats_processes(t->c, ps, 8, &np));
@@ -529,8 +529,8 @@ static void test_counters_sum_over_processes(void **state)
         for (int j = 0; j < NCHILD; j++)
             if (ps[i].pid == pids[j]) {
                 children_seen++;
-                assert_int_equal(ps[i].hits, GETS);
-                assert_int_equal(ps[i].misses, 1);
+                assert_int_equal(ps[i].counters.hits, GETS);
+                assert_int_equal(ps[i].counters.misses, 1);
             }
     }
     assert_int_equal(children_seen, NCHILD);
@@ -541,7 +541,7 @@ static void test_counters_sum_over_processes(void **state)
     /* Gone processes leave their counts behind: totals never go back. */
     st = stats_of(t->c);
     assert_int_equal(st.processes, 1);
-    assert_int_equal(st.hits, NCHILD * GETS);
+    assert_int_equal(st.counters.hits, NCHILD * GETS);
     /* A new process reusing a slot starts its own figures from zero. */
     pid_t p = fork();
     if (p == 0) {
@@ -557,14 +557,14 @@ static void test_counters_sum_over_processes(void **state)
         for (size_t i = 0; i < nq; i++)
             if (q[i].pid == getpid()) {
                 found = true;
-                CHILD_CHECK(q[i].hits == 1);
+                CHILD_CHECK(q[i].counters.hits == 1);
             }
         CHILD_CHECK(found);
         lmc_close(h);
         _exit(0);
     }
     wait_ok(p);
-    assert_int_equal(stats_of(t->c).hits, NCHILD * GETS + 1);
+    assert_int_equal(stats_of(t->c).counters.hits, NCHILD * GETS + 1);
     close(up[0]);
     close(up[1]);
     close(down[0]);
@@ -621,7 +621,7 @@ static void test_stale_reader_slots_are_cleared(void **state)
     lmc_stat st = stats_of(t->c);
     assert_int_equal(st.readers, 1);
     assert_int_equal(st.readers_stale, 0);
-    assert_int_equal(st.readers_cleared, 3);
+    assert_int_equal(st.counters.readers_cleared, 3);
     assert_int_equal(st.processes, 1);
 }
 

@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/file.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 
@@ -558,7 +559,7 @@ static void test_umask_is_never_applied(void **state)
     }
 }
 
-/* A creating open whose parent directory is missing: LMC_NOTFOUND, saying
+/* A creating open whose parent directory is missing: LMC_ENOCACHE, saying
  * so, and nothing created (lmc makes only the last component). */
 static void test_missing_parent_directory(void **state)
 {
@@ -566,7 +567,7 @@ static void test_missing_parent_directory(void **state)
     char parent[300];
     snprintf(parent, sizeof parent, "%s/no-such-dir", t->dir);
     snprintf(t->path, sizeof t->path, "%s/cache", parent);
-    ASSERT_RC(try_open(t, 0), LMC_NOTFOUND);
+    ASSERT_RC(try_open(t, 0), LMC_ENOCACHE);
     expect_msg("parent directory does not exist");
     expect_msg(t->path);
     struct stat st;
@@ -637,6 +638,117 @@ static void test_child_reopens_its_parents_directory(void **state)
     assert_string_equal(get_s(t->c, "child", buf, sizeof buf), "1");
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* lmc_reopen_after_fork does nothing in the process that opened the handle;
+ * in a child it is the reopen: the child holds a stats slot of its own, seen
+ * from the parent, before it made any other call. */
+static void test_reopen_after_fork_where_the_caller_chooses(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    ASSERT_RC(lmc_reopen_after_fork(NULL), LMC_EINVAL);
+    ASSERT_OK(lmc_reopen_after_fork(t->c));
+    ASSERT_OK(lmc_reopen_after_fork(t->c));
+    lmc_proc_stat ps[4];
+    size_t np = 0;
+    ASSERT_OK(lmc_stats_processes(t->c, ps, 4, &np));
+    assert_int_equal(np, 1);
+    assert_int_equal(ps[0].pid, getpid());
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(timeout_s(20));
+        char c = 0, b[8];
+        size_t n = 0;
+        CHILD_OK(lmc_reopen_after_fork(t->c));
+        CHILD_OK(lmc_reopen_after_fork(t->c)); /* reopened: nothing more to do */
+        CHILD_CHECK(write(up[1], "r", 1) == 1);
+        CHILD_CHECK(read(down[0], &c, 1) == 1);
+        CHILD_OK(lmc_get(t->c, "k", 1, b, sizeof b, &n));
+        CHILD_CHECK(n == 1 && b[0] == 'v');
+        CHILD_OK(lmc_set(t->c, "child", 5, "1", 1, 0));
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    ASSERT_OK(lmc_stats_processes(t->c, ps, 4, &np));
+    bool seen = false;
+    for (size_t i = 0; i < np && i < 4; i++)
+        seen |= ps[i].pid == pid && ps[i].alive;
+    assert_true(seen);
+    assert_int_equal(write(down[1], "g", 1), 1);
+    wait_ok(pid);
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    char buf[8];
+    assert_string_equal(get_s(t->c, "child", buf, sizeof buf), "1");
+}
+
+/*
+ * Another process in the middle of its open holds the directory lock: the
+ * reopen inside a child's get gives up after 2 s (not the minute an open
+ * waits) with LMC_EBUSY and a message that says so, while
+ * lmc_reopen_after_fork waits longer and succeeds once the lock is free.
+ */
+static void test_reopen_in_a_call_waits_a_bounded_time(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    /* The lock of an open in progress, on an open file description of the
+     * test's own (flock locks belong to the description). */
+    int dfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(flock(dfd, LOCK_EX), 0);
+    int up[2];
+    assert_int_equal(pipe(up), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(timeout_s(60));
+        char b[8];
+        size_t n = 0;
+        double t0 = mono_s();
+        int rc = lmc_get(t->c, "k", 1, b, sizeof b, &n);
+        double waited = mono_s() - t0;
+        if (rc != LMC_EBUSY || waited < 1.9 || waited > timeout_s(10))
+            fprintf(stderr, "child: get %s after %.3f s: %s\n", lmc_errname(rc), waited,
+                    lmc_errmsg(t->c));
+        CHILD_CHECK(rc == LMC_EBUSY);
+        CHILD_CHECK(waited >= 1.9 && waited <= timeout_s(10));
+        CHILD_CHECK(strstr(lmc_errmsg(t->c), "open lock") != NULL);
+        CHILD_CHECK(strstr(lmc_errmsg(t->c), "lmc_reopen_after_fork") != NULL);
+        CHILD_CHECK(write(up[1], "w", 1) == 1);
+        t0 = mono_s();
+        CHILD_OK(lmc_reopen_after_fork(t->c));
+        CHILD_CHECK(mono_s() - t0 >= 2.5); /* longer than a call waits */
+        CHILD_OK(lmc_get(t->c, "k", 1, b, sizeof b, &n));
+        CHILD_CHECK(n == 1 && b[0] == 'v');
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    struct timespec hold = {3, 0};
+    nanosleep(&hold, NULL);
+    assert_int_equal(flock(dfd, LOCK_UN), 0);
+    close(dfd);
+    wait_ok(pid);
+    close(up[0]);
+    close(up[1]);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -659,6 +771,8 @@ int main(void)
         T(test_missing_parent_directory),
         T(test_child_never_recreates_a_removed_cache),
         T(test_child_reopens_its_parents_directory),
+        T(test_reopen_after_fork_where_the_caller_chooses),
+        T(test_reopen_in_a_call_waits_a_bounded_time),
     };
     return cmocka_run_group_tests_name("open", tests, NULL, NULL);
 }

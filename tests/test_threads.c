@@ -64,8 +64,8 @@ static void test_threads_share_one_handle(void **state)
     char got[32];
     assert_string_equal(get_s(t->c, "shared", got, sizeof got), buf);
     lmc_stat st = stats_of(t->c);
-    assert_int_equal(st.incrs, NTHREADS * PER);
-    assert_int_equal(st.hits, NTHREADS * PER + 1); /* + the get just above */
+    assert_int_equal(st.counters.incrs, NTHREADS * PER);
+    assert_int_equal(st.counters.hits, NTHREADS * PER + 1); /* + the get just above */
 }
 
 static void *reader_worker(void *p)

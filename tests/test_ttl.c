@@ -29,8 +29,8 @@ static void test_expiry_is_lazy_and_writes_nothing(void **state)
     assert_null(get_s(c, "k", buf, sizeof buf));
     assert_null(get_s(c, "k", buf, sizeof buf));
     lmc_stat after = stats_of(c);
-    assert_int_equal(after.expired - before.expired, 2);
-    assert_int_equal(after.misses - before.misses, 2);
+    assert_int_equal(after.counters.expired - before.counters.expired, 2);
+    assert_int_equal(after.counters.misses - before.counters.misses, 2);
     /* Nothing was written: the entry and its index row are still there. */
     assert_int_equal(after.last_txnid, before.last_txnid);
     assert_int_equal(after.entries, 1);
@@ -147,7 +147,7 @@ static void test_touch(void **state)
     assert_memory_equal(out, big, n);
     lmc_free(out);
     free(big);
-    assert_int_equal(stats_of(c).touches, 6);
+    assert_int_equal(stats_of(c).counters.touches, 6);
 }
 
 static void test_sweep_removes_exactly_the_expired(void **state)
@@ -169,8 +169,8 @@ static void test_sweep_removes_exactly_the_expired(void **state)
     lmc_stat st = stats_of(c);
     assert_int_equal(st.entries, 200);
     assert_int_equal(st.entries_with_ttl, 100);
-    assert_int_equal(st.evictions_expired, 100);
-    assert_int_equal(st.sweeps, 1);
+    assert_int_equal(st.counters.evictions_expired, 100);
+    assert_int_equal(st.counters.sweeps, 1);
     for (int i = 0; i < 300; i++) {
         snprintf(k, sizeof k, "k%03d", i);
         if (i < 100)
@@ -323,7 +323,7 @@ static void test_batch_reads_skip_expired(void **state)
     int seen = 0;
     ASSERT_OK(lmc_scan(c, "p/", 2, scan_count, &seen));
     assert_int_equal(seen, 2);
-    assert_int_equal(stats_of(c).expired, 1);
+    assert_int_equal(stats_of(c).counters.expired, 1);
 }
 
 static void test_prefix_and_clear_drop_index_rows(void **state)

@@ -68,17 +68,11 @@ void tool_report(const lmc *c, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    /* The library's detailed message starts with the code's name ("LMC_EPERM:
-     * refusing ...").  It is per thread and only replaced by the next error
-     * that has one, so use it only when it names this error's code; fall back
-     * to the code's generic text. */
+    /* The library's message describes the call that just failed on c, and
+     * starts with the code's name ("LMC_EPERM: refusing ..."); it is empty
+     * for a failure that needs none, and then the code's text says it all. */
     const char *detail = lmc_errmsg(c);
-    const char *name = lmc_errname(rc);
-    size_t nl = strlen(name);
-    if (detail && strncmp(detail, name, nl) == 0 && detail[nl] == ':')
-        fprintf(stderr, ": %s\n", detail);
-    else
-        fprintf(stderr, ": %s\n", lmc_strerror(rc));
+    fprintf(stderr, ": %s\n", *detail ? detail : lmc_strerror(rc));
 }
 
 int tool_open(lmc **out, const char *path, const lmc_options *opts)
@@ -93,9 +87,9 @@ int tool_open(lmc **out, const char *path, const lmc_options *opts)
     if (o.mode == 0 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0070))
         o.mode = 0600 | ((st.st_mode & 0060) ? (unsigned)(st.st_mode & 0060) : 0040u);
     int rc = lmc_open(out, path, &o);
-    if (rc == LMC_NOTFOUND) {
-        /* The library's code for "nothing there" is the miss code; say what
-         * it means here, and keep the code name for scripts that grep. */
+    if (rc == LMC_ENOCACHE) {
+        /* The one failure an operator meets most (a mistyped path), in
+         * words, with the code name for scripts that grep. */
         fprintf(stderr, "%s: %s: no lmc cache there (%s)\n", tool_name, path, lmc_errname(rc));
     } else if (rc) {
         tool_report(NULL, rc, "cannot open %s", path);

@@ -51,9 +51,9 @@ TOOL_NORETURN void tool_usage_error(const char *fmt, ...) TOOL_PRINTF(1, 2);
  * getopt_long, with opterr = 0 and an optstring starting with ':'. */
 TOOL_NORETURN void tool_option_error(char **argv, int ch);
 
-/* Print "NAME: CONTEXT: LMC_X: detail" on stderr, the detail being
- * lmc_errmsg(c) when it describes this code, else lmc_strerror(rc).  c is
- * NULL for a failed lmc_open(). */
+/* Print "NAME: CONTEXT: LMC_X: detail" on stderr, right after the library
+ * call on c failed with rc: the detail is lmc_errmsg(c), or lmc_strerror(rc)
+ * when the call left no message.  c is NULL for a failed lmc_open(). */
 void tool_report(const lmc *c, int rc, const char *fmt, ...) TOOL_PRINTF(3, 4);
 
 /* Open the cache at path with the given options.  Without a mode in opts,

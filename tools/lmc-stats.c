@@ -131,6 +131,9 @@ typedef struct snapshot {
     uint64_t evictions;
 } snapshot;
 
+/* Not an lmc code: the snapshot failed in the tool, which said why. */
+#define SNAPSHOT_NOMEM 1
+
 /* The per-process table can grow between the sizing call and the reading
  * call (a worker starts); read again with more room until it fits. */
 static int read_procs(lmc *c, snapshot *s)
@@ -140,8 +143,11 @@ static int read_procs(lmc *c, snapshot *s)
     while (rc == 0) {
         cap = n + 16;
         lmc_proc_stat *p = realloc(s->procs, cap * sizeof *p);
-        if (!p)
-            return LMC_ENOMEM;
+        if (!p) {
+            fprintf(stderr, "%s: out of memory for the table of %zu processes\n", tool_name,
+                    cap);
+            return SNAPSHOT_NOMEM;
+        }
         s->procs = p;
         rc = lmc_stats_processes(c, s->procs, cap, &n);
         if (rc == 0 && n <= cap) {
@@ -154,7 +160,8 @@ static int read_procs(lmc *c, snapshot *s)
 
 /* Read everything one snapshot prints: the cache's facts, its counters and
  * gauges, the per-process table if asked for, and the derived figures.
- * Returns an lmc code; s->procs is reused (and grown) across snapshots. */
+ * Returns the lmc code of the call that failed, or SNAPSHOT_NOMEM; s->procs
+ * is reused (and grown) across snapshots. */
 static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
 {
     int rc = lmc_info_get(c, &s->info);
@@ -164,8 +171,9 @@ static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
         rc = read_procs(c, s);
     if (rc)
         return rc;
-    s->hit_ratio = s->st.gets ? (double)s->st.hits / (double)s->st.gets : 0.0;
-    s->evictions = s->st.evictions_expired + s->st.evictions_soonest + s->st.evictions_lru;
+    const lmc_counters *t = &s->st.counters;
+    s->hit_ratio = t->gets ? (double)t->hits / (double)t->gets : 0.0;
+    s->evictions = t->evictions_expired + t->evictions_soonest + t->evictions_lru;
     return 0;
 }
 
@@ -185,14 +193,14 @@ static double field_double(const void *base, const lmc_stat_field *f)
     return v;
 }
 
-/* A counter of one process.  lmc_stat and lmc_proc_stat both expand
- * LMC_COUNTERS in order from `gets` (the library asserts this), so a
- * counter's distance from `gets` in the field table is its distance in
- * lmc_proc_stat too. */
+/* A counter of one process.  lmc_stat and lmc_proc_stat both embed
+ * lmc_counters, so a counter's offset in the field table, less where the
+ * counters start in lmc_stat, is its offset in lmc_proc_stat.counters. */
 static uint64_t proc_counter(const lmc_proc_stat *p, const lmc_stat_field *f)
 {
     uint64_t v;
-    memcpy(&v, (const char *)&p->gets + (f->offset - offsetof(lmc_stat, gets)), sizeof v);
+    memcpy(&v, (const char *)&p->counters + (f->offset - offsetof(lmc_stat, counters)),
+           sizeof v);
     return v;
 }
 
@@ -436,7 +444,7 @@ int main(int argc, char **argv)
         return TOOL_EXIT_ERROR;
     }
 
-    /* Read-only: never creates anything; a missing cache is LMC_NOTFOUND. */
+    /* Read-only: never creates anything; a missing cache is LMC_ENOCACHE. */
     lmc_options oo;
     memset(&oo, 0, sizeof oo);
     oo.flags = LMC_OPEN_RDONLY;
@@ -451,7 +459,8 @@ int main(int argc, char **argv)
     for (unsigned n = 0;; n++) {
         int rc = take_snapshot(c, &cfg, &s);
         if (rc) {
-            tool_report(c, rc, "%s: reading the stats failed", cfg.path);
+            if (rc != SNAPSHOT_NOMEM)
+                tool_report(c, rc, "%s: reading the stats failed", cfg.path);
             status = TOOL_EXIT_ERROR;
             break;
         }

@@ -556,8 +556,8 @@ static int cmd_info(lmc *c, const config *cfg)
            lmc_version(NULL, NULL, NULL), info.lmdb_version, info.format_version, created,
            info.created_ms, info.on_tmpfs, info.map_size, info.page_size, info.max_readers,
            st.entries, st.entries_with_ttl, st.key_bytes, st.value_bytes, st.fill,
-           st.gets ? (double)st.hits / (double)st.gets : 0.0, st.processes, st.readers,
-           st.readers_stale, st.reader_lag);
+           st.counters.gets ? (double)st.counters.hits / (double)st.counters.gets : 0.0,
+           st.processes, st.readers, st.readers_stale, st.reader_lag);
     return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
 }
 

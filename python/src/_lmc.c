@@ -35,8 +35,9 @@
  * run without the GIL count themselves in `busy`; close() refuses with
  * lmc.BusyError while any is running, so the handle is never freed under a
  * running call.  After fork() the handle keeps working in the child (the
- * library reopens it on first use) and a busy count inherited from threads
- * that do not exist in the child is forgotten.
+ * library reopens it on first use, or when reopen_after_fork() asks) and a
+ * busy count inherited from threads that do not exist in the child is
+ * forgotten.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -79,7 +80,8 @@ static PyObject *Error;
  * The exception class raised for each lmc code.  Codes that describe a bad
  * argument also derive from ValueError (or OverflowError, MemoryError), so
  * that generic Python error handling keeps working; every class derives from
- * lmc.Error.  Codes not listed raise lmc.Error itself.
+ * lmc.Error, directly or through the class of another code (parent, which
+ * must come earlier in the table).  Codes not listed raise lmc.Error itself.
  */
 static struct errclass {
     int code;
@@ -87,6 +89,7 @@ static struct errclass {
     PyObject **extra_base;
     const char *doc;
     PyObject *cls;
+    int parent; /* the code whose class this one derives from; 0: lmc.Error */
 } errclasses[] = {
     {LMC_EINVAL, "InvalidArgumentError", &PyExc_ValueError,
      "An argument was rejected by the library (LMC_EINVAL), e.g. an empty key.", NULL},
@@ -113,8 +116,14 @@ static struct errclass {
     {LMC_EBUSY, "BusyError", NULL,
      "The reader table is full, or the handle is in use by another thread (LMC_EBUSY).", NULL},
     {LMC_NOTFOUND, "NotFoundError", NULL,
-     "There is no cache at the path (LMC_NOTFOUND from open with create=False or "
-     "readonly=True).", NULL},
+     "No live entry (LMC_NOTFOUND).  Misses return None or a default and never raise.  "
+     "NoCacheError derives from it, so that code written when open raised NotFoundError "
+     "for a missing cache keeps working.", NULL},
+    /* Also a FileNotFoundError: what a missing path is to Python code. */
+    {LMC_ENOCACHE, "NoCacheError", &PyExc_FileNotFoundError,
+     "There is no cache at the path (LMC_ENOCACHE from open with create=False or "
+     "readonly=True, or a creating open whose parent directory is missing).", NULL,
+     LMC_NOTFOUND},
 };
 #define N_ERRCLASSES (sizeof errclasses / sizeof errclasses[0])
 
@@ -953,6 +962,22 @@ static PyObject *Cache_clear(CacheObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* reopen_after_fork(): lmc_reopen_after_fork, with the GIL released, since
+ * it can wait for another process's open; the implicit reopen of a child's
+ * first get runs with the GIL held, like the get. */
+static PyObject *Cache_reopen_after_fork(CacheObject *self, PyObject *unused)
+{
+    (void)unused;
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    int rc;
+    WITHOUT_GIL(self, rc = lmc_reopen_after_fork(h));
+    if (rc)
+        return raise_lmc(h, rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Cache_incr(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames)
 {
@@ -1689,7 +1714,7 @@ static PyObject *Cache_process_stats(CacheObject *self, PyObject *unused)
                   dict_set_steal(d, "started_ms", PyLong_FromLongLong(p->started_ms)) ||
                   dict_set_steal(d, "alive", PyBool_FromLong(p->alive));
 #define PROC_COUNTER(name, help) \
-        bad = bad || dict_set_steal(d, #name, PyLong_FromUnsignedLongLong(p->name));
+        bad = bad || dict_set_steal(d, #name, PyLong_FromUnsignedLongLong(p->counters.name));
         LMC_COUNTERS(PROC_COUNTER)
 #undef PROC_COUNTER
         if (bad || PyList_Append(list, d))
@@ -1948,6 +1973,11 @@ static PyMethodDef Cache_methods[] = {
     {"process_stats", (PyCFunction)Cache_process_stats, METH_NOARGS,
      "process_stats() -> list of dict\n\nThe counters of each attached process."},
     {"info", (PyCFunction)Cache_info, METH_NOARGS, "info() -> dict\n\nFacts about the cache."},
+    {"reopen_after_fork", (PyCFunction)Cache_reopen_after_fork, METH_NOARGS,
+     "reopen_after_fork() -> None\n\n"
+     "In a child process after os.fork(), reopen the cache now (lmc_reopen_after_fork)\n"
+     "instead of inside the child's first call, e.g. from gunicorn's post_fork hook.\n"
+     "Does nothing in the process that opened the cache, or once reopened."},
     {"close", (PyCFunction)Cache_close, METH_NOARGS,
      "close() -> None\n\nClose the handle; later calls raise ValueError.  Idempotent."},
     {"__enter__", (PyCFunction)Cache_enter, METH_NOARGS, NULL},
@@ -1981,7 +2011,7 @@ PyDoc_STRVAR(Cache_doc,
              "passes timeout=None (0 = never expire).  mode: permission bits (0 = 0600;\n"
              "0o660 shares with the group).  readonly: no writes, never creates.\n"
              "reset: start empty, wiping damaged files.  create=False: fail with\n"
-             "NotFoundError if there is no cache.\n\n"
+             "NoCacheError if there is no cache.\n\n"
              "Keys are bytes or str (UTF-8), values bytes-like in and bytes out.\n"
              "The handle keeps working in a child process after os.fork().");
 
@@ -2055,8 +2085,12 @@ static int add_exceptions(PyObject *m)
         struct errclass *e = &errclasses[i];
         char qual[80];
         snprintf(qual, sizeof qual, "lmc.%s", e->name);
-        PyObject *bases = e->extra_base ? PyTuple_Pack(2, Error, *e->extra_base)
-                                        : PyTuple_Pack(1, Error);
+        PyObject *base = Error;
+        for (size_t j = 0; e->parent && j < i; j++)
+            if (errclasses[j].code == e->parent)
+                base = errclasses[j].cls;
+        PyObject *bases = e->extra_base ? PyTuple_Pack(2, base, *e->extra_base)
+                                        : PyTuple_Pack(1, base);
         if (!bases)
             return -1;
         e->cls = PyErr_NewExceptionWithDoc(qual, e->doc, bases, NULL);

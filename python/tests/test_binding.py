@@ -510,9 +510,21 @@ def test_readonly_handle_reads_but_refuses_writes(cache, cache_path):
 def test_open_missing_without_create(tmpdir_shm):
     path = os.path.join(tmpdir_shm, "nope")
     for kw in ({"create": False}, {"readonly": True}):
-        with pytest.raises(lmc.NotFoundError) as ei:
+        with pytest.raises(lmc.NoCacheError) as ei:
             lmc.Cache(path, **kw, map_size=SMALL_MAP)
-        assert path in str(ei.value)
+        e = ei.value
+        assert path in str(e)
+        assert e.code == lmc.LMC_ENOCACHE and e.name == "LMC_ENOCACHE"
+        assert str(e).startswith("LMC_ENOCACHE: no cache at ")
+        # What a missing path is to Python, and the class open raised for it
+        # before the code had a name of its own.
+        assert isinstance(e, FileNotFoundError) and isinstance(e, lmc.NotFoundError)
+        assert isinstance(e, lmc.Error)
+    assert not os.path.exists(path)
+    # A creating open whose parent directory is missing: the same class.
+    deeper = os.path.join(path, "cache")
+    with pytest.raises(lmc.NoCacheError, match="parent directory does not exist"):
+        lmc.Cache(deeper, map_size=SMALL_MAP)
     assert not os.path.exists(path)
 
 
@@ -603,6 +615,9 @@ def test_error_attributes_and_helpers():
     assert issubclass(lmc.NoSpaceError, lmc.Error)
     assert lmc.errname(lmc.LMC_ENOSPC) == "LMC_ENOSPC"
     assert lmc.strerror(lmc.LMC_NOTFOUND).startswith("LMC_NOTFOUND: ")
+    assert lmc.errname(lmc.LMC_ENOCACHE) == "LMC_ENOCACHE" and lmc.LMC_ENOCACHE == -33016
+    assert issubclass(lmc.NoCacheError, lmc.NotFoundError)
+    assert issubclass(lmc.NoCacheError, FileNotFoundError)
     assert lmc.errname(12345) == "LMC_UNKNOWN"
 
 

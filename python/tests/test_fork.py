@@ -1,7 +1,8 @@
 """lmc.Cache across os.fork(): a handle opened before fork() keeps working in
 the child without any call from the user (the library reopens it on first
-use), the parent's handle is untouched by anything the child does, and a
-child killed at any point leaves the cache usable."""
+use, or when the child calls reopen_after_fork()), the parent's handle is
+untouched by anything the child does, and a child killed at any point leaves
+the cache usable."""
 import os
 import signal
 import threading
@@ -29,6 +30,46 @@ def test_child_reads_and_writes_through_the_inherited_handle(cache):
     assert cache.incr(b"n") == 2
     cache.set(b"parent2", b"still fine")
     assert cache.get(b"parent2") == b"still fine"
+
+
+def test_reopen_after_fork_where_the_caller_chooses(cache):
+    cache.set(b"k", b"v")
+    # In the process that opened the cache: nothing to do.
+    assert cache.reopen_after_fork() is None
+    assert [p["pid"] for p in cache.process_stats()] == [os.getpid()]
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+
+    def child():
+        # The reopen happens here, not in the first get: the parent sees the
+        # child's stats slot before the child made any other call.
+        cache.reopen_after_fork()
+        cache.reopen_after_fork()  # reopened already: nothing more
+        os.write(up_w, b"r")
+        os.read(down_r, 1)
+        assert cache.get(b"k") == b"v"
+        cache.set(b"child", b"1")
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(up_r, 1) == b"r"
+        assert any(p["pid"] == pid and p["alive"] for p in cache.process_stats())
+    finally:
+        os.write(down_w, b"g")
+    assert wait_child(pid) == 0
+    assert cache.get(b"child") == b"1"
+    for fd in (up_r, up_w, down_r, down_w):
+        os.close(fd)
+    cache.close()
+    with pytest.raises(ValueError):
+        cache.reopen_after_fork()
 
 
 def test_child_that_closes_or_ignores_the_handle_leaves_the_parent_alone(cache):

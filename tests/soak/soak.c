@@ -1371,11 +1371,11 @@ static void sample_stats(void)
                               kills_total, last_kill);
             }
         }
-        if (c == CACHE_B && st.evictions_soonest + st.evictions_lru > 0 &&
-            !(have_prev[c] && prev_st[c].evictions_soonest + prev_st[c].evictions_lru > 0))
+        if (c == CACHE_B && st.counters.evictions_soonest + st.counters.evictions_lru > 0 &&
+            !(have_prev[c] && prev_st[c].counters.evictions_soonest + prev_st[c].counters.evictions_lru > 0))
             violation(V_LEDGER_EVICTED, "B evicted %" PRIu64 " live entries (fill %.3f): the "
                       "checks of lost writes are void from here on",
-                      st.evictions_soonest + st.evictions_lru, st.fill);
+                      st.counters.evictions_soonest + st.counters.evictions_lru, st.fill);
         prev_st[c] = st;
         have_prev[c] = true;
     }
@@ -1719,9 +1719,9 @@ static int report(double elapsed)
         printf("stats of A at the end: %" PRIu64 " sets, %" PRIu64 " map_full, evictions: %"
                PRIu64 " expired, %" PRIu64 " soonest, %" PRIu64 " lru; %" PRIu64
                " reader slots cleared; %" PRIu64 " samples of both caches\n",
-               prev_st[CACHE_A].sets, prev_st[CACHE_A].map_full,
-               prev_st[CACHE_A].evictions_expired, prev_st[CACHE_A].evictions_soonest,
-               prev_st[CACHE_A].evictions_lru, prev_st[CACHE_A].readers_cleared, SF.samples);
+               prev_st[CACHE_A].counters.sets, prev_st[CACHE_A].counters.map_full,
+               prev_st[CACHE_A].counters.evictions_expired, prev_st[CACHE_A].counters.evictions_soonest,
+               prev_st[CACHE_A].counters.evictions_lru, prev_st[CACHE_A].counters.readers_cleared, SF.samples);
     uint64_t wfail = sum_fails(F_WRITE) + sum_fails(F_DELETE) + sum_fails(F_PREFIX);
     if (wfail || sum_fails(F_READ) || sum_fails(F_SWEEP) || sum_fails(F_OPEN) ||
         sum_fails(F_STATS)) {

@@ -101,7 +101,7 @@ static int fill_until(const char *path, const char *prefix, long vsize, double t
             }
             if (st.fill >= target)
                 break;
-            if (st.map_full) {
+            if (st.counters.map_full) {
                 fprintf(stderr, "helper: the map filled up before reaching %.3f\n", target);
                 status = 2;
                 break;

@@ -70,11 +70,11 @@ grep -q "'--json=yes'" "$T/err" || fail "message for --json=yes: $(cat "$T/err")
 for cmd in "get a" "set a b" "del a" "del-prefix x" "clear" "ls" "info" "incr n"; do
     # shellcheck disable=SC2086
     expect_rc 2 "$LMC" "$C" $cmd 2> "$T/err"
-    grep -q "no lmc cache there (LMC_NOTFOUND)" "$T/err" || fail "message for $cmd: $(cat "$T/err")"
+    grep -q "no lmc cache there (LMC_ENOCACHE)" "$T/err" || fail "message for $cmd: $(cat "$T/err")"
     [ ! -e "$C" ] || fail "'$cmd' created the cache"
 done
 expect_rc 2 "$SWEEP" "$C" 2> "$T/err"
-grep -q "LMC_NOTFOUND" "$T/err" || fail "lmc-sweep on a missing cache: $(cat "$T/err")"
+grep -q "no lmc cache there (LMC_ENOCACHE)" "$T/err" || fail "lmc-sweep on a missing cache: $(cat "$T/err")"
 [ ! -e "$C" ] || fail "lmc-sweep created the cache"
 
 "$LMC" "$C" --create --map-size 8M --mode 0660 info > "$T/info"

@@ -8,7 +8,7 @@
 
 # --- a missing cache: exit 2, a message, and nothing created -----------------
 expect_rc 2 "$STATS" "$T/missing" 2> "$T/err"
-grep -q "no lmc cache there (LMC_NOTFOUND)" "$T/err" || fail "message for a missing cache: $(cat "$T/err")"
+grep -q "no lmc cache there (LMC_ENOCACHE)" "$T/err" || fail "message for a missing cache: $(cat "$T/err")"
 [ ! -e "$T/missing" ] || fail "lmc-stats created $T/missing"
 expect_rc 2 "$STATS" "$T/missing/deeper" --json 2>/dev/null
 [ ! -e "$T/missing" ] || fail "lmc-stats created $T/missing"
