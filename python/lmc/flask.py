@@ -1,0 +1,649 @@
+"""lmc.flask: whole HTTP responses cached for every worker of the host, with
+ETag/304, Cache-Control, Vary and fill leases.
+
+    from lmc.flask import HttpCache
+    http = HttpCache(app, "/dev/shm/myapp-http")     # or LMC_HTTP_PATH + init_app(app)
+
+    @app.get("/items/<int:n>")
+    @http.cached_response(60, grace=300, query=("page",), vary=("Accept-Language",))
+    def item(n): ...
+
+    http.invalidate_path("/items/")        # every variant of every page under /items/
+
+What a cached view does, in short (python/README.md has the whole list):
+- The key is the method (GET; HEAD is answered from the GET entry), the
+  path, the query arguments (all of them, or an allow-list) sorted, the
+  values of the request headers named in `vary`, and the user when
+  `per_user` gives one, in that order, so that a prefix of the path removes
+  every variant.
+- Stored: the status, an allow-list of headers, the body, a strong ETag and
+  the time it was stored; never Set-Cookie.  Not stored: a status outside
+  `statuses`, a streamed response, a response that varies on a header not
+  in `vary` (or on Cookie, or `*`), one that says no-store, no-cache or
+  private, and one whose request touched the session or carried
+  Authorization, unless `per_user` named a user.
+- Every answer carries Cache-Control (public, or private for a user),
+  max-age no longer than what is left of the TTL, Age, ETag, Last-Modified
+  and X-Cache: HIT, MISS (rendered by this request), UPDATING (this request
+  re-rendered an expired page), STALE (the expired page, served during the
+  grace while another worker renders it, or because the re-render failed).
+- If-None-Match / If-Modified-Since get a 304 from the validators alone: the
+  headers and the body are two entries, and a 304 or a HEAD never reads the
+  body.
+- A miss or an expired page takes the fill lease of lmc.Cache.get_lease: one
+  worker renders, the others get the stale page during the grace or wait.
+"""
+import atexit
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+import time
+import typing as _t
+from functools import wraps
+from urllib.parse import quote, urlencode
+
+import flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date, parse_etags, unquote_etag
+
+from ._lmc import Cache, Error
+
+from ._lmc import LEASE_FILL, LEASE_HIT, LEASE_REFRESH, LEASE_STALE, LEASE_TIMEOUT
+
+__all__ = ["HttpCache"]
+
+# Headers of a response that are stored and replayed; everything else (first
+# of all Set-Cookie) reaches only the request that rendered the page.
+STORED_HEADERS = (
+    "Content-Type",
+    "Content-Language",
+    "Content-Encoding",
+    "Vary",
+    "ETag",
+    "Last-Modified",
+    "Location",
+    "Cache-Control",
+)
+_STORED_LOWER = frozenset(h.lower() for h in STORED_HEADERS)
+
+# The largest key lmc stores; a longer one (a huge query string) is served
+# uncached.
+_MAX_KEY = 65536
+
+# A body entry outlives the headers entry that names it by this much, so that
+# a body is never missing while its headers can still be served.
+_BODY_SLACK = 60.0
+
+# Characters left as they are when a path is put into a key.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+STATS_PREFIX = "lmc-http-stats/"
+STAT_KINDS = ("hit", "miss", "stale", "updating", "not_modified", "uncached")
+
+_RECORD_VERSION = 1
+
+
+def _quote_path(raw: bytes) -> str:
+    return quote(raw, safe=_PATH_SAFE)
+
+
+def _now() -> float:
+    return time.time()
+
+
+class _Entry:
+    """A stored page's header record (the body is a separate entry)."""
+
+    __slots__ = ("status", "headers", "etag", "stored_at", "ttl", "grace", "length",
+                 "last_modified")
+
+    @classmethod
+    def decode(cls, raw: _t.Optional[bytes]) -> _t.Optional["_Entry"]:
+        if not raw:
+            return None
+        try:
+            d = json.loads(raw)
+            if d.get("v") != _RECORD_VERSION:
+                return None
+            e = cls()
+            e.status = int(d["s"])
+            e.headers = [(str(k), str(v)) for k, v in d["h"]]
+            e.etag = str(d["e"])
+            e.stored_at = float(d["t"])
+            e.ttl = float(d["ttl"])
+            e.grace = float(d["g"])
+            e.length = int(d["n"])
+            e.last_modified = int(d["lm"])
+            return e
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # not a record of this module: treated as a miss
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"v": _RECORD_VERSION, "s": self.status, "h": self.headers, "e": self.etag,
+             "t": self.stored_at, "ttl": self.ttl, "g": self.grace, "n": self.length,
+             "lm": self.last_modified},
+            separators=(",", ":"),
+        ).encode()
+
+    def header(self, name: str) -> _t.Optional[str]:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+
+class _Policy:
+    """The arguments of one cached_response."""
+
+    def __init__(self, timeout, grace, query, vary, per_user, statuses, max_age,
+                 error_timeout):
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"cached_response: timeout must be seconds > 0, not {timeout!r}")
+        if not (isinstance(grace, (int, float)) and grace >= 0):
+            raise ValueError(f"cached_response: grace must be seconds >= 0, not {grace!r}")
+        if isinstance(query, str) or isinstance(vary, str):
+            raise TypeError("cached_response: query and vary are tuples of names, not one str")
+        self.timeout = float(timeout)
+        self.grace = float(grace)
+        self.query = None if query is None else frozenset(query)
+        # Header names as given (for the Vary header) and lowered (to compare).
+        self.vary = tuple(vary)
+        self.vary_lower = tuple(v.lower() for v in self.vary)
+        if "cookie" in self.vary_lower:
+            raise ValueError("cached_response: vary=('Cookie',) caches one page per cookie "
+                             "jar; use per_user= to key pages on the user")
+        self.per_user = per_user
+        self.statuses = frozenset(int(s) for s in statuses)
+        self.max_age = max_age
+        self.error_timeout = error_timeout
+
+    def ttl_for(self, status: int) -> float:
+        if status >= 400:
+            return min(self.timeout, self.error_timeout)
+        return self.timeout
+
+
+class HttpCache:
+    """Cached HTTP responses for Flask, shared by every worker of the host.
+
+    HttpCache(app=None, path=None, **options); with app=None call
+    init_app(app) later (path then comes from the config key LMC_HTTP_PATH
+    when not given here).  Options:
+
+    - cache: an open lmc.Cache to use instead of opening `path`; also
+      accepted: lmc.cachelib.LmcCache, lmc.flask_caching.LmcCache, or a
+      flask_caching.Cache whose backend is lmc (its handle is shared);
+    - map_size, mode, max_readers: for lmc.Cache when it opens `path`;
+    - key_prefix ("http/"): every key starts with it;
+    - lease_time (30 s): how long a render may take before another worker
+      takes the lease over;
+    - wait (10 s): how long a request waits for another worker's render of
+      a page it has no stale copy of, before rendering it uncached itself;
+    - error_timeout (30 s): the TTL of stored 4xx pages is at most this;
+    - stats_interval (1 s): how often a worker adds its per-view counters
+      to the shared ones (never a write per request).
+    """
+
+    def __init__(self, app=None, path=None, **options):
+        self.path = path
+        self.key_prefix = options.pop("key_prefix", "http/")
+        self.lease_time = float(options.pop("lease_time", 30.0))
+        self.wait = float(options.pop("wait", 10.0))
+        self.error_timeout = float(options.pop("error_timeout", 30.0))
+        self.stats_interval = float(options.pop("stats_interval", 1.0))
+        self._given = options.pop("cache", None)
+        self._open_options = {k: options.pop(k) for k in ("map_size", "mode", "max_readers")
+                              if k in options}
+        if options:
+            raise TypeError(f"HttpCache: unknown options {sorted(options)}")
+        if not isinstance(self.key_prefix, str) or not self.key_prefix:
+            raise ValueError("HttpCache: key_prefix must be a non-empty str")
+        self._cache: _t.Optional[Cache] = None
+        self._lock = threading.Lock()
+        self._pending: _t.Dict[_t.Tuple[str, str], int] = {}
+        self._pending_pid = os.getpid()
+        self._last_flush = time.monotonic()
+        atexit.register(self._flush_at_exit)
+        if app is not None:
+            self.init_app(app)
+
+    # -- setup --------------------------------------------------------------
+
+    @staticmethod
+    def _handle_of(obj) -> Cache:
+        if isinstance(obj, Cache):
+            return obj
+        inner = getattr(obj, "lmc", None)  # lmc.cachelib.LmcCache and the Flask-Caching one
+        if isinstance(inner, Cache):
+            return inner
+        backend = getattr(obj, "cache", None)  # flask_caching.Cache
+        inner = getattr(backend, "lmc", None)
+        if isinstance(inner, Cache):
+            return inner
+        raise TypeError(f"HttpCache: cache= must be an lmc cache, not {type(obj).__name__}")
+
+    def init_app(self, app) -> None:
+        if self._given is not None:
+            cache = self._handle_of(self._given)
+        else:
+            path = self.path or app.config.get("LMC_HTTP_PATH")
+            if not path:
+                raise ValueError("HttpCache needs a path, or LMC_HTTP_PATH in the app's config")
+            opts = dict(self._open_options)
+            opts.setdefault("map_size", app.config.get("LMC_HTTP_MAP_SIZE", 0))
+            cache = Cache(path, **opts)
+        app.extensions.setdefault("lmc.flask", {})[id(self)] = cache
+        if self._cache is None:
+            self._cache = cache
+
+    def _cache_now(self) -> Cache:
+        app = flask.current_app._get_current_object() if flask.has_app_context() else None
+        if app is not None:
+            c = app.extensions.get("lmc.flask", {}).get(id(self))
+            if c is not None:
+                return c
+        if self._cache is None:
+            raise RuntimeError("HttpCache has no cache yet: call init_app(app)")
+        return self._cache
+
+    @property
+    def cache(self) -> Cache:
+        """The lmc.Cache of the current app (or of the first app)."""
+        return self._cache_now()
+
+    # -- keys ---------------------------------------------------------------
+
+    def _path_key(self, quoted_path: str) -> str:
+        return f"{self.key_prefix}GET {quoted_path}"
+
+    def _key(self, req, pol: _Policy, user) -> _t.Optional[bytes]:
+        raw_path = req.environ.get("PATH_INFO", "").encode("latin-1", "replace")
+        args = req.args.items(multi=True)
+        if pol.query is not None:
+            args = [(k, v) for k, v in args if k in pol.query]
+        query = urlencode(sorted(args))
+        vary = "&".join(quote(req.headers.get(h, ""), safe="") for h in pol.vary)
+        who = "-" if user is None else "u=" + quote(str(user), safe="")
+        key = f"{self._path_key(_quote_path(raw_path))}\0{query}\0{vary}\0{who}".encode()
+        # + room for the body entry's suffix
+        return key if len(key) + 80 <= _MAX_KEY else None
+
+    @staticmethod
+    def _body_key(key: bytes, etag: str) -> bytes:
+        return key + b"\0b" + etag.encode()
+
+    def invalidate_path(self, prefix: str, exact: bool = False) -> int:
+        """Remove every stored variant (query, Vary values, users, HEAD too) of
+        every page whose path starts with `prefix`, for all workers; with
+        exact=True only the pages of that one path.  A render under way for
+        such a page is not stored.  Returns the number of entries removed (a
+        page is two: its headers and its body)."""
+        if not isinstance(prefix, str):
+            raise TypeError("invalidate_path: prefix must be a str path such as '/items/'")
+        k = self._path_key(_quote_path(prefix.encode("utf-8")))
+        if exact:
+            k += "\0"
+        return self._cache_now().delete_prefix(k)
+
+    def invalidate_user(self, user) -> int:
+        """Remove every page stored for this user (per_user views).  This walks
+        the keys of all cached pages (a user is the last part of a key, so
+        that invalidate_path stays one prefix deletion)."""
+        cache = self._cache_now()
+        tail = ("\0u=" + quote(str(user), safe="")).encode()
+        n = 0
+        for k in cache.keys(self.key_prefix.encode() + b"GET "):
+            head = k.split(b"\0b", 1)[0] if k.count(b"\0") > 3 else k
+            if head.endswith(tail) and cache.delete(k):
+                n += 1
+        return n
+
+    # -- per-view counters --------------------------------------------------
+
+    def _count(self, endpoint: str, kind: str) -> None:
+        pid = os.getpid()
+        with self._lock:
+            if pid != self._pending_pid:  # a forked child: the parent's counts are not ours
+                self._pending.clear()
+                self._pending_pid = pid
+            k = (endpoint, kind)
+            self._pending[k] = self._pending.get(k, 0) + 1
+            due = time.monotonic() - self._last_flush >= self.stats_interval
+        if due:
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Add this worker's counts to the shared ones now (one incr per
+        counter that moved)."""
+        with self._lock:
+            if os.getpid() != self._pending_pid:
+                self._pending.clear()
+                self._pending_pid = os.getpid()
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        if not pending:
+            return
+        cache = self._cache_now()
+        try:
+            for (endpoint, kind), n in pending.items():
+                cache.incr(f"{STATS_PREFIX}{endpoint}\0{kind}", n, timeout=0)
+        except Error:
+            pass  # counters are best effort; the page was served
+
+    def _flush_at_exit(self) -> None:
+        try:
+            if self._cache is not None:
+                self.flush_stats()
+        except Exception:
+            pass
+
+    def stats(self) -> _t.Dict[str, _t.Dict[str, int]]:
+        """{endpoint: {hit, miss, stale, updating, not_modified, uncached}} of
+        all workers (what they flushed) plus this worker's pending counts."""
+        cache = self._cache_now()
+        out: _t.Dict[str, _t.Dict[str, int]] = {}
+        for k in cache.keys(STATS_PREFIX.encode()):
+            endpoint, _, kind = k[len(STATS_PREFIX):].decode("utf-8", "replace").partition("\0")
+            v = cache.get(k)
+            if v is not None and kind in STAT_KINDS:
+                out.setdefault(endpoint, dict.fromkeys(STAT_KINDS, 0))[kind] = int(v)
+        with self._lock:
+            if os.getpid() == self._pending_pid:
+                for (endpoint, kind), n in self._pending.items():
+                    out.setdefault(endpoint, dict.fromkeys(STAT_KINDS, 0))[kind] += n
+        return out
+
+    # -- the decorator ------------------------------------------------------
+
+    def cached_response(self, timeout, grace=0, query=None, vary=(), per_user=None,
+                        statuses=(200, 203, 301, 404), *, max_age=None):
+        """Cache the view's responses for `timeout` seconds (4xx at most
+        error_timeout), then serve them stale for `grace` more seconds while
+        one worker renders the page again.
+
+        query: None = every query argument, sorted; a tuple = only those.
+        vary: request headers whose values select a variant (also sent as Vary).
+        per_user: a function returning the user id or None (anonymous); pages
+        of a user are keyed on them and sent Cache-Control: private.
+        statuses: the statuses stored.  max_age: an upper bound of the
+        max-age sent to browsers (default: what is left of the TTL).
+        """
+        pol = _Policy(timeout, grace, query, vary, per_user, statuses, max_age,
+                      self.error_timeout)
+
+        def decorate(view):
+            @wraps(view)
+            def wrapper(*args, **kwargs):
+                return self._serve(pol, view, args, kwargs)
+
+            return wrapper
+
+        return decorate
+
+    # -- serving ------------------------------------------------------------
+
+    def _get_lease(self, cache, key):
+        return cache.get_lease(key, lease_time=self.lease_time, wait=self.wait)
+
+    def _serve(self, pol: _Policy, view, args, kwargs):
+        req = flask.request
+        endpoint = req.endpoint or view.__name__
+        if req.method not in ("GET", "HEAD"):
+            return view(*args, **kwargs)
+        user = None
+        if pol.per_user is not None:
+            sess = flask.session
+            was = getattr(sess, "accessed", None)
+            user = pol.per_user()
+            if was is not None:
+                # Asking who the user is must not by itself make every
+                # anonymous page unstorable.
+                sess.accessed = was
+        if user is None and "Authorization" in req.headers:
+            self._count(endpoint, "uncached")
+            return self._uncached(view, args, kwargs)
+        key = self._key(req, pol, user)
+        if key is None:
+            self._count(endpoint, "uncached")
+            return self._uncached(view, args, kwargs)
+        cache = self._cache_now()
+        try:
+            if req.method == "HEAD":
+                # A HEAD never renders into the GET entry (the view may answer
+                # a HEAD differently); it is answered from a fresh GET entry.
+                e = _Entry.decode(cache.get(key))
+                if e is not None:
+                    return self._answer(cache, pol, endpoint, key, e, "HIT", user)
+                self._count(endpoint, "uncached")
+                return self._uncached(view, args, kwargs)
+            outcome, raw, lease = self._get_lease(cache, key)
+        except Error:
+            self._count(endpoint, "uncached")
+            return self._uncached(view, args, kwargs)
+
+        if outcome in (LEASE_HIT, LEASE_STALE):
+            e = _Entry.decode(raw)
+            if e is not None:
+                r = self._answer(cache, pol, endpoint, key, e,
+                                 "HIT" if outcome == LEASE_HIT else "STALE", user)
+                if r is not None:
+                    return r
+            # A record that is not ours, or a body gone: drop it, render.
+            try:
+                cache.delete(key)
+            except Error:
+                pass
+            self._count(endpoint, "uncached")
+            return self._uncached(view, args, kwargs)
+
+        if outcome == LEASE_TIMEOUT:
+            self._count(endpoint, "uncached")
+            return self._uncached(view, args, kwargs)
+
+        # FILL or REFRESH: this worker holds the lease and renders.
+        stale = _Entry.decode(raw) if outcome == LEASE_REFRESH else None
+        try:
+            resp = self._render(view, args, kwargs)
+        except Exception:
+            self._abandon(lease)
+            if stale is not None:
+                r = self._answer(cache, pol, endpoint, key, stale, "STALE", user)
+                if r is not None:
+                    return r
+            raise
+        if stale is not None and resp.status_code >= 500:
+            # An error page does not replace a stale page (stale-if-error).
+            self._abandon(lease)
+            r = self._answer(cache, pol, endpoint, key, stale, "STALE", user)
+            if r is not None:
+                return r
+            return resp
+        why = self._unstorable(pol, resp, user)
+        if why is not None:
+            self._abandon(lease)
+            self._count(endpoint, "uncached")
+            return self._mark_uncached(resp, why)
+        e, body = self._record(pol, resp)
+        stored = False
+        try:
+            cache.set(self._body_key(key, e.etag), body, timeout=e.ttl + e.grace + _BODY_SLACK)
+            stored = lease.fill(e.encode(), timeout=e.ttl, grace=e.grace)
+        except Error:
+            pass
+        finally:
+            if not stored:
+                self._abandon(lease)
+        if not stored:
+            self._count(endpoint, "uncached")
+            return self._mark_uncached(resp, "not stored")
+        xcache = "MISS" if outcome == LEASE_FILL else "UPDATING"
+        return self._answer(cache, pol, endpoint, key, e, xcache, user, body=body, fresh=resp)
+
+    @staticmethod
+    def _abandon(lease) -> None:
+        try:
+            if lease is not None and lease.held:
+                lease.abandon()
+        except Error:
+            pass
+
+    @staticmethod
+    def _render(view, args, kwargs):
+        app = flask.current_app
+        try:
+            rv = view(*args, **kwargs)
+        except HTTPException as e:
+            rv = app.handle_http_exception(e)
+        return app.make_response(rv)
+
+    def _uncached(self, view, args, kwargs):
+        return self._mark_uncached(self._render(view, args, kwargs), None)
+
+    @staticmethod
+    def _mark_uncached(resp, why):
+        resp.headers["X-Cache"] = "MISS"
+        if why in ("session", "cookie") and "Cache-Control" not in resp.headers:
+            resp.headers["Cache-Control"] = "private"
+        return resp
+
+    @staticmethod
+    def _unstorable(pol: _Policy, resp, user) -> _t.Optional[str]:
+        """Why this response must not be stored, or None."""
+        if resp.status_code not in pol.statuses:
+            return "status"
+        if resp.is_streamed or resp.direct_passthrough:
+            return "streamed"
+        if user is None:
+            sess = flask.session
+            if getattr(sess, "accessed", True) or getattr(sess, "modified", False):
+                return "session"
+        for h in resp.vary:
+            h = h.lower()
+            if h == "*":
+                return "vary"
+            if h == "cookie":
+                if user is None:
+                    return "cookie"
+            elif h not in pol.vary_lower:
+                return "vary"
+        cc = resp.cache_control
+        if cc.no_store or cc.no_cache or (cc.private and user is None):
+            return "cache-control"
+        return None
+
+    def _record(self, pol: _Policy, resp) -> _t.Tuple[_Entry, bytes]:
+        body = resp.get_data()
+        now = _now()
+        e = _Entry()
+        e.status = resp.status_code
+        e.headers = [(k, v) for k, v in resp.headers.items() if k.lower() in _STORED_LOWER
+                     and k.lower() not in ("vary", "etag", "last-modified")]
+        vary = list(pol.vary) + [h for h in resp.vary if h.lower() not in pol.vary_lower]
+        if pol.per_user is not None and "cookie" not in (h.lower() for h in vary):
+            vary.append("Cookie")
+        if vary:
+            e.headers.append(("Vary", ", ".join(vary)))
+        e.etag = resp.headers.get("ETag") or '"%s"' % hashlib.blake2b(body, digest_size=16).hexdigest()
+        lm = resp.last_modified
+        e.last_modified = int(lm.timestamp()) if lm is not None else int(now)
+        e.stored_at = now
+        e.ttl = pol.ttl_for(e.status)
+        e.grace = pol.grace
+        e.length = len(body)
+        return e, body
+
+    def _answer(self, cache, pol, endpoint, key, e: _Entry, xcache, user, body=None,
+                fresh=None):
+        """The response for a stored page: 304 from the validators, HEAD
+        without the body, or the page.  None when the body is gone."""
+        req = flask.request
+        now = _now()
+        age = max(0.0, now - e.stored_at)
+        left = e.ttl - age
+        view_cc = e.header("Cache-Control")
+        cap = None
+        if view_cc:
+            from werkzeug.http import parse_cache_control_header
+            from werkzeug.datastructures import ResponseCacheControl
+
+            vcc = parse_cache_control_header(view_cc, cls=ResponseCacheControl)
+            cap = vcc.max_age
+        max_age = 0 if xcache == "STALE" else max(0, int(left))
+        if cap is not None:
+            max_age = min(max_age, int(cap))
+        browser = max_age if pol.max_age is None else min(max_age, int(pol.max_age))
+        private = user is not None
+        cc = f"{'private' if private else 'public'}, max-age={browser}"
+        if not private:
+            cc += f", s-maxage={max_age}"
+        if e.grace:
+            cc += f", stale-while-revalidate={int(e.grace)}"
+        common = [("Cache-Control", cc), ("Age", str(int(age))), ("X-Cache", xcache),
+                  ("ETag", e.etag), ("Last-Modified", http_date(e.last_modified))]
+        vary = e.header("Vary")
+        if vary:
+            common.append(("Vary", vary))
+
+        kind = {"HIT": "hit", "MISS": "miss", "STALE": "stale", "UPDATING": "updating"}[xcache]
+        if 200 <= e.status < 300 and self._not_modified(req, e):
+            self._count(endpoint, kind)
+            self._count(endpoint, "not_modified")
+            r = flask.current_app.response_class(status=304)
+            r.headers.clear()
+            for k, v in common:
+                r.headers[k] = v
+            self._copy_fresh(r, fresh)
+            return r
+
+        head = req.method == "HEAD"
+        if body is None and not head:
+            try:
+                body = cache.get(self._body_key(key, e.etag))
+            except Error:
+                body = None
+            if body is None or len(body) != e.length:
+                return None
+        r = flask.current_app.response_class(b"" if head else body, status=e.status)
+        r.headers.clear()
+        for k, v in e.headers:
+            if k.lower() not in ("cache-control", "vary"):
+                r.headers.add(k, v)
+        for k, v in common:
+            r.headers[k] = v
+        if head:
+            r.headers["Content-Length"] = str(e.length)
+        self._copy_fresh(r, fresh)
+        self._count(endpoint, kind)
+        return r
+
+    @staticmethod
+    def _copy_fresh(r, fresh) -> None:
+        """The request that rendered the page also gets the headers that are
+        not stored (its own Set-Cookie among them)."""
+        if fresh is None:
+            return
+        for k, v in fresh.headers.items():
+            lk = k.lower()
+            if lk not in _STORED_LOWER and lk not in ("content-length", "age", "x-cache"):
+                r.headers.add(k, v)
+
+    @staticmethod
+    def _not_modified(req, e: _Entry) -> bool:
+        inm = req.headers.get("If-None-Match")
+        if inm is not None:
+            try:
+                tag, _weak = unquote_etag(e.etag)
+                return bool(tag) and parse_etags(inm).contains_weak(tag)
+            except Exception:
+                return False  # unparsable: answered in full
+        ims = req.if_modified_since
+        if ims is not None:
+            try:
+                return _dt.datetime.fromtimestamp(e.last_modified, _dt.timezone.utc) <= ims
+            except (OverflowError, ValueError, OSError):
+                return False
+        return False
