@@ -195,14 +195,15 @@ class HttpCache:
         self.wait = float(options.pop("wait", 10.0))
         self.error_timeout = float(options.pop("error_timeout", 30.0))
         self.stats_interval = float(options.pop("stats_interval", 1.0))
-        self._given = options.pop("cache", None)
+        given = options.pop("cache", None)
+        self._given = None if given is None else self._handle_of(given)
         self._open_options = {k: options.pop(k) for k in ("map_size", "mode", "max_readers")
                               if k in options}
         if options:
             raise TypeError(f"HttpCache: unknown options {sorted(options)}")
         if not isinstance(self.key_prefix, str) or not self.key_prefix:
             raise ValueError("HttpCache: key_prefix must be a non-empty str")
-        self._cache: _t.Optional[Cache] = None
+        self._cache: _t.Optional[Cache] = self._given
         self._lock = threading.Lock()
         self._pending: _t.Dict[_t.Tuple[str, str], int] = {}
         self._pending_pid = os.getpid()
@@ -228,7 +229,7 @@ class HttpCache:
 
     def init_app(self, app) -> None:
         if self._given is not None:
-            cache = self._handle_of(self._given)
+            cache = self._given
         else:
             path = self.path or app.config.get("LMC_HTTP_PATH")
             if not path:
@@ -394,15 +395,7 @@ class HttpCache:
         endpoint = req.endpoint or view.__name__
         if req.method not in ("GET", "HEAD"):
             return view(*args, **kwargs)
-        user = None
-        if pol.per_user is not None:
-            sess = flask.session
-            was = getattr(sess, "accessed", None)
-            user = pol.per_user()
-            if was is not None:
-                # Asking who the user is must not by itself make every
-                # anonymous page unstorable.
-                sess.accessed = was
+        user = pol.per_user() if pol.per_user is not None else None
         if user is None and "Authorization" in req.headers:
             self._count(endpoint, "uncached")
             return self._uncached(view, args, kwargs)
@@ -478,6 +471,11 @@ class HttpCache:
             if not stored:
                 self._abandon(lease)
         if not stored:
+            # Invalidated meanwhile, or no room: the body must not linger.
+            try:
+                cache.delete(self._body_key(key, e.etag))
+            except Error:
+                pass
             self._count(endpoint, "uncached")
             return self._mark_uncached(resp, "not stored")
         xcache = "MISS" if outcome == LEASE_FILL else "UPDATING"
@@ -517,7 +515,7 @@ class HttpCache:
             return "status"
         if resp.is_streamed or resp.direct_passthrough:
             return "streamed"
-        if user is None:
+        if pol.per_user is None:
             sess = flask.session
             if getattr(sess, "accessed", True) or getattr(sess, "modified", False):
                 return "session"
@@ -526,7 +524,7 @@ class HttpCache:
             if h == "*":
                 return "vary"
             if h == "cookie":
-                if user is None:
+                if pol.per_user is None:
                     return "cookie"
             elif h not in pol.vary_lower:
                 return "vary"
