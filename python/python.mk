@@ -38,6 +38,18 @@ PY_TOOLS := $(B)/lmc $(B)/lmc-stats
 
 .PHONY: python check-python check-python-asan demo-flask
 
+# The headless-browser test (python/tests/test_http_browser.py) drives
+# Debian's chromium (installed by make deps) with puppeteer-core from npm,
+# pinned by package-lock.json; PUPPETEER_SKIP_DOWNLOAD and --ignore-scripts:
+# nothing may download a browser.  npm comes with nodejs from some sources
+# and is a package of its own in Debian's.
+BROWSER_DIR := python/tests/browser
+BROWSER_MODULES := $(BROWSER_DIR)/node_modules/.package-lock.json
+$(BROWSER_MODULES): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	$(Q)command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory deps EXTRA_DEB_PKGS=npm
+	$(E) "  NPM     $(BROWSER_DIR)"
+	$(Q)cd $(BROWSER_DIR) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
 # setup.py rebuilds the extension when _lmc.c, lmc.h or liblmc.a changed and
 # copies the pure Python modules next to it.
 python: $(STATIC)
@@ -46,7 +58,7 @@ python: $(STATIC)
 	    LMC_LDFLAGS='$(ALL_LDFLAGS)' $(PY) setup.py -q build \
 	    --build-base $(abspath $(PY_OUT))/build --build-lib $(abspath $(PY_LIB))
 
-check-python: python $(PY_TOOLS)
+check-python: python $(PY_TOOLS) $(BROWSER_MODULES)
 	$(Q)$(PY_RUN) -m pytest -q -p no:cacheprovider python/tests
 
 # A build directory of its own (not $(B)-asan, which check-tools-asan uses),
@@ -62,4 +74,4 @@ demo-flask: python $(PY_TOOLS)
 TEST_EXTRA += check-python check-python-asan
 EXTRA_DEB_PKGS += python3-dev python3-setuptools python3-pytest python3-flask \
                   python3-flask-caching python3-cachelib gunicorn python3-redis \
-                  python3-diskcache redis-server
+                  python3-diskcache redis-server chromium nodejs
