@@ -654,3 +654,56 @@ def test_init_app_config_and_flask_caching(tmpdir_shm):
     with pytest.raises(ValueError):
         http.cached_response(0)
     assert isinstance(http.cache, lmc.Cache)
+
+
+def test_lmc_stats_shows_the_views(cache_path, bin_dir):
+    from driver import run_tool, tools_available
+
+    if not tools_available(bin_dir):
+        pytest.skip(f"the lmc tools are not built in {bin_dir} (make all)")
+    app = App(cache_path, stats_interval=3600)
+    def odd_name():
+        return "x"
+
+    # An endpoint name that needs escaping in every format.
+    app.flask.add_url_rule("/odd", endpoint='we"ird\\',
+                           view_func=app.http.cached_response(60)(odd_name))
+    first = conditional_app(app)  # endpoint "c": one miss
+    app.client.get("/c")
+    app.client.get("/c", headers={"If-None-Match": first.headers["ETag"]})
+
+    app.client.get("/odd")
+    app.http.flush_stats()
+
+    r = run_tool(bin_dir, "lmc-stats", cache_path, "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    views = json.loads(r.stdout)["http_views"]
+    assert views["c"] == {"hit": 2, "miss": 1, "stale": 0, "updating": 0, "not_modified": 1,
+                          "uncached": 0, "hit_ratio": pytest.approx(2 / 3, abs=1e-5)}
+    assert views['we"ird\\']["miss"] == 1
+
+    r = run_tool(bin_dir, "lmc-stats", cache_path, "--prometheus")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert f'lmc_http_responses_total{{path="{cache_path}",endpoint="c",x_cache="hit"}} 2' in lines
+    assert f'lmc_http_not_modified_total{{path="{cache_path}",endpoint="c"}} 1' in lines
+    assert (f'lmc_http_responses_total{{path="{cache_path}",endpoint="we\\"ird\\\\",'
+            'x_cache="miss"} 1') in lines
+    promcheck = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "tools", "promcheck.py")
+    import subprocess
+    import sys
+
+    prom = cache_path + ".prom"
+    with open(prom, "w") as f:
+        f.write(r.stdout)
+    chk = subprocess.run([sys.executable, promcheck, prom], capture_output=True, text=True)
+    assert chk.returncode == 0, chk.stderr
+
+    r = run_tool(bin_dir, "lmc-stats", cache_path)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.split("# HTTP views\n")[1].splitlines()
+    assert ("c:hit=2 miss=1 stale=0 updating=0 not_modified=1 uncached=0 "
+            "hit_ratio=0.666667") in text
+    app.http.cache.close()
