@@ -10,6 +10,8 @@
 #   make fuzz       libFuzzer against the model of tests/model.h (FUZZ_SECONDS)
 #   make soak       SIGKILLs under eviction for SOAK_SECONDS (tests/soak/soak.mk)
 #   make install / uninstall / test-install   (PREFIX, DESTDIR honoured)
+#   make man / check-man   man pages from docs/man/*.md, checked against --help
+#   make deb / test-deb / test-pip   Debian packages and pip, installed and tested
 #
 # Build outputs go to build/<variant>/ and are never committed.
 
@@ -24,6 +26,7 @@ bindir ?= $(prefix)/bin
 libdir ?= $(prefix)/lib
 includedir ?= $(prefix)/include
 pkgconfigdir ?= $(libdir)/pkgconfig
+mandir ?= $(prefix)/share/man
 
 CC ?= cc
 WERROR ?= 1
@@ -89,8 +92,10 @@ DEB_PKGS := liblmdb-dev libcmocka-dev pkg-config
 # Each part of the tree outside lib/ brings its own rules in <dir>/<dir>.mk and
 # appends to: ALL_EXTRA (built by `make all`), TEST_EXTRA (phony targets run by
 # `make test` after the unit tests), EXTRA_DEB_PKGS (installed by `make deps`),
-# INSTALL_EXTRA (targets run by `make install`, honouring DESTDIR/bindir).
+# INSTALL_EXTRA (targets run by `make install`, honouring DESTDIR/bindir),
+# UNINSTALL_EXTRA (their counterparts, run by `make uninstall`).
 INSTALL_EXTRA :=
+UNINSTALL_EXTRA :=
 ALL_EXTRA :=
 TEST_EXTRA :=
 EXTRA_DEB_PKGS :=
@@ -98,6 +103,8 @@ EXTRA_DEB_PKGS :=
 -include examples/examples.mk
 -include bench/bench.mk
 -include python/python.mk
+-include docs/man/man.mk
+-include tests/pkg/pkg.mk
 # Last: the soak is the slowest and least specific test, so every specific
 # test reports before it.
 -include tests/soak/soak.mk
@@ -228,7 +235,7 @@ install: lib $(INSTALL_EXTRA)
 	sed -e 's|@PREFIX@|$(prefix)|' -e 's|@LIBDIR@|$(libdir)|' -e 's|@INCLUDEDIR@|$(includedir)|' \
 	    -e 's|@VERSION@|$(VERSION)|' lmc.pc.in > $(DESTDIR)$(pkgconfigdir)/lmc.pc
 
-uninstall:
+uninstall: $(UNINSTALL_EXTRA)
 	rm -f $(DESTDIR)$(includedir)/lmc.h $(DESTDIR)$(libdir)/liblmc.a \
 	    $(DESTDIR)$(libdir)/liblmc.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME) \
 	    $(DESTDIR)$(libdir)/liblmc.so $(DESTDIR)$(pkgconfigdir)/lmc.pc

@@ -31,7 +31,7 @@ endif
 PY_RUN = $(PY_PRELOAD) PYTHONPATH=$(abspath $(PY_LIB)) LMC_BIN_DIR=$(abspath $(B)) \
          PYTHONDONTWRITEBYTECODE=1 $(PY)
 
-PY_SRC := python/setup.py python/src/_lmc.c $(wildcard python/lmc/*.py)
+PY_SRC := python/setup.py python/pyproject.toml python/src/_lmc.c python/src/_lmc.map $(wildcard python/lmc/*.py)
 
 # The tools the end-to-end test drives (tools/tools.mk builds them).
 PY_TOOLS := $(B)/lmc $(B)/lmc-stats
@@ -51,11 +51,13 @@ $(BROWSER_MODULES): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
 	$(Q)cd $(BROWSER_DIR) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 # setup.py rebuilds the extension when _lmc.c, lmc.h or liblmc.a changed and
-# copies the pure Python modules next to it.
+# copies the pure Python modules next to it.  Its egg-info (setuptools writes
+# one whenever pyproject.toml gives the metadata) goes to the build directory
+# too, not into python/.
 python: $(STATIC)
 	$(E) "  PYTHON  $(PY_LIB)"
-	$(Q)cd python && LMC_STATIC=$(abspath $(STATIC)) LMC_CFLAGS='$(ALL_CFLAGS)' \
-	    LMC_LDFLAGS='$(ALL_LDFLAGS)' $(PY) setup.py -q build \
+	$(Q)mkdir -p $(PY_OUT) && cd python && LMC_STATIC=$(abspath $(STATIC)) LMC_CFLAGS='$(ALL_CFLAGS)' \
+	    LMC_LDFLAGS='$(ALL_LDFLAGS)' $(PY) setup.py -q egg_info --egg-base $(abspath $(PY_OUT)) build \
 	    --build-base $(abspath $(PY_OUT))/build --build-lib $(abspath $(PY_LIB))
 
 check-python: python $(PY_TOOLS) $(BROWSER_MODULES)

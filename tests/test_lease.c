@@ -660,7 +660,7 @@ static void test_holder_that_exits_or_closes_loses_at_once(void **state)
 
 /* The holder is SIGKILLed while a waiter sleeps on its fill, 200 times:
  * each time the waiter takes the lease over and fills.  The takeover times
- * are printed (bench/lease.c measures them for the record). */
+ * are printed, and recorded in bench/RESULTS.md. */
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

@@ -19,6 +19,7 @@ TOOLS_HELPER := $(B)/tests/tools/lmc-test-helper
 ALL_EXTRA += $(TOOLS_BIN)
 TEST_EXTRA += check-tools check-tools-asan
 INSTALL_EXTRA += install-tools
+UNINSTALL_EXTRA += uninstall-tools
 # The tool tests parse JSON and check Prometheus output with Python.
 EXTRA_DEB_PKGS += python3
 
