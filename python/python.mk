@@ -6,6 +6,7 @@
 #   make check-python       pytest python/tests against that build (make test runs it)
 #   make check-python-asan  the same against an ASan+UBSan build in $(B)-pyasan
 #   make demo-flask         gunicorn, 4 prefork workers, one shared cache
+#   make demo-http          lmc.flask.HttpCache: MISS, HIT, 304, STALE under gunicorn
 #
 # Always Debian's interpreter: the `python3` first on PATH may be another one
 # that does not see Debian's python3-* packages.
@@ -36,7 +37,7 @@ PY_SRC := python/setup.py python/pyproject.toml python/src/_lmc.c python/src/_lm
 # The tools the end-to-end test drives (tools/tools.mk builds them).
 PY_TOOLS := $(B)/lmc $(B)/lmc-stats
 
-.PHONY: python check-python check-python-asan demo-flask
+.PHONY: python check-python check-python-asan demo-flask demo-http
 
 # The headless-browser test (python/tests/test_http_browser.py) drives
 # Debian's chromium (installed by make deps) with puppeteer-core from npm,
@@ -70,6 +71,11 @@ check-python-asan:
 
 demo-flask: python $(PY_TOOLS)
 	$(Q)$(PY_RUN) python/demo/demo_flask.py
+
+# One page of lmc.flask.HttpCache through MISS, HIT, 304, STALE/UPDATING
+# under 4 gunicorn workers, with the headers printed.
+demo-http: python $(PY_TOOLS)
+	$(Q)$(PY_RUN) python/demo/demo_http.py
 
 # make test runs the suite against the plain build and against ASan+UBSan
 # (about 40 s each).
