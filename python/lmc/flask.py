@@ -20,8 +20,9 @@ What a cached view does, in short (python/README.md has the whole list):
   the time it was stored; never Set-Cookie.  Not stored: a status outside
   `statuses`, a streamed response, a response that varies on a header not
   in `vary` (or on Cookie, or `*`), one that says no-store, no-cache or
-  private, and one whose request touched the session or carried
-  Authorization, unless `per_user` named a user.
+  private (without a user), and one whose request touched the session,
+  unless `per_user` is on, or carried Authorization, unless `per_user`
+  named a user.
 - Every answer carries Cache-Control (public, or private for a user),
   max-age no longer than what is left of the TTL, Age, ETag, Last-Modified
   and X-Cache: HIT, MISS (rendered by this request), UPDATING (this request
