@@ -42,10 +42,13 @@ import os
 import threading
 import time
 import typing as _t
+import weakref
+import functools
 from functools import wraps
 from urllib.parse import quote, urlencode
 
 import flask
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, parse_etags, unquote_etag
 
@@ -68,6 +71,9 @@ STORED_HEADERS = (
     "Cache-Control",
 )
 _STORED_LOWER = frozenset(h.lower() for h in STORED_HEADERS)
+# ... of which these are replayed as the view gave them.
+_REPLAYED = _STORED_LOWER - {"vary", "etag", "last-modified", "cache-control"}
+_KIND = {"HIT": "hit", "MISS": "miss", "STALE": "stale", "UPDATING": "updating"}
 
 # The largest key lmc stores; a longer one (a huge query string) is served
 # uncached.
@@ -83,9 +89,29 @@ _PATH_SAFE = "/!$&'()*+,;=:@-._~"
 STATS_PREFIX = "lmc-http-stats/"
 STAT_KINDS = ("hit", "miss", "stale", "updating", "not_modified", "uncached")
 
-_RECORD_VERSION = 1
+_RECORD_VERSION = 2
 
 
+# Every HttpCache, for the fork and exit hooks (weakly: an instance that is
+# no longer used goes away).
+_INSTANCES: "weakref.WeakSet[HttpCache]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for h in list(_INSTANCES):
+        h._forked()
+
+
+def _at_exit() -> None:
+    for h in list(_INSTANCES):
+        h._flush_at_exit()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
+
+
+@functools.lru_cache(maxsize=4096)
 def _quote_path(raw: bytes) -> str:
     return quote(raw, safe=_PATH_SAFE)
 
@@ -95,46 +121,59 @@ def _now() -> float:
 
 
 class _Entry:
-    """A stored page's header record (the body is a separate entry)."""
+    """A stored page's header record (the body is a separate entry).
 
-    __slots__ = ("status", "headers", "etag", "stored_at", "ttl", "grace", "length",
-                 "last_modified")
+    headers are the stored headers that are replayed as they are (the
+    allow-list less Vary, ETag, Last-Modified and Cache-Control, which each
+    answer writes); vary is the Vary header; cap the view's own max-age (or
+    None) and cc_extra the other directives of its Cache-Control (such as
+    must-revalidate), worked out once when the page is stored."""
+
+    __slots__ = ("status", "headers", "vary", "cap", "cc_extra", "etag", "stored_at", "ttl",
+                 "grace", "length", "last_modified")
 
     @classmethod
     def decode(cls, raw: _t.Optional[bytes]) -> _t.Optional["_Entry"]:
         if not raw:
             return None
+        return _decode(raw)
+
+    @classmethod
+    def _decode(cls, raw: bytes) -> _t.Optional["_Entry"]:
         try:
             d = json.loads(raw)
-            if d.get("v") != _RECORD_VERSION:
+            if d[0] != _RECORD_VERSION:
                 return None
             e = cls()
-            e.status = int(d["s"])
-            e.headers = [(str(k), str(v)) for k, v in d["h"]]
-            e.etag = str(d["e"])
-            e.stored_at = float(d["t"])
-            e.ttl = float(d["ttl"])
-            e.grace = float(d["g"])
-            e.length = int(d["n"])
-            e.last_modified = int(d["lm"])
+            (_, e.status, h, e.vary, e.cap, e.cc_extra, e.etag, e.stored_at, e.ttl, e.grace,
+             e.length, e.last_modified) = d
+            e.headers = [(str(k), str(v)) for k, v in h]
+            if not (isinstance(e.status, int) and isinstance(e.etag, str)
+                    and isinstance(e.vary, str) and isinstance(e.cc_extra, str)
+                    and isinstance(e.length, int) and isinstance(e.last_modified, int)
+                    and (e.cap is None or isinstance(e.cap, int))):
+                return None
+            e.stored_at, e.ttl, e.grace = float(e.stored_at), float(e.ttl), float(e.grace)
             return e
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None  # not a record of this module: treated as a miss
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"v": _RECORD_VERSION, "s": self.status, "h": self.headers, "e": self.etag,
-             "t": self.stored_at, "ttl": self.ttl, "g": self.grace, "n": self.length,
-             "lm": self.last_modified},
+            [_RECORD_VERSION, self.status, self.headers, self.vary, self.cap, self.cc_extra,
+             self.etag, self.stored_at, self.ttl, self.grace, self.length, self.last_modified],
             separators=(",", ":"),
         ).encode()
 
-    def header(self, name: str) -> _t.Optional[str]:
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
+
+# A hit decodes the same few hundred bytes again and again: the records are
+# immutable, so the decoded ones are kept (by value, so a new version of a
+# page is a new record).
+_decode = functools.lru_cache(maxsize=1024)(_Entry._decode)
+
+# Directives of a view's Cache-Control that every answer writes itself.
+_CC_OWN = frozenset(("public", "private", "max-age", "s-maxage", "stale-while-revalidate",
+                     "no-cache", "no-store"))
 
 
 class _Policy:
@@ -207,9 +246,8 @@ class HttpCache:
         self._cache: _t.Optional[Cache] = self._given
         self._lock = threading.Lock()
         self._pending: _t.Dict[_t.Tuple[str, str], int] = {}
-        self._pending_pid = os.getpid()
         self._last_flush = time.monotonic()
-        atexit.register(self._flush_at_exit)
+        _INSTANCES.add(self)
         if app is not None:
             self.init_app(app)
 
@@ -263,12 +301,17 @@ class HttpCache:
         return f"{self.key_prefix}GET {quoted_path}"
 
     def _key(self, req, pol: _Policy, user) -> _t.Optional[bytes]:
-        raw_path = req.environ.get("PATH_INFO", "").encode("latin-1", "replace")
-        args = req.args.items(multi=True)
-        if pol.query is not None:
-            args = [(k, v) for k, v in args if k in pol.query]
-        query = urlencode(sorted(args))
-        vary = "&".join(quote(req.headers.get(h, ""), safe="") for h in pol.vary)
+        environ = req.environ
+        raw_path = environ.get("PATH_INFO", "").encode("latin-1", "replace")
+        if environ.get("QUERY_STRING") and pol.query != frozenset():
+            args = req.args.items(multi=True)
+            if pol.query is not None:
+                args = [(k, v) for k, v in args if k in pol.query]
+            query = urlencode(sorted(args))
+        else:
+            query = ""
+        vary = "&".join(quote(req.headers.get(h, ""), safe="") for h in pol.vary) \
+            if pol.vary else ""
         who = "-" if user is None else "u=" + quote(str(user), safe="")
         key = f"{self._path_key(_quote_path(raw_path))}\0{query}\0{vary}\0{who}".encode()
         # + room for the body entry's suffix
@@ -307,24 +350,22 @@ class HttpCache:
     # -- per-view counters --------------------------------------------------
 
     def _count(self, endpoint: str, kind: str) -> None:
-        pid = os.getpid()
         with self._lock:
-            if pid != self._pending_pid:  # a forked child: the parent's counts are not ours
-                self._pending.clear()
-                self._pending_pid = pid
             k = (endpoint, kind)
             self._pending[k] = self._pending.get(k, 0) + 1
             due = time.monotonic() - self._last_flush >= self.stats_interval
         if due:
             self.flush_stats()
 
+    def _forked(self) -> None:
+        """In a child made by fork: the parent's pending counts are not ours."""
+        self._lock = threading.Lock()
+        self._pending = {}
+
     def flush_stats(self) -> None:
         """Add this worker's counts to the shared ones now (one incr per
         counter that moved)."""
         with self._lock:
-            if os.getpid() != self._pending_pid:
-                self._pending.clear()
-                self._pending_pid = os.getpid()
             pending, self._pending = self._pending, {}
             self._last_flush = time.monotonic()
         if not pending:
@@ -354,9 +395,8 @@ class HttpCache:
             if v is not None and kind in STAT_KINDS:
                 out.setdefault(endpoint, dict.fromkeys(STAT_KINDS, 0))[kind] = int(v)
         with self._lock:
-            if os.getpid() == self._pending_pid:
-                for (endpoint, kind), n in self._pending.items():
-                    out.setdefault(endpoint, dict.fromkeys(STAT_KINDS, 0))[kind] += n
+            for (endpoint, kind), n in self._pending.items():
+                out.setdefault(endpoint, dict.fromkeys(STAT_KINDS, 0))[kind] += n
         return out
 
     # -- the decorator ------------------------------------------------------
@@ -539,13 +579,15 @@ class HttpCache:
         now = _now()
         e = _Entry()
         e.status = resp.status_code
-        e.headers = [(k, v) for k, v in resp.headers.items() if k.lower() in _STORED_LOWER
-                     and k.lower() not in ("vary", "etag", "last-modified")]
+        e.headers = [(k, v) for k, v in resp.headers.items() if k.lower() in _REPLAYED]
         vary = list(pol.vary) + [h for h in resp.vary if h.lower() not in pol.vary_lower]
         if pol.per_user is not None and "cookie" not in (h.lower() for h in vary):
             vary.append("Cookie")
-        if vary:
-            e.headers.append(("Vary", ", ".join(vary)))
+        e.vary = ", ".join(vary)
+        cc = resp.cache_control
+        e.cap = int(cc.max_age) if cc.max_age is not None else None
+        e.cc_extra = ", ".join(
+            k if v is None else f"{k}={v}" for k, v in cc.items() if k.lower() not in _CC_OWN)
         e.etag = resp.headers.get("ETag") or '"%s"' % hashlib.blake2b(body, digest_size=16).hexdigest()
         lm = resp.last_modified
         e.last_modified = int(lm.timestamp()) if lm is not None else int(now)
@@ -560,41 +602,31 @@ class HttpCache:
         """The response for a stored page: 304 from the validators, HEAD
         without the body, or the page.  None when the body is gone."""
         req = flask.request
-        now = _now()
-        age = max(0.0, now - e.stored_at)
-        left = e.ttl - age
-        view_cc = e.header("Cache-Control")
-        cap = None
-        if view_cc:
-            from werkzeug.http import parse_cache_control_header
-            from werkzeug.datastructures import ResponseCacheControl
-
-            vcc = parse_cache_control_header(view_cc, cls=ResponseCacheControl)
-            cap = vcc.max_age
-        max_age = 0 if xcache == "STALE" else max(0, int(left))
-        if cap is not None:
-            max_age = min(max_age, int(cap))
+        age = max(0.0, _now() - e.stored_at)
+        max_age = 0 if xcache == "STALE" else max(0, int(e.ttl - age))
+        if e.cap is not None:
+            max_age = min(max_age, e.cap)
         browser = max_age if pol.max_age is None else min(max_age, int(pol.max_age))
-        private = user is not None
-        cc = f"{'private' if private else 'public'}, max-age={browser}"
-        if not private:
-            cc += f", s-maxage={max_age}"
+        if user is not None:
+            cc = f"private, max-age={browser}"
+        else:
+            cc = f"public, max-age={browser}, s-maxage={max_age}"
         if e.grace:
             cc += f", stale-while-revalidate={int(e.grace)}"
+        if e.cc_extra:
+            cc += ", " + e.cc_extra
         common = [("Cache-Control", cc), ("Age", str(int(age))), ("X-Cache", xcache),
                   ("ETag", e.etag), ("Last-Modified", http_date(e.last_modified))]
-        vary = e.header("Vary")
-        if vary:
-            common.append(("Vary", vary))
+        if e.vary:
+            common.append(("Vary", e.vary))
+        kind = _KIND[xcache]
+        response_class = flask.current_app.response_class
 
-        kind = {"HIT": "hit", "MISS": "miss", "STALE": "stale", "UPDATING": "updating"}[xcache]
         if 200 <= e.status < 300 and self._not_modified(req, e):
             self._count(endpoint, kind)
             self._count(endpoint, "not_modified")
-            r = flask.current_app.response_class(status=304)
-            r.headers.clear()
-            for k, v in common:
-                r.headers[k] = v
+            r = response_class(status=304)
+            r.headers = Headers(common)
             self._copy_fresh(r, fresh)
             return r
 
@@ -606,14 +638,8 @@ class HttpCache:
                 body = None
             if body is None or len(body) != e.length:
                 return None
-        r = flask.current_app.response_class(b"" if head else body, status=e.status)
-        r.headers.clear()
-        for k, v in e.headers:
-            if k.lower() not in ("cache-control", "vary"):
-                r.headers.add(k, v)
-        for k, v in common:
-            r.headers[k] = v
-        if head:
+        r = response_class(b"" if head else body, status=e.status, headers=e.headers + common)
+        if head:  # after the constructor, which sets the length of b""
             r.headers["Content-Length"] = str(e.length)
         self._copy_fresh(r, fresh)
         self._count(endpoint, kind)

@@ -707,3 +707,36 @@ def test_lmc_stats_shows_the_views(cache_path, bin_dir):
     assert ("c:hit=2 miss=1 stale=0 updating=0 not_modified=1 uncached=0 "
             "hit_ratio=0.666667") in text
     app.http.cache.close()
+
+
+def test_the_views_own_cache_control_bounds_and_joins(app):
+    @app.flask.get("/own")
+    @app.http.cached_response(60)
+    def own():
+        r = Response("own")
+        r.cache_control.max_age = 5
+        r.cache_control.must_revalidate = True
+        return r
+
+    for xc in ("MISS", "HIT"):
+        r = app.client.get("/own")
+        assert r.headers["X-Cache"] == xc
+        cc = [d.strip() for d in r.headers["Cache-Control"].split(",")]
+        assert cc[:3] == ["public", "max-age=5", "s-maxage=5"] and "must-revalidate" in cc
+
+
+def test_a_foreign_record_is_a_miss_not_a_500(app):
+    @app.flask.get("/f")
+    @app.http.cached_response(60)
+    def f():
+        return f"f {app.ran('f')}"
+
+    app.client.get("/f")
+    head = [k for k in app.page_keys("/f") if k.count(b"\0") == 3][0]
+    for junk in (b"not json", b"[2, 1]", b'{"v": 1}', b"[2" + b",1" * 11 + b"]"):
+        app.http.cache.set(head, junk)
+        r = app.client.get("/f")
+        assert r.status_code == 200 and r.data.startswith(b"f ")
+        assert app.http.cache.get(head) is None  # dropped, so that the next one refills
+    assert app.client.get("/f").headers["X-Cache"] == "MISS"
+    assert app.client.get("/f").headers["X-Cache"] == "HIT"
