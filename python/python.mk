@@ -7,6 +7,7 @@
 #   make check-python-asan  the same against an ASan+UBSan build in $(B)-pyasan
 #   make demo-flask         gunicorn, 4 prefork workers, one shared cache
 #   make demo-http          lmc.flask.HttpCache: MISS, HIT, 304, STALE under gunicorn
+#   make bench-http         wrk against HttpCache and Flask-Caching's backends
 #
 # Always Debian's interpreter: the `python3` first on PATH may be another one
 # that does not see Debian's python3-* packages.
@@ -37,7 +38,7 @@ PY_SRC := python/setup.py python/pyproject.toml python/src/_lmc.c python/src/_lm
 # The tools the end-to-end test drives (tools/tools.mk builds them).
 PY_TOOLS := $(B)/lmc $(B)/lmc-stats
 
-.PHONY: python check-python check-python-asan demo-flask demo-http
+.PHONY: python check-python check-python-asan demo-flask demo-http bench-http
 
 # The headless-browser test (python/tests/test_http_browser.py) drives
 # Debian's chromium (installed by make deps) with puppeteer-core from npm,
@@ -72,6 +73,12 @@ check-python-asan:
 demo-flask: python $(PY_TOOLS)
 	$(Q)$(PY_RUN) python/demo/demo_flask.py
 
+# Requests per second of one cached view under gunicorn (4 workers), wrk
+# against HttpCache (hits and 304s) and Flask-Caching over lmc, SimpleCache,
+# Redis and memcached, in one run (bench/http_bench.py, about 3 minutes).
+bench-http: python
+	$(Q)$(PY_RUN) bench/http_bench.py $(BENCH_HTTP_ARGS)
+
 # One page of lmc.flask.HttpCache through MISS, HIT, 304, STALE/UPDATING
 # under 4 gunicorn workers, with the headers printed.
 demo-http: python $(PY_TOOLS)
@@ -82,4 +89,5 @@ demo-http: python $(PY_TOOLS)
 TEST_EXTRA += check-python check-python-asan
 EXTRA_DEB_PKGS += python3-dev python3-setuptools python3-pytest python3-flask \
                   python3-flask-caching python3-cachelib gunicorn python3-redis \
-                  python3-diskcache redis-server chromium nodejs
+                  python3-diskcache redis-server chromium nodejs \
+                  wrk memcached python3-pylibmc

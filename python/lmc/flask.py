@@ -48,7 +48,6 @@ from functools import wraps
 from urllib.parse import quote, urlencode
 
 import flask
-from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, parse_etags, unquote_etag
 
@@ -130,7 +129,7 @@ class _Entry:
     must-revalidate), worked out once when the page is stored."""
 
     __slots__ = ("status", "headers", "vary", "cap", "cc_extra", "etag", "stored_at", "ttl",
-                 "grace", "length", "last_modified")
+                 "grace", "length", "last_modified", "validators")
 
     @classmethod
     def decode(cls, raw: _t.Optional[bytes]) -> _t.Optional["_Entry"]:
@@ -154,9 +153,16 @@ class _Entry:
                     and (e.cap is None or isinstance(e.cap, int))):
                 return None
             e.stored_at, e.ttl, e.grace = float(e.stored_at), float(e.ttl), float(e.grace)
+            e.set_validators()
             return e
         except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None  # not a record of this module: treated as a miss
+
+    def set_validators(self) -> None:
+        """The headers every answer of this record carries as they are."""
+        self.validators = [("ETag", self.etag), ("Last-Modified", http_date(self.last_modified))]
+        if self.vary:
+            self.validators.append(("Vary", self.vary))
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -339,11 +345,12 @@ class HttpCache:
         the keys of all cached pages (a user is the last part of a key, so
         that invalidate_path stays one prefix deletion)."""
         cache = self._cache_now()
-        tail = ("\0u=" + quote(str(user), safe="")).encode()
+        who = ("u=" + quote(str(user), safe="")).encode()
         n = 0
         for k in cache.keys(self.key_prefix.encode() + b"GET "):
-            head = k.split(b"\0b", 1)[0] if k.count(b"\0") > 3 else k
-            if head.endswith(tail) and cache.delete(k):
+            # path \0 query \0 vary \0 user [\0 b<etag> for a body]
+            parts = k.split(b"\0")
+            if len(parts) >= 4 and parts[3] == who and cache.delete(k):
                 n += 1
         return n
 
@@ -432,12 +439,12 @@ class HttpCache:
         return cache.get_lease(key, lease_time=self.lease_time, wait=self.wait)
 
     def _serve(self, pol: _Policy, view, args, kwargs):
-        req = flask.request
+        req = flask.request._get_current_object()  # one proxy lookup, not one per use
         endpoint = req.endpoint or view.__name__
         if req.method not in ("GET", "HEAD"):
             return view(*args, **kwargs)
         user = pol.per_user() if pol.per_user is not None else None
-        if user is None and "Authorization" in req.headers:
+        if user is None and "HTTP_AUTHORIZATION" in req.environ:
             self._count(endpoint, "uncached")
             return self._uncached(view, args, kwargs)
         key = self._key(req, pol, user)
@@ -595,13 +602,14 @@ class HttpCache:
         e.ttl = pol.ttl_for(e.status)
         e.grace = pol.grace
         e.length = len(body)
+        e.set_validators()
         return e, body
 
     def _answer(self, cache, pol, endpoint, key, e: _Entry, xcache, user, body=None,
                 fresh=None):
         """The response for a stored page: 304 from the validators, HEAD
         without the body, or the page.  None when the body is gone."""
-        req = flask.request
+        req = flask.request._get_current_object()
         age = max(0.0, _now() - e.stored_at)
         max_age = 0 if xcache == "STALE" else max(0, int(e.ttl - age))
         if e.cap is not None:
@@ -615,18 +623,16 @@ class HttpCache:
             cc += f", stale-while-revalidate={int(e.grace)}"
         if e.cc_extra:
             cc += ", " + e.cc_extra
-        common = [("Cache-Control", cc), ("Age", str(int(age))), ("X-Cache", xcache),
-                  ("ETag", e.etag), ("Last-Modified", http_date(e.last_modified))]
-        if e.vary:
-            common.append(("Vary", e.vary))
+        common = [("Cache-Control", cc), ("Age", str(int(age))), ("X-Cache", xcache)]
+        common += e.validators
         kind = _KIND[xcache]
         response_class = flask.current_app.response_class
 
         if 200 <= e.status < 300 and self._not_modified(req, e):
             self._count(endpoint, kind)
             self._count(endpoint, "not_modified")
-            r = response_class(status=304)
-            r.headers = Headers(common)
+            r = response_class(status=304, headers=common)
+            del r.headers["Content-Type"]  # the constructor's default; a 304 has no body
             self._copy_fresh(r, fresh)
             return r
 
@@ -658,13 +664,17 @@ class HttpCache:
 
     @staticmethod
     def _not_modified(req, e: _Entry) -> bool:
-        inm = req.headers.get("If-None-Match")
+        inm = req.environ.get("HTTP_IF_NONE_MATCH")
         if inm is not None:
+            if inm == e.etag:  # what a browser sends back: no parsing needed
+                return True
             try:
                 tag, _weak = unquote_etag(e.etag)
                 return bool(tag) and parse_etags(inm).contains_weak(tag)
             except Exception:
                 return False  # unparsable: answered in full
+        if "HTTP_IF_MODIFIED_SINCE" not in req.environ:
+            return False
         ims = req.if_modified_since
         if ims is not None:
             try:

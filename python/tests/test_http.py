@@ -262,9 +262,10 @@ def test_per_user_pages_are_private_and_isolated(app):
     n2 = app.flask.test_client().get("/me")
     assert n1.data == n2.data == b"page of anonymous 3" and n2.headers["X-Cache"] == "HIT"
     assert n2.headers["Cache-Control"].startswith("public")
-    # One user's pages go with invalidate_user.
-    assert app.http.invalidate_user("alice") == 2
-    assert alice.get("/me").data == b"page of alice 4"
+    # One user's pages go with invalidate_user, whatever their query.
+    assert alice.get("/me?b=1").data == b"page of alice 4"
+    assert app.http.invalidate_user("alice") == 4
+    assert alice.get("/me").data == b"page of alice 5"
     assert bob.get("/me").headers["X-Cache"] == "HIT"
 
 
@@ -552,9 +553,12 @@ def test_concurrent_misses_render_once(app):
     for t in [first, *others]:
         t.join(10)
     assert app.runs["slow"] == 1
-    # The three others waited for the lease holder's fill (they had no
-    # stale page), rather than arriving after it.
-    assert app.http.cache.stats()["lease_waits"] - waits == 3
+    # The others were in get_lease before the release; at least one of them
+    # was provably asleep waiting for the holder's fill (a thread can still
+    # be between the count above and lmc's wait when the fill lands, and
+    # then finds the page: also no second render).  test_http_gunicorn.py
+    # shows all three waiting, across processes.
+    assert app.http.cache.stats()["lease_waits"] - waits >= 1
     assert sorted(results) == [(b"slow 1", "HIT")] * 3 + [(b"slow 1", "MISS")]
 
 
