@@ -744,3 +744,24 @@ def test_a_foreign_record_is_a_miss_not_a_500(app):
         assert app.http.cache.get(head) is None  # dropped, so that the next one refills
     assert app.client.get("/f").headers["X-Cache"] == "MISS"
     assert app.client.get("/f").headers["X-Cache"] == "HIT"
+
+
+def test_the_example_app(tmpdir_shm, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("LMC_HTTP_PATH", os.path.join(tmpdir_shm, "example"))
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "flask_http_cache.py")
+    spec = importlib.util.spec_from_file_location("flask_http_cache_example", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    c = ex.app.test_client()
+    assert c.get("/items/3").headers["X-Cache"] == "MISS"
+    r = c.get("/items/3")
+    assert r.headers["X-Cache"] == "HIT" and b"item 3" in r.data
+    assert c.get("/items/3", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    assert c.post("/items/3", data={"name": "new name"}).status_code == 204
+    r = c.get("/items/3")
+    assert r.headers["X-Cache"] == "MISS" and b"new name" in r.data
+    assert c.get("/items/99").status_code == 404
+    assert ex.app.test_client().get("/stats").json["item"]["hit"] >= 1
+    ex.http.cache.close()
