@@ -33,6 +33,14 @@ keys, which no other Flask-Caching backend can do, works by prefix:
 
 drops the cached pages of every path under /items/ for all workers at once
 (the shell form needs the full key, including CACHE_KEY_PREFIX).
+
+Stampedes: CACHE_LMC_LEASE = True makes every @cache.cached view and
+@cache.memoize call computed once per host when many workers miss it at once
+(the others wait for it, at most CACHE_LMC_LEASE_WAIT seconds, 5 by
+default); CACHE_LMC_GRACE = seconds serves the stale value that long past its
+timeout while one worker refreshes it in a background thread.
+CACHE_LMC_LEASE_TIME (30 s) bounds how long a computation may hold the lease;
+a worker that dies loses it at once.  See python/README.md.
 """
 import io
 import logging
