@@ -94,6 +94,11 @@ def run(mode, env, seconds, tmp, revalidate=False):
         if revalidate:
             etag = headers["ETag"]
             rows.append((mode + " 304",) + wrk(url, seconds, [f"If-None-Match: {etag}"]))
+            big = url.replace("/page", "/big")
+            status, headers = wait_http(big, proc, f"gunicorn ({mode})")
+            rows.append((mode + " hit 110 KB",) + wrk(big, seconds))
+            rows.append((mode + " 304 110 KB",) +
+                        wrk(big, seconds, [f"If-None-Match: {headers['ETag']}"]))
     finally:
         proc.terminate()
         proc.wait(15)
@@ -109,8 +114,8 @@ def in_process(contenders, rounds, n=2000):
     from http_bench_app import make_app
     from werkzeug.test import EnvironBuilder
 
-    def caller(app, headers=()):
-        environ = EnvironBuilder(path="/page", headers=list(headers)).get_environ()
+    def caller(app, headers=(), path="/page"):
+        environ = EnvironBuilder(path=path, headers=list(headers)).get_environ()
 
         def call():
             out = []
@@ -129,10 +134,13 @@ def in_process(contenders, rounds, n=2000):
         assert call().startswith("200")
         calls.append((mode + " hit", call))
         if reval:
-            etag = app.test_client().get("/page").headers["ETag"]
-            c304 = caller(app, [("If-None-Match", etag)])
-            assert c304().startswith("304")
-            calls.append((mode + " 304", c304))
+            for path, label in (("/page", ""), ("/big", " 110 KB")):
+                etag = app.test_client().get(path).headers["ETag"]
+                if path != "/page":
+                    calls.append((mode + " hit" + label, caller(app, path=path)))
+                c304 = caller(app, [("If-None-Match", etag)], path)
+                assert c304().startswith("304")
+                calls.append((mode + " 304" + label, c304))
     best = {}
     for _ in range(rounds):
         for name, call in calls:

@@ -8,7 +8,8 @@ the contender named in LMC_BENCH_MODE:
   fc-memcached  Flask-Caching with MemcachedCache (pylibmc; LMC_BENCH_MEMCACHED)
 
 The page is about 2 KB of HTML, rendered in about 1 ms (the render is what
-caching saves; its cost hardly matters for hits).
+caching saves; its cost hardly matters for hits); lmc-http also has /big,
+about 110 KB, to show what a 304 saves.
 """
 import os
 import time
@@ -16,6 +17,10 @@ import time
 from flask import Flask
 
 ROWS = "".join(f"<li>item {i}</li>" for i in range(120))
+
+
+BIG = "<html><body>" + "".join(f"<p>paragraph {i} " + "x" * 90 + "</p>" for i in range(1000)) \
+    + "</body></html>"  # about 110 KB: where not copying the body shows
 
 
 def render():
@@ -39,6 +44,11 @@ def make_app(mode, env=os.environ):
         @http.cached_response(3600)
         def page():
             return render()
+
+        @app.get("/big")
+        @http.cached_response(3600)
+        def big():
+            return BIG
 
         return app
 

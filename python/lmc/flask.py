@@ -631,8 +631,9 @@ class HttpCache:
         if 200 <= e.status < 300 and self._not_modified(req, e):
             self._count(endpoint, kind)
             self._count(endpoint, "not_modified")
-            r = response_class(status=304, headers=common)
-            del r.headers["Content-Type"]  # the constructor's default; a 304 has no body
+            # content_type="" spares the constructor its default type, which
+            # werkzeug strips from a 304 with the other entity headers.
+            r = response_class(status=304, headers=common, content_type="")
             self._copy_fresh(r, fresh)
             return r
 
