@@ -23,8 +23,9 @@
  *   cache directory the parent opened, even if its path names another one by
  *   now, and never creates anything.  That reopen can wait up to 2 s for
  *   another process's open and fail the call (see lmc_reopen_after_fork(),
- *   which does it where the caller chooses).  If the cache was removed in
- *   between, the child's calls return LMC_EIO.
+ *   which does it where the caller chooses).  A child's lmc_open() of a
+ *   cache it inherited open reopens it at once, waiting as any open does.
+ *   If the cache was removed in between, the child's calls return LMC_EIO.
  *
  * ABI: releases with the same LMC_VERSION_MAJOR are binary compatible.  No
  * public struct changes its size or moves a field within a major version, and
@@ -204,7 +205,7 @@ typedef struct lmc_options {
  * that the filesystem cannot supply is a SIGBUS in whichever process touches
  * it.  So when open returns, read-write or read-only, every file has all its
  * storage (data.mdb: map_size; lock.mdb: 64 bytes per reader slot; stats:
- * 580 KiB; recency: 1.6 to 3.1% of map_size, at most 64 MiB), also the files
+ * 1.1 MB; recency: 1.6 to 3.1% of map_size, at most 64 MiB), also the files
  * an older version of lmc left sparse, or open fails with LMC_ENOSPC.  A
  * creating open that fails removes what it made: no half-made cache and no
  * new directory stays behind.  The directory and files get exactly the

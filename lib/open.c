@@ -214,6 +214,21 @@ int lmc_open(lmc **out, const char *path, const lmc_options *opts)
         h->core = k;
     }
     lmc__open_unlock();
+    /* A core inherited across fork (a child opening what its parent has
+     * open) is reopened here, with lmc_open's wait for another process's
+     * open, rather than in the handle's first call, which gives up after
+     * 2 s: a child's lmc_open must not hand back a handle whose first get
+     * can fail with LMC_EBUSY because 63 siblings are opening too. */
+    if (atomic_load_explicit(&k->gen, memory_order_acquire) !=
+        atomic_load_explicit(&lmc__fork_gen, memory_order_relaxed)) {
+        rc = lmc__reopen(h, LMC__OPEN_LOCK_WAIT_MS);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", lmc_errmsg(h));
+            lmc_close(h);
+            return lmc__err(NULL, rc, "%s", msg);
+        }
+    }
     if (reset_in_place) {
         rc = lmc__range_clear(h);
         if (rc) {

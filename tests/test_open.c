@@ -749,6 +749,52 @@ static void test_reopen_in_a_call_waits_a_bounded_time(void **state)
     close(up[1]);
 }
 
+/*
+ * A child that opens the cache its parent has open shares the inherited
+ * core, and lmc_open reopens it right there, waiting for another process's
+ * open as long as any lmc_open does: the handle it returns never fails its
+ * first get with the 2-second LMC_EBUSY of a reopen inside a call.
+ */
+static void test_open_in_a_child_reopens_with_the_open_wait(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    ASSERT_OK(put_s(t->c, "k", "v", 0));
+    int dfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(flock(dfd, LOCK_EX), 0);
+    int up[2];
+    assert_int_equal(pipe(up), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(timeout_s(60));
+        CHILD_CHECK(write(up[1], "w", 1) == 1);
+        double t0 = mono_s();
+        lmc *h = NULL;
+        CHILD_OK(lmc_open(&h, t->path, NULL));
+        double waited = mono_s() - t0;
+        if (waited < 2.5)
+            fprintf(stderr, "child: lmc_open returned after %.3f s\n", waited);
+        CHILD_CHECK(waited >= 2.5); /* it waited for the lock, past a call's 2 s */
+        char b[8];
+        size_t n = 0;
+        CHILD_OK(lmc_get(h, "k", 1, b, sizeof b, &n));
+        CHILD_CHECK(n == 1 && b[0] == 'v');
+        lmc_close(h);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    struct timespec hold = {3, 0};
+    nanosleep(&hold, NULL);
+    assert_int_equal(flock(dfd, LOCK_UN), 0);
+    close(dfd);
+    wait_ok(pid);
+    close(up[0]);
+    close(up[1]);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -772,6 +818,7 @@ int main(void)
         T(test_child_never_recreates_a_removed_cache),
         T(test_child_reopens_its_parents_directory),
         T(test_reopen_after_fork_where_the_caller_chooses),
+        T(test_open_in_a_child_reopens_with_the_open_wait),
         T(test_reopen_in_a_call_waits_a_bounded_time),
     };
     return cmocka_run_group_tests_name("open", tests, NULL, NULL);
