@@ -445,7 +445,8 @@ def test_a_failed_background_refresh_keeps_the_stale_value(tmpdir_shm, caplog):
             assert client.get("/p").data == b"page 1"  # stale; the refresh fails
             wait_for(lambda: cache.cache.lmc.stats()["refresh_failures"] == 1,
                      what="the refresh to fail")
-        assert any("background" in r.getMessage() for r in caplog.records)
+            wait_for(lambda: any("background" in r.getMessage() for r in caplog.records),
+                     what="the failure to be logged")
         assert client.get("/p").data == b"page 1"  # still the stale page; refreshes again
         wait_for(lambda: client.get("/p").data == b"page 3", what="the next refresh")
 
@@ -479,3 +480,22 @@ def test_memoize_with_grace_serves_the_stale_result(tmpdir_shm):
 def test_bad_lease_settings_are_refused(tmpdir_shm, config, match):
     with pytest.raises(ValueError, match=match):
         make_app(tmpdir_shm, **config)
+
+
+def test_grace_outside_a_decorator_refreshes_inline(tmpdir_shm):
+    """A plain get of a stale key from application code (no Flask-Caching
+    decorator to rerun) is handed the refresh as a miss: the caller computes
+    and its set fills the lease, while other callers get the stale value."""
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_GRACE=600)
+    with app.app_context():
+        assert cache.get("k") is None and cache.set("k", "old", timeout=0.05)
+        wait_for(lambda: cache.cache.lmc.get(b"k") is None, what="the value to expire")
+        assert cache.get("k") is None  # this caller refreshes
+        seen = {}
+        t = threading.Thread(target=lambda: seen.update(v=cache.get("k")))
+        t.start()
+        t.join(30)
+        assert seen["v"] == "old"  # another thread: the stale value, at once
+        assert cache.set("k", "new", timeout=60)
+        assert cache.get("k") == "new"
+        assert cache.cache.lmc.stats()["stale_served"] == 1

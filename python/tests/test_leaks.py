@@ -2,6 +2,7 @@
 loops over every other call and over the error paths, must leave reference
 counts unchanged and the process's memory flat."""
 import gc
+import os
 import sys
 import tracemalloc
 
@@ -172,6 +173,11 @@ def test_lease_calls_keep_reference_counts_and_memory(cache):
         tracemalloc.stop()
     grown = sum(s.size_diff for s in snap2.compare_to(snap1, "filename"))
     assert grown < 64 * 1024, f"traced memory grew by {grown} bytes"
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # ASan keeps freed blocks in quarantine (256 MB), so RSS grows with
+        # the values get_lease allocates even when each one is freed; its
+        # own checks cover the C side there.
+        return
     gc.collect()
     rss = rss_kib()
     work(5000)
