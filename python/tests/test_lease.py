@@ -290,6 +290,7 @@ def test_bad_input_is_a_clear_error(cache):
     with lmc.Cache(cache.path, readonly=True) as ro:
         with pytest.raises(lmc.ReadOnlyError):
             ro.get_lease("missing")
+        assert ro.get_lease("k", early=1000) == (lmc.LEASE_HIT, b"v", None)
         assert ro.get_or_set("k", lambda: b"never called") == b"v"
         with pytest.raises(lmc.ReadOnlyError):
             ro.get_or_set("missing", lambda: b"x")
