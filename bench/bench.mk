@@ -12,6 +12,11 @@
 #   make bench-callgrind instructions per get, set, set with a TTL and add, of
 #                       lmc and raw LMDB, and per hit of lmc_get_lease, by
 #                       callgrind (bench/callgrind.sh, ~4 min)
+#   make bench-stampede a gunicorn app with 8 workers and a page that takes
+#                       200 ms, at 200 requests/s across expiries of its entry:
+#                       computations per expiry and latency without leases,
+#                       with CACHE_LMC_LEASE and with CACHE_LMC_GRACE
+#                       (bench/stampede.py, ~1 min; STAMPEDE_ARGS for options)
 #   make bench-capacity the capacity matrix of tests/test_capacity.c (writers,
 #                       readers and a sweeper on small full maps), each case
 #                       for CAPACITY_SECONDS (5), printed as a Markdown table
@@ -114,3 +119,9 @@ $(BENCH_DIR)/%.o: bench/%.c bench/bench.h include/lmc.h $(BENCH_CONFIG)
 $(BENCH_BIN): $(BENCH_OBJ) $(STATIC)
 	$(E) "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(BENCH_OBJ) $(STATIC) $(BENCH_DEP_LIBS) $(LIBS) -lm
+
+# The stampede benchmark of the Flask-Caching backend (bench/RESULTS-leases.md).
+STAMPEDE_ARGS ?=
+.PHONY: bench-stampede
+bench-stampede: python
+	$(Q)$(PY_RUN) bench/stampede.py $(STAMPEDE_ARGS)

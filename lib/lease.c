@@ -501,11 +501,15 @@ int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
     double beta = 0;
     if (opts && (rc = lease_options(c, opts, &lease_ms, &wait_ms, &beta)))
         return rc;
-    if (LMC__UNLIKELY((rc = lmc__writable(c))))
-        return rc;
     lmc__core *k = c->core;
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
+    /* A read-only handle gets its hits here, and LMC_EREADONLY for
+     * anything that would take a lease (or wait for another's fill, which
+     * its caller could not store either); it is never chosen to refresh
+     * early. */
+    if (c->rdonly)
+        beta = 0;
 
     /* The fast path, a fresh hit not chosen for early refresh: a get, with
      * no lease record read. */
@@ -537,6 +541,8 @@ int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
     lmc__rend(r);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return lmc__mdb_err(c, rc, "mdb_get");
+    if (LMC__UNLIKELY((rc = lmc__writable(c))))
+        return rc;
 
     acquire_arg a;
     memset(&a, 0, sizeof a);

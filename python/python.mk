@@ -6,6 +6,8 @@
 #   make check-python       pytest python/tests against that build (make test runs it)
 #   make check-python-asan  the same against an ASan+UBSan build in $(B)-pyasan
 #   make demo-flask         gunicorn, 4 prefork workers, one shared cache
+#   make demo-http          lmc.flask.HttpCache: MISS, HIT, 304, STALE under gunicorn
+#   make bench-http         wrk against HttpCache and Flask-Caching's backends
 #
 # Always Debian's interpreter: the `python3` first on PATH may be another one
 # that does not see Debian's python3-* packages.
@@ -36,7 +38,19 @@ PY_SRC := python/setup.py python/pyproject.toml python/src/_lmc.c python/src/_lm
 # The tools the end-to-end tests drive (tools/tools.mk builds them).
 PY_TOOLS := $(B)/lmc $(B)/lmc-stats $(B)/lmc-redis-sync
 
-.PHONY: python check-python check-python-asan demo-flask
+.PHONY: python check-python check-python-asan demo-flask demo-http bench-http
+
+# The headless-browser test (python/tests/test_http_browser.py) drives
+# Debian's chromium (installed by make deps) with puppeteer-core from npm,
+# pinned by package-lock.json; PUPPETEER_SKIP_DOWNLOAD and --ignore-scripts:
+# nothing may download a browser.  npm comes with nodejs from some sources
+# and is a package of its own in Debian's.
+BROWSER_DIR := python/tests/browser
+BROWSER_MODULES := $(BROWSER_DIR)/node_modules/.package-lock.json
+$(BROWSER_MODULES): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	$(Q)command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory deps EXTRA_DEB_PKGS=npm
+	$(E) "  NPM     $(BROWSER_DIR)"
+	$(Q)cd $(BROWSER_DIR) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 # setup.py rebuilds the extension when _lmc.c, lmc.h or liblmc.a changed and
 # copies the pure Python modules next to it.  Its egg-info (setuptools writes
@@ -48,7 +62,7 @@ python: $(STATIC)
 	    LMC_LDFLAGS='$(ALL_LDFLAGS)' $(PY) setup.py -q egg_info --egg-base $(abspath $(PY_OUT)) build \
 	    --build-base $(abspath $(PY_OUT))/build --build-lib $(abspath $(PY_LIB))
 
-check-python: python $(PY_TOOLS)
+check-python: python $(PY_TOOLS) $(BROWSER_MODULES)
 	$(Q)$(PY_RUN) -m pytest -q -p no:cacheprovider python/tests
 
 # A build directory of its own (not $(B)-asan, which check-tools-asan uses),
@@ -59,9 +73,21 @@ check-python-asan:
 demo-flask: python $(PY_TOOLS)
 	$(Q)$(PY_RUN) python/demo/demo_flask.py
 
+# Requests per second of one cached view under gunicorn (4 workers), wrk
+# against HttpCache (hits and 304s) and Flask-Caching over lmc, SimpleCache,
+# Redis and memcached, in one run (bench/http_bench.py, about 3 minutes).
+bench-http: python
+	$(Q)$(PY_RUN) bench/http_bench.py $(BENCH_HTTP_ARGS)
+
+# One page of lmc.flask.HttpCache through MISS, HIT, 304, STALE/UPDATING
+# under 4 gunicorn workers, with the headers printed.
+demo-http: python $(PY_TOOLS)
+	$(Q)$(PY_RUN) python/demo/demo_http.py
+
 # make test runs the suite against the plain build and against ASan+UBSan
 # (about 40 s each).
 TEST_EXTRA += check-python check-python-asan
 EXTRA_DEB_PKGS += python3-dev python3-setuptools python3-pytest python3-flask \
                   python3-flask-caching python3-cachelib gunicorn python3-redis \
-                  python3-diskcache redis-server
+                  python3-diskcache redis-server chromium nodejs \
+                  wrk memcached python3-pylibmc

@@ -1,5 +1,5 @@
 """Build the lmc Python package: the C extension lmc._lmc and its pure
-Python modules (lmc, lmc.cachelib, lmc.flask_caching).
+Python modules (lmc, lmc.cachelib, lmc.flask_caching, lmc.flask).
 
 The metadata is in pyproject.toml; this file adds what only code can say:
 the version, read from include/lmc.h so that it is the library's, and the

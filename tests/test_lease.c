@@ -404,10 +404,18 @@ static void test_bad_input(void **state)
     assert_true(strstr(lmc_errmsg(t->c), "the lease ended") != NULL);
     EXPECT_OUTCOME(lease_get(t->c, "huge", NULL), LMC_LEASE_FILL);
 
-    /* A read-only handle takes no leases. */
+    /* A read-only handle gets hits, never early refreshes, and takes no
+     * leases. */
     lmc *ro = open_cache(t, 0, LMC_OPEN_RDONLY);
-    ASSERT_RC(lmc_get_lease(ro, "k", 1, &v, &n, NULL, &l, &out), LMC_EREADONLY);
+    ASSERT_RC(lmc_get_lease(ro, "ro-miss", 7, &v, &n, NULL, &l, &out), LMC_EREADONLY);
     assert_int_equal(out, LMC_LEASE_TIMEOUT);
+    ASSERT_OK(lmc_set(t->c, "ro-hit", 6, "there", 5, 0));
+    lmc_lease_options eager = {.early_beta = 1000};
+    ASSERT_OK(lmc_get_lease(ro, "ro-hit", 6, &v, &n, &eager, &l, &out));
+    assert_int_equal(out, LMC_LEASE_HIT);
+    assert_int_equal(l.token, 0);
+    assert_true(n == 5 && memcmp(v, "there", 5) == 0);
+    lmc_free(v);
     ASSERT_RC(lmc_lease_fill(ro, &g.lease, "k", 1, "v", 1, 0, 0), LMC_EREADONLY);
     lmc_close(ro);
 }

@@ -138,6 +138,22 @@ typedef struct sync_status {
     char reason[SYNC_REASONS][32];
     uint64_t flushes[SYNC_REASONS];
 } sync_status;
+/*
+ * The per-view counters of lmc.flask.HttpCache (python/lmc/flask.py): each
+ * worker adds its counts now and then to the entries
+ * "lmc-http-stats/<endpoint>\0<kind>", decimal text.  Key order keeps the
+ * kinds of one endpoint together.
+ */
+#define HTTP_STATS_PREFIX "lmc-http-stats/"
+static const char *const http_kinds[] = {"hit",     "miss",         "stale",
+                                         "updating", "not_modified", "uncached"};
+#define HTTP_NKINDS (sizeof http_kinds / sizeof http_kinds[0])
+
+typedef struct http_view {
+    char *endpoint; /* NUL-terminated copy */
+    size_t len;
+    uint64_t n[HTTP_NKINDS];
+} http_view;
 
 typedef struct snapshot {
     lmc_info info;
@@ -148,6 +164,9 @@ typedef struct snapshot {
     uint64_t evictions;
     sync_status sync[SYNC_MAX];
     int nsync;
+    http_view *views; /* the HttpCache views, in key order */
+    size_t nviews, views_cap;
+    int views_nomem;
 } snapshot;
 
 /* The number after "key": in a JSON text of n bytes; 0 if absent. */
@@ -205,6 +224,70 @@ static int sync_cb(void *arg, const lmc_value *e)
     return 0;
 }
 
+
+static void free_views(snapshot *s)
+{
+    for (size_t i = 0; i < s->nviews; i++)
+        free(s->views[i].endpoint);
+    s->nviews = 0;
+}
+
+/* lmc_scan callback: one counter of one view. */
+static int http_entry(void *arg, const lmc_value *e)
+{
+    snapshot *s = arg;
+    const char *k = (const char *)e->key + strlen(HTTP_STATS_PREFIX);
+    size_t klen = e->klen - strlen(HTTP_STATS_PREFIX);
+    const char *nul = memchr(k, '\0', klen);
+    if (!nul)
+        return 0;
+    size_t elen = (size_t)(nul - k);
+    const char *kind = nul + 1;
+    size_t kindlen = klen - elen - 1;
+    size_t which = HTTP_NKINDS;
+    for (size_t i = 0; i < HTTP_NKINDS; i++)
+        if (strlen(http_kinds[i]) == kindlen && memcmp(http_kinds[i], kind, kindlen) == 0)
+            which = i;
+    uint64_t v = 0;
+    const char *d = e->data;
+    for (size_t i = 0; i < e->len && i < 20; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return 0; /* not a counter of HttpCache */
+        v = v * 10 + (uint64_t)(d[i] - '0');
+    }
+    if (which == HTTP_NKINDS || e->len == 0 || e->len > 20)
+        return 0;
+    http_view *last = s->nviews ? &s->views[s->nviews - 1] : NULL;
+    if (!last || last->len != elen || memcmp(last->endpoint, k, elen) != 0) {
+        if (s->nviews == s->views_cap) {
+            size_t cap = s->views_cap ? 2 * s->views_cap : 16;
+            http_view *nv = realloc(s->views, cap * sizeof *nv);
+            if (!nv)
+                return s->views_nomem = 1;
+            s->views = nv;
+            s->views_cap = cap;
+        }
+        last = &s->views[s->nviews];
+        memset(last, 0, sizeof *last);
+        if (!(last->endpoint = malloc(elen + 1)))
+            return s->views_nomem = 1;
+        memcpy(last->endpoint, k, elen);
+        last->endpoint[elen] = '\0';
+        last->len = elen;
+        s->nviews++;
+    }
+    last->n[which] = v;
+    return 0;
+}
+
+/* Answers served from the cache (fresh or stale) over all answers. */
+static double view_hit_ratio(const http_view *v)
+{
+    uint64_t served = v->n[0] + v->n[2];
+    uint64_t all = served + v->n[1] + v->n[3] + v->n[5];
+    return all ? (double)served / (double)all : 0.0;
+}
+
 /* Not an lmc code: the snapshot failed in the tool, which said why. */
 #define SNAPSHOT_NOMEM 1
 
@@ -246,6 +329,14 @@ static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
     s->nsync = 0;
     if (rc == 0)
         rc = lmc_scan(c, SYNC_STATUS_KEY, strlen(SYNC_STATUS_KEY), sync_cb, s);
+    if (rc == 0) {
+        free_views(s);
+        rc = lmc_scan(c, HTTP_STATS_PREFIX, strlen(HTTP_STATS_PREFIX), http_entry, s);
+        if (s->views_nomem) {
+            fprintf(stderr, "%s: out of memory for the HTTP views\n", tool_name);
+            return SNAPSHOT_NOMEM;
+        }
+    }
     if (rc)
         return rc;
     const lmc_counters *t = &s->st.counters;
@@ -320,6 +411,14 @@ static void print_text(FILE *f, const config *cfg, const snapshot *s)
         for (int r = 0; r < y->nreasons; r++)
             fprintf(f, "flushes_%s:%" PRIu64 "\n", y->reason[r], y->flushes[r]);
     }
+    if (s->nviews)
+        fprintf(f, "\n# HTTP views\n");
+    for (size_t v = 0; v < s->nviews; v++) {
+        tool_escape_bytes(f, s->views[v].endpoint, s->views[v].len);
+        for (size_t i = 0; i < HTTP_NKINDS; i++)
+            fprintf(f, "%s%s=%" PRIu64, i ? " " : ":", http_kinds[i], s->views[v].n[i]);
+        fprintf(f, " hit_ratio=%.6f\n", view_hit_ratio(&s->views[v]));
+    }
     for (size_t p = 0; cfg->per_process && p < s->nprocs; p++) {
         const lmc_proc_stat *ps = &s->procs[p];
         fprintf(f, "\n# Process %" PRId64 "\npid:%" PRId64 "\nalive:%d\nstarted_ms:%" PRId64 "\n",
@@ -372,6 +471,18 @@ static void print_json(FILE *f, const config *cfg, const snapshot *s)
     }
     if (s->nsync)
         fputc(']', f);
+    if (s->nviews) {
+        fprintf(f, ",\"http_views\":{");
+        for (size_t v = 0; v < s->nviews; v++) {
+            fprintf(f, "%s\"", v ? "," : "");
+            tool_json_string(f, s->views[v].endpoint, s->views[v].len);
+            fputs("\":{", f);
+            for (size_t i = 0; i < HTTP_NKINDS; i++)
+                fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", http_kinds[i], s->views[v].n[i]);
+            fprintf(f, ",\"hit_ratio\":%.6f}", view_hit_ratio(&s->views[v]));
+        }
+        fputc('}', f);
+    }
     if (cfg->per_process) {
         fprintf(f, ",\"per_process\":[");
         for (size_t p = 0; p < s->nprocs; p++) {
@@ -507,6 +618,30 @@ static void print_prom(FILE *f, const config *cfg, const snapshot *s)
     fprintf(f, " %" PRIu64 "\n", s->evictions);
 
     print_prom_sync(f, cfg, s);
+    if (s->nviews) {
+        prom_family(f, "http_responses", "_total", "counter",
+                    "answers of lmc.flask.HttpCache by view (endpoint) and X-Cache "
+                    "(uncached: not storable, rendered for this request only)");
+        for (size_t v = 0; v < s->nviews; v++)
+            for (size_t i = 0; i < HTTP_NKINDS; i++) {
+                if (strcmp(http_kinds[i], "not_modified") == 0)
+                    continue;
+                fprintf(f, "lmc_http_responses_total{path=\"");
+                tool_prom_label(f, cfg->path);
+                fprintf(f, "\",endpoint=\"");
+                tool_prom_label(f, s->views[v].endpoint);
+                fprintf(f, "\",x_cache=\"%s\"} %" PRIu64 "\n", http_kinds[i], s->views[v].n[i]);
+            }
+        prom_family(f, "http_not_modified", "_total", "counter",
+                    "answers of lmc.flask.HttpCache that were 304 Not Modified, by view");
+        for (size_t v = 0; v < s->nviews; v++) {
+            fprintf(f, "lmc_http_not_modified_total{path=\"");
+            tool_prom_label(f, cfg->path);
+            fprintf(f, "\",endpoint=\"");
+            tool_prom_label(f, s->views[v].endpoint);
+            fprintf(f, "\"} %" PRIu64 "\n", s->views[v].n[4]);
+        }
+    }
     if (!cfg->per_process || s->nprocs == 0)
         return;
     /* Per-process counters form families of their own, with a pid label;
@@ -644,6 +779,8 @@ int main(int argc, char **argv)
             break;
     }
     free(s.procs);
+    free_views(&s);
+    free(s.views);
     lmc_close(c);
     return status;
 }

@@ -12,6 +12,14 @@ It is configured by environment variables, because gunicorn imports it:
                     counts are exact across workers whatever the backend.
   LMC_DEMO_PREFIX   CACHE_KEY_PREFIX (default "": the view of /items/3 is
                     then stored under exactly "view//items/3").
+  LMC_DEMO_LEASE    "1": CACHE_LMC_LEASE, each page computed once per host
+                    even when every worker misses it at once.
+  LMC_DEMO_GRACE    CACHE_LMC_GRACE in seconds (default 0).
+  LMC_DEMO_GATE_TIMEOUT  the timeout of the /gate/<n> pages (default 300).
+
+/gate/<n> is a page for the tests of leases: computing it takes until the
+test stores the key release/gate/<n>/<run> in the counts cache, so that a
+test decides when a computation ends instead of guessing how long it takes.
 
 Run with gunicorn --preload: the master imports this module, so the caches
 are opened before the workers are forked, and each worker's first call
@@ -37,6 +45,8 @@ if BACKEND == "lmc":
         CACHE_LMC_MAP_SIZE=64 << 20,
         CACHE_DEFAULT_TIMEOUT=300,
         CACHE_KEY_PREFIX=os.environ.get("LMC_DEMO_PREFIX", ""),
+        CACHE_LMC_LEASE=os.environ.get("LMC_DEMO_LEASE") == "1",
+        CACHE_LMC_GRACE=float(os.environ.get("LMC_DEMO_GRACE") or 0),
     )
 elif BACKEND == "simple":
     app.config.update(CACHE_TYPE="SimpleCache", CACHE_DEFAULT_TIMEOUT=300)
@@ -67,6 +77,8 @@ def hold():
     seconds = request.headers.get("X-Hold")
     if seconds:
         time.sleep(min(float(seconds), 1.0))
+    if request.path.startswith("/gate/"):
+        ran("arrived" + request.path)  # reached the view's cache lookup
 
 
 @app.after_request
@@ -93,3 +105,13 @@ def other(n):
 @app.route("/pid")
 def pid():
     return {"pid": os.getpid(), "backend": BACKEND}
+
+
+@app.route("/gate/<int:n>")
+@cache.cached(timeout=float(os.environ.get("LMC_DEMO_GATE_TIMEOUT") or 300))
+def gate(n):
+    run = ran(f"gate/{n}")
+    deadline = time.monotonic() + 20
+    while counts.get(f"release/gate/{n}/{run}") is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return {"gate": n, "run": run, "computed_by": os.getpid()}

@@ -48,7 +48,7 @@ class Reply:
 class Server:
     """gunicorn running app.py with `workers` prefork workers and --preload."""
 
-    def __init__(self, env, workers=4, log_path=None):
+    def __init__(self, env, workers=4, log_path=None, app="app:app"):
         self.tmp = tempfile.TemporaryDirectory(prefix="lmc-gunicorn-")
         self.sock = os.path.join(self.tmp.name, "http.sock")
         self.workers = workers
@@ -63,7 +63,7 @@ class Server:
             "--bind", "unix:" + self.sock,
             "--chdir", HERE,
             "--graceful-timeout", "5",
-            "app:app",
+            app,
         ]
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
         self.master_pid = self.proc.pid

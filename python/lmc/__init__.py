@@ -11,6 +11,10 @@ or str (encoded as UTF-8); values are bytes.  Timeouts are in seconds
 (None = the cache's default, 0 = never expire, lmc.KEEP_TTL = keep the
 expiry time of the entry being replaced).
 
+Computing a missing value once for the whole host (fill leases):
+    page = cache.get_or_set("page/1", render, timeout=60, grace=30)
+or, one level down, cache.get_lease() -> (outcome, value, lmc.Lease).
+
 Backends for the usual Python cache APIs:
     lmc.cachelib.LmcCache        a cachelib.BaseCache (pickled or JSON values)
     lmc.flask_caching.LmcCache   CACHE_TYPE = "lmc.flask_caching.LmcCache"
@@ -19,12 +23,18 @@ See python/README.md for the whole API and how errors are reported.
 """
 from ._lmc import (  # noqa: F401
     KEEP_TTL,
+    LEASE_FILL,
+    LEASE_HIT,
+    LEASE_REFRESH,
+    LEASE_STALE,
+    LEASE_TIMEOUT,
     LIB_VERSION,
     BusyError,
     Cache,
     CorruptError,
     Error,
     InvalidArgumentError,
+    Lease,
     NoSpaceError,
     NoCacheError,
     NotANumberError,
@@ -47,6 +57,12 @@ __version__ = LIB_VERSION
 __all__ = [
     "Cache",
     "KEEP_TTL",
+    "Lease",
+    "LEASE_HIT",
+    "LEASE_STALE",
+    "LEASE_FILL",
+    "LEASE_REFRESH",
+    "LEASE_TIMEOUT",
     "Error",
     "BusyError",
     "CorruptError",

@@ -45,6 +45,8 @@ lmc.Cache.  What it adds to cachelib's contract, and where it differs:
   often come from user input, e.g. a long URL under @cache.cached, as
   cachelib's MemcachedCache says of the keys memcached cannot hold.
 - Log messages show at most the first 60 characters of a key, never a value.
+- get_or_set(key, fn, timeout=None, grace=0, wait=None) computes a missing
+  value once for the whole host (fill leases), see its docstring.
 
 Security: unpickling runs code chosen by whoever wrote the entry, so anyone
 who can write the cache can run code in every process that reads it.  lmc
@@ -89,6 +91,9 @@ _MAX_KEY = 65536
 # integer, which cannot reach 9.2e15 s from now; SimpleCache stores any
 # timeout, inf included, and such an entry never expires there either.
 _MAX_TIMEOUT = 10 ** 15
+# How long get_or_set() waits for another process's fill by default: the
+# library's lease time, after which the lease is taken over anyway.
+_LEASE_WAIT = 30.0
 
 
 def _too_long(key: _t.Any) -> bool:
@@ -326,6 +331,51 @@ class LmcCache(BaseCache):
         short = [k for k in full if not _too_long(k)]
         found = dict(zip(short, self.lmc.get_many(short)))
         return [loads(found.get(k)) for k in full]
+
+    def get_or_set(self, key: str, fn: _t.Callable[[], _t.Any],
+                   timeout: _t.Optional[float] = None, grace: float = 0,
+                   wait: _t.Optional[float] = None) -> _t.Any:
+        """The value under key; when it is missing, fn() computes it once for
+        every process on the host (lmc fill leases), and it is stored with
+        timeout (cachelib's rules, in seconds) and grace (seconds during
+        which, past the timeout, the stale value is returned at once while one
+        caller refreshes it).  Callers that find another one computing wait
+        for its value, at most wait seconds (None = the lease time, 30 s),
+        then compute it themselves without storing it.  fn() returning None
+        stores nothing (None reads like a miss); fn() raising gives the
+        lease to the next caller and the exception propagates.  A fresh hit
+        costs what get() costs.  Not part of cachelib's API."""
+        k = self.key_prefix + key
+        ttl = self._ttl(timeout)
+        loads = self.serializer.loads
+        try:
+            raw = self.lmc.get(k)
+        except TooBigError:
+            return fn()  # a key lmc cannot store: never cached
+        if raw is not None:
+            return loads(raw)
+        if ttl is None:
+            return fn()  # a negative timeout: expired at once, never stored
+        try:
+            outcome, raw, lease = self.lmc.get_lease(
+                k, wait=_LEASE_WAIT if wait is None else wait)
+        except Error as e:
+            # A read-only handle, say: compute, as a miss of get() would.
+            self._backend_error("get_or_set", key, e)
+            return fn()
+        if lease is None:
+            # A value (after waiting, or stale while another refreshes it),
+            # or the holder did not fill within wait: computed, not stored.
+            return loads(raw) if raw is not None else fn()
+        with lease:  # fn() raising or returning None abandons the lease
+            value = fn()
+            if value is not None:
+                data = self.serializer.dumps(value)
+                try:
+                    lease.fill(data, ttl, grace)
+                except Error as e:
+                    self._backend_error("get_or_set", key, e)
+        return value
 
     def has(self, key: str) -> bool:
         try:

@@ -47,6 +47,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lmc.h"
 
@@ -1172,6 +1173,465 @@ out:
     return ret;
 }
 
+/* ---- fill leases --------------------------------------------------------- */
+
+/*
+ * A time in seconds (int or float) as milliseconds, for the lease calls:
+ * rounded up, so that a tiny positive time never becomes 0 ("the default" or
+ * "none" to the library).  NaN, negative values, and values above max_ms
+ * (or 0, unless allow_zero) are a ValueError naming the argument.
+ */
+static int seconds_to_ms(PyObject *o, const char *name, int64_t max_ms, int allow_zero,
+                         int64_t *out)
+{
+    if (!PyLong_Check(o) && !PyFloat_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds, not %.100s", name,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear(); /* an int beyond a double: refused below */
+        d = NAN;
+    }
+    double ms = ceil(d * 1000.0);
+    if (isnan(d) || d < 0 || (!allow_zero && d == 0) || ms > (double)max_ms) {
+        char most[32]; /* PyErr_Format has no %g */
+        snprintf(most, sizeof most, "%.10g", (double)max_ms / 1000.0);
+        PyErr_Format(PyExc_ValueError, "%s must be %s seconds, at most %s, not %.40R", name,
+                     allow_zero ? "0 or more" : "a positive number of", most, o);
+        return -1;
+    }
+    *out = (int64_t)ms;
+    return 0;
+}
+
+/* The XFetch beta of get_lease(early=...): 0 (off) to 1000. */
+static int beta_from(PyObject *o, double *out)
+{
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError))
+            PyErr_Format(PyExc_TypeError, "early must be a number (an XFetch beta), not %.100s",
+                         Py_TYPE(o)->tp_name);
+        else if (PyErr_ExceptionMatches(PyExc_OverflowError))
+            PyErr_Format(PyExc_ValueError, "early must be 0 (off) to 1000, not %R", o);
+        return -1;
+    }
+    if (!(d >= 0 && d <= 1000.0)) {
+        PyErr_Format(PyExc_ValueError, "early must be 0 (off) to 1000, not %R", o);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* The grace of a fill in seconds (None = 0), at most 2^32 - 1 ms. */
+static int grace_from(PyObject *o, int64_t *ms)
+{
+    if (!o || o == Py_None) {
+        *ms = 0;
+        return 0;
+    }
+    return seconds_to_ms(o, "grace", (int64_t)UINT32_MAX, 1, ms);
+}
+
+/*
+ * lmc.Lease: a fill lease held, from Cache.get_lease().  It keeps its Cache
+ * alive and remembers the key, so fill() and abandon() need neither.  A
+ * lease still held when the object is destroyed is abandoned (in the process
+ * that took it only: a child after fork() must not end its parent's lease),
+ * and so is one still held at the end of a `with` block, so that an
+ * exception never leaves the other callers waiting out the lease time.
+ */
+typedef struct {
+    PyObject_HEAD
+    CacheObject *cache;
+    PyObject *key; /* bytes */
+    lmc_lease lease;
+    pid_t pid;     /* the process that took the lease */
+    int held;
+} LeaseObject;
+
+static PyTypeObject LeaseType;
+
+/* Wrap a lease just granted; on failure abandon it (nobody could). */
+static PyObject *lease_wrap(CacheObject *cache, lmc *h, const char *k, Py_ssize_t kn,
+                            const lmc_lease *l)
+{
+    LeaseObject *o = PyObject_New(LeaseObject, &LeaseType);
+    PyObject *key = o ? PyBytes_FromStringAndSize(k, kn) : NULL;
+    if (!key) {
+        Py_XDECREF(o);
+        WITHOUT_GIL(cache, (void)lmc_lease_abandon(h, l, k, (size_t)kn));
+        return NULL;
+    }
+    o->cache = (CacheObject *)Py_NewRef((PyObject *)cache);
+    o->key = key;
+    o->lease = *l;
+    o->pid = getpid();
+    o->held = 1;
+    return (PyObject *)o;
+}
+
+/* abandon with the GIL released; the code of lmc_lease_abandon. */
+static int lease_abandon_nogil(CacheObject *cache, lmc *h, const lmc_lease *l, const char *k,
+                               size_t kn)
+{
+    int rc;
+    WITHOUT_GIL(cache, rc = lmc_lease_abandon(h, l, k, kn));
+    return rc;
+}
+
+static void Lease_dealloc(LeaseObject *self)
+{
+    if (self->held && self->pid == getpid() && self->cache && self->cache->h) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        (void)lease_abandon_nogil(self->cache, self->cache->h, &self->lease,
+                                  PyBytes_AS_STRING(self->key),
+                                  (size_t)PyBytes_GET_SIZE(self->key));
+        PyErr_Restore(et, ev, tb);
+    }
+    Py_CLEAR(self->key);
+    Py_CLEAR(self->cache);
+    PyObject_Free(self);
+}
+
+static PyObject *Lease_fill(LeaseObject *self, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    static const char *const names[] = {"value", "timeout", "grace"};
+    PyObject *a[3];
+    if (parse_fast("fill", args, nargs, kwnames, names, 1, 3, a))
+        return NULL;
+    int64_t ttl, grace;
+    if (timeout_from(a[1], &ttl) || grace_from(a[2], &grace))
+        return NULL;
+    pybuf v;
+    if (value_from(a[0], &v))
+        return NULL;
+    if (!self->held) {
+        buf_release(&v);
+        Py_RETURN_FALSE;
+    }
+    lmc *h = handle(self->cache);
+    if (!h) {
+        buf_release(&v);
+        return NULL;
+    }
+    int rc;
+    WITHOUT_GIL(self->cache,
+                rc = lmc_lease_fill(h, &self->lease, PyBytes_AS_STRING(self->key),
+                                    (size_t)PyBytes_GET_SIZE(self->key), v.p, (size_t)v.n, ttl,
+                                    grace));
+    buf_release(&v);
+    /* Every outcome but a refused argument ends the lease (a value that
+     * cannot be stored too: lmc.h). */
+    if (rc != LMC_EINVAL)
+        self->held = 0;
+    if (rc == LMC_OK)
+        Py_RETURN_TRUE;
+    if (rc == LMC_ECHANGED)
+        Py_RETURN_FALSE;
+    return raise_lmc(h, rc);
+}
+
+static PyObject *Lease_abandon(LeaseObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->held)
+        Py_RETURN_FALSE;
+    lmc *h = handle(self->cache);
+    if (!h)
+        return NULL;
+    int rc = lease_abandon_nogil(self->cache, h, &self->lease, PyBytes_AS_STRING(self->key),
+                                 (size_t)PyBytes_GET_SIZE(self->key));
+    if (rc == LMC_OK || rc == LMC_ECHANGED)
+        self->held = 0;
+    if (rc == LMC_OK)
+        Py_RETURN_TRUE;
+    if (rc == LMC_ECHANGED)
+        Py_RETURN_FALSE;
+    return raise_lmc(h, rc);
+}
+
+static PyObject *Lease_enter(LeaseObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef((PyObject *)self);
+}
+
+/* Leaving the block with the lease still held abandons it.  If the block
+ * raised, a failure to abandon (a closed cache, say) is not allowed to hide
+ * that exception: the lease then lapses after its lease time. */
+static PyObject *Lease_exit(LeaseObject *self, PyObject *args)
+{
+    PyObject *et = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : Py_None;
+    if (self->held) {
+        PyObject *r = Lease_abandon(self, NULL);
+        if (!r) {
+            if (et == Py_None)
+                return NULL;
+            PyErr_Clear();
+        }
+        Py_XDECREF(r);
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Lease_repr(LeaseObject *self)
+{
+    return PyUnicode_FromFormat("<lmc.Lease %R %s>", self->key,
+                                self->held ? "held" : "ended");
+}
+
+static PyObject *Lease_get_key(LeaseObject *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->key);
+}
+
+static PyObject *Lease_get_token(LeaseObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->lease.token);
+}
+
+static PyObject *Lease_get_granted(LeaseObject *self, void *closure)
+{
+    (void)closure;
+    return PyFloat_FromDouble((double)self->lease.granted_ms / 1000.0);
+}
+
+static PyObject *Lease_get_held(LeaseObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->held);
+}
+
+static PyMethodDef Lease_methods[] = {
+    {"fill", (PyCFunction)(void (*)(void))Lease_fill, METH_FASTCALL | METH_KEYWORDS,
+     "fill(value, timeout=None, grace=0) -> bool\n\n"
+     "Store the value computed under the lease (timeout as for Cache.set; grace:\n"
+     "seconds the value may be served stale after it, while one caller refreshes\n"
+     "it), end the lease and wake the callers waiting for it.  False if the lease\n"
+     "was no longer held (taken over, or the key was written, deleted or cleared\n"
+     "meanwhile): nothing was stored."},
+    {"abandon", (PyCFunction)Lease_abandon, METH_NOARGS,
+     "abandon() -> bool\n\n"
+     "Give the lease up without storing anything; one waiting caller takes it\n"
+     "over.  False if it was no longer held."},
+    {"__enter__", (PyCFunction)Lease_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Lease_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Lease_getset[] = {
+    {"key", (getter)Lease_get_key, NULL, "The key (bytes) the lease is for.", NULL},
+    {"token", (getter)Lease_get_token, NULL, "The library's token of this lease.", NULL},
+    {"granted", (getter)Lease_get_granted, NULL,
+     "When it was granted, in seconds since the Unix epoch.", NULL},
+    {"held", (getter)Lease_get_held, NULL,
+     "True until fill() or abandon() ended it (or fill() found it lost).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject LeaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lmc.Lease",
+    .tp_basicsize = sizeof(LeaseObject),
+    .tp_dealloc = (destructor)Lease_dealloc,
+    .tp_repr = (reprfunc)Lease_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A fill lease held, from Cache.get_lease(): fill() it with the computed value\n"
+              "or abandon() it.  As a context manager, leaving the block without a fill\n"
+              "abandons it; so does destroying the object.",
+    .tp_methods = Lease_methods,
+    .tp_getset = Lease_getset,
+};
+
+/* The options of get_lease and get_or_set, from seconds. */
+static int lease_opts_from(PyObject *lease_time, PyObject *wait, PyObject *early,
+                           lmc_lease_options *o)
+{
+    memset(o, 0, sizeof *o);
+    if (lease_time && lease_time != Py_None &&
+        seconds_to_ms(lease_time, "lease_time", LMC_TTL_MAX, 0, &o->lease_ms))
+        return -1;
+    if (wait && wait != Py_None && seconds_to_ms(wait, "wait", LMC_TTL_MAX, 1, &o->wait_ms))
+        return -1;
+    if (early && beta_from(early, &o->early_beta))
+        return -1;
+    return 0;
+}
+
+/* lmc_get_lease with the GIL released; the value as bytes (or None). */
+static int get_lease_nogil(CacheObject *self, lmc *h, const pybuf *k,
+                           const lmc_lease_options *o, PyObject **val, lmc_lease *l,
+                           int *outcome)
+{
+    void *v = NULL;
+    size_t vlen = 0;
+    int rc;
+    WITHOUT_GIL(self, rc = lmc_get_lease(h, k->p, (size_t)k->n, &v, &vlen, o, l, outcome));
+    if (rc)
+        return rc;
+    *val = v ? PyBytes_FromStringAndSize(v, (Py_ssize_t)vlen) : Py_NewRef(Py_None);
+    lmc_free(v);
+    if (!*val) {
+        if (l->token)
+            (void)lease_abandon_nogil(self, h, l, k->p, (size_t)k->n);
+        return CB_PYERR;
+    }
+    return 0;
+}
+
+static PyObject *Cache_get_lease(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "lease_time", "wait", "early"};
+    PyObject *a[4];
+    if (parse_fast("get_lease", args, nargs, kwnames, names, 1, 4, a))
+        return NULL;
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    lmc_lease_options o;
+    if (lease_opts_from(a[1], a[2], a[3], &o))
+        return NULL;
+    pybuf k;
+    if (key_from(a[0], &k))
+        return NULL;
+    PyObject *val = NULL, *lease = NULL, *ret = NULL;
+    lmc_lease l;
+    int outcome = LMC_LEASE_TIMEOUT;
+    int rc = get_lease_nogil(self, h, &k, &o, &val, &l, &outcome);
+    if (rc) {
+        if (rc != CB_PYERR)
+            raise_lmc(h, rc);
+        goto out;
+    }
+    lease = l.token ? lease_wrap(self, h, k.p, k.n, &l) : Py_NewRef(Py_None);
+    if (lease)
+        ret = Py_BuildValue("(iOO)", outcome, val, lease);
+    Py_XDECREF(lease);
+    Py_DECREF(val);
+out:
+    buf_release(&k);
+    return ret;
+}
+
+/* What fn() returned, as the bytes get() would give back. */
+static PyObject *as_bytes(PyObject *r)
+{
+    if (PyBytes_CheckExact(r))
+        return Py_NewRef(r);
+    return PyBytes_FromObject(r);
+}
+
+/*
+ * get_or_set(key, fn, timeout=None, grace=0, wait=None): the value under
+ * key, computed by fn() once for the whole host when it is missing.  A
+ * fresh hit is one get (no lease record is written).  Otherwise:
+ *   FILL     this caller holds the lease: fn(), fill, return the value;
+ *            fn() raising or returning None abandons the lease;
+ *   REFRESH  (a stale value within its grace, this caller chosen to refresh
+ *            it) the same: a synchronous caller that computes anyway
+ *            returns what it computed, not the stale value;
+ *   HIT, STALE  (after a wait, or another caller refreshing): the value;
+ *   TIMEOUT  the holder did not fill within wait: fn(), not stored.
+ * wait=None waits up to the lease time (30 s), after which the lease is
+ * taken over anyway.  The handle counts as busy for the whole slow path, so
+ * that fn() closing the cache under the lease is refused (BusyError).
+ */
+static PyObject *Cache_get_or_set(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "fn", "timeout", "grace", "wait"};
+    PyObject *a[5];
+    if (parse_fast("get_or_set", args, nargs, kwnames, names, 2, 5, a))
+        return NULL;
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    if (!PyCallable_Check(a[1])) {
+        PyErr_Format(PyExc_TypeError, "get_or_set() fn must be callable, not %.100s",
+                     Py_TYPE(a[1])->tp_name);
+        return NULL;
+    }
+    int64_t ttl, grace;
+    lmc_lease_options o;
+    if (timeout_from(a[2], &ttl) || grace_from(a[3], &grace) ||
+        lease_opts_from(NULL, a[4], NULL, &o))
+        return NULL;
+    if (!a[4] || a[4] == Py_None)
+        o.wait_ms = 30000; /* the lease time: by then the lease is taken over */
+    pybuf k;
+    if (key_from(a[0], &k))
+        return NULL;
+    PyObject *val = NULL;
+    int rc = lmc_get_view(h, k.p, (size_t)k.n, view_to_bytes, &val);
+    if (LIKELY(rc == LMC_OK)) {
+        buf_release(&k);
+        return val;
+    }
+    if (rc != LMC_NOTFOUND) {
+        buf_release(&k);
+        return raise_lmc(h, rc);
+    }
+    PyObject *ret = NULL;
+    busy_enter(self);
+    lmc_lease l;
+    int outcome = LMC_LEASE_TIMEOUT;
+    rc = get_lease_nogil(self, h, &k, &o, &val, &l, &outcome);
+    if (rc) {
+        if (rc != CB_PYERR)
+            raise_lmc(h, rc);
+        goto out;
+    }
+    if (outcome == LMC_LEASE_HIT || outcome == LMC_LEASE_STALE) {
+        ret = val;
+        goto out;
+    }
+    Py_DECREF(val);
+    PyObject *r = PyObject_CallNoArgs(a[1]);
+    if (!l.token) { /* TIMEOUT: computed, not stored */
+        if (r) {
+            ret = r == Py_None ? Py_NewRef(r) : as_bytes(r);
+            Py_DECREF(r);
+        }
+        goto out;
+    }
+    pybuf v;
+    if (r && r != Py_None && value_from(r, &v)) {
+        Py_CLEAR(r);
+    }
+    if (!r || r == Py_None) {
+        /* Nothing to store: give the lease to the next caller now. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        (void)lease_abandon_nogil(self, h, &l, k.p, (size_t)k.n);
+        PyErr_Restore(et, ev, tb);
+        ret = r;
+        goto out;
+    }
+    WITHOUT_GIL(self, rc = lmc_lease_fill(h, &l, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl,
+                                          grace));
+    buf_release(&v);
+    if (rc == LMC_OK || rc == LMC_ECHANGED)
+        ret = as_bytes(r);
+    else
+        raise_lmc(h, rc);
+    Py_DECREF(r);
+out:
+    busy_leave(self);
+    buf_release(&k);
+    return ret;
+}
+
 /* ---- maintenance and introspection -------------------------------------- */
 
 static int dict_set_steal(PyObject *d, const char *name, PyObject *v)
@@ -1548,6 +2008,23 @@ static PyMethodDef Cache_methods[] = {
      "      force=False) -> dict\n\n"
      "One sweeper pass (lmc_sweep): drop expired entries, evict above the high\n"
      "watermark.  max_time in seconds; 0 = no limit."},
+    METH_FAST("get_lease", Cache_get_lease,
+              "get_lease(key, lease_time=None, wait=0, early=0.0) -> (outcome, value, lease)\n\n"
+              "Get a value, or the lease to compute it, once for the whole host.  outcome\n"
+              "is LEASE_HIT, LEASE_STALE, LEASE_FILL, LEASE_REFRESH or LEASE_TIMEOUT;\n"
+              "value is bytes or None; lease an lmc.Lease, held for FILL and REFRESH,\n"
+              "else None.  lease_time: seconds a holder may take before another caller\n"
+              "takes over (None = 30); wait: seconds to wait for another holder's fill\n"
+              "(0 = none); early: XFetch beta for refreshing before expiry (0 = off).\n"
+              "Runs with the GIL released."),
+    METH_FAST("get_or_set", Cache_get_or_set,
+              "get_or_set(key, fn, timeout=None, grace=0, wait=None) -> bytes\n\n"
+              "The value under key; when missing, fn() computes it once for the whole\n"
+              "host (the others wait for it, at most wait seconds, None = the lease time\n"
+              "of 30 s, then compute without storing).  The value is stored with timeout\n"
+              "(as for set) and grace (seconds it may be served stale after timeout while\n"
+              "one caller refreshes it).  fn() returning None stores nothing; fn()\n"
+              "raising gives the lease up and the exception propagates."),
     {"stats", (PyCFunction)Cache_stats, METH_NOARGS,
      "stats() -> dict\n\nEvery counter and gauge, named as lmc-stats --json names them."},
     {"process_stats", (PyCFunction)Cache_process_stats, METH_NOARGS,
@@ -1685,6 +2162,8 @@ PyMODINIT_FUNC PyInit__lmc(void)
 {
     if (PyType_Ready(&CacheType) < 0)
         return NULL;
+    if (PyType_Ready(&LeaseType) < 0)
+        return NULL;
     if (PyType_Ready(&KeepTTLType) < 0)
         return NULL;
     if (!g_keep_ttl && !(g_keep_ttl = PyType_GenericAlloc(&KeepTTLType, 0)))
@@ -1694,7 +2173,13 @@ PyMODINIT_FUNC PyInit__lmc(void)
         return NULL;
     if (pthread_atfork(NULL, NULL, after_fork_child) != 0 || add_exceptions(m) ||
         PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) ||
+        PyModule_AddObjectRef(m, "Lease", (PyObject *)&LeaseType) ||
         PyModule_AddObjectRef(m, "KEEP_TTL", g_keep_ttl) ||
+        PyModule_AddIntConstant(m, "LEASE_HIT", LMC_LEASE_HIT) ||
+        PyModule_AddIntConstant(m, "LEASE_STALE", LMC_LEASE_STALE) ||
+        PyModule_AddIntConstant(m, "LEASE_FILL", LMC_LEASE_FILL) ||
+        PyModule_AddIntConstant(m, "LEASE_REFRESH", LMC_LEASE_REFRESH) ||
+        PyModule_AddIntConstant(m, "LEASE_TIMEOUT", LMC_LEASE_TIMEOUT) ||
         PyModule_AddStringConstant(m, "LIB_VERSION", lmc_version(NULL, NULL, NULL)))
         goto fail;
 #define ADD_CODE(name, value, text) \

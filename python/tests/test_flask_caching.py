@@ -5,12 +5,14 @@ checked against Flask-Caching's SimpleCache too.  The multi-process proof is
 test_gunicorn.py."""
 import logging
 import os
+import threading
 
+import flask
 import pytest
 from flask import Flask
 from flask_caching import Cache
 
-from conftest import SMALL_MAP
+from conftest import SMALL_MAP, wait_for
 
 import lmc
 from lmc.flask_caching import LmcCache
@@ -286,3 +288,305 @@ def test_serializer_given_twice_must_agree(tmpdir_shm):
     with pytest.raises(ValueError, match="CACHE_LMC_SERIALIZER"):
         Cache(options_app(tmpdir_shm, CACHE_LMC_SERIALIZER="json",
                           CACHE_OPTIONS={"serializer": "pickle"}))
+
+
+# ---------------------------------------------------------------------------
+# CACHE_LMC_LEASE and CACHE_LMC_GRACE (across workers: test_gunicorn.py)
+
+
+def lease_counters(cache):
+    st = cache.cache.lmc.stats()
+    return {k: st[k] for k in ("lease_grants", "lease_wait_timeouts", "lease_takeovers_dead",
+                               "lease_takeovers_expired", "refresh_failures")}
+
+
+@pytest.mark.parametrize("config", [{"CACHE_LMC_LEASE": True}, {"CACHE_LMC_GRACE": 60}])
+def test_lease_views_and_memoize_behave_as_without(tmpdir_shm, config):
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", **config)
+    assert cache.cache.lease
+    calls = {"view": 0, "memo": 0}
+
+    @cache.memoize(timeout=60)
+    def square(n):
+        calls["memo"] += 1
+        return n * n
+
+    @app.route("/items/<int:n>")
+    @cache.cached(timeout=60)
+    def item(n):
+        calls["view"] += 1
+        return {"n": n, "sq": square(n)}
+
+    client = app.test_client()
+    assert client.get("/items/3").json == {"n": 3, "sq": 9}
+    assert client.get("/items/3").json == {"n": 3, "sq": 9}
+    assert client.get("/items/4").json == {"n": 4, "sq": 16}
+    assert calls == {"view": 2, "memo": 2}
+    with app.app_context():
+        cache.delete_memoized(square, 3)
+        assert square(3) == 9 and calls["memo"] == 3
+        assert cache.delete("view//items/3")
+        # Plain gets and sets of the app still work, and a get that misses
+        # (taking a lease) followed by the set of that key fills it.
+        assert cache.get("plain") is None
+        assert cache.set("plain", [1, 2]) and cache.get("plain") == [1, 2]
+    client.get("/items/3")
+    assert calls["view"] == 3
+    with app.app_context():
+        assert lease_counters(cache)["lease_grants"] >= 4
+        assert cache.cache.lmc.stats()["lease_takeovers_expired"] == 0
+
+
+def test_a_view_that_raises_gives_its_lease_up_at_teardown(tmpdir_shm):
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_LEASE=True)
+    runs = []
+
+    @app.route("/fails")
+    @cache.cached(timeout=60)
+    def fails():
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("database down")
+        return "ok"
+
+    @app.route("/none")
+    @cache.cached(timeout=60, response_filter=lambda rv: False)
+    def not_cached():
+        runs.append(2)
+        return "never cached"
+
+    client = app.test_client()
+    assert client.get("/fails").status_code == 500
+    with app.app_context():
+        raw = cache.cache.lmc
+        # Not left to its lease time: the next caller gets the lease at once.
+        outcome, _, lease = raw.get_lease(b"view//fails", wait=0)
+        assert outcome == lmc.LEASE_FILL
+        lease.abandon()
+    assert client.get("/fails").data == b"ok" and client.get("/fails").data == b"ok"
+    assert client.get("/none").data == b"never cached"
+    with app.app_context():
+        assert cache.cache.lmc.get_lease(b"view//none", wait=0)[0] == lmc.LEASE_FILL
+    assert runs == [1, 1, 2]
+    with app.app_context():
+        c = lease_counters(cache)
+        assert c["lease_takeovers_expired"] == 0 and c["lease_wait_timeouts"] == 0
+
+
+def test_a_view_computed_after_the_wait_ran_out_is_not_stored(tmpdir_shm):
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_LEASE=True,
+                          CACHE_LMC_LEASE_WAIT=0.01)
+
+    @app.route("/p")
+    @cache.cached(timeout=60)
+    def page():
+        return "mine"
+
+    with app.app_context():
+        _, _, held = cache.cache.lmc.get_lease(b"view//p")  # another worker computes
+    assert app.test_client().get("/p").data == b"mine"
+    with app.app_context():
+        # Not stored over the holder's fill.
+        assert cache.cache.lmc.get(b"view//p") is None
+        assert held.fill(b'"holder"') is True
+        assert cache.cache.lmc.stats()["lease_wait_timeouts"] == 1
+
+
+def test_grace_serves_stale_and_refreshes_in_the_background(tmpdir_shm):
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_GRACE=600)
+    runs = []
+    release = {}
+
+    @app.before_request
+    def user():
+        flask.g.user = "ann"
+
+    @app.route("/p")
+    @cache.cached(timeout=0.05)
+    def page():
+        runs.append(threading.current_thread().name)
+        if len(runs) > 1:
+            # The refresh: runs until the test lets it finish.
+            assert release.setdefault("event", threading.Event()).wait(30)
+        return f"page {len(runs)} for {flask.g.user} at {flask.request.path}"
+
+    client = app.test_client()
+    assert client.get("/p").data == b"page 1 for ann at /p"
+    with app.app_context():
+        wait_for(lambda: cache.cache.lmc.get(b"view//p") is None, what="the page to expire")
+    release["event"] = threading.Event()
+    # The refresher answers at once with the stale page, as do the others.
+    for _ in range(3):
+        assert client.get("/p").data == b"page 1 for ann at /p"
+    wait_for(lambda: len(runs) == 2, what="the background refresh to start")
+    assert runs[1].startswith("lmc-refresh")
+    release["event"].set()
+    wait_for(lambda: client.get("/p").data == b"page 2 for ann at /p", what="the new page")
+    assert len(runs) == 2
+
+
+def test_a_failed_background_refresh_keeps_the_stale_value(tmpdir_shm, caplog):
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_GRACE=600)
+    runs = []
+
+    @app.route("/p")
+    @cache.cached(timeout=0.05)
+    def page():
+        runs.append(1)
+        if len(runs) == 2:
+            raise RuntimeError("database down")
+        return f"page {len(runs)}"
+
+    client = app.test_client()
+    assert client.get("/p").data == b"page 1"
+    with app.app_context():
+        wait_for(lambda: cache.cache.lmc.get(b"view//p") is None, what="the page to expire")
+        with caplog.at_level(logging.ERROR):
+            assert client.get("/p").data == b"page 1"  # stale; the refresh fails
+            wait_for(lambda: cache.cache.lmc.stats()["refresh_failures"] == 1,
+                     what="the refresh to fail")
+            wait_for(lambda: any("background" in r.getMessage() for r in caplog.records),
+                     what="the failure to be logged")
+        assert client.get("/p").data == b"page 1"  # still the stale page; refreshes again
+        wait_for(lambda: client.get("/p").data == b"page 3", what="the next refresh")
+
+
+def test_memoize_with_grace_serves_the_stale_result(tmpdir_shm):
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_GRACE=600)
+    runs = []
+
+    @cache.memoize(timeout=0.05)
+    def result(n):
+        runs.append(threading.current_thread().name)
+        return (n, len(runs))
+
+    with app.app_context():
+        assert result(7) == (7, 1)
+        wait_for(lambda: len([k for k in cache.cache.lmc.keys() if not k.endswith(b"_memver")
+                              and cache.cache.lmc.get(k) is not None]) == 0,
+                 what="the result to expire")
+        assert result(7) == (7, 1)  # stale, at once
+        wait_for(lambda: result(7) == (7, 2), what="the background refresh")
+        assert runs[1].startswith("lmc-refresh")
+
+
+@pytest.mark.parametrize("config,match", [
+    ({"CACHE_LMC_GRACE": -1}, "CACHE_LMC_GRACE"),
+    ({"CACHE_LMC_GRACE": float("nan")}, "CACHE_LMC_GRACE"),
+    ({"CACHE_LMC_LEASE": True, "CACHE_LMC_LEASE_WAIT": -1}, "CACHE_LMC_LEASE_WAIT"),
+    ({"CACHE_LMC_LEASE": True, "CACHE_LMC_LEASE_WAIT": "5"}, "CACHE_LMC_LEASE_WAIT"),
+    ({"CACHE_LMC_LEASE": True, "CACHE_LMC_LEASE_TIME": 0}, "CACHE_LMC_LEASE_TIME"),
+])
+def test_bad_lease_settings_are_refused(tmpdir_shm, config, match):
+    with pytest.raises(ValueError, match=match):
+        make_app(tmpdir_shm, **config)
+
+
+def test_grace_outside_a_decorator_refreshes_inline(tmpdir_shm):
+    """A plain get of a stale key from application code (no Flask-Caching
+    decorator to rerun) is handed the refresh as a miss: the caller computes
+    and its set fills the lease, while other callers get the stale value."""
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", CACHE_LMC_GRACE=600)
+    with app.app_context():
+        assert cache.get("k") is None and cache.set("k", "old", timeout=0.05)
+        wait_for(lambda: cache.cache.lmc.get(b"k") is None, what="the value to expire")
+        assert cache.get("k") is None  # this caller refreshes
+        seen = {}
+        t = threading.Thread(target=lambda: seen.update(v=cache.get("k")))
+        t.start()
+        t.join(30)
+        assert seen["v"] == "old"  # another thread: the stale value, at once
+        assert cache.set("k", "new", timeout=60)
+        assert cache.get("k") == "new"
+        assert cache.cache.lmc.stats()["stale_served"] == 1
+
+
+@pytest.mark.parametrize("config", [{}, {"CACHE_LMC_LEASE": True}, {"CACHE_LMC_GRACE": 60}],
+                         ids=["plain", "lease", "grace"])
+def test_decorator_options_keep_working_with_leases(tmpdir_shm, config):
+    """unless, forced_update, response_filter, cache_none, query_string,
+    make_cache_key, CachedResponse, memoize's delete_memoized: the same results with and without leases, and no lease
+    left behind by any of them."""
+    from flask_caching import CachedResponse
+
+    app, cache = make_app(tmpdir_shm, CACHE_KEY_PREFIX="", **config)
+    runs = {}
+    state = {"bypass": False, "force": False}
+
+    def ran(name):
+        runs[name] = runs.get(name, 0) + 1
+        return runs[name]
+
+    @app.route("/unless")
+    @cache.cached(unless=lambda: state["bypass"])
+    def unless():
+        return f"unless {ran('unless')}"
+
+    @app.route("/forced")
+    @cache.cached(forced_update=lambda: state["force"])
+    def forced():
+        return f"forced {ran('forced')}"
+
+    @app.route("/filtered")
+    @cache.cached(response_filter=lambda rv: "keep" in rv)
+    def filtered():
+        n = ran("filtered")
+        return "keep" if n > 1 else "drop"
+
+    @app.route("/none")
+    @cache.cached(cache_none=True)
+    def none():
+        ran("none")
+        return flask.make_response("", 204)
+
+    @app.route("/qs")
+    @cache.cached(query_string=True)
+    def qs():
+        return f"qs {flask.request.args.get('a')} {ran('qs')}"
+
+    @app.route("/key")
+    @cache.cached(make_cache_key=lambda: "custom-key")
+    def custom():
+        return f"key {ran('key')}"
+
+    @app.route("/cr")
+    @cache.cached()
+    def cr():
+        return CachedResponse(flask.make_response(f"cr {ran('cr')}"), timeout=60)
+
+    @cache.memoize()
+    def memo(a):
+        return (a, ran("memo"))
+
+    c = app.test_client()
+    assert c.get("/unless").data == c.get("/unless").data == b"unless 1"
+    state["bypass"] = True
+    assert c.get("/unless").data == b"unless 2"
+    assert c.get("/forced").data == b"forced 1"
+    state["force"] = True
+    assert c.get("/forced").data == b"forced 2"
+    state["force"] = False
+    assert c.get("/forced").data == b"forced 2"
+    assert c.get("/filtered").data == b"drop"
+    assert c.get("/filtered").data == b"keep" and c.get("/filtered").data == b"keep"
+    assert runs["filtered"] == 2
+    assert c.get("/none").status_code == 204 and c.get("/none").status_code == 204
+    assert c.get("/qs?a=1").data == c.get("/qs?a=1").data == b"qs 1 1"
+    assert c.get("/qs?a=2").data == b"qs 2 2"
+    assert c.get("/key").data == c.get("/key").data == b"key 1"
+    assert c.get("/cr").data == c.get("/cr").data == b"cr 1"
+    with app.app_context():
+        assert cache.has("custom-key")
+        assert memo(1) == memo(1) == (1, 1) and memo(2) == (2, 2)
+        cache.delete_memoized(memo, 1)
+        assert memo(1) == (1, 3)
+    assert runs["none"] == 1
+    with app.app_context():
+        # Nothing left held: every key's lease is free for the next caller.
+        raw = cache.cache.lmc
+        for key in (b"view//filtered", b"view//unless", b"not-cached-anywhere"):
+            if raw.get(key) is None:
+                outcome, _, lease = raw.get_lease(key, wait=0)
+                assert outcome == lmc.LEASE_FILL, key
+                lease.abandon()
+        assert raw.stats()["lease_wait_timeouts"] == 0

@@ -14,11 +14,16 @@ What is proven, with real processes:
   memoized function stay cached.
 - `lmc-stats PATH --json` shows the hits, per process too.
 - With SimpleCache each worker computes every page for itself.
+- With CACHE_LMC_LEASE, a page that every worker misses at the same moment
+  is computed once (without leases: once per worker); with CACHE_LMC_GRACE
+  every worker answers with the stale page while one refreshes it in the
+  background, none waiting for the refresh.
 """
 import json
 import os
 
 import pytest
+from conftest import wait_for
 from driver import Server, run_tool, tools_available
 
 import lmc
@@ -122,3 +127,73 @@ def test_simplecache_computes_once_per_worker(tmpdir_shm):
         assert counts_of(counts, "square") == [len(workers)] * len(KEYS)
         counts.close()
         print(f"\nSimpleCache: each page computed {len(workers)} times, once per worker")
+
+
+def count(c, key):
+    return int(c.get(key) or 0)
+
+
+@pytest.mark.parametrize("lease", [True, False], ids=["lease", "no-lease"])
+def test_every_worker_missing_at_once_computes_once_with_leases(tmpdir_shm, lease):
+    path = os.path.join(tmpdir_shm, "cache")
+    env = {"LMC_DEMO_BACKEND": "lmc", "LMC_DEMO_CACHE": path, "LMC_DEMO_PREFIX": "",
+           "LMC_DEMO_LEASE": "1" if lease else ""}
+    with Server(env) as srv:
+        workers = srv.wait_ready()
+        n = len(workers)
+        counts = lmc.Cache(path, create=False)
+        # One request per worker, all at once: a computation of the page
+        # lasts until this test releases it, so each request keeps its
+        # worker busy and the next one goes to another worker.
+        futures = [srv.pool.submit(srv.fetch, "/gate/1") for _ in range(n)]
+        wait_for(lambda: count(counts, b"exec/arrived/gate/1") == n, timeout=30,
+                 what="every worker to get a request")
+        if lease:
+            wait_for(lambda: count(counts, b"exec/gate/1") == 1, what="the computation")
+            counts.set(b"release/gate/1/1", b"")
+        else:
+            # Without leases every worker misses and computes.
+            wait_for(lambda: count(counts, b"exec/gate/1") == n, timeout=30,
+                     what="every worker to compute the page")
+            for run in range(1, n + 1):
+                counts.set(b"release/gate/1/%d" % run, b"")
+        replies = [f.result(30) for f in futures]
+        assert {r.pid for r in replies} == workers
+        assert all(r.status == 200 for r in replies)
+        if lease:
+            assert count(counts, b"exec/gate/1") == 1
+            assert all(r.body == replies[0].body for r in replies)
+            assert count(counts, b"exec/gate/1") == 1
+            st = counts.stats()
+            assert st["lease_grants"] == 1 and st["lease_wait_timeouts"] == 0
+        else:
+            assert count(counts, b"exec/gate/1") == n
+            assert sorted(r.body["run"] for r in replies) == list(range(1, n + 1))
+        counts.close()
+
+
+def test_with_grace_every_worker_serves_the_stale_page_while_one_refreshes(tmpdir_shm):
+    path = os.path.join(tmpdir_shm, "cache")
+    env = {"LMC_DEMO_BACKEND": "lmc", "LMC_DEMO_CACHE": path, "LMC_DEMO_PREFIX": "",
+           "LMC_DEMO_GRACE": "600", "LMC_DEMO_GATE_TIMEOUT": "0.5"}
+    with Server(env) as srv:
+        workers = srv.wait_ready()
+        counts = lmc.Cache(path, create=False)
+        counts.set(b"release/gate/2/1", b"")
+        first = srv.fetch("/gate/2").body
+        assert first["run"] == 1
+        wait_for(lambda: counts.get(b"view//gate/2") is None, what="the page to expire")
+        before = counts.stats()
+        # The refresh (run 2) is not released until every request has been
+        # answered: a request that waited for it would fail the test.
+        served = srv.spread("/gate/2", workers, timeout=30)
+        replies = [r for rs in served.values() for r in rs]
+        assert all(r.body == first for r in replies)
+        wait_for(lambda: count(counts, b"exec/gate/2") == 2, what="the background refresh")
+        counts.set(b"release/gate/2/2", b"")
+        wait_for(lambda: srv.fetch("/gate/2").body["run"] == 2, what="the refreshed page")
+        assert count(counts, b"exec/gate/2") == 2  # refreshed once, for all workers
+        st = counts.stats()
+        assert st["stale_served"] - before["stale_served"] >= len(replies) - 1
+        assert st["lease_waits"] == before["lease_waits"]
+        counts.close()
