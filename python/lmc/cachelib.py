@@ -582,12 +582,19 @@ class LmcRedisCache(BaseCache):
                            in Redis).  Default: default_timeout.
     :param status_interval: how often, in seconds, to look at the sidecar's
                             status entry (default 0.1).
+    :param lease_wait: how long, in seconds, a get that misses waits for
+                       another worker of this host that is reading the same
+                       key from Redis (a fill lease: one Redis read per key
+                       and host), before it reads Redis itself (default 1;
+                       0: never wait).
     :param redis: a redis.Redis client to use instead of redis_url.
 
     get() reads the L1, then Redis (GET and PTTL in one round trip), and fills
-    the L1 with at most the TTL the key has left in Redis, through
-    lmc_set_if_gen, so that a value read before an invalidation of its key is
-    never stored after it.  set(), add(), delete(), inc() write Redis first,
+    the L1 with at most the TTL the key has left in Redis, under a fill lease:
+    one worker of the host reads a missing key from Redis, the others wait for
+    its fill, and an invalidation of the key in between ends the lease, so
+    that a value read before it is never stored after it.  get_many() fills
+    through lmc_set_if_gen, which refuses the same way.  set(), add(), delete(), inc() write Redis first,
     then delete the key from the L1 (never put: a put would race with other
     writers).  delete_prefix() and clear() remove the keys from Redis with
     SCAN and UNLINK in batches (never KEYS); the sidecar of every host sees
@@ -616,6 +623,7 @@ class LmcRedisCache(BaseCache):
         require_sync: bool = True,
         l1_max_timeout: _t.Optional[float] = None,
         status_interval: float = 0.1,
+        lease_wait: float = 1.0,
         map_size: int = 0,
         mode: int = 0,
         serializer: _t.Any = None,
@@ -635,6 +643,7 @@ class LmcRedisCache(BaseCache):
             raise ValueError("LmcRedisCache needs a key_prefix (or sync_prefix) for "
                              "lmc-redis-sync --prefix to track, or require_sync=False")
         self.require_sync = require_sync
+        self.lease_wait = lease_wait
         self.l1_max_timeout = default_timeout if l1_max_timeout is None else l1_max_timeout
         self.status_interval = status_interval
         self._status_key = SYNC_STATUS_KEY + self.sync_prefix
@@ -662,7 +671,8 @@ class LmcRedisCache(BaseCache):
         self._redis_error = RedisError
         self._response_error = ResponseError
         self.counts = {"l1_hits": 0, "l2_hits": 0, "misses": 0, "fills": 0,
-                       "fill_rejects": 0, "bypassed": 0, "redis_errors": 0}
+                       "fill_rejects": 0, "bypassed": 0, "redis_errors": 0,
+                       "lease_waits": 0}
 
     # -- helpers -----------------------------------------------------------
 
@@ -781,17 +791,58 @@ class LmcRedisCache(BaseCache):
             try:
                 raw = self.lmc.get(k)
             except TooBigError:
-                raw = None
+                return self._through(key, k)
             if raw is not None:
                 self.counts["l1_hits"] += 1
                 return self.serializer.loads(raw)
-        else:
-            self.counts["bypassed"] += 1
+            return self._fill_leased(key, k)
+        self.counts["bypassed"] += 1
+        return self._through(key, k)
+
+    def _through(self, key: str, k: str) -> _t.Any:
+        """A read of Redis that fills nothing."""
         try:
-            raw = self._from_redis([k], use_l1)[0]
+            raw = self._from_redis([k], False)[0]
         except self._redis_error as e:
             self._redis_failed("get", key, e)
             return None
+        return self.serializer.loads(raw)
+
+    def _fill_leased(self, key: str, k: str) -> _t.Any:
+        """An L1 miss: one worker of the host (the lease holder) reads Redis
+        and fills the L1; the others wait for its fill, at most lease_wait.
+        An invalidation of the key between the grant and the fill ends the
+        lease (lmc_delete does), and the fill is then refused."""
+        try:
+            outcome, raw, lease = self.lmc.get_lease(k, wait=self.lease_wait)
+        except Error as e:
+            logger.warning("lmc: L1 lease of %s failed: %s", _brief(key), e)
+            return self._through(key, k)
+        if lease is None:
+            if raw is not None:  # filled by the holder while we waited
+                self.counts["lease_waits"] += 1
+                self.counts["l1_hits"] += 1
+                return self.serializer.loads(raw)
+            return self._through(key, k)  # the holder took too long
+        with lease:  # leaving without a fill abandons it
+            try:
+                raw, pttl = self._get_pttl(k)
+            except self._redis_error as e:
+                self._redis_failed("get", key, e)
+                return None
+            if raw is None:
+                self.counts["misses"] += 1
+                return None
+            self.counts["l2_hits"] += 1
+            ttl = self._fill_ttl(pttl)
+            if ttl is not None:
+                try:
+                    if lease.fill(raw, ttl):
+                        self.counts["fills"] += 1
+                    else:
+                        self.counts["fill_rejects"] += 1
+                except Error as e:
+                    logger.warning("lmc: L1 fill of %s failed: %s", _brief(k), e)
         return self.serializer.loads(raw)
 
     def get_many(self, *keys: str) -> _t.List[_t.Any]:

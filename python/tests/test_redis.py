@@ -434,3 +434,50 @@ def test_faults_in_a_loop_never_leave_a_stale_read(env):
             assert b.cache.get("f") == i
     assert all(done.values()), done
     print(f"faults injected: {done}; B: {b.cache.counts}")
+
+
+def test_one_worker_per_host_reads_a_missing_key(env):
+    """Eight workers of one host miss the same key at once: one reads Redis
+    (the fill lease's holder), the others wait for its fill and read it
+    from the L1."""
+    import multiprocessing
+
+    server, host = env
+    a = host("a").start_sync()
+    assert a.cache.set("hot", "page")
+    wait_for(lambda: "invalidated app/hot" in a.log_text(), what="the set's invalidation")
+    ctx = multiprocessing.get_context("fork")
+    reads = ctx.Value("i", 0)
+    ready = ctx.Value("i", 0)
+    go = ctx.Event()
+    n = 8
+
+    def worker(q):
+        c = LmcRedisCache(server.url, a.path, key_prefix=PREFIX, lease_wait=10)
+        real = c._get_pttl
+
+        def slow_read(k):
+            with reads.get_lock():
+                reads.value += 1
+            res = real(k)
+            time.sleep(0.3)       # a slow read, so that the others come while it runs
+            return res
+        c._get_pttl = slow_read
+        with ready.get_lock():
+            ready.value += 1
+        go.wait(10)
+        q.put((c.get("hot"), c.counts["lease_waits"]))
+
+    q = ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(q,)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    wait_for(lambda: ready.value == n, what="the workers to start")
+    go.set()
+    results = [q.get(timeout=30) for _ in range(n)]
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    assert [r[0] for r in results] == ["page"] * n
+    assert reads.value == 1, f"{reads.value} workers read Redis"
+    assert sum(r[1] for r in results) == n - 1
