@@ -89,5 +89,8 @@ demo-http: python $(PY_TOOLS)
 TEST_EXTRA += check-python check-python-asan
 EXTRA_DEB_PKGS += python3-dev python3-setuptools python3-pytest python3-flask \
                   python3-flask-caching python3-cachelib gunicorn python3-redis \
-                  python3-diskcache redis-server chromium nodejs \
+                  python3-diskcache redis-server chromium \
                   wrk memcached python3-pylibmc
+# Debian's nodejs only where the machine has no Node.js of its own (often
+# NodeSource's, which Debian's packages must not replace).
+EXTRA_DEB_PKGS += $(if $(shell command -v node 2>/dev/null),,nodejs)
