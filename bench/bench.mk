@@ -57,11 +57,16 @@ TEST_EXTRA += bench-quick
 ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
 .PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-callgrind \
-        bench-config-force
+        bench-config-force bench-redis
 
 bench-callgrind: $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN) get-hit lmc-lease
+
+# lmc as the L1 in front of Redis, through Flask-Caching (bench/RESULTS-redis.md).
+bench-redis: python $(SYNC_BIN)
+	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
+	    bench/redis_bench.py --bin-dir $(B) $(REDIS_BENCH_ARGS)
 
 CAPACITY_SECONDS ?= 5
 bench-capacity: $(B)/tests/test_capacity

@@ -508,6 +508,66 @@ typedef int (*lmc_scan_fn)(void *arg, const lmc_value *e);
 LMC_API int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------ */
+/* Filling from a store behind the cache, without the fill race             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * When lmc is the L1 in front of another store (every host's lmc in front of
+ * one Redis, say), a caller that misses reads the store behind and then
+ * stores what it read.  If the key is invalidated in between (the store
+ * behind changed it, and someone deleted the key here), a plain lmc_set
+ * would store the value read before the invalidation after it: a stale entry
+ * that nothing removes until its TTL runs out.  The generations close that
+ * race:
+ *
+ *     uint64_t gen;
+ *     lmc_gen_read(c, key, klen, &gen);           before reading the store
+ *     ... read the value (and its TTL) from the store behind ...
+ *     rc = lmc_set_if_gen(c, key, klen, val, vlen, ttl_ms, gen);
+ *     rc == LMC_ECHANGED: use the value, it is just not cached
+ *
+ * What counts as an invalidation: every lmc_delete of the key (whether or
+ * not the key was present), and every lmc_delete_prefix and lmc_clear
+ * (whatever their prefix: those refuse every fill in progress), in any
+ * process of the host.  Writes (lmc_set and the others) are not
+ * invalidations.  The check is made inside the write transaction of the
+ * store, and an invalidation counts from the moment its call begins: a
+ * value read from the store behind before an invalidation call began is
+ * either refused or removed by that call.  Keys share 256 counters by a hash,
+ * so an invalidation of another key may also refuse a fill (never the
+ * reverse).  Tokens are only meaningful for the cache they were read from.
+ *
+ * With fill leases (below) the race is closed as well: a delete, prefix
+ * delete or clear ends the leases of the keys it removes, and lmc_lease_fill
+ * then refuses with LMC_ECHANGED.
+ */
+
+/**
+ * @brief Read the invalidation generation of @p key, before reading its
+ * value from the store behind the cache.  Costs two loads from shared
+ * memory; writes nothing.
+ * @param[out] gen the token to pass to lmc_set_if_gen(); set to 0 on error.
+ *             A read-only handle on a cache that was never opened for writing
+ *             (no stats file yet) reads 0.
+ * @return LMC_OK; LMC_EINVAL (NULL handle, key or gen; empty key);
+ *         LMC_ETOOBIG (key longer than LMC_MAX_KEY); LMC_EBUSY (called from
+ *         inside a callback on this cache); in a child after fork, what
+ *         reopening the cache can return (see lmc_open).
+ */
+LMC_API int lmc_gen_read(lmc *c, const void *key, size_t klen, uint64_t *gen);
+
+/**
+ * @brief Store @p val like lmc_set(), unless the key was invalidated since
+ * @p gen was read with lmc_gen_read() (see above).
+ * @param ttl_ms as for lmc_set(); for a value from Redis, at most what the
+ *               key has left there (PTTL).
+ * @return LMC_OK; LMC_ECHANGED if the key was invalidated meanwhile (nothing
+ *         is stored; counted as gen_rejects); a common write code.
+ */
+LMC_API int lmc_set_if_gen(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                           int64_t ttl_ms, uint64_t gen);
+
+/* ------------------------------------------------------------------------ */
 /* Fill leases: compute each value once for the whole host                  */
 /* ------------------------------------------------------------------------ */
 
@@ -800,7 +860,8 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(lease_takeovers_expired, "leases taken over after their lease time")                \
     X(stale_served, "stale values served within their grace while another refreshed")    \
     X(refresh_failures, "refreshes abandoned while a stale value stayed in its grace")    \
-    X(early_refreshes, "leases handed out early, before expiry, by XFetch")
+    X(early_refreshes, "leases handed out early, before expiry, by XFetch")              \
+    X(gen_rejects, "lmc_set_if_gen calls refused because the key was invalidated since the token was read")
 
 /*
  * Gauges (computed when read).  X(name, type, help).

@@ -131,6 +131,9 @@ typedef struct lmc__core {
     lmc__room local_room;
     lmc__wake *wake;             /* LMC__WAKE_WORDS of them, in the stats file
                                     (read-write handles), or NULL */
+    struct lmc__gens *gens;      /* invalidation generations (gen.h), in the
+                                    stats file (read-only handles too), or NULL
+                                    without one */
     pthread_mutex_t rtxn_lock;   /* protects rtxns (and is held across fork) */
     lmc__rtxn *rtxns;            /* every thread's read txn, for close */
 

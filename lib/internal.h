@@ -21,6 +21,7 @@
 #include "evict.h"
 #include "file.h"
 #include "format.h"
+#include "gen.h"
 #include "handle.h"
 #include "lmdbmeta.h"
 #include "metadb.h"

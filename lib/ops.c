@@ -13,6 +13,7 @@
 #include "entry.h"
 #include "error.h"
 #include "format.h"
+#include "gen.h"
 #include "range.h"
 #include "store.h"
 #include "write.h"
@@ -22,6 +23,9 @@ int lmc_delete(lmc *c, const void *key, size_t klen)
     int rc = lmc__call_write_key(c, key, klen, "", 0, LMC_TTL_NEVER);
     if (rc)
         return rc;
+    /* An invalidation: the key's generation goes first, so that a fill of
+     * a value read before this delete is refused after it (gen.h). */
+    lmc__gen_bump_key(c->core, key, klen);
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     rc = lmc__delete_one(c, &sk, key, klen, NULL, false);
@@ -39,6 +43,9 @@ int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t *removed
         return lmc__err(c, LMC_EINVAL, "prefix is NULL or empty (use lmc_clear to delete all)");
     if ((rc = lmc__writable(c)))
         return rc;
+    /* Which fills the prefix covers, the generations cannot tell: every
+     * fill in progress is refused (gen.h). */
+    lmc__gen_bump_flush(c->core);
     lmc__count(c->core, LMC__C_prefix_deletes, 1);
     if (plen > LMC_MAX_KEY)
         return 0; /* no key can start with it */

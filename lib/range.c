@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "gen.h"
 #include "lease.h"
 #include "range.h"
 #include "write.h"
@@ -86,7 +87,10 @@ int lmc__range_clear(lmc *h)
     /* Entries share LMDB's main database with the records of the named
      * databases, so there is no tree to drop: a clear deletes the range of
      * every entry, like a prefix delete (which also keeps the expiry index
-     * exact, and never holds the writer lock for long). */
+     * exact, and never holds the writer lock for long).  The flush
+     * generation goes first, so that no fill of a value read before the
+     * clear is stored after it (gen.h). */
+    lmc__gen_bump_flush(h->core);
     lmc__count(h->core, LMC__C_clears, 1);
     lmc__range all;
     lmc__range_prefix(&all, "", 0);

@@ -1,6 +1,7 @@
 /*
  * read.c - the reads: lmc_get and its variants (get_cas, get_alloc, exists,
- * get_view), lmc_get_many and lmc_scan.
+ * get_view), lmc_get_many and lmc_scan, and lmc_gen_read (which reads no
+ * entry, only the key's invalidation generation, gen.h).
  *
  * Reads run in the calling thread's reusable read transaction and never
  * write to LMDB: an expired entry is a miss and stays until the sweeper or a
@@ -18,6 +19,7 @@
 #include "clock.h"
 #include "error.h"
 #include "format.h"
+#include "gen.h"
 #include "recency.h"
 #include "txn.h"
 
@@ -179,6 +181,19 @@ int lmc_exists(lmc *c, const void *key, size_t klen)
     if (rc)
         return rc;
     hit_done(c, r, &sk, e.expires_at, 0);
+    return 0;
+}
+
+int lmc_gen_read(lmc *c, const void *key, size_t klen, uint64_t *gen)
+{
+    if (gen)
+        *gen = 0;
+    int rc = lmc__call_key(c, key, klen);
+    if (rc)
+        return rc;
+    if (!gen)
+        return lmc__err(c, LMC_EINVAL, "gen is NULL");
+    *gen = lmc__gen_token(c->core, lmc__gen_bucket(key, klen));
     return 0;
 }
 

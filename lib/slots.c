@@ -35,6 +35,7 @@
 #include "clock.h"
 #include "error.h"
 #include "file.h"
+#include "gen.h"
 #include "slots.h"
 
 #define STATS_MAGIC "LMCSTAT"
@@ -71,9 +72,12 @@ typedef struct stats_hdr {
     _Atomic int64_t rows;
     uint64_t pad3[109];
     /* At offset 1024: the words fill leases are waited on (lease.c), a
-     * futex and a count of its sleepers per hash of the key; the rest of
-     * the 4 KiB header is free. */
+     * futex and a count of its sleepers per hash of the key. */
     lmc__wake wake[LMC__WAKE_WORDS];
+    /* At offset 2048: the invalidation generations (gen.h).  Files made by
+     * versions before them hold zeros here, which is a valid table.  The
+     * rest of the 4 KiB header is free. */
+    lmc__gens gens;
 } stats_hdr;
 
 _Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
@@ -81,6 +85,7 @@ _Static_assert(offsetof(stats_hdr, key_bytes) == 128, "the byte totals stay wher
 _Static_assert(offsetof(stats_hdr, rows) == offsetof(stats_hdr, key_bytes) + 16,
                "byte_totals[2] is the rows");
 _Static_assert(offsetof(stats_hdr, wake) == 1024, "the wake words start at 1 KiB");
+_Static_assert(offsetof(stats_hdr, gens) == 2048, "the generations start at 2 KiB");
 _Static_assert(sizeof(stats_hdr) <= STATS_HDR_SIZE, "the header fits its 4 KiB");
 
 _Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
@@ -180,6 +185,7 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
     k->stats_map = m;
     k->stats_size = size;
     k->nslots = sh->nslots;
+    k->gens = &sh->gens;
     return 0;
 fail:
     close(fd);
@@ -317,6 +323,7 @@ void lmc__stats_close(lmc__core *k, bool owned)
     k->gate = NULL;
     k->room = &k->local_room;
     k->wake = NULL;
+    k->gens = NULL;
     k->byte_totals = NULL;
 }
 

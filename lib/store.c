@@ -1,6 +1,7 @@
 /*
- * store.c - the calls that store values: set, add, replace, cas and
- * set_many, and the delete of one key they share with lmc_delete.
+ * store.c - the calls that store values: set, add, replace, cas,
+ * set_if_gen and set_many, and the delete of one key they share with
+ * lmc_delete.
  *
  * Each describes its work as the body of one write transaction, run by the
  * write loop (write.c), so that a full map is handled in one place.  A store
@@ -15,12 +16,13 @@
 #include "entry.h"
 #include "error.h"
 #include "format.h"
+#include "gen.h"
 #include "lease.h"
 #include "recency.h"
 #include "store.h"
 #include "write.h"
 
-enum { MODE_SET, MODE_ADD, MODE_REPLACE, MODE_CAS };
+enum { MODE_SET, MODE_ADD, MODE_REPLACE, MODE_CAS, MODE_GEN };
 
 typedef struct store_arg {
     const lmc__skey *sk;
@@ -30,7 +32,8 @@ typedef struct store_arg {
     size_t vlen;
     int64_t ttl;
     int mode;
-    uint64_t version;
+    uint64_t version; /* of MODE_CAS; the token of MODE_GEN */
+    unsigned bucket;  /* of MODE_GEN */
 } store_arg;
 
 static int op_store(lmc__wctx *w, void *p)
@@ -61,6 +64,13 @@ static int op_store(lmc__wctx *w, void *p)
             return LMC_NOTFOUND;
         if (f.e.version != a->version) {
             w->ctr[LMC__C_cas_conflicts]++;
+            return LMC_ECHANGED;
+        }
+        break;
+    case MODE_GEN:
+        /* Under the writer lock: see gen.h for why this is enough. */
+        if (lmc__gen_token(w->k, a->bucket) != a->version) {
+            w->ctr[LMC__C_gen_rejects]++;
             return LMC_ECHANGED;
         }
         break;
@@ -164,7 +174,8 @@ static int store(lmc *c, const void *key, size_t klen, const void *val, size_t v
     lmc__skey_make(&sk, key, klen);
     rc = lmc__check_size(c, klen, vlen, sk.is_long);
     if (rc == 0) {
-        store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version};
+        unsigned bucket = mode == MODE_GEN ? lmc__gen_bucket(key, klen) : 0;
+        store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version, bucket};
         uint64_t pages = lmc__entry_pages(c->core, klen, vlen, sk.is_long);
         /* A value of pages of its own needs them contiguous, and the value it
          * replaces holds such pages until the new one commits: on a full
@@ -203,6 +214,12 @@ int lmc_cas(lmc *c, const void *key, size_t klen, const void *val, size_t vlen, 
             uint64_t version)
 {
     return store(c, key, klen, val, vlen, ttl_ms, MODE_CAS, version);
+}
+
+int lmc_set_if_gen(lmc *c, const void *key, size_t klen, const void *val, size_t vlen,
+                   int64_t ttl_ms, uint64_t gen)
+{
+    return store(c, key, klen, val, vlen, ttl_ms, MODE_GEN, gen);
 }
 
 typedef struct many_arg {

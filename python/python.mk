@@ -35,8 +35,8 @@ PY_RUN = $(PY_PRELOAD) PYTHONPATH=$(abspath $(PY_LIB)) LMC_BIN_DIR=$(abspath $(B
 
 PY_SRC := python/setup.py python/pyproject.toml python/src/_lmc.c python/src/_lmc.map $(wildcard python/lmc/*.py)
 
-# The tools the end-to-end test drives (tools/tools.mk builds them).
-PY_TOOLS := $(B)/lmc $(B)/lmc-stats
+# The tools the end-to-end tests drive (tools/tools.mk builds them).
+PY_TOOLS := $(B)/lmc $(B)/lmc-stats $(B)/lmc-redis-sync
 
 .PHONY: python check-python check-python-asan demo-flask demo-http bench-http
 

@@ -299,6 +299,19 @@ int tool_wait_until(uint64_t deadline_ns)
     return 1;
 }
 
+int tool_ppoll(struct pollfd *fds, unsigned n, uint64_t deadline_ns)
+{
+    if (tool_stop)
+        return 0;
+    uint64_t now = tool_mono_ns();
+    uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+    struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+    int r = ppoll(fds, (nfds_t)n, &ts, &wait_mask);
+    if (r < 0 && errno == EINTR)
+        return 0;
+    return r;
+}
+
 int tool_poll_signals(void)
 {
     struct timespec zero = {0, 0};

@@ -100,6 +100,12 @@ int tool_signals_init(void);
  * Returns 1 if a stop was requested, 0 when the deadline passed. */
 int tool_wait_until(uint64_t deadline_ns);
 
+/* ppoll(2) on n descriptors until the CLOCK_MONOTONIC time deadline_ns,
+ * with SIGINT/SIGTERM let through: the number of ready descriptors, 0 on
+ * timeout or a signal (check tool_stop), -1 with errno on an error. */
+struct pollfd;
+int tool_ppoll(struct pollfd *fds, unsigned n, uint64_t deadline_ns);
+
 /* Deliver any pending SIGINT/SIGTERM now; returns tool_stop. */
 int tool_poll_signals(void);
 

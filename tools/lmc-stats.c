@@ -122,6 +122,22 @@ static void parse_args(int argc, char **argv, config *cfg)
 /* One snapshot                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The state lmc-redis-sync keeps in the cache, one entry per prefix it
+ * tracks: "lmc-redis-sync/status/PREFIX" -> a flat JSON object with one
+ * nested object of flushes by reason (tools/lmc-redis-sync.c writes it). */
+#define SYNC_STATUS_KEY "lmc-redis-sync/status/"
+#define SYNC_MAX 16
+#define SYNC_REASONS 12
+
+typedef struct sync_status {
+    char prefix[256];
+    size_t prefix_len;
+    int up;
+    uint64_t pid, invalidations, reconnects, down_ms;
+    int nreasons;
+    char reason[SYNC_REASONS][32];
+    uint64_t flushes[SYNC_REASONS];
+} sync_status;
 /*
  * The per-view counters of lmc.flask.HttpCache (python/lmc/flask.py): each
  * worker adds its counts now and then to the entries
@@ -146,10 +162,68 @@ typedef struct snapshot {
     size_t nprocs;
     double hit_ratio;
     uint64_t evictions;
+    sync_status sync[SYNC_MAX];
+    int nsync;
     http_view *views; /* the HttpCache views, in key order */
     size_t nviews, views_cap;
     int views_nomem;
 } snapshot;
+
+/* The number after "key": in a JSON text of n bytes; 0 if absent. */
+static uint64_t json_u64(const char *j, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(j, pat);
+    return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
+}
+
+/* lmc_scan callback: parse one status entry (the data is borrowed: copied
+ * here).  Entries that are not such objects are skipped. */
+static int sync_cb(void *arg, const lmc_value *e)
+{
+    snapshot *s = arg;
+    size_t plen = strlen(SYNC_STATUS_KEY);
+    if (s->nsync == SYNC_MAX || e->klen <= plen || e->len == 0 || e->len >= 1024)
+        return 0;
+    char j[1024];
+    memcpy(j, e->data, e->len);
+    j[e->len] = 0;
+    if (j[0] != '{' || !strstr(j, "\"state\":"))
+        return 0;
+    sync_status *y = &s->sync[s->nsync++];
+    memset(y, 0, sizeof *y);
+    y->prefix_len = e->klen - plen < sizeof y->prefix ? e->klen - plen : sizeof y->prefix - 1;
+    memcpy(y->prefix, (const char *)e->key + plen, y->prefix_len);
+    y->up = strstr(j, "\"state\":\"up\"") != NULL;
+    y->pid = json_u64(j, "pid");
+    y->invalidations = json_u64(j, "invalidations");
+    y->reconnects = json_u64(j, "reconnects");
+    y->down_ms = json_u64(j, "down_ms");
+    const char *f = strstr(j, "\"flushes\":{");
+    if (f) {
+        f += strlen("\"flushes\":{");
+        while (*f == '"' && y->nreasons < SYNC_REASONS) {
+            const char *end = strchr(f + 1, '"');
+            if (!end || end[1] != ':' || (size_t)(end - f - 1) >= sizeof y->reason[0])
+                break;
+            /* Reasons become label values and key names: [a-z0-9_] only. */
+            const char *c = f + 1;
+            while (c < end && ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+                c++;
+            if (c != end)
+                break;
+            int r = y->nreasons++;
+            memcpy(y->reason[r], f + 1, (size_t)(end - f - 1));
+            y->reason[r][end - f - 1] = 0;
+            char *next;
+            y->flushes[r] = strtoull(end + 2, &next, 10);
+            f = *next == ',' ? next + 1 : next;
+        }
+    }
+    return 0;
+}
+
 
 static void free_views(snapshot *s)
 {
@@ -252,6 +326,9 @@ static int take_snapshot(lmc *c, const config *cfg, snapshot *s)
         rc = lmc_stats(c, &s->st);
     if (rc == 0 && cfg->per_process)
         rc = read_procs(c, s);
+    s->nsync = 0;
+    if (rc == 0)
+        rc = lmc_scan(c, SYNC_STATUS_KEY, strlen(SYNC_STATUS_KEY), sync_cb, s);
     if (rc == 0) {
         free_views(s);
         rc = lmc_scan(c, HTTP_STATS_PREFIX, strlen(HTTP_STATS_PREFIX), http_entry, s);
@@ -324,6 +401,16 @@ static void print_text(FILE *f, const config *cfg, const snapshot *s)
     }
     fprintf(f, "\n# Derived\nhit_ratio:%.6f\nevictions:%" PRIu64 "\n", s->hit_ratio,
             s->evictions);
+    for (int i = 0; i < s->nsync; i++) {
+        const sync_status *y = &s->sync[i];
+        fprintf(f, "\n# Redis sync\nprefix:");
+        tool_escape_bytes(f, y->prefix, y->prefix_len);
+        fprintf(f, "\nstate:%s\npid:%" PRIu64 "\ninvalidations:%" PRIu64 "\nreconnects:%" PRIu64
+                   "\ndown_ms:%" PRIu64 "\n",
+                y->up ? "up" : "down", y->pid, y->invalidations, y->reconnects, y->down_ms);
+        for (int r = 0; r < y->nreasons; r++)
+            fprintf(f, "flushes_%s:%" PRIu64 "\n", y->reason[r], y->flushes[r]);
+    }
     if (s->nviews)
         fprintf(f, "\n# HTTP views\n");
     for (size_t v = 0; v < s->nviews; v++) {
@@ -367,6 +454,23 @@ static void print_json(FILE *f, const config *cfg, const snapshot *s)
             fprintf(f, ",\"%s\":%" PRIu64, fields[i].name, field_u64(&s->st, &fields[i]));
     }
     fprintf(f, ",\"hit_ratio\":%.6f,\"evictions\":%" PRIu64, s->hit_ratio, s->evictions);
+    /* Only with a sidecar's entries, like the per-process table: the other
+     * keys are exactly the text form's names. */
+    if (s->nsync)
+        fprintf(f, ",\"redis_sync\":[");
+    for (int i = 0; i < s->nsync; i++) {
+        const sync_status *y = &s->sync[i];
+        fprintf(f, "%s{\"prefix\":\"", i ? "," : "");
+        tool_json_string(f, y->prefix, y->prefix_len);
+        fprintf(f, "\",\"state\":\"%s\",\"pid\":%" PRIu64 ",\"invalidations\":%" PRIu64
+                   ",\"reconnects\":%" PRIu64 ",\"down_ms\":%" PRIu64 ",\"flushes\":{",
+                y->up ? "up" : "down", y->pid, y->invalidations, y->reconnects, y->down_ms);
+        for (int r = 0; r < y->nreasons; r++)
+            fprintf(f, "%s\"%s\":%" PRIu64, r ? "," : "", y->reason[r], y->flushes[r]);
+        fprintf(f, "}}");
+    }
+    if (s->nsync)
+        fputc(']', f);
     if (s->nviews) {
         fprintf(f, ",\"http_views\":{");
         for (size_t v = 0; v < s->nviews; v++) {
@@ -423,6 +527,55 @@ static void prom_labels(FILE *f, const config *cfg, const lmc_proc_stat *ps)
     fputc('}', f);
 }
 
+/* lmc-redis-sync's state, a family per figure with a prefix label (and a
+ * reason label for the flushes). */
+static void prom_sync_labels(FILE *f, const config *cfg, const sync_status *y, const char *reason)
+{
+    fprintf(f, "{path=\"");
+    tool_prom_label(f, cfg->path);
+    fprintf(f, "\",prefix=\"");
+    char p[sizeof y->prefix];
+    memcpy(p, y->prefix, y->prefix_len);
+    p[y->prefix_len] = 0;
+    tool_prom_label(f, p);
+    if (reason)
+        fprintf(f, "\",reason=\"%s", reason);
+    fprintf(f, "\"}");
+}
+
+static void print_prom_sync(FILE *f, const config *cfg, const snapshot *s)
+{
+    if (s->nsync == 0)
+        return;
+    static const struct {
+        const char *name, *suffix, *type, *help;
+    } fam[] = {
+        {"redis_sync_up", "", "gauge", "1 while lmc-redis-sync keeps the prefix coherent"},
+        {"redis_sync_invalidations", "_total", "counter", "keys lmc-redis-sync invalidated"},
+        {"redis_sync_reconnects", "_total", "counter", "times lmc-redis-sync turned tracking on again"},
+        {"redis_sync_down_ms", "_total", "counter", "milliseconds lmc-redis-sync spent without tracking"},
+    };
+    for (size_t k = 0; k < sizeof fam / sizeof fam[0]; k++) {
+        prom_family(f, fam[k].name, fam[k].suffix, fam[k].type, fam[k].help);
+        for (int i = 0; i < s->nsync; i++) {
+            const sync_status *y = &s->sync[i];
+            uint64_t v = k == 0 ? (uint64_t)y->up : k == 1 ? y->invalidations
+                       : k == 2 ? y->reconnects : y->down_ms;
+            fprintf(f, "lmc_%s%s", fam[k].name, fam[k].suffix);
+            prom_sync_labels(f, cfg, y, NULL);
+            fprintf(f, " %" PRIu64 "\n", v);
+        }
+    }
+    prom_family(f, "redis_sync_flushes", "_total", "counter",
+                "flushes of the prefix by lmc-redis-sync, by reason");
+    for (int i = 0; i < s->nsync; i++)
+        for (int r = 0; r < s->sync[i].nreasons; r++) {
+            fprintf(f, "lmc_redis_sync_flushes_total");
+            prom_sync_labels(f, cfg, &s->sync[i], s->sync[i].reason[r]);
+            fprintf(f, " %" PRIu64 "\n", s->sync[i].flushes[r]);
+        }
+}
+
 static void print_prom(FILE *f, const config *cfg, const snapshot *s)
 {
     size_t nf;
@@ -464,6 +617,7 @@ static void print_prom(FILE *f, const config *cfg, const snapshot *s)
     prom_labels(f, cfg, NULL);
     fprintf(f, " %" PRIu64 "\n", s->evictions);
 
+    print_prom_sync(f, cfg, s);
     if (s->nviews) {
         prom_family(f, "http_responses", "_total", "counter",
                     "answers of lmc.flask.HttpCache by view (endpoint) and X-Cache "

@@ -1,4 +1,5 @@
-# docs/man/man.mk - the man pages lmc(1), lmc-stats(1) and lmc-sweep(8).
+# docs/man/man.mk - the man pages lmc(1), lmc-stats(1), lmc-sweep(8) and
+# lmc-redis-sync(8).
 # Included by the top-level Makefile, which provides B, VERSION, mandir, Q
 # and E.
 #
@@ -31,7 +32,7 @@ $(B)/man/%: docs/man/%.md docs/man/mkman.py include/lmc.h
 	$(E) "  MAN     $@"
 	$(Q)/usr/bin/python3 docs/man/mkman.py $< $(VERSION) > $@.tmp && mv $@.tmp $@
 
-check-man: $(MAN_PAGES) $(TOOLS_BIN)
+check-man: $(MAN_PAGES) $(TOOLS_BIN) $(SYNC_BIN)
 	$(Q)/usr/bin/python3 tests/man/check-man.py $(B) $(B)/man $(MAN_SRC)
 
 install-man: $(MAN_PAGES)

@@ -63,6 +63,7 @@ import logging
 import os
 import pickle
 import stat
+import time
 import typing as _t
 
 from cachelib.base import BaseCache
@@ -517,3 +518,498 @@ class LmcCache(BaseCache):
             if self.lmc.cas(k, dumps(value), version, KEEP_TTL):
                 return value
         raise Error("inc(): the value kept changing under 1000 compare-and-swap attempts")
+
+
+# ---------------------------------------------------------------------------
+# Two levels: lmc as this host's L1 in front of a Redis that hosts share
+# ---------------------------------------------------------------------------
+
+# Where lmc-redis-sync says, in the cache itself, that it keeps a prefix
+# coherent (a JSON entry with a TTL of three heartbeats; tools/lmc-redis-sync.c).
+SYNC_STATUS_KEY = "lmc-redis-sync/status/"
+
+
+def _glob_escape(s: str) -> str:
+    """s as a literal in a Redis MATCH pattern."""
+    out = []
+    for ch in s:
+        if ch in "*?[]\\":
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+class LmcRedisSerializer(LmcSerializer):
+    """The values of cachelib's and Flask-Caching's RedisCache: b"!" and a
+    pickle, so that services still on RedisCache read what this backend
+    writes and the other way round; ints that fit in 64 bits are decimal text
+    (which RedisCache reads as ints, and which Redis's INCRBY works on).  A
+    bare pickle (LmcCache's form) is read too."""
+
+    def dumps(self, value: _t.Any) -> bytes:
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return b"%d" % value
+        return b"!" + pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: _t.Optional[bytes]) -> _t.Any:
+        if data is not None and data[:1] == b"!":
+            data = data[1:]
+            if data[:1] != _PICKLE_PROTO:
+                logger.warning("lmc: a value starting with '!' holds no pickle")
+                return None
+        return LmcSerializer.loads(self, data)
+
+
+class LmcRedisCache(BaseCache):
+    """A cachelib cache in Redis, with this host's lmc cache as its L1.
+
+    :param redis_url: the Redis every host shares: redis://HOST:PORT/DB,
+                      unix:///run/redis.sock, or anything redis.from_url takes
+                      (a password belongs in the URL or in redis_options, never
+                      in code under version control).
+    :param path: this host's lmc cache directory (e.g. /dev/shm/myapp), or an
+                 open lmc.Cache.
+    :param key_prefix: prepended to every key, in Redis and in the L1.
+    :param sync_prefix: the prefix lmc-redis-sync tracks for this app
+                        (--prefix); it must be a prefix of key_prefix.
+                        Default: key_prefix.
+    :param require_sync: True (the default): read and fill the L1 only while
+                         lmc-redis-sync reports that it keeps sync_prefix
+                         coherent; otherwise every get reads Redis.  False:
+                         always use the L1 (coherent only with the sidecar).
+    :param l1_max_timeout: the longest an entry lives in the L1, in seconds,
+                           for keys that have no TTL in Redis (0: as long as
+                           in Redis).  Default: default_timeout.
+    :param status_interval: how often, in seconds, to look at the sidecar's
+                            status entry (default 0.1).
+    :param lease_wait: how long, in seconds, a get that misses waits for
+                       another worker of this host that is reading the same
+                       key from Redis (a fill lease: one Redis read per key
+                       and host), before it reads Redis itself (default 1;
+                       0: never wait).
+    :param redis: a redis.Redis client to use instead of redis_url.
+
+    get() reads the L1, then Redis (GET and PTTL in one round trip), and fills
+    the L1 with at most the TTL the key has left in Redis, under a fill lease:
+    one worker of the host reads a missing key from Redis, the others wait for
+    its fill, and an invalidation of the key in between ends the lease, so
+    that a value read before it is never stored after it.  get_many() fills
+    through lmc_set_if_gen, which refuses the same way.  set(), add(), delete(), inc() write Redis first,
+    then delete the key from the L1 (never put: a put would race with other
+    writers).  delete_prefix() and clear() remove the keys from Redis with
+    SCAN and UNLINK in batches (never KEYS); the sidecar of every host sees
+    each removal.  Values are those of LmcCache's serializer, so ints are
+    decimal text in Redis too and inc() is Redis's INCRBY; other values are
+    stored as cachelib's RedisCache stores them (LmcRedisSerializer), so both
+    backends read each other's values.  Bytes in Redis that neither writes
+    (another service's value) come back as bytes; a damaged pickle is logged
+    and reads as a miss.
+
+    Redis errors follow cachelib's rule: logged, and a miss or False; a get
+    never serves the L1 when Redis is down, since the sidecar then cannot
+    keep it coherent (and flushes it).  Counters of what happened are in
+    self.counts.
+    """
+
+    serializer = LmcRedisSerializer()
+
+    def __init__(
+        self,
+        redis_url: _t.Optional[str] = None,
+        path: _t.Any = None,
+        default_timeout: int = 300,
+        key_prefix: _t.Optional[str] = None,
+        sync_prefix: _t.Optional[str] = None,
+        require_sync: bool = True,
+        l1_max_timeout: _t.Optional[float] = None,
+        status_interval: float = 0.1,
+        lease_wait: float = 1.0,
+        map_size: int = 0,
+        mode: int = 0,
+        serializer: _t.Any = None,
+        redis: _t.Any = None,
+        redis_options: _t.Optional[_t.Dict[str, _t.Any]] = None,
+        **kwargs: _t.Any,
+    ):
+        BaseCache.__init__(self, default_timeout)
+        if path is None:
+            raise ValueError("LmcRedisCache needs path, this host's lmc cache directory")
+        self.key_prefix = key_prefix or ""
+        self.sync_prefix = self.key_prefix if sync_prefix is None else sync_prefix
+        if not self.key_prefix.startswith(self.sync_prefix):
+            raise ValueError(f"sync_prefix {self.sync_prefix!r} is not a prefix of key_prefix "
+                             f"{self.key_prefix!r}: lmc-redis-sync would not track these keys")
+        if require_sync and not self.sync_prefix:
+            raise ValueError("LmcRedisCache needs a key_prefix (or sync_prefix) for "
+                             "lmc-redis-sync --prefix to track, or require_sync=False")
+        self.require_sync = require_sync
+        self.lease_wait = lease_wait
+        self.l1_max_timeout = default_timeout if l1_max_timeout is None else l1_max_timeout
+        self.status_interval = status_interval
+        self._status_key = SYNC_STATUS_KEY + self.sync_prefix
+        self._status_until = 0.0
+        self._status_ok = False
+        if serializer is not None:
+            self.serializer = _serializer(serializer)
+        if isinstance(path, Cache):
+            self.lmc = path
+        else:
+            self.lmc = Cache(path, map_size=map_size or 0, mode=mode or 0, **kwargs)
+        if redis is None:
+            if not redis_url:
+                raise ValueError("LmcRedisCache needs redis_url (e.g. unix:///run/redis.sock) "
+                                 "or a redis client")
+            import redis as _redis
+
+            redis = _redis.from_url(redis_url, **(redis_options or {}))
+        self.redis = redis
+        from redis.exceptions import RedisError, ResponseError
+
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("LmcRedisCache needs a Redis client that returns bytes "
+                             "(decode_responses=False)")
+        self._redis_error = RedisError
+        self._response_error = ResponseError
+        self.counts = {"l1_hits": 0, "l2_hits": 0, "misses": 0, "fills": 0,
+                       "fill_rejects": 0, "bypassed": 0, "redis_errors": 0,
+                       "lease_waits": 0}
+
+    # -- helpers -----------------------------------------------------------
+
+    def _k(self, key: str) -> str:
+        return self.key_prefix + key
+
+    _ttl = LmcCache._ttl
+
+    def _l1_ok(self) -> bool:
+        """Whether the L1 is kept coherent now (the sidecar's status entry)."""
+        if not self.require_sync:
+            return True
+        now = time.monotonic()
+        if now >= self._status_until:
+            try:
+                raw = self.lmc.get(self._status_key)
+            except Error:
+                raw = None
+            self._status_ok = raw is not None and b'"state":"up"' in raw
+            self._status_until = now + self.status_interval
+        return self._status_ok
+
+    def _redis_failed(self, what: str, key: _t.Any, e: Exception) -> None:
+        self.counts["redis_errors"] += 1
+        logger.warning("lmc: Redis %s %s failed: %s: %s", what, _brief(key), type(e).__name__, e)
+
+    def _l1_drop(self, k: str) -> None:
+        # A delete is an invalidation: it also refuses the fills of this key
+        # that read Redis before it (lmc_set_if_gen).
+        try:
+            self.lmc.delete(k)
+        except TooBigError:
+            pass
+        except Error as e:
+            logger.warning("lmc: L1 delete of %s failed: %s", _brief(k), e)
+
+    def _fill_ttl(self, pttl: int) -> _t.Optional[float]:
+        """The L1 TTL for a key Redis has pttl ms left of, or None: no fill."""
+        if pttl == -2 or pttl == 0:
+            return None  # gone, or about to be
+        cap = self.l1_max_timeout or 0
+        if pttl == -1:
+            return cap  # no TTL in Redis: the L1's own bound (0: none)
+        if pttl < 0:
+            return None
+        ttl = pttl / 1000.0
+        return min(ttl, cap) if cap else ttl
+
+    def _get_pttl(self, k: str) -> _t.List[_t.Any]:
+        """GET and PTTL of one key, pipelined on one connection: one round
+        trip, and as cheap as a plain GET from Python (a redis-py pipeline
+        object, MULTI/EXEC or a Lua script cost 20-40 us more here)."""
+        pool = self.redis.connection_pool
+        conn = pool.get_connection("GET")
+        try:
+            conn.send_packed_command(conn.pack_commands([("GET", k), ("PTTL", k)]))
+            return [conn.read_response(), conn.read_response()]
+        except BaseException:
+            # A reply may be left unread: this connection is done for.
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def _from_redis(self, keys: _t.List[str], fill: bool) -> _t.List[_t.Optional[bytes]]:
+        """Raw values of keys from Redis (one round trip), filling the L1."""
+        gens = []
+        if fill:
+            for k in keys:
+                try:
+                    gens.append(self.lmc.gen_read(k))
+                except TooBigError:
+                    gens.append(None)
+        if not fill:
+            out = [self.redis.get(keys[0])] if len(keys) == 1 else self.redis.mget(keys)
+            hits = sum(r is not None for r in out)
+            self.counts["l2_hits"] += hits
+            self.counts["misses"] += len(out) - hits
+            return out
+        if len(keys) == 1:
+            res = self._get_pttl(keys[0])
+        else:
+            pipe = self.redis.pipeline(transaction=True)
+            for k in keys:
+                pipe.get(k)
+                pipe.pttl(k)
+            res = pipe.execute()
+        out = []
+        for i, k in enumerate(keys):
+            raw, pttl = res[2 * i], res[2 * i + 1]
+            out.append(raw)
+            if raw is None:
+                self.counts["misses"] += 1
+                continue
+            self.counts["l2_hits"] += 1
+            if not fill or gens[i] is None:
+                continue
+            ttl = self._fill_ttl(pttl)
+            if ttl is None:
+                continue
+            try:
+                if self.lmc.set_if_gen(k, raw, gens[i], ttl):
+                    self.counts["fills"] += 1
+                else:
+                    self.counts["fill_rejects"] += 1
+            except Error as e:
+                logger.warning("lmc: L1 fill of %s failed: %s", _brief(k), e)
+        return out
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, key: str) -> _t.Any:
+        k = self.key_prefix + key
+        use_l1 = self._l1_ok()
+        if use_l1:
+            try:
+                raw = self.lmc.get(k)
+            except TooBigError:
+                return self._through(key, k)
+            if raw is not None:
+                self.counts["l1_hits"] += 1
+                return self.serializer.loads(raw)
+            return self._fill_leased(key, k)
+        self.counts["bypassed"] += 1
+        return self._through(key, k)
+
+    def _through(self, key: str, k: str) -> _t.Any:
+        """A read of Redis that fills nothing."""
+        try:
+            raw = self._from_redis([k], False)[0]
+        except self._redis_error as e:
+            self._redis_failed("get", key, e)
+            return None
+        return self.serializer.loads(raw)
+
+    def _fill_leased(self, key: str, k: str) -> _t.Any:
+        """An L1 miss: one worker of the host (the lease holder) reads Redis
+        and fills the L1; the others wait for its fill, at most lease_wait.
+        An invalidation of the key between the grant and the fill ends the
+        lease (lmc_delete does), and the fill is then refused."""
+        try:
+            outcome, raw, lease = self.lmc.get_lease(k, wait=self.lease_wait)
+        except Error as e:
+            logger.warning("lmc: L1 lease of %s failed: %s", _brief(key), e)
+            return self._through(key, k)
+        if lease is None:
+            if raw is not None:  # filled by the holder while we waited
+                self.counts["lease_waits"] += 1
+                self.counts["l1_hits"] += 1
+                return self.serializer.loads(raw)
+            return self._through(key, k)  # the holder took too long
+        with lease:  # leaving without a fill abandons it
+            try:
+                raw, pttl = self._get_pttl(k)
+            except self._redis_error as e:
+                self._redis_failed("get", key, e)
+                return None
+            if raw is None:
+                self.counts["misses"] += 1
+                return None
+            self.counts["l2_hits"] += 1
+            ttl = self._fill_ttl(pttl)
+            if ttl is not None:
+                try:
+                    if lease.fill(raw, ttl):
+                        self.counts["fills"] += 1
+                    else:
+                        self.counts["fill_rejects"] += 1
+                except Error as e:
+                    logger.warning("lmc: L1 fill of %s failed: %s", _brief(k), e)
+        return self.serializer.loads(raw)
+
+    def get_many(self, *keys: str) -> _t.List[_t.Any]:
+        full = [self._k(k) for k in keys]
+        use_l1 = self._l1_ok()
+        raws: _t.List[_t.Optional[bytes]] = [None] * len(full)
+        if use_l1:
+            short = [k for k in full if not _too_long(k)]
+            found = dict(zip(short, self.lmc.get_many(short)))
+            raws = [found.get(k) for k in full]
+            self.counts["l1_hits"] += sum(r is not None for r in raws)
+        missing = [i for i, r in enumerate(raws) if r is None]
+        if missing:
+            try:
+                got = self._from_redis([full[i] for i in missing], use_l1)
+            except self._redis_error as e:
+                self._redis_failed("get_many", keys[missing[0]], e)
+                got = [None] * len(missing)
+            for i, r in zip(missing, got):
+                raws[i] = r
+        return [self.serializer.loads(r) for r in raws]
+
+    def has(self, key: str) -> bool:
+        k = self._k(key)
+        if self._l1_ok():
+            try:
+                if self.lmc.has(k):
+                    return True
+            except TooBigError:
+                pass
+        try:
+            return bool(self.redis.exists(k))
+        except self._redis_error as e:
+            self._redis_failed("exists", key, e)
+            return False
+
+    # -- writes: Redis first, then drop the L1 key -----------------------------
+
+    def _px(self, ttl: float) -> _t.Optional[int]:
+        return None if not ttl else max(1, int(ttl * 1000))
+
+    def set(self, key: str, value: _t.Any, timeout: _t.Optional[int] = None) -> bool:
+        data = self.serializer.dumps(value)
+        ttl = self._ttl(timeout)
+        k = self._k(key)
+        try:
+            if ttl is None:
+                self.redis.unlink(k)
+            else:
+                self.redis.set(k, data, px=self._px(ttl))
+            ok = True
+        except self._redis_error as e:
+            self._redis_failed("set", key, e)
+            ok = False
+        # Also after a failure: the write may have reached Redis.
+        self._l1_drop(k)
+        return ok
+
+    def add(self, key: str, value: _t.Any, timeout: _t.Optional[int] = None) -> bool:
+        data = self.serializer.dumps(value)
+        ttl = self._ttl(timeout)
+        k = self._k(key)
+        try:
+            if ttl is None:
+                return not self.redis.exists(k)
+            ok = bool(self.redis.set(k, data, px=self._px(ttl), nx=True))
+        except self._redis_error as e:
+            self._redis_failed("add", key, e)
+            ok = False
+        self._l1_drop(k)
+        return ok
+
+    def set_many(
+        self, mapping: _t.Dict[str, _t.Any], timeout: _t.Optional[int] = None
+    ) -> _t.List[_t.Any]:
+        keys = list(mapping.keys())
+        ttl = self._ttl(timeout)
+        pipe = self.redis.pipeline(transaction=True)
+        for key in keys:
+            if ttl is None:
+                pipe.unlink(self._k(key))
+            else:
+                pipe.set(self._k(key), self.serializer.dumps(mapping[key]), px=self._px(ttl))
+        try:
+            pipe.execute()
+            done = keys
+        except self._redis_error as e:
+            self._redis_failed(f"set_many of {len(keys)} keys, the first",
+                               keys[0] if keys else None, e)
+            done = []
+        for key in keys:
+            self._l1_drop(self._k(key))
+        return done
+
+    def delete(self, key: str) -> bool:
+        k = self._k(key)
+        try:
+            ok = bool(self.redis.unlink(k))
+        except self._redis_error as e:
+            self._redis_failed("delete", key, e)
+            ok = False
+        self._l1_drop(k)
+        return ok
+
+    def delete_many(self, *keys: str) -> _t.List[_t.Any]:
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(self._k(key))
+        try:
+            res = pipe.execute()
+        except self._redis_error as e:
+            self._redis_failed("delete_many", keys[0], e)
+            res = [0] * len(keys)
+        for key in keys:
+            self._l1_drop(self._k(key))
+        return [key for key, n in zip(keys, res) if n]
+
+    def delete_prefix(self, prefix: str, batch: int = 1000) -> int:
+        """Delete every key that starts with prefix (after key_prefix), from
+        Redis with SCAN and UNLINK in batches of about `batch` keys, and from
+        this host's L1; the other hosts' sidecars see each removal.  Returns
+        how many keys Redis removed.  Not part of cachelib's API."""
+        full = self._k(prefix)
+        if not full:
+            raise ValueError("delete_prefix() needs a prefix; use clear()")
+        removed = 0
+        try:
+            cursor = 0
+            pattern = _glob_escape(full) + "*"
+            while True:
+                cursor, found = self.redis.scan(cursor, match=pattern, count=batch)
+                if found:
+                    removed += self.redis.unlink(*found)
+                if cursor == 0:
+                    break
+        finally:
+            # Also after an error: what Redis removed must leave this L1 too.
+            self.lmc.delete_prefix(full)
+        return removed
+
+    def clear(self) -> bool:
+        try:
+            if self.key_prefix:
+                self.delete_prefix("")
+            else:
+                self.redis.flushdb()
+                self.lmc.clear()
+        except self._redis_error as e:
+            self._redis_failed("clear", self.key_prefix, e)
+            return False
+        return True
+
+    def inc(self, key: str, delta: int = 1) -> _t.Optional[int]:
+        k = self._k(key)
+        try:
+            value = self.redis.incrby(k, delta)
+        except self._response_error as e:
+            # Not an integer in Redis (a pickled value), as RedisCache.
+            logger.warning("lmc: inc of %s: %s", _brief(key), e)
+            value = None
+        except self._redis_error as e:
+            self._redis_failed("inc", key, e)
+            value = None
+        self._l1_drop(k)
+        return value
+
+    def dec(self, key: str, delta: int = 1) -> _t.Optional[int]:
+        return self.inc(key, -delta)

@@ -53,6 +53,7 @@ from flask_caching.backends.base import BaseCache
 
 from ._lmc import LEASE_REFRESH, Error, TooBigError
 from .cachelib import LmcCache as _CachelibLmcCache
+from .cachelib import LmcRedisCache as _CachelibLmcRedisCache
 
 logger = logging.getLogger(__name__)
 
@@ -363,3 +364,56 @@ class LmcCache(BaseCache, _CachelibLmcCache):
     # Flask-Caching's BaseCache.delete_many stops at the first key that does
     # not exist (unless CACHE_IGNORE_ERRORS); lmc deletes every key given.
     delete_many = _CachelibLmcCache.delete_many
+
+
+class LmcRedisCache(BaseCache, _CachelibLmcRedisCache):
+    """Flask-Caching backend: Redis shared by every host, this host's lmc
+    cache as its L1, kept coherent by lmc-redis-sync.
+
+        app.config.update(
+            CACHE_TYPE="lmc.flask_caching.LmcRedisCache",
+            CACHE_REDIS_URL="unix:///run/redis/redis-server.sock",
+            CACHE_LMC_PATH="/dev/shm/myapp",
+            CACHE_KEY_PREFIX="myapp/",       # what lmc-redis-sync --prefix tracks
+        )
+
+    See lmc.cachelib.LmcRedisCache for the semantics of each call.
+    CACHE_LMC_MAP_SIZE, CACHE_LMC_MODE and CACHE_LMC_SERIALIZER work as for
+    LmcCache; CACHE_OPTIONS may carry any LmcRedisCache argument
+    (require_sync, l1_max_timeout, redis_options, ...).
+    """
+
+    def __init__(self, redis_url=None, path=None, default_timeout=300, key_prefix=None,
+                 ignore_errors=False, **kwargs):
+        BaseCache.__init__(self, default_timeout=default_timeout)
+        _CachelibLmcRedisCache.__init__(self, redis_url=redis_url, path=path,
+                                        default_timeout=default_timeout,
+                                        key_prefix=key_prefix, **kwargs)
+        self.ignore_errors = ignore_errors
+
+    @classmethod
+    def factory(cls, app, config, args, kwargs):
+        url = config.get("CACHE_REDIS_URL")
+        path = config.get("CACHE_LMC_PATH")
+        if not url or not path:
+            raise ValueError(
+                "CACHE_TYPE lmc.flask_caching.LmcRedisCache needs CACHE_REDIS_URL (the Redis "
+                "every host shares) and CACHE_LMC_PATH (this host's cache directory)"
+            )
+        kwargs["redis_url"] = url
+        kwargs["path"] = path
+        for name, arg in _LMC_KEYS:
+            value = config.get(name)
+            if value is None:
+                continue
+            if arg in kwargs and kwargs[arg] != value:
+                raise ValueError(
+                    f"{name}={value!r} and CACHE_OPTIONS[{arg!r}]={kwargs[arg]!r} disagree; "
+                    "give the setting once"
+                )
+            kwargs[arg] = value
+        kwargs.setdefault("key_prefix", config.get("CACHE_KEY_PREFIX") or "")
+        kwargs.setdefault("ignore_errors", config.get("CACHE_IGNORE_ERRORS", False))
+        return cls(*args, **kwargs)
+
+    delete_many = _CachelibLmcRedisCache.delete_many

@@ -907,6 +907,54 @@ static PyObject *Cache_cas(CacheObject *self, PyObject *args, PyObject *kwds)
     return raise_lmc(h, rc);
 }
 
+static PyObject *Cache_gen_read(CacheObject *self, PyObject *key)
+{
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    pybuf k;
+    if (key_from(key, &k))
+        return NULL;
+    uint64_t gen = 0;
+    int rc = lmc_gen_read(h, k.p, (size_t)k.n, &gen);
+    buf_release(&k);
+    if (rc != LMC_OK)
+        return raise_lmc(h, rc);
+    return PyLong_FromUnsignedLongLong((unsigned long long)gen);
+}
+
+static PyObject *Cache_set_if_gen(CacheObject *self, PyObject *args, PyObject *kwds)
+{
+    KWLIST("key", "value", "gen", "timeout")
+    PyObject *key, *value, *timeout = Py_None;
+    unsigned long long gen;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOK|O:set_if_gen", kwlist, &key, &value, &gen,
+                                     &timeout))
+        return NULL;
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    int64_t ttl;
+    if (timeout_from(timeout, &ttl))
+        return NULL;
+    pybuf k, v;
+    if (key_from(key, &k))
+        return NULL;
+    if (value_from(value, &v)) {
+        buf_release(&k);
+        return NULL;
+    }
+    int rc;
+    WITHOUT_GIL(self, rc = lmc_set_if_gen(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl, gen));
+    buf_release(&k);
+    buf_release(&v);
+    if (rc == LMC_OK)
+        Py_RETURN_TRUE;
+    if (rc == LMC_ECHANGED)
+        Py_RETURN_FALSE;
+    return raise_lmc(h, rc);
+}
+
 static PyObject *Cache_delete(CacheObject *self, PyObject *key)
 {
     lmc *h = handle(self);
@@ -1928,6 +1976,15 @@ static PyMethodDef Cache_methods[] = {
      "cas(key, value, version, timeout=None) -> bool\n\n"
      "Store only if the live entry still has version (from get_cas); False if it\n"
      "changed or is gone."},
+    {"gen_read", (PyCFunction)Cache_gen_read, METH_O,
+     "gen_read(key) -> int\n\n"
+     "The key's invalidation generation, to read before reading its value from the\n"
+     "store behind the cache (Redis) and to pass to set_if_gen()."},
+    {"set_if_gen", (PyCFunction)(void (*)(void))Cache_set_if_gen, METH_VARARGS | METH_KEYWORDS,
+     "set_if_gen(key, value, gen, timeout=None) -> bool\n\n"
+     "Store like set(), unless the key was invalidated (deleted, or any prefix\n"
+     "delete or clear) since gen was read with gen_read(); False then, and nothing\n"
+     "is stored."},
     {"delete", (PyCFunction)Cache_delete, METH_O,
      "delete(key) -> bool\n\nDelete an entry; False if there was no live entry."},
     {"delete_prefix", (PyCFunction)Cache_delete_prefix, METH_O,

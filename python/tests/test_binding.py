@@ -760,3 +760,22 @@ def test_close_while_another_thread_writes_is_refused_or_safe(cache_path):
         if busy_rounds:
             break
     assert busy_rounds, "close() never ran during the write in 20 rounds"
+
+
+def test_gen_read_and_set_if_gen(cache):
+    """The fill race: a value read before an invalidation is not stored."""
+    g = cache.gen_read("k")
+    assert isinstance(g, int)
+    assert cache.set_if_gen("k", b"v1", g) is True and cache.get("k") == b"v1"
+    g = cache.gen_read("k")
+    cache.delete("k")                         # the invalidation, key present or not
+    assert cache.set_if_gen("k", b"stale", g, 10) is False and cache.get("k") is None
+    g = cache.gen_read("k")
+    cache.delete_prefix("other/")             # any prefix delete refuses every fill
+    assert cache.set_if_gen("k", b"stale", g) is False
+    assert cache.set_if_gen("k", b"v2", cache.gen_read("k"), 10) is True
+    assert cache.stats()["gen_rejects"] == 2
+    with pytest.raises(TypeError):
+        cache.set_if_gen("k", b"v", "not a token")
+    with pytest.raises(lmc.InvalidArgumentError):
+        cache.gen_read(b"")

@@ -68,7 +68,7 @@ check "dpkg-shlibdeps gives a program using liblmc a Depends on liblmc0 (>= ...)
     'cd shlibs && dpkg-shlibdeps -O hello | tee /dev/stderr | grep -q "liblmc0 (>= [0-9]"'
 
 # --- The tools.
-for t in lmc lmc-sweep lmc-stats; do
+for t in lmc lmc-sweep lmc-stats lmc-redis-sync; do
     check "$t is /usr/bin/$t" test "$(command -v $t)" = "/usr/bin/$t"
 done
 check "lmc-stats --version" sh -c \
@@ -84,7 +84,7 @@ check "lmc-stats --json counts the set and the get" sh -c \
 rm -rf "$shm"
 
 # --- Man pages, found by man-db's own search path.
-for p in lmc.1 lmc-stats.1 lmc-sweep.8; do
+for p in lmc.1 lmc-stats.1 lmc-sweep.8 lmc-redis-sync.8; do
     name=${p%.*}
     sec=${p##*.}
     check "man -w $name finds /usr/share/man/man$sec/$p.gz" \
@@ -93,13 +93,15 @@ done
 check "man lmc-sweep renders its options" sh -c \
     "MANWIDTH=80 man -P cat lmc-sweep 2>/dev/null | grep -q -- '--max-time-ms'"
 
-# --- The systemd unit names the installed sweeper.
-unit=/lib/systemd/system/lmc-sweep@.service
-check "$unit runs /usr/bin/lmc-sweep" grep -q '^ExecStart=/usr/bin/lmc-sweep ' "$unit"
-if command -v systemd-analyze >/dev/null 2>&1; then
-    check "systemd-analyze verify accepts lmc-sweep@.service" sh -c \
-        "out=\$(systemd-analyze verify $unit 2>&1); printf '%s' \"\$out\"; test -z \"\$out\""
-fi
+# --- The systemd units name the installed tools.
+for t in lmc-sweep lmc-redis-sync; do
+    unit=/lib/systemd/system/$t@.service
+    check "$unit runs /usr/bin/$t" grep -q "^ExecStart=/usr/bin/$t " "$unit"
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        check "systemd-analyze verify accepts $t@.service" sh -c \
+            "out=\$(systemd-analyze verify $unit 2>&1); printf '%s' \"\$out\"; test -z \"\$out\""
+    fi
+done
 
 # --- Python: Debian's interpreter, the installed package and backends.
 check '/usr/bin/python3 -c "import lmc.flask_caching"' /usr/bin/python3 -c "import lmc.flask_caching"

@@ -19,6 +19,10 @@
  *       sets with short TTLs, gets, incrs and deletes until SIGTERM or
  *       SECONDS pass; print the operations done; exit 0 only if every call
  *       returned an expected code
+ *   lmc-test-helper gen-read PATH KEY
+ *       print KEY's invalidation token (lmc_gen_read)
+ *   lmc-test-helper set-if-gen PATH KEY VALUE TOKEN
+ *       lmc_set_if_gen: exit 0 if stored, 1 if refused (LMC_ECHANGED)
  */
 #define _GNU_SOURCE
 
@@ -217,8 +221,40 @@ static int worker(const char *path, long id, long seconds)
     return bad ? 1 : 0;
 }
 
+static int gen_read(const char *path, const char *key)
+{
+    lmc *c;
+    if (open_cache(&c, path))
+        return 2;
+    uint64_t g;
+    int rc = lmc_gen_read(c, key, strlen(key), &g);
+    if (rc == 0)
+        printf("%" PRIu64 "\n", g);
+    else
+        fprintf(stderr, "helper: gen-read: %s\n", lmc_strerror(rc));
+    lmc_close(c);
+    return rc ? 2 : 0;
+}
+
+static int set_if_gen(const char *path, const char *key, const char *val, const char *tok)
+{
+    lmc *c;
+    if (open_cache(&c, path))
+        return 2;
+    uint64_t g = strtoull(tok, NULL, 10);
+    int rc = lmc_set_if_gen(c, key, strlen(key), val, strlen(val), 0, g);
+    if (rc && rc != LMC_ECHANGED)
+        fprintf(stderr, "helper: set-if-gen: %s\n", lmc_strerror(rc));
+    lmc_close(c);
+    return rc == 0 ? 0 : rc == LMC_ECHANGED ? 1 : 2;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "gen-read") == 0)
+        return gen_read(argv[2], argv[3]);
+    if (argc == 6 && strcmp(argv[1], "set-if-gen") == 0)
+        return set_if_gen(argv[2], argv[3], argv[4], argv[5]);
     if (argc == 7 && strcmp(argv[1], "fill") == 0)
         return fill(argv[2], argv[3], atol(argv[4]), atol(argv[5]), atol(argv[6]));
     if (argc == 6 && strcmp(argv[1], "fill-until") == 0)
