@@ -400,8 +400,10 @@ static void test_sigkill_writers_mid_transaction(void **state)
         assert_int_equal(waitpid(w, &st, 0), w);
         assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
         /* The cache is consistent and immediately writable. */
-        if (check_batch(t->c) != 0)
-            fail_msg("batch torn after kill %d", k);
+        int crc = check_batch(t->c);
+        if (crc != 0)
+            fail_msg("batch torn after kill %d: %s (%s)", k, crc == -1 ? "values differ" :
+                     lmc_errname(crc), crc == -1 ? "" : lmc_errmsg(t->c));
         ASSERT_OK(lmc_incr(t->c, "parent-writes", 13, 1, NULL, 0));
     }
     atomic_store(&s->stop, 1);
