@@ -52,6 +52,7 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -815,6 +816,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: cannot install signal handlers: %s\n", tool_name, strerror(errno));
         return TOOL_EXIT_ERROR;
     }
+    /* hiredis writes with write(2), not send(MSG_NOSIGNAL): a command sent on
+     * a connection Redis has just reset would kill the sidecar with SIGPIPE,
+     * silently, in the middle of a reconnect.  Ignored, the write fails with
+     * EPIPE, which is a lost connection like any other. */
+    signal(SIGPIPE, SIG_IGN);
     int rc = open_cache();
     if (rc || tool_stop) {
         lmc_close(cache);
