@@ -875,14 +875,15 @@ static PyObject *Cache_replace(CacheObject *self, PyObject *const *args, Py_ssiz
     return raise_lmc(h, rc);
 }
 
-static PyObject *Cache_cas(CacheObject *self, PyObject *args, PyObject *kwds)
+/* A store on a condition carried by a 64-bit number (cas: the entry's
+ * version; set_if_gen: the key's generation): True if stored, False if the
+ * condition no longer held. */
+typedef int (*cond_store_fn)(lmc *, const void *, size_t, const void *, size_t, int64_t,
+                             uint64_t);
+
+static PyObject *cond_store(CacheObject *self, PyObject *key, PyObject *value,
+                            unsigned long long cond, PyObject *timeout, cond_store_fn fn)
 {
-    KWLIST("key", "value", "version", "timeout")
-    PyObject *key, *value, *timeout = Py_None;
-    unsigned long long version;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOK|O:cas", kwlist, &key, &value, &version,
-                                     &timeout))
-        return NULL;
     lmc *h = handle(self);
     if (!h)
         return NULL;
@@ -897,14 +898,26 @@ static PyObject *Cache_cas(CacheObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     int rc;
-    WITHOUT_GIL(self, rc = lmc_cas(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl, version));
+    WITHOUT_GIL(self, rc = fn(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl, cond));
     buf_release(&k);
     buf_release(&v);
     if (rc == LMC_OK)
         Py_RETURN_TRUE;
+    /* A cas of a key that vanished did not store either. */
     if (rc == LMC_ECHANGED || rc == LMC_NOTFOUND)
         Py_RETURN_FALSE;
     return raise_lmc(h, rc);
+}
+
+static PyObject *Cache_cas(CacheObject *self, PyObject *args, PyObject *kwds)
+{
+    KWLIST("key", "value", "version", "timeout")
+    PyObject *key, *value, *timeout = Py_None;
+    unsigned long long version;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOK|O:cas", kwlist, &key, &value, &version,
+                                     &timeout))
+        return NULL;
+    return cond_store(self, key, value, version, timeout, lmc_cas);
 }
 
 static PyObject *Cache_gen_read(CacheObject *self, PyObject *key)
@@ -931,28 +944,7 @@ static PyObject *Cache_set_if_gen(CacheObject *self, PyObject *args, PyObject *k
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOK|O:set_if_gen", kwlist, &key, &value, &gen,
                                      &timeout))
         return NULL;
-    lmc *h = handle(self);
-    if (!h)
-        return NULL;
-    int64_t ttl;
-    if (timeout_from(timeout, &ttl))
-        return NULL;
-    pybuf k, v;
-    if (key_from(key, &k))
-        return NULL;
-    if (value_from(value, &v)) {
-        buf_release(&k);
-        return NULL;
-    }
-    int rc;
-    WITHOUT_GIL(self, rc = lmc_set_if_gen(h, k.p, (size_t)k.n, v.p, (size_t)v.n, ttl, gen));
-    buf_release(&k);
-    buf_release(&v);
-    if (rc == LMC_OK)
-        Py_RETURN_TRUE;
-    if (rc == LMC_ECHANGED)
-        Py_RETURN_FALSE;
-    return raise_lmc(h, rc);
+    return cond_store(self, key, value, gen, timeout, lmc_set_if_gen);
 }
 
 static PyObject *Cache_delete(CacheObject *self, PyObject *key)
