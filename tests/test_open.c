@@ -696,6 +696,31 @@ static void test_reopen_after_fork_where_the_caller_chooses(void **state)
     assert_string_equal(get_s(t->c, "child", buf, sizeof buf), "1");
 }
 
+/* Take the lock of an open in progress, on an open file description of
+ * the test's own (flock locks belong to the description); the descriptor. */
+static int hold_open_lock(const tctx *t)
+{
+    int dfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(flock(dfd, LOCK_EX), 0);
+    return dfd;
+}
+
+/* Once the child has written to up[1], keep the lock 3 s more, release it
+ * and wait for the child. */
+static void release_open_lock_later(int dfd, int up[2], pid_t pid)
+{
+    char c;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    struct timespec hold = {3, 0};
+    nanosleep(&hold, NULL);
+    assert_int_equal(flock(dfd, LOCK_UN), 0);
+    close(dfd);
+    wait_ok(pid);
+    close(up[0]);
+    close(up[1]);
+}
+
 /*
  * Another process in the middle of its open holds the directory lock: the
  * reopen inside a child's get gives up after 2 s (not the minute an open
@@ -707,11 +732,7 @@ static void test_reopen_in_a_call_waits_a_bounded_time(void **state)
     tctx *t = *state;
     t->c = open_cache(t, 4, 0);
     ASSERT_OK(put_s(t->c, "k", "v", 0));
-    /* The lock of an open in progress, on an open file description of the
-     * test's own (flock locks belong to the description). */
-    int dfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    assert_true(dfd >= 0);
-    assert_int_equal(flock(dfd, LOCK_EX), 0);
+    int dfd = hold_open_lock(t);
     int up[2];
     assert_int_equal(pipe(up), 0);
     pid_t pid = fork();
@@ -738,15 +759,7 @@ static void test_reopen_in_a_call_waits_a_bounded_time(void **state)
         CHILD_CHECK(n == 1 && b[0] == 'v');
         _exit(0);
     }
-    char c;
-    assert_int_equal(read(up[0], &c, 1), 1);
-    struct timespec hold = {3, 0};
-    nanosleep(&hold, NULL);
-    assert_int_equal(flock(dfd, LOCK_UN), 0);
-    close(dfd);
-    wait_ok(pid);
-    close(up[0]);
-    close(up[1]);
+    release_open_lock_later(dfd, up, pid);
 }
 
 /*
@@ -760,9 +773,7 @@ static void test_open_in_a_child_reopens_with_the_open_wait(void **state)
     tctx *t = *state;
     t->c = open_cache(t, 4, 0);
     ASSERT_OK(put_s(t->c, "k", "v", 0));
-    int dfd = open(t->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    assert_true(dfd >= 0);
-    assert_int_equal(flock(dfd, LOCK_EX), 0);
+    int dfd = hold_open_lock(t);
     int up[2];
     assert_int_equal(pipe(up), 0);
     pid_t pid = fork();
@@ -784,15 +795,7 @@ static void test_open_in_a_child_reopens_with_the_open_wait(void **state)
         lmc_close(h);
         _exit(0);
     }
-    char c;
-    assert_int_equal(read(up[0], &c, 1), 1);
-    struct timespec hold = {3, 0};
-    nanosleep(&hold, NULL);
-    assert_int_equal(flock(dfd, LOCK_UN), 0);
-    close(dfd);
-    wait_ok(pid);
-    close(up[0]);
-    close(up[1]);
+    release_open_lock_later(dfd, up, pid);
 }
 
 int main(void)
