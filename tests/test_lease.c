@@ -65,8 +65,7 @@ static int fill_s(lmc *c, const got *g, const char *key, const char *val, int64_
 
 /* Shared memory for the children of a test. */
 typedef struct shared {
-    _Atomic int go;
-    _Atomic int ready;
+    start_gate gate;
     _Atomic int computed;
     _Atomic int outcomes[5];
     _Atomic int bad_values;
@@ -77,28 +76,7 @@ typedef struct shared {
 
 static shared *shared_new(void)
 {
-    shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(s != MAP_FAILED);
-    memset(s, 0, sizeof *s);
-    return s;
-}
-
-static void start_line(shared *s)
-{
-    atomic_fetch_add(&s->ready, 1);
-    while (!atomic_load(&s->go))
-        sched_yield();
-}
-
-static void release_when_ready(shared *s, int n)
-{
-    int64_t deadline = mono_ms() + (int64_t)timeout_s(60) * 1000;
-    while (atomic_load(&s->ready) < n) {
-        if (mono_ms() > deadline)
-            fail_msg("children did not reach the start line");
-        sched_yield();
-    }
-    atomic_store(&s->go, 1);
+    return shared_map(sizeof(shared));
 }
 
 static int64_t mono_ns(void)
@@ -523,7 +501,7 @@ static void test_64_processes_compute_once(void **state)
         if (pids[p] == 0) {
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
-            start_line(s);
+            gate_wait(&s->gate);
             got g = lease_wait(h, "front", 60000);
             CHILD_OK(g.rc);
             atomic_fetch_add(&s->outcomes[g.outcome], 1);
@@ -540,7 +518,7 @@ static void test_64_processes_compute_once(void **state)
             _exit(0);
         }
     }
-    release_when_ready(s, NPROC);
+    gate_open_when(&s->gate, NPROC);
     for (int p = 0; p < NPROC; p++)
         wait_ok(pids[p]);
     alarm(0);
@@ -576,7 +554,7 @@ static void test_64_processes_with_grace_none_waits(void **state)
         if (pids[p] == 0) {
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
-            start_line(s);
+            gate_wait(&s->gate);
             /* Wait as long as they like: with a stale value they never do. */
             got x = lease_wait(h, "front", 60000);
             CHILD_OK(x.rc);
@@ -592,7 +570,7 @@ static void test_64_processes_with_grace_none_waits(void **state)
             _exit(0);
         }
     }
-    release_when_ready(s, NPROC);
+    gate_open_when(&s->gate, NPROC);
     await_flag(&s->outcomes[LMC_LEASE_STALE], NPROC - 1);
     atomic_store(&s->holding, 1);
     for (int p = 0; p < NPROC; p++)

@@ -12,8 +12,7 @@
 
 /* A small shared-memory area for coordinating children. */
 typedef struct shared {
-    _Atomic int go;         /* start flag */
-    _Atomic int ready;      /* children that reached the start line */
+    start_gate gate;
     _Atomic int stop;       /* ask long-running children to finish */
     _Atomic long progress;  /* commits done by the writer */
     _Atomic long reads;     /* reads done by readers */
@@ -23,29 +22,7 @@ typedef struct shared {
 
 static shared *shared_new(void)
 {
-    shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(s != MAP_FAILED);
-    memset(s, 0, sizeof *s);
-    return s;
-}
-
-/* Children wait here until the parent sets go, so that they really race. */
-static void start_line(shared *s)
-{
-    atomic_fetch_add(&s->ready, 1);
-    while (!atomic_load(&s->go))
-        sched_yield();
-}
-
-static void release_when_ready(shared *s, int n)
-{
-    int64_t deadline = mono_ms() + (int64_t)timeout_s(30) * 1000;
-    while (atomic_load(&s->ready) < n) {
-        if (mono_ms() > deadline)
-            fail_msg("children did not reach the start line");
-        sched_yield();
-    }
-    atomic_store(&s->go, 1);
+    return shared_map(sizeof(shared));
 }
 
 static void test_incr_from_8_processes(void **state)
@@ -63,14 +40,14 @@ static void test_incr_from_8_processes(void **state)
         if (pids[p] == 0) {
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
-            start_line(s);
+            gate_wait(&s->gate);
             for (int i = 0; i < PER; i++)
                 CHILD_OK(lmc_incr(h, "counter", 7, 1, NULL, LMC_TTL_NEVER));
             lmc_close(h);
             _exit(0);
         }
     }
-    release_when_ready(s, NPROC);
+    gate_open_when(&s->gate, NPROC);
     for (int p = 0; p < NPROC; p++)
         wait_ok(pids[p]);
     alarm(0);
@@ -101,7 +78,7 @@ static void test_add_race_has_one_winner(void **state)
                 CHILD_OK(lmc_open(&h, t->path, NULL));
                 char me[16];
                 int n = snprintf(me, sizeof me, "%d", p);
-                start_line(s);
+                gate_wait(&s->gate);
                 int rc = lmc_add(h, key, strlen(key), me, (size_t)n, LMC_TTL_NEVER);
                 CHILD_CHECK(rc == LMC_OK || rc == LMC_EXISTS);
                 if (rc == LMC_OK)
@@ -110,7 +87,7 @@ static void test_add_race_has_one_winner(void **state)
                 _exit(0);
             }
         }
-        release_when_ready(s, NPROC);
+        gate_open_when(&s->gate, NPROC);
         for (int p = 0; p < NPROC; p++)
             wait_ok(pids[p]);
         assert_int_equal(atomic_load(&s->winners), 1);
@@ -230,7 +207,7 @@ static void test_readers_never_see_torn_values(void **state)
             CHILD_OK(lmc_open(&h, t->path, NULL));
             unsigned char *buf = malloc(20016);
             CHILD_CHECK(buf);
-            start_line(s);
+            gate_wait(&s->gate);
             if (p < WRITERS) {
                 for (uint64_t i = 0; i < SETS; i++) {
                     size_t n = make_value(buf, i * WRITERS + (uint64_t)p + 2);
@@ -250,7 +227,7 @@ static void test_readers_never_see_torn_values(void **state)
             _exit(0);
         }
     }
-    release_when_ready(s, WRITERS + READERS);
+    gate_open_when(&s->gate, WRITERS + READERS);
     for (int p = 0; p < WRITERS; p++)
         wait_ok(pids[p]);
     atomic_store(&s->stop, 1);
@@ -452,7 +429,7 @@ static void test_prefix_delete_while_others_read(void **state)
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
             unsigned seed = (unsigned)getpid();
-            start_line(s);
+            gate_wait(&s->gate);
             while (!atomic_load(&s->stop)) {
                 char k[32], b[32];
                 size_t n;
@@ -469,7 +446,7 @@ static void test_prefix_delete_while_others_read(void **state)
             _exit(0);
         }
     }
-    release_when_ready(s, READERS);
+    gate_open_when(&s->gate, READERS);
     uint64_t removed = 0;
     ASSERT_OK(lmc_delete_prefix(t->c, "p/", 2, &removed));
     assert_int_equal(removed, NP);

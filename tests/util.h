@@ -13,6 +13,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +221,41 @@ static __attribute__((unused)) int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Memory shared with forked children: n zeroed bytes, never unmapped (the
+ * test process ends soon enough). */
+static __attribute__((unused)) void *shared_map(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    memset(p, 0, n);
+    return p;
+}
+
+/* A start line in shared memory: children wait at it until the parent has
+ * seen them all arrive and lets them go, so that they really race. */
+typedef struct start_gate {
+    _Atomic int go;
+    _Atomic int ready; /* children that reached the line */
+} start_gate;
+
+static __attribute__((unused)) void gate_wait(start_gate *g)
+{
+    atomic_fetch_add(&g->ready, 1);
+    while (!atomic_load(&g->go))
+        sched_yield();
+}
+
+static __attribute__((unused)) void gate_open_when(start_gate *g, int n)
+{
+    int64_t deadline = mono_ms() + (int64_t)timeout_s(60) * 1000;
+    while (atomic_load(&g->ready) < n) {
+        if (mono_ms() > deadline)
+            fail_msg("children did not reach the start line");
+        sched_yield();
+    }
+    atomic_store(&g->go, 1);
 }
 
 #endif /* LMC_TEST_UTIL_H */
