@@ -152,6 +152,10 @@ typedef struct lmc__core {
     /* Approximate-LRU hand: where the last LRU window ended (writer-only,
      * protected by LMDB's writer lock). */
     lmc__resume lru_hand;
+    /* Pages of the meta database as the last count of the room left found
+     * them (space.c; writer-only, protected by LMDB's writer lock too). */
+    uint64_t meta_pages;
+    bool meta_pages_known;
 
     struct lmc__core *next;      /* registry of this process's cores (open.c) */
 } lmc__core;

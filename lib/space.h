@@ -34,6 +34,10 @@ void lmc__readers_get(lmc__core *k, lmc__readers *r);
 uint64_t lmc__reserve_pages(const lmc__core *k);
 /* Pages in use as txn sees them (the trees and the meta pages); O(1). */
 uint64_t lmc__used_pages(const lmc__core *k, MDB_txn *txn);
+/* The same inside a write transaction, with the meta database's pages as
+ * counted by an earlier write of this process unless recount (a cheaper
+ * count for the write path's frequent checks of the room left). */
+uint64_t lmc__used_pages_write(lmc__core *k, MDB_txn *txn, bool recount);
 
 /* Why free pages may not be reusable now (space.c explains the kinds). */
 typedef struct lmc__space {

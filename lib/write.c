@@ -141,10 +141,14 @@ static uint64_t room_left(lmc__wctx *w, uint64_t target)
     if ((tick & 15) != 0 && w->ctr[LMC__C_bytes_written] <= k->psize &&
         !atomic_load_explicit(&room->near_full, memory_order_relaxed))
         return UINT64_MAX;
-    uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, w->txn);
+    /* The meta database is recounted on every 16th check, and on every one
+     * once the map is nearly full. */
+    bool near_now = atomic_load_explicit(&room->near_full, memory_order_relaxed);
+    uint64_t total = k->map_size / k->psize;
+    uint64_t used = lmc__used_pages_write(k, w->txn, near_now || (tick & 255) == 0);
     uint64_t left = used < total ? total - used : 0;
     uint32_t near = left < 4 * target;
-    if (atomic_load_explicit(&room->near_full, memory_order_relaxed) != near)
+    if (near_now != near)
         atomic_store_explicit(&room->near_full, near, memory_order_relaxed);
     return left;
 }
