@@ -138,9 +138,9 @@ int lmc__entry_remove_range(lmc__wctx *w, MDB_cursor *cur, const lmc__range *r,
         if ((rc = remove_one(w, cur, &key, &d, true, &exp)))
             return rc;
         if (count >= 0)
-            w->ctr[count]++;
+            lmc__wcount(w, count, 1);
         else if (count == LMC__COUNT_EVICTIONS)
-            w->ctr[exp ? LMC__C_evictions_soonest : LMC__C_evictions_lru]++;
+            lmc__wcount(w, exp ? LMC__C_evictions_soonest : LMC__C_evictions_lru, 1);
         n++;
         rc = lmc__lmdb_next_after_del(cur, &key, &d);
     }

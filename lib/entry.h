@@ -23,7 +23,9 @@ typedef struct lmc__wctx {
     int64_t d_key_bytes;     /* change of the key/value byte totals */
     int64_t d_value_bytes;
     int64_t d_rows;          /* change of the number of expiry rows */
-    uint64_t ctr[LMC__NCTR]; /* counter deltas, applied after commit */
+    uint64_t counted;        /* bit i: cdelta[i] is counter i's delta */
+    uint64_t cdelta[LMC__NCTR]; /* counter deltas, applied after commit; only
+                                   those in counted are set */
     int result;              /* returned by the write after a commit */
     const MDB_val *stamp;    /* key to stamp in the recency array after commit */
     const MDB_val *written;  /* stored key of the entry stored, kept by the
@@ -31,6 +33,24 @@ typedef struct lmc__wctx {
     MDB_cursor *cur;         /* entries cursor of lookups, or NULL */
     const void *cur_at;      /* data of the entry cur is positioned on */
 } lmc__wctx;
+
+_Static_assert(LMC__NCTR <= 64, "a write's counted counters fit in one word");
+
+/* Count n in counter idx (an LMC__C_*) for write w: added to this process's
+ * slot after the commit, or after an abort with an answer.  Only the
+ * counters a write counts are looked at then, so they are marked here. */
+static inline void lmc__wcount(lmc__wctx *w, unsigned idx, uint64_t n)
+{
+    uint64_t bit = UINT64_C(1) << idx;
+    w->cdelta[idx] = (w->counted & bit ? w->cdelta[idx] : 0) + n;
+    w->counted |= bit;
+}
+
+/* What write w has counted in counter idx so far. */
+static inline uint64_t lmc__wcounted(const lmc__wctx *w, unsigned idx)
+{
+    return w->counted >> idx & 1 ? w->cdelta[idx] : 0;
+}
 
 /* The body of a write transaction: 0 to commit, or a code to abort with. */
 typedef int (*lmc__wop)(lmc__wctx *w, void *arg);

@@ -82,7 +82,7 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
                 mdb_cursor_close(cur);
                 return rc;
             }
-            w->ctr[expired ? LMC__C_evictions_expired : LMC__C_evictions_soonest]++;
+            lmc__wcount(w, expired ? LMC__C_evictions_expired : LMC__C_evictions_soonest, 1);
             n++;
         } else if (rc != 0 && rc != MDB_NOTFOUND) {
             break;

@@ -368,12 +368,12 @@ static int op_acquire(lmc__wctx *w, void *p)
     if (st != S_NONE && (rc = take_value(w->h, a, &e)))
         return rc;
     if (ls == L_DEAD)
-        w->ctr[LMC__C_lease_takeovers_dead]++;
+        lmc__wcount(w, LMC__C_lease_takeovers_dead, 1);
     else if (ls == L_EXPIRED)
-        w->ctr[LMC__C_lease_takeovers_expired]++;
+        lmc__wcount(w, LMC__C_lease_takeovers_expired, 1);
     if (st == S_FRESH)
-        w->ctr[LMC__C_early_refreshes]++;
-    w->ctr[LMC__C_lease_grants]++;
+        lmc__wcount(w, LMC__C_early_refreshes, 1);
+    lmc__wcount(w, LMC__C_lease_grants, 1);
     lmc__lrec g = {
         .magic = LMC__LEASE_MAGIC,
         .slot = k->slot_index,
@@ -630,8 +630,8 @@ static int op_fill(lmc__wctx *w, void *p)
                           f.exists ? &f.old : NULL);
     if (rc)
         return rc;
-    w->ctr[LMC__C_sets]++;
-    w->ctr[LMC__C_bytes_written] += a->vlen;
+    lmc__wcount(w, LMC__C_sets, 1);
+    lmc__wcount(w, LMC__C_bytes_written, a->vlen);
     w->written = &a->sk->v;
     if (!exp)
         w->stamp = &a->sk->v;
@@ -651,7 +651,7 @@ static int op_abandon(lmc__wctx *w, void *p)
     lmc__entry e;
     if (f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &e) &&
         entry_state(&e, w->now) == S_GRACE)
-        w->ctr[LMC__C_refresh_failures]++;
+        lmc__wcount(w, LMC__C_refresh_failures, 1);
     return 0;
 }
 

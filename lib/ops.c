@@ -136,7 +136,7 @@ static int op_incr(lmc__wctx *w, void *p)
     int rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f);
     if (rc)
         return rc;
-    w->ctr[LMC__C_incrs]++;
+    lmc__wcount(w, LMC__C_incrs, 1);
     int64_t cur = 0;
     uint64_t exp;
     if (f.live) {
@@ -156,8 +156,8 @@ static int op_incr(lmc__wctx *w, void *p)
     rc = lmc__entry_store(w, a->sk, a->key, a->klen, buf, n, &m, f.exists ? &f.old : NULL);
     if (rc)
         return rc;
-    w->ctr[LMC__C_sets]++;
-    w->ctr[LMC__C_bytes_written] += n;
+    lmc__wcount(w, LMC__C_sets, 1);
+    lmc__wcount(w, LMC__C_bytes_written, n);
     w->written = &a->sk->v;
     if (!exp)
         w->stamp = &a->sk->v;
@@ -193,7 +193,7 @@ static int op_touch(lmc__wctx *w, void *p)
     int rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f);
     if (rc)
         return rc;
-    w->ctr[LMC__C_touches]++;
+    lmc__wcount(w, LMC__C_touches, 1);
     if (!f.live)
         return LMC_NOTFOUND;
     uint64_t exp;

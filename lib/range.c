@@ -56,8 +56,8 @@ static int op_range(lmc__wctx *w, void *p)
     d->next_resume = at;
     d->next_removed = removed;
     d->next_leases = leases;
-    d->next_soonest = w->ctr[LMC__C_evictions_soonest];
-    d->next_lru = w->ctr[LMC__C_evictions_lru];
+    d->next_soonest = lmc__wcounted(w, LMC__C_evictions_soonest);
+    d->next_lru = lmc__wcounted(w, LMC__C_evictions_lru);
     return 0;
 }
 

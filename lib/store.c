@@ -48,9 +48,9 @@ static int op_store(lmc__wctx *w, void *p)
         return rc;
     switch (a->mode) {
     case MODE_ADD:
-        w->ctr[LMC__C_adds]++;
+        lmc__wcount(w, LMC__C_adds, 1);
         if (f.live) {
-            w->ctr[LMC__C_add_conflicts]++;
+            lmc__wcount(w, LMC__C_add_conflicts, 1);
             return LMC_EXISTS;
         }
         break;
@@ -59,18 +59,18 @@ static int op_store(lmc__wctx *w, void *p)
             return LMC_NOTFOUND;
         break;
     case MODE_CAS:
-        w->ctr[LMC__C_cas]++;
+        lmc__wcount(w, LMC__C_cas, 1);
         if (!f.live)
             return LMC_NOTFOUND;
         if (f.e.version != a->version) {
-            w->ctr[LMC__C_cas_conflicts]++;
+            lmc__wcount(w, LMC__C_cas_conflicts, 1);
             return LMC_ECHANGED;
         }
         break;
     case MODE_GEN:
         /* Under the writer lock: see gen.h for why this is enough. */
         if (lmc__gen_token(w->k, a->bucket) != a->version) {
-            w->ctr[LMC__C_gen_rejects]++;
+            lmc__wcount(w, LMC__C_gen_rejects, 1);
             return LMC_ECHANGED;
         }
         break;
@@ -81,8 +81,8 @@ static int op_store(lmc__wctx *w, void *p)
     rc = lmc__entry_store(w, a->sk, a->key, a->klen, a->val, a->vlen, &m,
                           f.exists ? &f.old : NULL);
     if (rc == 0) {
-        w->ctr[LMC__C_sets]++;
-        w->ctr[LMC__C_bytes_written] += a->vlen;
+        lmc__wcount(w, LMC__C_sets, 1);
+        lmc__wcount(w, LMC__C_bytes_written, a->vlen);
         w->written = &a->sk->v;
         if (!exp)
             w->stamp = &a->sk->v; /* a write is an access */
@@ -122,7 +122,7 @@ static int op_delete(lmc__wctx *w, void *p)
     if (!f.live)
         w->result = LMC_NOTFOUND; /* an expired entry is removed, but was not there */
     else if (!a->quiet)
-        w->ctr[LMC__C_deletes]++;
+        lmc__wcount(w, LMC__C_deletes, 1);
     return 0;
 }
 
@@ -248,8 +248,8 @@ static int op_set_many(lmc__wctx *w, void *p)
             return rc;
         if (!exp)
             lmc__recency_touch(w->k, &sk.v, w->now);
-        w->ctr[LMC__C_sets]++;
-        w->ctr[LMC__C_bytes_written] += it->vlen;
+        lmc__wcount(w, LMC__C_sets, 1);
+        lmc__wcount(w, LMC__C_bytes_written, it->vlen);
     }
     return 0;
 }
