@@ -98,7 +98,10 @@ int lmc__check_size(lmc *h, size_t klen, size_t vlen, int is_long)
      * long (the pages still in use drift to the low end); with more, even
      * an empty cache can fail.
      */
-    uint64_t need = lmc__entry_pages(k, klen, vlen, is_long), max = lmc__max_entry_pages(k);
+    uint64_t need = lmc__entry_pages(k, klen, vlen, is_long);
+    if (need == 0)
+        return 0; /* in a leaf page: never more than max, and max costs divisions */
+    uint64_t max = lmc__max_entry_pages(k);
     if (need > max)
         return lmc__err(h, LMC_ETOOBIG, "an entry of %zu bytes can never fit: it needs %llu "
                         "pages, more than the %llu an entry may use in the %llu-byte map of %s "
