@@ -130,6 +130,18 @@ void lmc__stamp_key(lmc *h, const MDB_val *skey)
         lmc__recency_touch(k, skey, lmc__coarse_ms());
 }
 
+void lmc__stamp_ref(lmc *h, uint32_t ref)
+{
+    lmc__core *k = h->core;
+    if (!k->recency)
+        return;
+    lmc__rtxn *r = pthread_getspecific(k->tkey);
+    if (r)
+        lmc__stamp_queue(k, r, ref);
+    else
+        lmc__recency_touch_ref(k, ref, lmc__coarse_ms());
+}
+
 void lmc__stamp_flush_mine(lmc__core *k)
 {
     lmc__rtxn *r = k->recency ? pthread_getspecific(k->tkey) : NULL;

@@ -318,6 +318,7 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
         w.d_key_bytes = w.d_value_bytes = w.d_rows = 0;
         w.result = 0;
         w.stamp = NULL;
+        w.stamp_ref_set = false;
         w.written = NULL;
         w.cur = NULL;
         w.cur_at = NULL;
@@ -349,7 +350,9 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
                     lmc__count(k, LMC__C_pin_wait_us, st.waited_us);
                 /* Stamped after the commit: a cache miss has no business
                  * inside the writer lock. */
-                if (w.stamp)
+                if (w.stamp && w.stamp_ref_set)
+                    lmc__stamp_ref(h, w.stamp_ref);
+                else if (w.stamp)
                     lmc__stamp_key(h, w.stamp);
                 /* Low on free pages: evict back to the headroom now, while
                  * evicting is still possible.  Best effort: this write
