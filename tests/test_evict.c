@@ -3,10 +3,11 @@
  * follows the policy: expired entries first, then entries with a TTL
  * (soonest to expire first), then entries without TTL, coldest first.  The
  * sweeper brings fill under the low watermark without evicting much more
- * than the excess, and keeps recently read keys.
+ * than the excess, and keeps recently read or written keys.
  */
 #include "util.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 static lmc *open_map(tctx *t, unsigned kib)
@@ -341,6 +342,52 @@ static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
     assert_int_equal(r.evicted_lru, after.counters.evictions_lru);
 }
 
+/* Rewrites the hot keys of the test below from a thread of its own, which
+ * has no read transaction: its stamps go straight to the recency cells.
+ * Every other one with LMC_TTL_KEEP, which over an entry without TTL stores
+ * one without TTL too, though the call did not say so. */
+static void *rewrite_hot_keys(void *p)
+{
+    lmc *c = p;
+    char k[48];
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+        if (lmc_set(c, k, strlen(k), "hot", 3, i % 2 ? LMC_TTL_KEEP : LMC_TTL_NEVER) != LMC_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_sweeper_keeps_rewritten_keys(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc *c = open_map(t, 8192);
+    char k[48], buf[128];
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+        ASSERT_OK(put_s(c, k, "old", LMC_TTL_NEVER));
+    }
+    fake_clock_advance(5000);
+    fill_to(c, "cold", 0.88, LMC_TTL_NEVER);
+    fake_clock_advance(5000);
+    /* A write is an access: the hot keys are only written again. */
+    pthread_t th;
+    void *ret;
+    assert_int_equal(pthread_create(&th, NULL, rewrite_hot_keys, c), 0);
+    assert_int_equal(pthread_join(th, &ret), 0);
+    assert_null(ret);
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_true(r.evicted_lru > 0);
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+        const char *v = get_s(c, k, buf, sizeof buf);
+        if (!v || strcmp(v, "hot") != 0)
+            fail_msg("rewritten key %s was evicted", k);
+    }
+}
+
 static void test_sweeper_evicts_soonest_to_expire_first(void **state)
 {
     tctx *t = *state;
@@ -406,6 +453,7 @@ int main(void)
         T(test_expired_entries_go_first),
         T(test_entries_with_ttl_go_before_entries_without),
         T(test_sweeper_keeps_hot_keys_and_does_not_overshoot),
+        T(test_sweeper_keeps_rewritten_keys),
         T(test_sweeper_evicts_soonest_to_expire_first),
         T(test_sweep_without_eviction_leaves_live_entries),
     };
