@@ -148,7 +148,14 @@ def main():
             ["redis-server", "--port", "0", "--unixsocket", sock, "--dir", d, "--save", "",
              "--appendonly", "no"], stdout=subprocess.DEVNULL))
         r = redis.Redis(unix_socket_path=sock)
-        wait(lambda: os.path.exists(sock) and r.ping(), "redis-server")
+        def pings():
+            # The socket's file exists a moment before the server listens.
+            try:
+                return os.path.exists(sock) and r.ping()
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait(pings, "redis-server")
         paths = {}
         for h in ("a", "b"):
             paths[h] = os.path.join(d, h)
