@@ -612,6 +612,8 @@ class _Replies:
         elif kind == b"-":
             self.error = head.decode("utf-8", "replace")
             return kind, 0
+        elif kind == b"_" and not head:
+            return b"$", -1  # RESP3's null (a connection that said HELLO 3)
         from redis.exceptions import InvalidResponse
 
         raise InvalidResponse(f"Protocol Error: {kind + head!r}")
@@ -651,7 +653,8 @@ class _Replies:
 
     def done(self) -> None:
         """Every byte read was part of these replies (else the connection
-        is out of step and must not be used again)."""
+        is out of step and must not be used again).  Bytes still to arrive
+        cannot be seen here; Redis sends nothing but the replies."""
         if self.pos != len(self.buf):
             from redis.exceptions import InvalidResponse
 

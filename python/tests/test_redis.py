@@ -609,3 +609,53 @@ def test_threads_and_forked_children_never_share_a_connection(env):
     assert p.exitcode == 0
     assert mine == [] and errors == 0
     assert bad == [] and a.cache.counts["redis_errors"] == 0
+
+
+class _Trickle:
+    """A socket that hands out what it holds a few bytes per recv()."""
+
+    def __init__(self, data, step):
+        self.data, self.step = data, step
+
+    def recv(self, n):
+        out, self.data = self.data[:min(n, self.step)], self.data[min(n, self.step):]
+        return out
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 65536])
+def test_replies_are_parsed_whatever_the_reads_cut(step):
+    """The get path's parser of GET and PTTL replies, fed by reads that cut
+    the bytes anywhere: values, nulls (RESP2's and RESP3's), error replies,
+    and bytes left over or missing, which must never pass for a reply."""
+    from redis.exceptions import ConnectionError, InvalidResponse
+
+    from lmc.cachelib import _Replies
+
+    def parse(data, pttl=True):
+        rep = _Replies(_Trickle(data, step))
+        out = [rep.value()]
+        if pttl:
+            out.append(rep.integer())
+        rep.done()
+        return out
+
+    assert parse(b"$5\r\nhe\r\no\r\n:1234\r\n") == [(b"he\r\no", None), (1234, None)]
+    assert parse(b"$0\r\n\r\n:-1\r\n") == [(b"", None), (-1, None)]
+    assert parse(b"$-1\r\n:-2\r\n") == [(None, None), (-2, None)]
+    assert parse(b"_\r\n:-2\r\n") == [(None, None), (-2, None)]
+    assert parse(b"$3\r\nabc\r\n", pttl=False) == [(b"abc", None)]
+    wrong = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    assert parse(wrong + b":-1\r\n") == [(None, wrong[1:-2].decode()), (-1, None)]
+    big = bytes(range(256)) * 1000
+    assert parse(b"$%d\r\n%s\r\n:5\r\n" % (len(big), big)) == [(big, None), (5, None)]
+    bad = [b"+OK\r\n:1\r\n", b"$x\r\n", b"$1\r\na\r\n$1\r\nb\r\n"]
+    if step > 100:
+        # Bytes beyond the replies, read with them: the connection is out of
+        # step.  (Bytes that arrive in a later read cannot be told apart
+        # from the next command's reply; Redis sends none.)
+        bad.append(b"$1\r\na\r\n:1\r\n:2\r\n")
+    for data in bad:
+        with pytest.raises(InvalidResponse):
+            parse(data)
+    with pytest.raises(ConnectionError):
+        parse(b"$10\r\nshort")   # the server closed the connection mid-reply
