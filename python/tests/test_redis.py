@@ -615,10 +615,11 @@ class _Trickle:
     """A socket that hands out what it holds a few bytes per recv()."""
 
     def __init__(self, data, step):
-        self.data, self.step = data, step
+        self.data, self.step, self.pos = data, step, 0
 
     def recv(self, n):
-        out, self.data = self.data[:min(n, self.step)], self.data[min(n, self.step):]
+        out = self.data[self.pos:self.pos + min(n, self.step)]
+        self.pos += len(out)
         return out
 
 
@@ -646,7 +647,7 @@ def test_replies_are_parsed_whatever_the_reads_cut(step):
     assert parse(b"$3\r\nabc\r\n", pttl=False) == [(b"abc", None)]
     wrong = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
     assert parse(wrong + b":-1\r\n") == [(None, wrong[1:-2].decode()), (-1, None)]
-    big = bytes(range(256)) * 1000
+    big = bytes(range(256)) * (1000 if step > 100 else 20)  # many reads either way
     assert parse(b"$%d\r\n%s\r\n:5\r\n" % (len(big), big)) == [(big, None), (5, None)]
     bad = [b"+OK\r\n:1\r\n", b"$x\r\n", b"$1\r\na\r\n$1\r\nb\r\n"]
     if step > 100:
