@@ -20,6 +20,7 @@
 #include "error.h"
 #include "evict.h"
 #include "file.h"
+#include "flush.h"
 #include "format.h"
 #include "gen.h"
 #include "handle.h"
