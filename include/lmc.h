@@ -757,7 +757,8 @@ typedef struct lmc_sweep_result {
 
 /**
  * @brief One sweeper pass: clear stale reader slots, delete expired entries
- * through the expiry index and the fill leases that can no longer be filled
+ * through the expiry index, the entries lmc_flush_prefix() made invisible
+ * (then retiring its markers) and the fill leases that can no longer be filled
  * (past their lease time, or their holder gone), and if fill is above the
  * high watermark evict down to the low one (soonest-to-expire first, then
  * entries without TTL by approximate LRU).  Every write transaction holds at most @c batch deletions.
