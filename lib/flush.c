@@ -46,9 +46,10 @@ static bool copy_slot(const lmc__fmark *m, lmc__fview *v, unsigned slot)
     for (size_t i = 0; i < nw; i++)
         words[i] = atomic_load_explicit(&m->prefix[i], memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&m->seq, memory_order_relaxed) != s1 ||
-        plen > LMC__FLUSH_PREFIX_MAX)
+    if (atomic_load_explicit(&m->seq, memory_order_relaxed) != s1)
         return false;
+    if (plen > LMC__FLUSH_PREFIX_MAX)
+        return true; /* no writer writes that: a damaged file; nothing to copy */
     unsigned n = v->n;
     v->m[n].slot = slot;
     v->m[n].plen = plen;
@@ -66,7 +67,7 @@ void lmc__flush_copy(const lmc__flushes *t, uint32_t used, lmc__fview *v)
      * sequence, and a slot with an odd sequence is never in `used` (a
      * writer killed while writing one left its bit clear), so this ends as
      * soon as the writers pause. */
-    for (;;) {
+    for (unsigned tries = 0;; tries++) {
         v->n = 0;
         bool torn = false;
         for (unsigned i = 0; i < LMC__FLUSH_SLOTS && !torn; i++)
@@ -74,6 +75,17 @@ void lmc__flush_copy(const lmc__flushes *t, uint32_t used, lmc__fview *v)
                 torn = !copy_slot(&t->mark[i], v, i);
         if (!torn)
             return;
+        if (tries >= 100000) {
+            /* A published slot that stays odd is a damaged stats file (no
+             * writer leaves one so): a marker that hides everything keeps
+             * every answer a miss rather than hang or serve a flushed
+             * value. */
+            v->n = 1;
+            v->m[0].slot = LMC__FLUSH_SLOTS;
+            v->m[0].plen = 0;
+            v->m[0].version = UINT64_MAX;
+            return;
+        }
         sched_yield();
         used = atomic_load_explicit(&t->used, memory_order_acquire);
     }
@@ -263,6 +275,8 @@ int lmc__flush_reclaim(lmc *h, unsigned batch, bool (*stop)(void *arg, uint64_t 
     lmc__fview v;
     lmc__flush_view(h->core, &v);
     for (unsigned i = 0; i < v.n; i++) {
+        if (v.m[i].slot >= LMC__FLUSH_SLOTS)
+            continue; /* the stand-in for a damaged table: nothing to reclaim */
         lmc__range r;
         lmc__range_prefix(&r, v.m[i].prefix, v.m[i].plen);
         r.max_version = v.m[i].version;
