@@ -39,13 +39,16 @@ static bool copy_slot(const lmc__fmark *m, lmc__fview *v, unsigned slot)
     uint32_t s1 = atomic_load_explicit(&m->seq, memory_order_acquire);
     if (s1 & 1)
         return false;
-    size_t plen = atomic_load_explicit(&m->plen, memory_order_relaxed);
-    uint64_t version = atomic_load_explicit(&m->version, memory_order_relaxed);
+    /* Acquire loads, each paired with the writer's release store of the
+     * same word (slot_write): a reader that sees any word of a rewrite sees
+     * the odd sequence stored before it in the check below.  (Fences would
+     * do the same, but ThreadSanitizer cannot check fences.) */
+    size_t plen = atomic_load_explicit(&m->plen, memory_order_acquire);
+    uint64_t version = atomic_load_explicit(&m->version, memory_order_acquire);
     uint64_t words[LMC__FLUSH_PREFIX_MAX / 8];
     size_t nw = plen <= LMC__FLUSH_PREFIX_MAX ? (plen + 7) / 8 : 0;
     for (size_t i = 0; i < nw; i++)
-        words[i] = atomic_load_explicit(&m->prefix[i], memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
+        words[i] = atomic_load_explicit(&m->prefix[i], memory_order_acquire);
     if (atomic_load_explicit(&m->seq, memory_order_relaxed) != s1)
         return false;
     if (plen > LMC__FLUSH_PREFIX_MAX)
@@ -133,15 +136,16 @@ static void slot_write(lmc__flushes *t, unsigned i, const void *prefix, size_t p
     lmc__fmark *m = &t->mark[i];
     uint32_t s = atomic_load_explicit(&m->seq, memory_order_relaxed) | 1u;
     atomic_store_explicit(&m->seq, s, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
     hook(3);
+    /* Release stores: each orders the odd sequence before it (copy_slot
+     * says why). */
     uint64_t words[LMC__FLUSH_PREFIX_MAX / 8];
     memset(words, 0, sizeof words);
     memcpy(words, prefix, plen);
     for (size_t w = 0; w < LMC__FLUSH_PREFIX_MAX / 8; w++)
-        atomic_store_explicit(&m->prefix[w], words[w], memory_order_relaxed);
-    atomic_store_explicit(&m->plen, (uint32_t)plen, memory_order_relaxed);
-    atomic_store_explicit(&m->version, version, memory_order_relaxed);
+        atomic_store_explicit(&m->prefix[w], words[w], memory_order_release);
+    atomic_store_explicit(&m->plen, (uint32_t)plen, memory_order_release);
+    atomic_store_explicit(&m->version, version, memory_order_release);
     atomic_store_explicit(&m->seq, s + 1, memory_order_release);
     atomic_fetch_or(&t->used, 1u << i);
 }
