@@ -190,7 +190,7 @@ typedef struct bench_contender {
 } bench_contender;
 
 extern const bench_contender bench_lmc;
-extern const bench_contender bench_lmc_lease;  /* lmc, its gets through lmc_get_lease */
+extern const bench_contender bench_lmc_lease;  /* lmc, its gets through lmc_get_lease_view */
 extern const bench_contender bench_lmdb;
 extern const bench_contender bench_lmdb_named; /* raw LMDB in a named DB (lmc's first format) */
 extern const bench_contender bench_lmdb_pair;  /* raw LMDB, two sets per write txn */

@@ -10,7 +10,7 @@
 #                       database (lmc now) or in the main one (bench/ttl_layout.c,
 #                       raw LMDB only, about 15 s)
 #   make bench-callgrind instructions per get, set, set with a TTL and add, of
-#                       lmc and raw LMDB, and per hit of lmc_get_lease, by
+#                       lmc and raw LMDB, and per hit of lmc_get_lease_view, by
 #                       callgrind (bench/callgrind.sh, ~4 min)
 #   make bench-stampede a gunicorn app with 8 workers and a page that takes
 #                       200 ms, at 200 requests/s across expiries of its entry:

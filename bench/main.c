@@ -563,7 +563,7 @@ static void usage(FILE *f, const char *argv0)
             "  -c, --contenders LIST     comma-separated, default lmc,lmdb,redis,memcached\n"
             "                            (also: lmdb-named, raw LMDB in a named database;\n"
             "                            lmdb-pair, raw LMDB committing two sets per txn;\n"
-            "                            lmc-lease, lmc with its gets through lmc_get_lease)\n"
+            "                            lmc-lease, lmc with its gets through lmc_get_lease_view)\n"
             "      --no-scale            skip the scale cases\n"
             "      --only-scale          only the scale cases\n"
             "      --run-ms N            timed part of each run\n"

@@ -686,6 +686,25 @@ LMC_API int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size
                           const lmc_lease_options *opts, lmc_lease *lease, int *outcome);
 
 /**
+ * @brief lmc_get_lease() without the copy: @p fn is called with the value
+ * (HIT, STALE, REFRESH; not with FILL or TIMEOUT), as lmc_get_view() calls
+ * its callback.  A fresh hit runs it inside the read transaction, and costs
+ * what lmc_get_view() costs; a value that took the slow path (a wait, a
+ * grant) is copied inside the write transaction and handed to fn after the
+ * commit.  Either way the value is *borrowed* for the callback's duration,
+ * and calls on the same cache from inside it return LMC_EBUSY.
+ * @param[out] lease   as for lmc_get_lease().
+ * @param[out] outcome as for lmc_get_lease().
+ * @return LMC_OK (with *outcome); fn's non-zero return, in which case no
+ *         lease is held (one the call took is given back, counted as a
+ *         failed refresh); the codes of lmc_get_lease() (LMC_EINVAL also for
+ *         a NULL fn).
+ */
+LMC_API int lmc_get_lease_view(lmc *c, const void *key, size_t klen,
+                               const lmc_lease_options *opts, lmc_view_fn fn, void *arg,
+                               lmc_lease *lease, int *outcome);
+
+/**
  * @brief Store the value computed under a lease, end the lease, and wake
  * the callers waiting for it.
  *

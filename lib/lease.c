@@ -1,5 +1,5 @@
 /*
- * lease.c - fill leases: lmc_get_lease, lmc_lease_fill and
+ * lease.c - fill leases: lmc_get_lease, lmc_get_lease_view, lmc_lease_fill and
  * lmc_lease_abandon, and the removal of leases by deletes and the sweeper.
  *
  * A lease is a record in LMDB (format.h: LMC__NS_LEASE | the stored key)
@@ -252,6 +252,7 @@ typedef struct acquire_arg {
     void *val;
     size_t vlen;
     uint64_t expires_at;
+    uint64_t version;
     lmc__lrec granted;
 } acquire_arg;
 
@@ -265,6 +266,7 @@ static int take_value(lmc *h, acquire_arg *a, const lmc__entry *e)
     a->val = p;
     a->vlen = e->vlen;
     a->expires_at = e->expires_at;
+    a->version = e->version;
     return 0;
 }
 
@@ -485,29 +487,43 @@ static int get_slow(lmc *c, acquire_arg *a, int64_t wait_ms)
     return 0;
 }
 
-int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen,
-                  const lmc_lease_options *opts, lmc_lease *lease, int *outcome)
+/* Where a lease call's value goes: to the caller's callback (lmc_get_lease_view),
+ * or into a buffer of its own (lmc_get_lease, fn NULL). */
+typedef struct lease_sink {
+    lmc_view_fn fn;
+    void *arg;
+    void *val; /* out, fn NULL: the new buffer */
+    size_t vlen;
+} lease_sink;
+
+/* Hand the callback a value, counting it as a callback frame of this cache
+ * so that calls on it from inside are refused as in lmc_get_view. */
+static int sink_call(lmc__core *k, lease_sink *s, const lmc_value *v)
 {
-    /* On any error the caller is told what a timed-out waiter is: compute,
-     * do not store. */
-    if (val)
-        *val = NULL;
-    if (vlen)
-        *vlen = 0;
-    if (lease)
-        memset(lease, 0, sizeof *lease);
-    if (outcome)
-        *outcome = LMC_LEASE_TIMEOUT;
-    int rc = lmc__call_key(c, key, klen);
-    if (LMC__UNLIKELY(rc))
-        return rc;
-    if (LMC__UNLIKELY(!val || !vlen || !lease || !outcome))
-        return lmc__err(c, LMC_EINVAL, "val, vlen, lease and outcome must not be NULL");
+    lmc__cb_frame cb;
+    lmc__cb_push(&cb, k);
+    int out = s->fn(s->arg, v);
+    lmc__cb_pop(&cb);
+    return out;
+}
+
+/*
+ * The one implementation of both lease calls.  The fast path, a fresh hit
+ * not chosen for early refresh, is a get: no lease record is read, and the
+ * view call's callback runs inside the read snapshot, so that a hit costs
+ * what lmc_get_view costs.  The slow path copies the value inside its write
+ * transaction (which may retry, and during which no callback of the caller's
+ * may run: it would hold the writer lock), then hands over the copy.
+ */
+static int get_lease(lmc *c, const void *key, size_t klen, const lmc_lease_options *opts,
+                     lease_sink *s, lmc_lease *lease, int *outcome)
+{
+    lmc__core *k = c->core;
     int64_t lease_ms = LMC__LEASE_DEFAULT_MS, wait_ms = 0;
     double beta = 0;
+    int rc;
     if (opts && (rc = lease_options(c, opts, &lease_ms, &wait_ms, &beta)))
         return rc;
-    lmc__core *k = c->core;
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     /* A read-only handle gets its hits here, and LMC_EREADONLY for
@@ -517,8 +533,7 @@ int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
     if (c->rdonly)
         beta = 0;
 
-    /* The fast path, a fresh hit not chosen for early refresh: a get, with
-     * no lease record read. */
+    /* The flush markers, read before the snapshot (flush.h says why). */
     lmc__fview fv;
     lmc__flush_view(k, &fv);
     lmc__rtxn *r;
@@ -527,24 +542,31 @@ int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
     MDB_val d;
     lmc__entry e;
     int64_t now = 0;
-    void *p = NULL;
     bool early = false;
     rc = mdb_get(r->txn, k->dbi_main, &sk.v, &d);
     if (LMC__LIKELY(rc == 0 && entry_of(&sk, key, klen, &d, &fv, &e)) &&
         (!e.expires_at || e.expires_at > (uint64_t)(now = lmc__now_ms())) &&
-        !(beta > 0 && (early = refresh_early(&e, now, beta))) &&
-        (p = lmc__malloc(e.vlen ? e.vlen : 1))) {
-        if (e.vlen)
-            memcpy(p, e.val, e.vlen);
+        !(beta > 0 && (early = refresh_early(&e, now, beta)))) {
+        int out = 0;
+        if (s->fn) {
+            lmc_value v = {key, klen, e.val, e.vlen, e.version, (int64_t)e.expires_at};
+            out = sink_call(k, s, &v);
+        } else if ((s->val = lmc__malloc(e.vlen ? e.vlen : 1))) {
+            if (e.vlen)
+                memcpy(s->val, e.val, e.vlen);
+            s->vlen = e.vlen;
+        } else {
+            lmc__rend(r);
+            return lmc__err(c, LMC_ENOMEM, "out of memory for a value of %zu bytes", e.vlen);
+        }
         lmc__rend(r);
         lmc__count(k, LMC__C_hits, 1);
         lmc__count(k, LMC__C_bytes_read, e.vlen);
         if (!e.expires_at)
             lmc__stamp(k, r, &sk.v);
-        *val = p;
-        *vlen = e.vlen;
         *outcome = LMC_LEASE_HIT;
-        return 0;
+        /* The callback's value is the call's, with no message of lmc's. */
+        return out ? lmc__answer(c, out) : 0;
     }
     lmc__rend(r);
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -566,10 +588,72 @@ int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
         lease->token = a.granted.token;
         lease->granted_ms = a.granted.granted_ms;
     }
-    *val = a.val;
-    *vlen = a.vlen;
     *outcome = a.outcome;
+    if (!s->fn) {
+        s->val = a.val;
+        s->vlen = a.vlen;
+        return 0;
+    }
+    if (!a.val)
+        return 0;
+    lmc_value v = {key, klen, a.val, a.vlen, a.version, (int64_t)a.expires_at};
+    int out = sink_call(k, s, &v);
+    lmc__free(a.val);
+    if (!out)
+        return 0;
+    /* A caller whose callback failed cannot go on to refresh the value: the
+     * lease it would hold goes back at once (a failed refresh, counted), so
+     * that nobody waits out the lease time for it. */
+    if (lease->token) {
+        (void)lmc_lease_abandon(c, lease, key, klen);
+        memset(lease, 0, sizeof *lease);
+        *outcome = a.stale ? LMC_LEASE_STALE : LMC_LEASE_HIT;
+    }
+    return lmc__answer(c, out);
+}
+
+/* What a timed-out waiter is told (compute, do not store): the state every
+ * out pointer of a lease call is left in on an error. */
+static void lease_outs_init(lmc_lease *lease, int *outcome)
+{
+    if (lease)
+        memset(lease, 0, sizeof *lease);
+    if (outcome)
+        *outcome = LMC_LEASE_TIMEOUT;
+}
+
+int lmc_get_lease(lmc *c, const void *key, size_t klen, void **val, size_t *vlen,
+                  const lmc_lease_options *opts, lmc_lease *lease, int *outcome)
+{
+    if (val)
+        *val = NULL;
+    if (vlen)
+        *vlen = 0;
+    lease_outs_init(lease, outcome);
+    int rc = lmc__call_key(c, key, klen);
+    if (LMC__UNLIKELY(rc))
+        return rc;
+    if (LMC__UNLIKELY(!val || !vlen || !lease || !outcome))
+        return lmc__err(c, LMC_EINVAL, "val, vlen, lease and outcome must not be NULL");
+    lease_sink s = {NULL, NULL, NULL, 0};
+    if ((rc = get_lease(c, key, klen, opts, &s, lease, outcome)))
+        return rc;
+    *val = s.val;
+    *vlen = s.vlen;
     return 0;
+}
+
+int lmc_get_lease_view(lmc *c, const void *key, size_t klen, const lmc_lease_options *opts,
+                       lmc_view_fn fn, void *arg, lmc_lease *lease, int *outcome)
+{
+    lease_outs_init(lease, outcome);
+    int rc = lmc__call_key(c, key, klen);
+    if (LMC__UNLIKELY(rc))
+        return rc;
+    if (LMC__UNLIKELY(!fn || !lease || !outcome))
+        return lmc__err(c, LMC_EINVAL, "fn, lease and outcome must not be NULL");
+    lease_sink s = {fn, arg, NULL, 0};
+    return get_lease(c, key, klen, opts, &s, lease, outcome);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -107,6 +107,12 @@ static int flushed_everywhere(lmc *c)
         return __LINE__;
     if (lmc_lease_fill(c, &l, "app/0007", 8, "filled", 6, 0, 0))
         return __LINE__;
+    int seen = 0;
+    if (lmc_get_lease_view(c, "app/0008", 8, NULL, view_seen, &seen, &l, &outcome) ||
+        outcome != LMC_LEASE_FILL || seen)
+        return __LINE__;
+    if (lmc_lease_abandon(c, &l, "app/0008", 8))
+        return __LINE__;
     /* What was written after the flush is there. */
     if (lmc_get(c, "app/0003", 8, buf, sizeof buf, &n) || n != 5 || memcmp(buf, "added", 5))
         return __LINE__;

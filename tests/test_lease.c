@@ -26,10 +26,29 @@ typedef struct got {
     lmc_lease lease;
 } got;
 
+/* Whether lease_get goes through lmc_get_lease_view (the tests registered
+ * a second time with setup_view run every step of theirs through it). */
+static bool via_view;
+
+/* lmc_get_lease_view's callback for lease_get: a copy of what it was shown. */
+static int view_copy(void *arg, const lmc_value *v)
+{
+    got *g = arg;
+    size_t n = v->len < sizeof g->val - 1 ? v->len : sizeof g->val - 1;
+    memcpy(g->val, v->data, n);
+    g->val[n] = 0;
+    g->vlen = v->len;
+    return 0;
+}
+
 static got lease_get(lmc *c, const char *key, const lmc_lease_options *o)
 {
     got g;
     memset(&g, 0, sizeof g);
+    if (via_view) {
+        g.rc = lmc_get_lease_view(c, key, strlen(key), o, view_copy, &g, &g.lease, &g.outcome);
+        return g;
+    }
     void *v = NULL;
     g.rc = lmc_get_lease(c, key, strlen(key), &v, &g.vlen, o, &g.lease, &g.outcome);
     if (v) {
@@ -39,6 +58,18 @@ static got lease_get(lmc *c, const char *key, const lmc_lease_options *o)
         lmc_free(v);
     }
     return g;
+}
+
+static int setup_view(void **state)
+{
+    via_view = true;
+    return setup_dir(state);
+}
+
+static int teardown_view(void **state)
+{
+    via_view = false;
+    return teardown_dir(state);
 }
 
 static got lease_wait(lmc *c, const char *key, int64_t wait_ms)
@@ -301,6 +332,113 @@ static void test_stuck_holder_loses_after_lease_time(void **state)
     assert_int_equal(st.counters.lease_takeovers_expired, 1);
     assert_int_equal(st.counters.lease_takeovers_dead, 0);
     assert_int_equal(st.counters.lease_grants, 2);
+}
+
+/* What a view callback saw, and what it does. */
+typedef struct seen {
+    lmc *c;        /* to try a call on the same cache from inside */
+    int calls;
+    int inner_rc;  /* that call's result */
+    int ret;       /* what the callback returns */
+    lmc_value v;   /* the metadata shown (data only valid inside) */
+    char val[32];
+} seen;
+
+static int view_seen(void *arg, const lmc_value *v)
+{
+    seen *s = arg;
+    s->calls++;
+    s->v = *v;
+    size_t n = v->len < sizeof s->val - 1 ? v->len : sizeof s->val - 1;
+    memcpy(s->val, v->data, n);
+    s->val[n] = 0;
+    if (s->c) {
+        char b[8];
+        size_t l;
+        s->inner_rc = lmc_get(s->c, "x", 1, b, sizeof b, &l);
+    }
+    return s->ret;
+}
+
+/* What only lmc_get_lease_view does: the value shown in place, the
+ * callback's return passed through, and a lease given back when the
+ * callback fails, so that nobody waits out its lease time. */
+static void test_view_callback(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    t->c = open_cache(t, 8, 0);
+    lmc_lease l;
+    int outcome = -1;
+    ASSERT_RC(lmc_get_lease_view(t->c, "k", 1, NULL, NULL, NULL, &l, &outcome), LMC_EINVAL);
+    assert_int_equal(outcome, LMC_LEASE_TIMEOUT);
+    assert_int_equal(l.token, 0);
+    seen s = {0};
+    ASSERT_RC(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, NULL, &outcome),
+              LMC_EINVAL);
+
+    /* A miss grants the lease and shows nothing. */
+    ASSERT_OK(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, &l, &outcome));
+    assert_int_equal(outcome, LMC_LEASE_FILL);
+    assert_int_equal(s.calls, 0);
+    assert_true(l.token != 0);
+    ASSERT_OK(lmc_lease_fill(t->c, &l, "k", 1, "v1", 2, 1000, 5000));
+
+    /* A fresh hit: the entry as lmc_get_view shows it, and a call on the
+     * same cache from inside is refused. */
+    uint64_t version = 0;
+    char b[8];
+    size_t bl;
+    ASSERT_OK(lmc_get_cas(t->c, "k", 1, b, sizeof b, &bl, &version));
+    s = (seen){.c = t->c};
+    ASSERT_OK(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, &l, &outcome));
+    assert_int_equal(outcome, LMC_LEASE_HIT);
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.val, "v1");
+    assert_int_equal(s.v.len, 2);
+    assert_int_equal(s.v.klen, 1);
+    assert_int_equal(s.v.version, version);
+    assert_true(s.v.expires_at_ms > 0);
+    assert_int_equal(s.inner_rc, LMC_EBUSY);
+    assert_int_equal(l.token, 0);
+    /* Its return is the call's. */
+    s = (seen){.ret = 77};
+    assert_int_equal(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, &l, &outcome), 77);
+    assert_int_equal(s.calls, 1);
+
+    /* Past the TTL, within the grace: the refresher is shown the stale
+     * value after its grant; when its callback fails it holds no lease, and
+     * the next caller is handed the refresh at once instead of the stale
+     * value it would get while a lease is held. */
+    fake_clock_advance(1500);
+    s = (seen){.ret = 5};
+    assert_int_equal(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, &l, &outcome), 5);
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.val, "v1");
+    assert_int_equal(l.token, 0);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.counters.refresh_failures, 1);
+    s = (seen){0};
+    ASSERT_OK(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, &l, &outcome));
+    assert_int_equal(outcome, LMC_LEASE_REFRESH);
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.val, "v1");
+    assert_true(l.token != 0);
+    /* A second caller gets the stale value, shown after the slow path. */
+    seen s2 = {0};
+    lmc_lease l2;
+    ASSERT_OK(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s2, &l2, &outcome));
+    assert_int_equal(outcome, LMC_LEASE_STALE);
+    assert_int_equal(s2.calls, 1);
+    assert_string_equal(s2.val, "v1");
+    assert_int_equal(l2.token, 0);
+    ASSERT_OK(lmc_lease_fill(t->c, &l, "k", 1, "v2", 2, 1000, 5000));
+    s = (seen){0};
+    ASSERT_OK(lmc_get_lease_view(t->c, "k", 1, NULL, view_seen, &s, &l, &outcome));
+    assert_int_equal(outcome, LMC_LEASE_HIT);
+    assert_string_equal(s.val, "v2");
+    lmc_verify_result vr;
+    ASSERT_OK(lmc_verify(t->c, NULL, &vr));
 }
 
 static void test_bad_input(void **state)
@@ -766,6 +904,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stuck_holder_loses_after_lease_time, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_bad_input, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_view_callback, setup_dir, teardown_dir),
+        /* The same steps through lmc_get_lease_view. */
+        cmocka_unit_test_setup_teardown(test_miss_fill_hit, setup_view, teardown_view),
+        cmocka_unit_test_setup_teardown(test_grace_and_abandon, setup_view, teardown_view),
+        cmocka_unit_test_setup_teardown(test_early_refresh, setup_view, teardown_view),
+        cmocka_unit_test_setup_teardown(test_64_processes_with_grace_none_waits, setup_view,
+                                        teardown_view),
         cmocka_unit_test_setup_teardown(test_long_keys, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_early_refresh, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_64_processes_compute_once, setup_dir, teardown_dir),
