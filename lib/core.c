@@ -45,7 +45,7 @@
 #include "dir.h"
 #include "error.h"
 #include "file.h"
-#include "flush.h"
+#include "flushtab.h"
 #include "lmdbmeta.h"
 #include "metadb.h"
 #include "recency.h"

@@ -13,7 +13,7 @@
 
 #include "entry.h"
 #include "error.h"
-#include "flush.h"
+#include "flushtab.h"
 #include "lmdbmeta.h"
 
 /* The time of the expiry row of a stored entry about to go away or be

@@ -21,6 +21,7 @@
 #include "evict.h"
 #include "file.h"
 #include "flush.h"
+#include "flushtab.h"
 #include "format.h"
 #include "gen.h"
 #include "handle.h"

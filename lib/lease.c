@@ -46,7 +46,7 @@
 #include "clock.h"
 #include "entry.h"
 #include "error.h"
-#include "flush.h"
+#include "flushtab.h"
 #include "format.h"
 #include "lease.h"
 #include "lmdbmeta.h"
@@ -533,7 +533,7 @@ static int get_lease(lmc *c, const void *key, size_t klen, const lmc_lease_optio
     if (c->rdonly)
         beta = 0;
 
-    /* The flush markers, read before the snapshot (flush.h says why). */
+    /* The flush markers, read before the snapshot (flushtab.h says why). */
     lmc__fview fv;
     lmc__flush_view(k, &fv);
     lmc__rtxn *r;

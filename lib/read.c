@@ -18,7 +18,7 @@
 #include "call.h"
 #include "clock.h"
 #include "error.h"
-#include "flush.h"
+#include "flushtab.h"
 #include "format.h"
 #include "gen.h"
 #include "recency.h"
@@ -30,7 +30,7 @@
 
 /* Why an entry that is present is not a hit; 0 if it is live.  *now is the
  * time, read once when the first entry with a TTL needs it; fv the flush
- * markers, read before the snapshot was (flush.h says why before). */
+ * markers, read before the snapshot was (flushtab.h says why before). */
 static inline int entry_state(const lmc__skey *sk, const MDB_val *d, const void *key,
                               size_t klen, const lmc__fview *fv, lmc__entry *e, int64_t *now)
 {
@@ -55,8 +55,13 @@ static inline int entry_state(const lmc__skey *sk, const MDB_val *d, const void 
  * (two thread-local stores: error.h).  Whatever it returns, the snapshot
  * stays open: the caller copies what it needs and ends it.
  */
-static inline int lookup(lmc *c, lmc__rtxn *r, const lmc__fview *fv, lmc__skey *sk,
-                         const void *key, size_t klen, lmc__entry *e)
+/* Always inlined: with the flush markers' argument GCC stopped inlining it
+ * into the gets, and the call cost a hit 25 instructions (a tenth of what a
+ * hit's own code takes). */
+__attribute__((always_inline)) static inline int lookup(lmc *c, lmc__rtxn *r,
+                                                        const lmc__fview *fv, lmc__skey *sk,
+                                                        const void *key, size_t klen,
+                                                        lmc__entry *e)
 {
     lmc__core *k = c->core;
     MDB_val d;

@@ -35,7 +35,7 @@
 #include "clock.h"
 #include "error.h"
 #include "file.h"
-#include "flush.h"
+#include "flushtab.h"
 #include "gen.h"
 #include "slots.h"
 
@@ -78,7 +78,7 @@ typedef struct stats_hdr {
     /* At offset 2048: the invalidation generations (gen.h).  Files made by
      * versions before them hold zeros here, which is a valid table. */
     lmc__gens gens;
-    /* At offset 3136: the flush markers (flush.h), zeros in older files
+    /* At offset 3136: the flush markers (flushtab.h), zeros in older files
      * too: no marker.  The rest of the 4 KiB header is free. */
     lmc__flushes flush;
 } stats_hdr;

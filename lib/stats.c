@@ -10,7 +10,7 @@
 
 #include "call.h"
 #include "error.h"
-#include "flush.h"
+#include "flushtab.h"
 #include "slots.h"
 #include "space.h"
 #include "txn.h"
