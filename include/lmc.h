@@ -560,10 +560,10 @@ LMC_API int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, vo
  *     rc == LMC_ECHANGED: use the value, it is just not cached
  *
  * What counts as an invalidation: every lmc_delete of the key (whether or
- * not the key was present), and every lmc_delete_prefix and lmc_clear
- * (whatever their prefix: those refuse every fill in progress), in any
- * process of the host.  Writes (lmc_set and the others) are not
- * invalidations.  The check is made inside the write transaction of the
+ * not the key was present), and every lmc_delete_prefix, lmc_flush_prefix
+ * and lmc_clear (whatever their prefix: those refuse every fill in
+ * progress), in any process of the host.  Writes (lmc_set and the others)
+ * are not invalidations.  The check is made inside the write transaction of the
  * store, and an invalidation counts from the moment its call begins: a
  * value read from the store behind before an invalidation call began is
  * either refused or removed by that call.  Keys share 256 counters by a hash,

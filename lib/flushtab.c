@@ -10,6 +10,7 @@
 
 #include "flushtab.h"
 
+/* Zeros: no marker, for cores without a stats file (flushtab.h). */
 lmc__flushes lmc__flush_none;
 
 /* Copy one slot under its sequence lock: false if it was being rewritten. */
@@ -19,7 +20,7 @@ static bool copy_slot(const lmc__fmark *m, lmc__fview *v, unsigned slot)
     if (s1 & 1)
         return false;
     /* Acquire loads, each paired with the writer's release store of the
-     * same word (slot_write): a reader that sees any word of a rewrite sees
+     * same word (slot_write, flush.c): a reader that sees any word of a rewrite sees
      * the odd sequence stored before it in the check below.  (Fences would
      * do the same, but ThreadSanitizer cannot check fences.) */
     size_t plen = atomic_load_explicit(&m->plen, memory_order_acquire);
