@@ -41,6 +41,8 @@ static void hook(int step)
         lmc__test_flush_hook(step);
 }
 
+/* Whether slot m holds the marker of prefix.  Called under the writer lock,
+ * where no other process changes a slot: relaxed loads are enough. */
 static bool slot_is(const lmc__fmark *m, const void *prefix, size_t plen)
 {
     if (atomic_load_explicit(&m->plen, memory_order_relaxed) != plen)
