@@ -539,5 +539,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_killed, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_flush_races, setup_dir, teardown_dir),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name("flush", tests, NULL, NULL);
 }
