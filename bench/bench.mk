@@ -27,6 +27,9 @@
 #                       110 KB page: CPU and instructions per request in-process,
 #                       workers' CPU per request under gunicorn
 #                       (bench/http_304_bench.py, ~6 min)
+#   make bench-flush    lmc_flush_prefix against lmc_delete_prefix of 100,000
+#                       entries, and the sweep that reclaims the flush
+#                       (bench/flush_cost.py, ~30 s; FLUSH_BENCH_ARGS)
 #   make bench-capacity the capacity matrix of tests/test_capacity.c (writers,
 #                       readers and a sweeper on small full maps), each case
 #                       for CAPACITY_SECONDS (5), printed as a Markdown table
@@ -67,13 +70,19 @@ TEST_EXTRA += bench-quick
 ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
 .PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-callgrind \
-        bench-config-force bench-redis bench-redis-instructions bench-http-304
+        bench-config-force bench-redis bench-redis-instructions bench-http-304 bench-flush
 
 bench-callgrind: $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN) get-hit lmc-lease
 
 # lmc as the L1 in front of Redis, through Flask-Caching (bench/RESULTS-redis.md).
+# What a namespace flush costs: lmc_flush_prefix against lmc_delete_prefix of
+# 100,000 entries (bench/RESULTS-redis.md).
+bench-flush: python
+	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
+	    bench/flush_cost.py $(FLUSH_BENCH_ARGS)
+
 bench-redis: python $(SYNC_BIN)
 	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
 	    bench/redis_bench.py --bin-dir $(B) $(REDIS_BENCH_ARGS)

@@ -466,11 +466,10 @@ class LmcCache(BaseCache):
         return self.lmc.delete_prefix(full)
 
     def clear(self) -> bool:
+        # A flush: every worker misses the keys at once, whatever their
+        # number, and the sweeper deletes them later.
         try:
-            if self.key_prefix:
-                self.lmc.delete_prefix(self.key_prefix)
-            else:
-                self.lmc.clear()
+            self.lmc.flush_prefix(self.key_prefix)
         except Error as e:
             self._backend_error("clear", self.key_prefix, e)
             return False
@@ -1171,8 +1170,9 @@ class LmcRedisCache(BaseCache):
                 if cursor == 0:
                     break
         finally:
-            # Also after an error: what Redis removed must leave this L1 too.
-            self.lmc.delete_prefix(full)
+            # Also after an error: what Redis removed must leave this L1 too,
+            # at once for every worker (a flush), deleted later by the sweeper.
+            self.lmc.flush_prefix(full)
         return removed
 
     def clear(self) -> bool:
@@ -1181,7 +1181,7 @@ class LmcRedisCache(BaseCache):
                 self.delete_prefix("")
             else:
                 self.redis.flushdb()
-                self.lmc.clear()
+                self.lmc.flush_prefix("")
         except self._redis_error as e:
             self._redis_failed("clear", self.key_prefix, e)
             return False
