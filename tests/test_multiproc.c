@@ -198,12 +198,13 @@ static void test_readers_never_see_torn_values(void **state)
     ASSERT_OK(lmc_set(c, "hot", 3, v, make_value(v, 1), 0));
     lmc_close(c);
     shared *s = shared_new();
-    pid_t pids[WRITERS + READERS];
+    pid_t pids[WRITERS + READERS], parent = getpid();
     alarm(timeout_s(300));
     for (int p = 0; p < WRITERS + READERS; p++) {
         pids[p] = fork();
         assert_true(pids[p] >= 0);
         if (pids[p] == 0) {
+            child_dies_with_parent(parent);
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
             unsigned char *buf = malloc(20016);
@@ -407,9 +408,10 @@ static void test_sigkill_writers_mid_transaction(void **state)
     /* A reader process runs through all the kills and checks every
      * snapshot it reads. */
     shared *s = shared_new();
-    pid_t reader = fork();
+    pid_t parent = getpid(), reader = fork();
     assert_true(reader >= 0);
     if (reader == 0) {
+        child_dies_with_parent(parent);
         lmc *h = NULL;
         CHILD_OK(lmc_open(&h, t->path, NULL));
         while (!atomic_load(&s->stop)) {
@@ -494,11 +496,12 @@ static void test_prefix_delete_while_others_read(void **state)
         ASSERT_OK(lmc_set_many(t->c, items, 500));
     }
     shared *s = shared_new();
-    pid_t pids[READERS];
+    pid_t pids[READERS], parent = getpid();
     for (int r = 0; r < READERS; r++) {
         pids[r] = fork();
         assert_true(pids[r] >= 0);
         if (pids[r] == 0) {
+            child_dies_with_parent(parent);
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
             unsigned seed = (unsigned)getpid();
