@@ -331,7 +331,10 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
      * one, a reader would see some of them gone and the others still old,
      * and a writer killed half way, or a removal failing half way (a reader
      * stuck on an old snapshot pins every free page), would leave the batch
-     * like that for good.  If the one transaction cannot be done, every old
+     * like that for good.  If the one transaction cannot be done (a stuck
+     * reader still pins the pages, or the batch covers so much of a map more
+     * than half full that copying the leaves it touches, which deleting does
+     * before it frees any page, takes more pages than are free), every old
      * value stays, and the message says so.
      */
     char msg[512];
