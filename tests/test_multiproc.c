@@ -335,7 +335,8 @@ static int batch_cb(void *arg, size_t i, const lmc_value *v)
 
 /* Every batch key holds the same generation: a transaction landed whole or
  * not at all.  Read in one snapshot with get_many.  Returns a BATCH_* value
- * or the read's error; why says what was wrong, key by key. */
+ * or the read's error; why names the first key that is wrong and what it
+ * holds, or the error's message. */
 static int check_batch(lmc *h, char *why, size_t cap)
 {
     lmc_key keys[BATCH];
