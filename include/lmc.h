@@ -303,9 +303,10 @@ LMC_API int lmc_reopen_after_fork(lmc *c);
  * version it expected; an add removes nothing), as memcached does for a SET it
  * cannot store, so that a caller that ignores the error never serves the old
  * value as if it were the new one.  A set_many removes all of its values in
- * one transaction, so that no process ever sees some of them removed and the
- * others old; if even that transaction fails, every old value stays and the
- * message says so.
+ * one transaction, so that no process sees some of them removed and the
+ * others old; only if that transaction cannot be done (readers pinning the
+ * free pages) are they removed one by one, from the pages kept for deletes,
+ * and the message says so.
  */
 
 /** Store @p val under @p key, replacing any existing entry.

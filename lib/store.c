@@ -329,13 +329,16 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
      * of them go in one transaction, never split (a batch of one), because
      * the batch is all or nothing for other processes too: removed one by
      * one, a reader would see some of them gone and the others still old,
-     * and a writer killed half way, or a removal failing half way (a reader
-     * stuck on an old snapshot pins every free page), would leave the batch
-     * like that for good.  If the one transaction cannot be done (a stuck
-     * reader still pins the pages, or the batch covers so much of a map more
+     * and a writer killed half way would leave the batch like that for good.
+     * If the one transaction cannot be done (a reader stuck on an old
+     * snapshot pins the free pages, or the batch covers so much of a map more
      * than half full that copying the leaves it touches, which deleting does
-     * before it frees any page, takes more pages than are free), every old
-     * value stays, and the message says so.
+     * before it frees any page, takes more pages than are free), they are
+     * removed one by one, each delete drawing on the pages kept in reserve
+     * for deletes: a batch partly removed is only misses, which a cache may
+     * answer at any time (eviction does too), while an old value left
+     * readable would be served by a caller that ignores the error as if it
+     * were the new one.
      */
     char msg[512];
     snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
@@ -346,7 +349,22 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
     const char *m = strlen(msg) > skip ? msg + skip : msg;
     if (drc == LMC_OK || drc == LMC_NOTFOUND)
         return lmc__err(c, rc, "%s; %zu values they were to replace were removed", m, u.removed);
-    return lmc__err(c, rc, "%s; the values they were to replace could not be removed either, "
-                    "so all of them stay (%s)", m, lmc_errname(drc));
+    int orc = LMC_OK;
+    size_t removed = 0, left = 0;
+    for (size_t i = 0; i < n; i++) {
+        lmc__skey sk;
+        lmc__skey_make(&sk, items[i].key, items[i].klen);
+        int one_rc = lmc__delete_one(c, &sk, items[i].key, items[i].klen, NULL, true);
+        if (one_rc == LMC_OK)
+            removed++;
+        else if (one_rc != LMC_NOTFOUND && (left++, orc == LMC_OK))
+            orc = one_rc;
+    }
+    if (orc == LMC_OK)
+        return lmc__err(c, rc, "%s; the values they were to replace could not be removed in one "
+                        "transaction (%s), so they were removed one by one (%zu removed)",
+                        m, lmc_errname(drc), removed);
+    return lmc__err(c, rc, "%s; of the values they were to replace, %zu were removed and %zu "
+                    "could not be (%s)", m, removed, left, lmc_errname(orc));
 }
 

@@ -217,15 +217,27 @@ static void test_failed_set_many_removes_all_or_nothing(void **state)
         if (left != 0 && left != NB)
             fail_msg("commit %d failed: %d of the %d values are left", n, left, NB);
     }
-    /* When the removal is what fails, the message says what is left. */
+    /* When the one removal is what fails, the values go one by one (no old
+     * value is left readable), and the message says so. */
     batch_put_old(t->c);
     f_commit = (fault){.fails = 1, .rc = EIO};
     ASSERT_RC(batch_set_too_big(t->c), LMC_ETOOBIG);
     char msg[512];
     snprintf(msg, sizeof msg, "%s", lmc_errmsg(t->c));
     fault_reset();
+    assert_int_equal(batch_left(t->c), 0);
+    if (!strstr(msg, "removed one by one"))
+        fail_msg("unclear message: %s", msg);
+    /* When every removal fails, the message says how many are left. */
+    batch_put_old(t->c);
+    f_commit = (fault){.fails = -1, .rc = EIO};
+    ASSERT_RC(batch_set_too_big(t->c), LMC_ETOOBIG);
+    snprintf(msg, sizeof msg, "%s", lmc_errmsg(t->c));
+    fault_reset();
     assert_int_equal(batch_left(t->c), NB);
-    if (!strstr(msg, "all of them stay"))
+    char want[64];
+    snprintf(want, sizeof want, "0 were removed and %d could not be", NB);
+    if (!strstr(msg, want))
         fail_msg("unclear message: %s", msg);
 }
 
