@@ -17,6 +17,19 @@
 #                       computations per expiry and latency without leases,
 #                       with CACHE_LMC_LEASE and with CACHE_LMC_GRACE
 #                       (bench/stampede.py, ~1 min; STAMPEDE_ARGS for options)
+#   make bench-redis    lmc as the L1 in front of Redis through Flask-Caching
+#                       (bench/redis_bench.py; REDIS_BENCH_ARGS="--baseline REV"
+#                       adds REV's miss path in the same rounds)
+#   make bench-redis-instructions  instructions per get of the miss path
+#                       against RedisCache's get (bench/redis_instructions.py,
+#                       callgrind, ~3 min; REDIS_INS_ARGS="--baseline REV")
+#   make bench-http-304 a 304 of lmc.flask against a hit, for a 2 KB and a
+#                       110 KB page: CPU and instructions per request in-process,
+#                       workers' CPU per request under gunicorn
+#                       (bench/http_304_bench.py, ~6 min)
+#   make bench-flush    lmc_flush_prefix against lmc_delete_prefix of 100,000
+#                       entries, and the sweep that reclaims the flush
+#                       (bench/flush_cost.py, ~30 s; FLUSH_BENCH_ARGS)
 #   make bench-capacity the capacity matrix of tests/test_capacity.c (writers,
 #                       readers and a sweeper on small full maps), each case
 #                       for CAPACITY_SECONDS (5), printed as a Markdown table
@@ -57,16 +70,30 @@ TEST_EXTRA += bench-quick
 ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
 
 .PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-callgrind \
-        bench-config-force bench-redis
+        bench-config-force bench-redis bench-redis-instructions bench-http-304 bench-flush
 
 bench-callgrind: $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN)
 	$(Q)sh bench/callgrind.sh $(BENCH_BIN) get-hit lmc-lease
 
 # lmc as the L1 in front of Redis, through Flask-Caching (bench/RESULTS-redis.md).
+# What a namespace flush costs: lmc_flush_prefix against lmc_delete_prefix of
+# 100,000 entries (bench/RESULTS-redis.md).
+bench-flush: python
+	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
+	    bench/flush_cost.py $(FLUSH_BENCH_ARGS)
+
 bench-redis: python $(SYNC_BIN)
 	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
 	    bench/redis_bench.py --bin-dir $(B) $(REDIS_BENCH_ARGS)
+
+bench-redis-instructions: python
+	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
+	    bench/redis_instructions.py $(REDIS_INS_ARGS)
+
+bench-http-304: python
+	$(Q)PYTHONPATH=$(abspath $(PY_LIB)) PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 \
+	    bench/http_304_bench.py $(HTTP_304_ARGS)
 
 CAPACITY_SECONDS ?= 5
 bench-capacity: $(B)/tests/test_capacity

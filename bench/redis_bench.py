@@ -3,7 +3,7 @@
 
     make B=build/release python lmc-redis-sync   (or plain `make python`)
     PYTHONPATH=build/release/python/lib /usr/bin/python3 bench/redis_bench.py \
-        [--bin-dir build/release] [--n 20000] [--rounds 5] [--csv]
+        [--bin-dir build/release] [--n 20000] [--rounds 5] [--csv] [--baseline REV]
 
 Starts its own redis-server on a unix socket and an lmc-redis-sync per
 "host" (two cache directories), then measures, side by side in one run and
@@ -13,13 +13,24 @@ taking turns over the rounds, through Flask-Caching's Cache.get:
 - redis-hit:   Flask-Caching's RedisCache on the same Redis (the baseline);
 - l1-miss:     LmcRedisCache, the key not in the L1 (dropped before each get):
                an L1 miss, GET+PTTL from Redis, and the L1 fill;
-- bypass:      LmcRedisCache with no sidecar status (read through).
+- bypass:      LmcRedisCache with no sidecar status (read through);
+- l1-miss@REV: with --baseline REV, the l1-miss of the backends as they were
+               in git revision REV (lmc/cachelib.py and lmc/flask_caching.py
+               of that revision, over the same built extension), taking
+               turns with today's in the same rounds: a before/after of the
+               miss path in one run.
+
+Besides the wall-clock percentiles, each line gives the CPU time this
+process spent per get (time.thread_time over each batch): on a shared
+machine the steadier figure, though it leaves out redis-server's share of
+the round trip.
 
 and the invalidation latency: from the moment host A's set() starts (and
 from when it returned) until host B's L1 no longer holds the old value,
 median and p99.
 """
 import argparse
+import importlib
 import os
 import platform
 import shutil
@@ -82,14 +93,40 @@ def flask_cache(config):
 
 
 def timed(fn, keys, before=None):
+    """Wall-clock ns of each call, and the CPU ns of the calls together (the
+    batch's thread time less that of `before`, timed the same way)."""
     ns = []
+    cpu = 0
     for k in keys:
         if before:
             before(k)
+        c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         fn(k)
-        ns.append(time.perf_counter_ns() - t0)
-    return ns
+        t1 = time.perf_counter_ns()
+        cpu += time.thread_time_ns() - c0
+        ns.append(t1 - t0)
+    return ns, cpu
+
+
+def baseline_package(rev, d):
+    """The backends of git revision rev as a package `lmc_base` in d, over
+    today's built extension (lmc._lmc): their relative imports of ._lmc
+    rewritten, nothing else."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    pkg = os.path.join(d, "lmc_base")
+    os.makedirs(pkg)
+    open(os.path.join(pkg, "__init__.py"), "w").close()
+    for name in ("cachelib.py", "flask_caching.py"):
+        src = subprocess.run(["git", "show", f"{rev}:python/lmc/{name}"], capture_output=True,
+                             text=True, check=True, cwd=top).stdout
+        src = src.replace("from ._lmc import", "from lmc._lmc import")
+        with open(os.path.join(pkg, name), "w") as f:
+            f.write(src)
+    sys.path.insert(0, d)
+    importlib.invalidate_caches()
+    return "lmc_base.flask_caching.LmcRedisCache"
 
 
 def main():
@@ -99,6 +136,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--inval", type=int, default=300, help="invalidations timed")
     ap.add_argument("--csv", action="store_true")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also time the miss path of the backends of this git revision")
     a = ap.parse_args()
 
     d = tempfile.mkdtemp(prefix="lmc-redis-bench-", dir="/dev/shm")
@@ -109,7 +148,14 @@ def main():
             ["redis-server", "--port", "0", "--unixsocket", sock, "--dir", d, "--save", "",
              "--appendonly", "no"], stdout=subprocess.DEVNULL))
         r = redis.Redis(unix_socket_path=sock)
-        wait(lambda: os.path.exists(sock) and r.ping(), "redis-server")
+        def pings():
+            # The socket's file exists a moment before the server listens.
+            try:
+                return os.path.exists(sock) and r.ping()
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait(pings, "redis-server")
         paths = {}
         for h in ("a", "b"):
             paths[h] = os.path.join(d, h)
@@ -134,6 +180,11 @@ def main():
                                "CACHE_REDIS_URL": "unix://" + sock,
                                "CACHE_LMC_PATH": os.path.join(d, "nosync"),
                                "CACHE_KEY_PREFIX": PREFIX, "CACHE_DEFAULT_TIMEOUT": 300})
+        old = None
+        if a.baseline:
+            old = flask_cache({"CACHE_TYPE": baseline_package(a.baseline, d),
+                               "CACHE_REDIS_URL": "unix://" + sock, "CACHE_LMC_PATH": paths["a"],
+                               "CACHE_KEY_PREFIX": PREFIX, "CACHE_DEFAULT_TIMEOUT": 300})
         value = {"page": "x" * 100, "n": 42}
         keys = [f"k{i}" for i in range(1000)]
         for k in keys:
@@ -148,12 +199,23 @@ def main():
             l1.delete(PREFIX + k)
 
         runs = {"l1-hit": [], "redis-hit": [], "l1-miss": [], "bypass": []}
+        if old:
+            runs[f"l1-miss@{a.baseline}"] = []
+        cpu = dict.fromkeys(runs, 0)
+
+        def run(name, fc, ks, before=None):
+            ns, c = fc.timed(ks, before)
+            runs[name] += ns
+            cpu[name] += c
+
         for rnd in range(a.rounds):
             ks = [keys[i % len(keys)] for i in range(a.n)]
-            runs["l1-hit"] += two.timed(ks)
-            runs["redis-hit"] += plain.timed(ks)
-            runs["l1-miss"] += two.timed(ks[: a.n // 4], before=drop)
-            runs["bypass"] += through.timed(ks[: a.n // 4])
+            run("l1-hit", two, ks)
+            run("redis-hit", plain, ks)
+            run("l1-miss", two, ks[: a.n // 4], drop)
+            if old:
+                run(f"l1-miss@{a.baseline}", old, ks[: a.n // 4], drop)
+            run("bypass", through, ks[: a.n // 4])
         for k in keys:
             two.get(k)
 
@@ -179,29 +241,32 @@ def main():
             after.append(t2 - t1)
         bl1.close()
 
-        cpu = "?"
+        model = "?"
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+                    model = line.split(":", 1)[1].strip()
                     break
         print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {platform.node()}, "
-              f"{os.cpu_count()} CPUs ({cpu}), load {os.getloadavg()[0]:.2f}, "
+              f"{os.cpu_count()} CPUs ({model}), load {os.getloadavg()[0]:.2f}, "
               f"Python {platform.python_version()}, redis-server "
               f"{r.info()['redis_version']}, redis-py {redis.__version__}")
         print(f"# {a.rounds} rounds, {a.n} gets per round for hits ({a.n // 4} for misses), "
               f"100-byte page in a dict, through Flask-Caching Cache.get")
         if a.csv:
-            print("what,gets_per_s,p50_us,p95_us,p99_us")
+            print("what,gets_per_s,p50_us,p95_us,p99_us,cpu_us")
         base = pct(runs["redis-hit"], 0.5)
+        base_cpu = cpu["redis-hit"] / len(runs["redis-hit"])
         for name, ns in runs.items():
             rate = len(ns) / (sum(ns) / 1e9)
             p50, p95, p99 = (pct(ns, q) / 1000 for q in (0.5, 0.95, 0.99))
+            c = cpu[name] / len(ns)
             if a.csv:
-                print(f"{name},{rate:.0f},{p50:.2f},{p95:.2f},{p99:.2f}")
+                print(f"{name},{rate:.0f},{p50:.2f},{p95:.2f},{p99:.2f},{c / 1000:.2f}")
             else:
                 print(f"{name:10s} {rate:10.0f} gets/s  p50 {p50:7.2f} us  p95 {p95:7.2f} us  "
-                      f"p99 {p99:7.2f} us  (p50 vs RedisCache: {pct(ns, 0.5) / base:.2f}x)")
+                      f"p99 {p99:7.2f} us  (p50 vs RedisCache: {pct(ns, 0.5) / base:.2f}x)  "
+                      f"cpu {c / 1000:6.2f} us ({c / base_cpu:.2f}x)")
         print(f"invalidation, A's set() starts -> B's L1 dropped: median "
               f"{pct(lat, 0.5) / 1000:.0f} us, p99 {pct(lat, 0.99) / 1000:.0f} us, max "
               f"{max(lat) / 1000:.0f} us ({len(lat)} sets)")

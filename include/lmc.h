@@ -302,7 +302,11 @@ LMC_API int lmc_reopen_after_fork(lmc *c);
  * removes the value it was to replace (a cas only if the entry still has the
  * version it expected; an add removes nothing), as memcached does for a SET it
  * cannot store, so that a caller that ignores the error never serves the old
- * value as if it were the new one.
+ * value as if it were the new one.  A set_many removes all of its values in
+ * one transaction, so that no process sees some of them removed and the
+ * others old; only if that transaction cannot be done (readers pinning the
+ * free pages) are they removed one by one, from the pages kept for deletes,
+ * and the message says so.
  */
 
 /** Store @p val under @p key, replacing any existing entry.
@@ -355,6 +359,39 @@ LMC_API int lmc_delete_prefix(lmc *c, const void *prefix, size_t plen, uint64_t 
 
 /** Delete every entry.  @return LMC_OK or a common write code. */
 LMC_API int lmc_clear(lmc *c);
+
+/**
+ * @brief Make every entry whose key starts with @p prefix invisible at once,
+ * in every process, in a time that does not depend on how many there are;
+ * the sweeper (lmc_sweep()) deletes them later.
+ *
+ * Every entry under the prefix stored before the call returns is gone for
+ * every read and write of every process from then on: gets, get_view,
+ * get_many, scans and exists miss it; add, replace, cas, incr, touch and
+ * get_lease treat it as absent.  Entries stored under the prefix after the
+ * call are seen as usual.  Like lmc_delete_prefix() it refuses the fills
+ * that were in progress (lmc_set_if_gen() tokens read before it, fill
+ * leases granted before it: see lmc_gen_read()).  An empty prefix (plen 0,
+ * prefix may then be NULL) flushes every entry.
+ *
+ * The call records a marker {prefix, version} in a table of 8 in the
+ * cache's stats file, in one short write transaction; until the sweeper has
+ * deleted a marker's entries and retired it, the "entries", "key_bytes" and
+ * "value_bytes" gauges of lmc_stats() still count them, and the
+ * "flush_markers" gauge counts the marker.  When the table is full or the
+ * prefix is longer than 64 bytes, the call deletes the entries itself, as
+ * lmc_delete_prefix() does (counted in "flush_fallbacks"): then it takes a
+ * time proportional to their number, and readers see them until it
+ * returns.  Processes that run an lmc version without this call do not see
+ * the markers: do not mix versions on a cache that uses it.
+ *
+ * @param prefix *copied*; may be NULL when plen is 0.
+ * @return LMC_OK (also when nothing matched); LMC_EINVAL (NULL handle, or
+ *         NULL prefix with plen > 0); LMC_EREADONLY; a common write code.  On
+ *         an error the entries may already be invisible, or (the deleting
+ *         fallback) some of them deleted.
+ */
+LMC_API int lmc_flush_prefix(lmc *c, const void *prefix, size_t plen);
 
 /**
  * @brief Add @p delta to the integer stored under @p key, atomically across
@@ -527,10 +564,10 @@ LMC_API int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, vo
  *     rc == LMC_ECHANGED: use the value, it is just not cached
  *
  * What counts as an invalidation: every lmc_delete of the key (whether or
- * not the key was present), and every lmc_delete_prefix and lmc_clear
- * (whatever their prefix: those refuse every fill in progress), in any
- * process of the host.  Writes (lmc_set and the others) are not
- * invalidations.  The check is made inside the write transaction of the
+ * not the key was present), and every lmc_delete_prefix, lmc_flush_prefix
+ * and lmc_clear (whatever their prefix: those refuse every fill in
+ * progress), in any process of the host.  Writes (lmc_set and the others)
+ * are not invalidations.  The check is made inside the write transaction of the
  * store, and an invalidation counts from the moment its call begins: a
  * value read from the store behind before an invalidation call began is
  * either refused or removed by that call.  Keys share 256 counters by a hash,
@@ -736,12 +773,15 @@ typedef struct lmc_sweep_result {
     int reserved_int;
     uint64_t leases_removed;  /**< fill leases removed: past their lease time,
                                    or their holder gone */
-    uint64_t reserved[3];
+    uint64_t flushed;         /**< entries removed that lmc_flush_prefix() had
+                                   made invisible */
+    uint64_t reserved[2];
 } lmc_sweep_result;
 
 /**
  * @brief One sweeper pass: clear stale reader slots, delete expired entries
- * through the expiry index and the fill leases that can no longer be filled
+ * through the expiry index, the entries lmc_flush_prefix() made invisible
+ * (then retiring its markers) and the fill leases that can no longer be filled
  * (past their lease time, or their holder gone), and if fill is above the
  * high watermark evict down to the low one (soonest-to-expire first, then
  * entries without TTL by approximate LRU).  Every write transaction holds at most @c batch deletions.
@@ -880,7 +920,10 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(stale_served, "stale values served within their grace while another refreshed")    \
     X(refresh_failures, "refreshes abandoned while a stale value stayed in its grace")    \
     X(early_refreshes, "leases handed out early, before expiry, by XFetch")              \
-    X(gen_rejects, "lmc_set_if_gen calls refused because the key was invalidated since the token was read")
+    X(gen_rejects, "lmc_set_if_gen calls refused because the key was invalidated since the token was read") \
+    X(prefix_flushes, "flush_prefix calls")                                               \
+    X(flush_fallbacks, "flush_prefix calls that deleted at once (marker table full, or prefix over 64 bytes)") \
+    X(flushed_keys, "flushed entries removed, by sweeps or by a flush_prefix that deleted at once")
 
 /*
  * Gauges (computed when read).  X(name, type, help).
@@ -902,7 +945,8 @@ LMC_API int lmc_verify(lmc *c, const lmc_verify_options *opts, lmc_verify_result
     X(max_readers, uint64_t, "size of the reader table")                                  \
     X(processes, uint64_t, "processes attached (holding a stats slot)")                   \
     X(last_txnid, uint64_t, "id of the last committed write transaction")                 \
-    X(readers_stale, uint64_t, "reader slots of dead processes, not yet cleared")
+    X(readers_stale, uint64_t, "reader slots of dead processes, not yet cleared")         \
+    X(flush_markers, uint64_t, "prefix flushes whose entries the sweeper has not removed yet")
 
 /* How many counters and gauges this version has (LMC__COUNT_ONE counts the
  * entries of an X-macro table). */

@@ -45,6 +45,7 @@
 #include "dir.h"
 #include "error.h"
 #include "file.h"
+#include "flushtab.h"
 #include "lmdbmeta.h"
 #include "metadb.h"
 #include "recency.h"
@@ -138,6 +139,7 @@ static unsigned count_users(lmc__core *k, int dirfd)
     tmp.rdonly = true;
     tmp.slot = &tmp.local_slot;
     tmp.room = &tmp.local_room;
+    tmp.flush = &lmc__flush_none;
     lmc__perm p;
     lmc__perm_from_mode(0660, &p);
     int rc = lmc__stats_open(&tmp, dirfd, false, p.file_mode, NULL);
@@ -208,6 +210,7 @@ int lmc__core_open(const lmc *h, lmc__core *k, const lmc__open_req *r, bool *res
     k->lock_fd = -1;
     k->slot = &k->local_slot;
     k->room = &k->local_room;
+    k->flush = &lmc__flush_none;
     k->rdonly = rdonly;
 
     /* 0. The directory, locked.  A failed creating open removes the

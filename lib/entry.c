@@ -13,6 +13,7 @@
 
 #include "entry.h"
 #include "error.h"
+#include "flushtab.h"
 #include "lmdbmeta.h"
 
 /* The time of the expiry row of a stored entry about to go away or be
@@ -174,6 +175,13 @@ int lmc__entry_find(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t k
         return 0; /* another long key with the same stored key */
     f->mine = true;
     f->live = !(f->e.expires_at && f->e.expires_at <= (uint64_t)w->now);
+    if (f->live) {
+        /* Read inside the write transaction: every change of the markers is
+         * made under the writer lock this one holds. */
+        lmc__fview fv;
+        lmc__flush_view(w->k, &fv);
+        f->live = !lmc__flush_hides(&fv, &f->e);
+    }
     return 0;
 }
 

@@ -71,6 +71,7 @@ void lmc__range_prefix(lmc__range *r, const void *prefix, size_t plen)
     r->to = (MDB_val){0, NULL};
     r->whole_prefix = plen >= LMC__KEY_INLINE ? prefix : NULL;
     r->whole_len = plen;
+    r->max_version = UINT64_MAX;
 }
 
 void lmc__range_closed(lmc__range *r, const MDB_val *first, const MDB_val *last)
@@ -79,4 +80,5 @@ void lmc__range_closed(lmc__range *r, const MDB_val *first, const MDB_val *last)
     r->to = *last;
     r->whole_prefix = NULL;
     r->whole_len = 0;
+    r->max_version = UINT64_MAX;
 }

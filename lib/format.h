@@ -364,6 +364,8 @@ typedef struct lmc__range {
     MDB_val to;                    /* mv_data NULL: a prefix range */
     const unsigned char *whole_prefix;
     size_t whole_len;
+    uint64_t max_version;          /* only entries up to this version belong to
+                                      it (a flush's, flush.c); UINT64_MAX: all */
     unsigned char buf[1 + LMC__KEY_INLINE]; /* from of a prefix range */
 } lmc__range;
 
@@ -387,14 +389,17 @@ static inline bool lmc__range_within(const lmc__range *r, const MDB_val *key)
 }
 
 /* Whether an entry inside the range belongs to it: for a prefix longer than
- * stored keys keep, whether its whole key starts with the prefix. */
+ * stored keys keep, whether its whole key starts with the prefix; for the
+ * range of a flush, whether it was written before the flush. */
 static inline bool lmc__range_holds(const lmc__range *r, const MDB_val *key, const MDB_val *d)
 {
-    if (!r->whole_prefix)
+    if (!r->whole_prefix && r->max_version == UINT64_MAX)
         return true;
     lmc__entry e;
-    return lmc__entry_parse(key, d, &e) == 0 && e.klen >= r->whole_len &&
-           memcmp(e.key, r->whole_prefix, r->whole_len) == 0;
+    if (lmc__entry_parse(key, d, &e) != 0 || e.version > r->max_version)
+        return false;
+    return !r->whole_prefix ||
+           (e.klen >= r->whole_len && memcmp(e.key, r->whole_prefix, r->whole_len) == 0);
 }
 
 /* Where a walk of stored keys goes on: a copy of the first key not yet

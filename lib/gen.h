@@ -7,9 +7,10 @@
  * store behind, and stores it with lmc_set_if_gen, which refuses if the key
  * was invalidated in between.  Every lmc_delete bumps the counter of its
  * key's bucket (one of LMC__GEN_BUCKETS, chosen by a hash of the key), and
- * every lmc_delete_prefix and lmc_clear bumps the flush counter, which every
- * token includes.  A token is the flush counter in its high 32 bits and the
- * bucket's counter in the low 32: it changes whenever either is bumped.
+ * every lmc_delete_prefix, lmc_flush_prefix and lmc_clear bumps the flush
+ * counter, which every token includes.  A token is the flush counter in its
+ * high 32 bits and the bucket's counter in the low 32: it changes whenever
+ * either is bumped.
  * Keys that share a bucket share their counter, so an invalidation of one
  * refuses the concurrent fills of the others (a fill not cached, never a
  * stale value kept); with 256 buckets, and a fill that takes as long as a

@@ -107,6 +107,8 @@ typedef struct lmc__core {
     uint64_t recency_mask;
     int64_t created_ms;
     uint64_t version_base;
+    struct lmc__flushes *flush;  /* the flush markers (flushtab.h) in the stats file,
+                                    or an empty table without one: never NULL */
     bool rdonly;
 
     /* Cold fields. */

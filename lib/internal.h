@@ -20,6 +20,8 @@
 #include "error.h"
 #include "evict.h"
 #include "file.h"
+#include "flush.h"
+#include "flushtab.h"
 #include "format.h"
 #include "gen.h"
 #include "handle.h"

@@ -46,6 +46,7 @@
 #include "clock.h"
 #include "entry.h"
 #include "error.h"
+#include "flushtab.h"
 #include "format.h"
 #include "lease.h"
 #include "lmdbmeta.h"
@@ -269,12 +270,13 @@ static int take_value(lmc *h, acquire_arg *a, const lmc__entry *e)
     return 0;
 }
 
-/* The entry of the key in txn, parsed: whether there is one of this key. */
+/* The entry of the key in txn, parsed: whether there is one of this key
+ * that no flush marker of fv hides. */
 static bool entry_of(const lmc__skey *sk, const void *key, size_t klen, const MDB_val *d,
-                     lmc__entry *e)
+                     const lmc__fview *fv, lmc__entry *e)
 {
     return lmc__entry_parse(&sk->v, d, e) == 0 &&
-           (!sk->is_long || lmc__entry_key_matches(e, key, klen));
+           (!sk->is_long || lmc__entry_key_matches(e, key, klen)) && !lmc__flush_hides(fv, e);
 }
 
 /* Decide from a read snapshot: a fresh hit (the fast path: no lease record
@@ -283,6 +285,8 @@ static bool entry_of(const lmc__skey *sk, const void *key, size_t klen, const MD
 static int decide_read(lmc *c, acquire_arg *a)
 {
     lmc__core *k = c->core;
+    lmc__fview fv;
+    lmc__flush_view(k, &fv);
     lmc__rtxn *r;
     int rc = lmc__rbegin(c, &r);
     if (rc)
@@ -293,7 +297,7 @@ static int decide_read(lmc *c, acquire_arg *a)
     int st = S_NONE;
     MDB_val skey = a->sk->v;
     rc = mdb_get(r->txn, k->dbi_main, &skey, &d);
-    if (rc == 0 && entry_of(a->sk, a->key, a->klen, &d, &e))
+    if (rc == 0 && entry_of(a->sk, a->key, a->klen, &d, &fv, &e))
         st = entry_state(&e, now);
     if (rc == MDB_NOTFOUND)
         rc = 0;
@@ -344,8 +348,10 @@ static int op_acquire(lmc__wctx *w, void *p)
     lmc__found f;
     if ((rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f)))
         return rc;
+    lmc__fview fv;
+    lmc__flush_view(k, &fv);
     lmc__entry e;
-    bool have = f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &e);
+    bool have = f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &fv, &e);
     int st = have ? entry_state(&e, w->now) : S_NONE;
     int ls = lease_state(k, &lr, have_lease, w->now);
     a->stale = st == S_GRACE;
@@ -527,6 +533,9 @@ static int get_lease(lmc *c, const void *key, size_t klen, const lmc_lease_optio
     if (c->rdonly)
         beta = 0;
 
+    /* The flush markers, read before the snapshot (flushtab.h says why). */
+    lmc__fview fv;
+    lmc__flush_view(k, &fv);
     lmc__rtxn *r;
     if (LMC__UNLIKELY((rc = lmc__rbegin(c, &r))))
         return rc;
@@ -535,7 +544,7 @@ static int get_lease(lmc *c, const void *key, size_t klen, const lmc_lease_optio
     int64_t now = 0;
     bool early = false;
     rc = mdb_get(r->txn, k->dbi_main, &sk.v, &d);
-    if (LMC__LIKELY(rc == 0 && entry_of(&sk, key, klen, &d, &e)) &&
+    if (LMC__LIKELY(rc == 0 && entry_of(&sk, key, klen, &d, &fv, &e)) &&
         (!e.expires_at || e.expires_at > (uint64_t)(now = lmc__now_ms())) &&
         !(beta > 0 && (early = refresh_early(&e, now, beta)))) {
         int out = 0;
@@ -696,8 +705,10 @@ static int op_fill(lmc__wctx *w, void *p)
      * under this lease is older than what is there.  An entry gone since
      * (expired and swept, or evicted) is no change: the lease's end by a
      * delete is what a delete is. */
+    lmc__fview fv;
+    lmc__flush_view(w->k, &fv);
     lmc__entry e;
-    if (f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &e) &&
+    if (f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &fv, &e) &&
         e.version != lr.entry_version) {
         a->written = true;
         w->result = LMC_ECHANGED;
@@ -731,8 +742,10 @@ static int op_abandon(lmc__wctx *w, void *p)
     lmc__found f;
     if ((rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f)))
         return rc;
+    lmc__fview fv;
+    lmc__flush_view(w->k, &fv);
     lmc__entry e;
-    if (f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &e) &&
+    if (f.exists && f.mine && entry_of(a->sk, a->key, a->klen, &f.old, &fv, &e) &&
         entry_state(&e, w->now) == S_GRACE)
         lmc__wcount(w, LMC__C_refresh_failures, 1);
     return 0;

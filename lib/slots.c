@@ -35,6 +35,7 @@
 #include "clock.h"
 #include "error.h"
 #include "file.h"
+#include "flushtab.h"
 #include "gen.h"
 #include "slots.h"
 
@@ -75,9 +76,11 @@ typedef struct stats_hdr {
      * futex and a count of its sleepers per hash of the key. */
     lmc__wake wake[LMC__WAKE_WORDS];
     /* At offset 2048: the invalidation generations (gen.h).  Files made by
-     * versions before them hold zeros here, which is a valid table.  The
-     * rest of the 4 KiB header is free. */
+     * versions before them hold zeros here, which is a valid table. */
     lmc__gens gens;
+    /* At offset 3136: the flush markers (flushtab.h), zeros in older files
+     * too: no marker.  The rest of the 4 KiB header is free. */
+    lmc__flushes flush;
 } stats_hdr;
 
 _Static_assert(offsetof(stats_hdr, gate) == 64, "the gate has a cache line of its own");
@@ -86,6 +89,7 @@ _Static_assert(offsetof(stats_hdr, rows) == offsetof(stats_hdr, key_bytes) + 16,
                "byte_totals[2] is the rows");
 _Static_assert(offsetof(stats_hdr, wake) == 1024, "the wake words start at 1 KiB");
 _Static_assert(offsetof(stats_hdr, gens) == 2048, "the generations start at 2 KiB");
+_Static_assert(offsetof(stats_hdr, flush) == 3136, "the flush markers follow the generations");
 _Static_assert(sizeof(stats_hdr) <= STATS_HDR_SIZE, "the header fits its 4 KiB");
 
 _Static_assert(sizeof(lmc__slot) % 64 == 0, "slots are whole cache lines");
@@ -186,6 +190,7 @@ int lmc__stats_open(lmc__core *k, int dirfd, bool create, unsigned mode, const l
     k->stats_size = size;
     k->nslots = sh->nslots;
     k->gens = &sh->gens;
+    k->flush = &sh->flush;
     return 0;
 fail:
     close(fd);
@@ -324,6 +329,7 @@ void lmc__stats_close(lmc__core *k, bool owned)
     k->room = &k->local_room;
     k->wake = NULL;
     k->gens = NULL;
+    k->flush = &lmc__flush_none;
     k->byte_totals = NULL;
 }
 

@@ -10,6 +10,7 @@
 
 #include "call.h"
 #include "error.h"
+#include "flushtab.h"
 #include "slots.h"
 #include "space.h"
 #include "txn.h"
@@ -156,6 +157,7 @@ int lmc_stats(lmc *c, lmc_stat *st)
     mdb_env_get_maxreaders(k->env, &mr);
     st->max_readers = mr;
     st->processes = processes;
+    st->flush_markers = lmc__flush_pending(k);
     return 0;
 }
 

@@ -265,6 +265,38 @@ static int op_set_many(lmc__wctx *w, void *p)
     return 0;
 }
 
+typedef struct unlink_arg {
+    const lmc_item *items;
+    size_t n;
+    size_t removed; /* out: live entries removed */
+} unlink_arg;
+
+/* The removal of every item's entry after a failed set_many, in one
+ * transaction; like the unlink after a failed set, it is not a delete (no
+ * counter, no lease ended).  LMC_NOTFOUND when no item had an entry. */
+static int op_unlink_many(lmc__wctx *w, void *p)
+{
+    unlink_arg *a = p;
+    bool any = false;
+    a->removed = 0; /* the write loop may run this body again */
+    for (size_t i = 0; i < a->n; i++) {
+        const lmc_item *it = &a->items[i];
+        lmc__skey sk;
+        lmc__skey_make(&sk, it->key, it->klen);
+        lmc__found f;
+        int rc = lmc__entry_find(w, &sk, it->key, it->klen, &f);
+        if (rc)
+            return rc;
+        if (!f.mine)
+            continue;
+        if ((rc = lmc__entry_remove(w, NULL, &sk.v, &f.old, true)))
+            return rc;
+        any = true;
+        a->removed += f.live;
+    }
+    return any ? 0 : LMC_NOTFOUND;
+}
+
 int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
 {
     int rc = lmc__call(c);
@@ -303,23 +335,47 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
     }
     if (rc != LMC_ETOOBIG && rc != LMC_ENOSPC)
         return rc;
-    /* Like a single set: leave none of the values they were to replace
-     * (all or nothing, as the batch itself). */
+    /*
+     * Like a single set: leave none of the values they were to replace.  All
+     * of them go in one transaction, never split (a batch of one), because
+     * the batch is all or nothing for other processes too: removed one by
+     * one, a reader would see some of them gone and the others still old,
+     * and a writer killed half way would leave the batch like that for good.
+     * If the one transaction cannot be done (a reader stuck on an old
+     * snapshot pins the free pages, or the batch covers so much of a map more
+     * than half full that copying the leaves it touches, which deleting does
+     * before it frees any page, takes more pages than are free), they are
+     * removed one by one, each delete drawing on the pages kept in reserve
+     * for deletes: a batch partly removed is only misses, which a cache may
+     * answer at any time (eviction does too), while an old value left
+     * readable would be served by a caller that ignores the error as if it
+     * were the new one.
+     */
     char msg[512];
     snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
-    int drc = LMC_OK;
-    size_t removed = 0;
-    for (size_t i = 0; i < n && (drc == LMC_OK || drc == LMC_NOTFOUND); i++) {
-        lmc__skey sk;
-        lmc__skey_make(&sk, items[i].key, items[i].klen);
-        drc = lmc__delete_one(c, &sk, items[i].key, items[i].klen, NULL, true);
-        removed += drc == LMC_OK;
-    }
+    unlink_arg u = {items, n, 0};
+    unsigned one = 1;
+    int drc = n > 0 ? lmc__write_deletes(c, op_unlink_many, &u, &one) : LMC_NOTFOUND;
     size_t skip = strlen(lmc_errname(rc)) + 2;
     const char *m = strlen(msg) > skip ? msg + skip : msg;
     if (drc == LMC_OK || drc == LMC_NOTFOUND)
-        return lmc__err(c, rc, "%s; %zu values they were to replace were removed", m, removed);
-    return lmc__err(c, rc, "%s; the values they were to replace could not all be removed (%s)",
-                    m, lmc_errname(drc));
+        return lmc__err(c, rc, "%s; %zu values they were to replace were removed", m, u.removed);
+    int orc = LMC_OK;
+    size_t removed = 0, left = 0;
+    for (size_t i = 0; i < n; i++) {
+        lmc__skey sk;
+        lmc__skey_make(&sk, items[i].key, items[i].klen);
+        int one_rc = lmc__delete_one(c, &sk, items[i].key, items[i].klen, NULL, true);
+        if (one_rc == LMC_OK)
+            removed++;
+        else if (one_rc != LMC_NOTFOUND && (left++, orc == LMC_OK))
+            orc = one_rc;
+    }
+    if (orc == LMC_OK)
+        return lmc__err(c, rc, "%s; the values they were to replace could not be removed in one "
+                        "transaction (%s), so they were removed one by one (%zu removed)",
+                        m, lmc_errname(drc), removed);
+    return lmc__err(c, rc, "%s; of the values they were to replace, %zu were removed and %zu "
+                    "could not be (%s)", m, removed, left, lmc_errname(orc));
 }
 

@@ -4,12 +4,13 @@
  * A pass clears reader slots left by dead processes (a dead reader's
  * snapshot pins every page freed after it, and the file only grows), removes
  * expired entries through the expiry index and the fill leases that can no
- * longer be filled, and, when fill is above the high watermark, evicts down
- * to the low one.  Capacity eviction reads the whole cache as runs of
- * consecutive entries (evict.c says why runs), in short read transactions,
- * picks the runs to drop by the policy (entries with TTL first, soonest to
- * expire first; then entries without TTL, coldest first) until their pages
- * cover the excess, and deletes them in key order.  Every write transaction
+ * longer be filled, the entries that lmc_flush_prefix made invisible (and
+ * then their markers, flush.c), and, when fill is above the high watermark,
+ * evicts down to the low one.  Capacity eviction reads the whole cache as
+ * runs of consecutive entries (evict.c says why runs), in short read
+ * transactions, picks the runs to drop by the policy (entries with TTL
+ * first, soonest to expire first; then entries without TTL, coldest first)
+ * until their pages cover the excess, and deletes them in key order.  Every write transaction
  * holds at most `batch` deletions, halved when a transaction finds the map
  * full, so workers wait microseconds, not seconds, for the writer lock.
  * Time and key budgets bound the pass.
@@ -24,6 +25,7 @@
 #include "clock.h"
 #include "error.h"
 #include "evict.h"
+#include "flush.h"
 #include "lease.h"
 #include "range.h"
 #include "recency.h"
@@ -222,6 +224,13 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
             break;
     }
 
+    /* Entries that lmc_flush_prefix made invisible, and then their markers.
+     * Like the expired ones, they go whatever the fill. */
+    s.deleted = r.expired;
+    if (r.complete && (rc = lmc__flush_reclaim(c, o->batch, runs_stop, &s, &r.flushed,
+                                               &r.transactions, &r.complete)))
+        goto out;
+
     /* Fill leases that nobody can fill any more.  Callers take such leases
      * over anyway; this keeps their records from piling up. */
     if ((rc = lmc__lease_sweep(c, &r.leases_removed)))
@@ -236,7 +245,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
         (f.fill > o->high_watermark || (o->flags & LMC_SWEEP_FORCE))) {
         for (int round = 0; round < LMC__SWEEP_EVICT_ROUNDS && f.fill > o->low_watermark;
              round++) {
-            s.deleted = r.expired + r.evicted_soonest + r.evicted_lru;
+            s.deleted = r.expired + r.flushed + r.evicted_soonest + r.evicted_lru;
             if (over_budget(&s, 0)) {
                 r.complete = 0;
                 break;
@@ -249,7 +258,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
             if (removed == 0)
                 break; /* nothing left that can be evicted */
         }
-        s.deleted = r.expired + r.evicted_soonest + r.evicted_lru;
+        s.deleted = r.expired + r.flushed + r.evicted_soonest + r.evicted_lru;
         if (f.fill > o->low_watermark && over_budget(&s, 0))
             r.complete = 0;
     }

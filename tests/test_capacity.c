@@ -166,25 +166,32 @@ static void run_config(tctx *t, const cap_cfg *cfg, cap_shared *s, lmc_stat *st)
     lmc_close(c);
     pid_t pids[8];
     unsigned np = 0;
+    pid_t parent = getpid();
     for (unsigned i = 0; i < cfg->writers; i++) {
         pid_t p = fork();
         assert_true(p >= 0);
-        if (p == 0)
+        if (p == 0) {
+            child_dies_with_parent(parent);
             writer(t->path, cfg, s, 1000u + i);
+        }
         pids[np++] = p;
     }
     for (unsigned i = 0; i < cfg->readers; i++) {
         pid_t p = fork();
         assert_true(p >= 0);
-        if (p == 0)
+        if (p == 0) {
+            child_dies_with_parent(parent);
             reader(t->path, s, 2000u + i);
+        }
         pids[np++] = p;
     }
     if (cfg->sweeper) {
         pid_t p = fork();
         assert_true(p >= 0);
-        if (p == 0)
+        if (p == 0) {
+            child_dies_with_parent(parent);
             sweeper(t->path, s);
+        }
         pids[np++] = p;
     }
     atomic_store(&s->go, 1);

@@ -19,6 +19,7 @@ typedef struct fault {
     int fails; /* failures to inject after that (-1: forever) */
     int rc;    /* the result to inject */
     bool rdonly_only; /* mdb_txn_begin: only read-only txns */
+    bool die;         /* mdb_txn_commit: SIGKILL the process instead, before committing */
 } fault;
 
 static fault f_put, f_commit, f_begin, f_get, f_cget;
@@ -57,6 +58,8 @@ int __real_mdb_txn_commit(MDB_txn *txn);
 int __wrap_mdb_txn_commit(MDB_txn *txn)
 {
     if (fault_fire(&f_commit)) {
+        if (f_commit.die)
+            raise(SIGKILL); /* a writer killed with its transaction open */
         mdb_txn_abort(txn); /* commit always frees the txn */
         return f_commit.rc;
     }
@@ -147,6 +150,121 @@ static void test_commit_failure_loses_only_that_write(void **state)
     assert_int_equal(st.entries, 1);
     ASSERT_OK(put_s(t->c, "k", "new", 0));
     assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "new");
+}
+
+/* The batch of the two tests below: NB keys, and a set_many of them whose
+ * last value can never fit, so that it fails with LMC_ETOOBIG and removes
+ * the values it was to replace. */
+enum { NB = 8 };
+
+static void batch_put_old(lmc *c)
+{
+    char k[16];
+    for (int i = 0; i < NB; i++) {
+        snprintf(k, sizeof k, "b/%d", i);
+        ASSERT_OK(put_s(c, k, "old", 0));
+    }
+}
+
+static int batch_set_too_big(lmc *c)
+{
+    static char huge[3 << 20];
+    lmc_item items[NB];
+    char keys[NB][16];
+    for (int i = 0; i < NB; i++) {
+        snprintf(keys[i], sizeof keys[i], "b/%d", i);
+        items[i] = (lmc_item){keys[i], strlen(keys[i]), "new", 3, 0};
+    }
+    items[NB - 1].val = huge;
+    items[NB - 1].vlen = sizeof huge;
+    return lmc_set_many(c, items, NB);
+}
+
+/* The batch is whole (every key "old") or gone (none); how many keys are
+ * left otherwise. */
+static int batch_left(lmc *c)
+{
+    int left = 0;
+    char k[16], buf[8];
+    for (int i = 0; i < NB; i++) {
+        snprintf(k, sizeof k, "b/%d", i);
+        const char *v = get_s(c, k, buf, sizeof buf);
+        if (v) {
+            assert_string_equal(v, "old");
+            left++;
+        }
+    }
+    return left;
+}
+
+/*
+ * A set_many that cannot be stored removes the values it was to replace, all
+ * in one transaction: when that transaction fails, every old value stays,
+ * and it is never some removed and the others old (which a reader of the
+ * batch would take for a torn write).  The commit fails as the nth of the
+ * call for every n.
+ */
+static void test_failed_set_many_removes_all_or_nothing(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    for (int n = 0; n <= NB; n++) {
+        batch_put_old(t->c);
+        f_commit = (fault){.calls = n, .fails = 1, .rc = EIO};
+        ASSERT_RC(batch_set_too_big(t->c), LMC_ETOOBIG);
+        fault_reset();
+        int left = batch_left(t->c);
+        if (left != 0 && left != NB)
+            fail_msg("commit %d failed: %d of the %d values are left", n, left, NB);
+    }
+    /* When the one removal is what fails, the values go one by one (no old
+     * value is left readable), and the message says so. */
+    batch_put_old(t->c);
+    f_commit = (fault){.fails = 1, .rc = EIO};
+    ASSERT_RC(batch_set_too_big(t->c), LMC_ETOOBIG);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", lmc_errmsg(t->c));
+    fault_reset();
+    assert_int_equal(batch_left(t->c), 0);
+    if (!strstr(msg, "removed one by one"))
+        fail_msg("unclear message: %s", msg);
+    /* When every removal fails, the message says how many are left. */
+    batch_put_old(t->c);
+    f_commit = (fault){.fails = -1, .rc = EIO};
+    ASSERT_RC(batch_set_too_big(t->c), LMC_ETOOBIG);
+    snprintf(msg, sizeof msg, "%s", lmc_errmsg(t->c));
+    fault_reset();
+    assert_int_equal(batch_left(t->c), NB);
+    char want[64];
+    snprintf(want, sizeof want, "0 were removed and %d could not be", NB);
+    if (!strstr(msg, want))
+        fail_msg("unclear message: %s", msg);
+}
+
+/* The same, with the writer SIGKILLed at the nth commit of the call: what
+ * it leaves to the other processes is the whole batch or none of it. */
+static void test_set_many_killed_while_removing(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 4, 0);
+    for (int n = 0; n <= NB; n++) {
+        batch_put_old(t->c);
+        pid_t p = fork();
+        assert_true(p >= 0);
+        if (p == 0) {
+            lmc *h = NULL;
+            CHILD_OK(lmc_open(&h, t->path, NULL));
+            f_commit = (fault){.calls = n, .fails = 1, .die = true};
+            CHILD_CHECK(batch_set_too_big(h) == LMC_ETOOBIG);
+            _exit(0);
+        }
+        int st;
+        assert_int_equal(waitpid(p, &st, 0), p);
+        assert_true(WIFSIGNALED(st) ? WTERMSIG(st) == SIGKILL : WEXITSTATUS(st) == 0);
+        int left = batch_left(t->c);
+        if (left != 0 && left != NB)
+            fail_msg("killed at commit %d: %d of the %d values are left", n, left, NB);
+    }
 }
 
 static void test_write_begin_failure(void **state)
@@ -464,6 +582,8 @@ int main(void)
         T(test_map_full_from_put_evicts_and_retries),
         T(test_map_full_with_nothing_to_evict),
         T(test_commit_failure_loses_only_that_write),
+        T(test_failed_set_many_removes_all_or_nothing),
+        T(test_set_many_killed_while_removing),
         T(test_write_begin_failure),
         T(test_readers_full_clears_stale_slots_then_gives_up),
         T(test_corrupted_page_on_read),

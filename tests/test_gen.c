@@ -286,12 +286,14 @@ static int stale_reads(tctx *t, bool use_gen, uint64_t *rejects)
     assert_true(s != MAP_FAILED);
     memset(s, 0, sizeof *s);
     uint64_t before = stats_of(t->c).counters.gen_rejects;
-    pid_t pids[R_FILLERS];
+    pid_t pids[R_FILLERS], parent = getpid();
     for (int p = 0; p < R_FILLERS; p++) {
         pids[p] = fork();
         assert_true(pids[p] >= 0);
-        if (pids[p] == 0)
+        if (pids[p] == 0) {
+            child_dies_with_parent(parent);
             filler(t->c, s, 1234u + (unsigned)p, use_gen);
+        }
     }
     int64_t deadline = mono_ms() + (int64_t)timeout_s(30) * 1000;
     unsigned seed = 99;

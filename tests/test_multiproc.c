@@ -18,6 +18,7 @@ typedef struct shared {
     _Atomic long reads;     /* reads done by readers */
     _Atomic int failures;   /* consistency failures seen by children */
     _Atomic int winners;    /* successful adds */
+    _Atomic int pinned;     /* writes retried after LMC_ENOSPC from a stuck reader */
 } shared;
 
 static shared *shared_new(void)
@@ -197,12 +198,13 @@ static void test_readers_never_see_torn_values(void **state)
     ASSERT_OK(lmc_set(c, "hot", 3, v, make_value(v, 1), 0));
     lmc_close(c);
     shared *s = shared_new();
-    pid_t pids[WRITERS + READERS];
+    pid_t pids[WRITERS + READERS], parent = getpid();
     alarm(timeout_s(300));
     for (int p = 0; p < WRITERS + READERS; p++) {
         pids[p] = fork();
         assert_true(pids[p] >= 0);
         if (pids[p] == 0) {
+            child_dies_with_parent(parent);
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
             unsigned char *buf = malloc(20016);
@@ -244,6 +246,22 @@ static void test_readers_never_see_torn_values(void **state)
  * the writer's time is spent inside transactions. */
 enum { BATCH = 64, VSIZE = 3000 };
 
+/*
+ * Whether a write of the kill test failed only because a reader kept the
+ * free pages pinned.  On a loaded machine the reader child can be kept off
+ * the CPU in the middle of a get_many for longer than a write waits for it
+ * (250 ms), while the writer fills the 64 MiB map with pages its snapshot
+ * pins: LMC_ENOSPC is then the documented answer, and the write is tried
+ * again.  Any other LMC_ENOSPC fails the test.
+ */
+static bool pinned_out(lmc *h, int rc)
+{
+    if (rc != LMC_ENOSPC)
+        return false;
+    const char *m = lmc_errmsg(h);
+    return strstr(m, "stuck inside a read transaction") || strstr(m, "kept the free pages pinned");
+}
+
 static void killed_writer(const char *path, shared *s, uint64_t start)
 {
     lmc *h = NULL;
@@ -258,42 +276,71 @@ static void killed_writer(const char *path, shared *s, uint64_t start)
             snprintf(vals[i], 24, "%020llu", (unsigned long long)gen);
             items[i] = (lmc_item){keys[i], strlen(keys[i]), vals[i], VSIZE, LMC_TTL_NEVER};
         }
-        CHILD_OK(lmc_set_many(h, items, BATCH));
-        CHILD_OK(lmc_incr(h, "commits", 7, 1, NULL, LMC_TTL_NEVER));
+        int rc;
+        while (pinned_out(h, rc = lmc_set_many(h, items, BATCH)))
+            atomic_fetch_add(&s->pinned, 1);
+        CHILD_OK(rc);
+        while (pinned_out(h, rc = lmc_incr(h, "commits", 7, 1, NULL, LMC_TTL_NEVER)))
+            atomic_fetch_add(&s->pinned, 1);
+        CHILD_OK(rc);
         atomic_fetch_add(&s->progress, 1);
     }
 }
 
+/* What check_batch found: every key with one generation; none of the keys
+ * (what a set_many that failed leaves: it removes every value it was to
+ * replace, in one transaction); some of the keys, all of one generation
+ * (what it leaves when even that transaction could not be done and it
+ * removed them one by one, and was killed or failed part way); or anything
+ * else. */
+enum { BATCH_WHOLE = 0, BATCH_ABSENT = 1, BATCH_PARTIAL = 2, BATCH_TORN = 3 };
+
 typedef struct batch_check {
-    char first[24];
-    int n, bad;
+    char first[21]; /* generation of the first key present */
+    size_t first_at;
+    size_t missing_at; /* the first key missing */
+    int n, missing;
+    char why[200]; /* the first thing wrong, empty if nothing is */
 } batch_check;
 
 static int batch_cb(void *arg, size_t i, const lmc_value *v)
 {
     batch_check *b = arg;
-    (void)i;
-    if (!v || v->len != VSIZE) {
-        b->bad++;
+    if (!v) {
+        if (b->missing++ == 0)
+            b->missing_at = i;
         return 0;
     }
-    if (b->n == 0)
-        memcpy(b->first, v->data, 20);
-    else if (memcmp(b->first, v->data, 20) != 0)
-        b->bad++;
     const char *d = v->data;
+    if (v->len != VSIZE) {
+        if (!b->why[0])
+            snprintf(b->why, sizeof b->why, "batch/%02zu holds %zu bytes, not %d", i, v->len,
+                     VSIZE);
+        return 0;
+    }
+    if (b->n++ == 0) {
+        memcpy(b->first, d, 20);
+        b->first_at = i;
+    } else if (memcmp(b->first, d, 20) != 0 && !b->why[0]) {
+        snprintf(b->why, sizeof b->why, "batch/%02zu holds generation %.20s, batch/%02zu %s", i,
+                 d, b->first_at, b->first);
+    }
     for (size_t j = 24; j < VSIZE; j++)
         if (d[j] != d[VSIZE - 1]) {
-            b->bad++;
+            if (!b->why[0])
+                snprintf(b->why, sizeof b->why, "batch/%02zu (generation %.20s) has byte %zu "
+                         "%#x where its filler is %#x", i, d, j, (unsigned char)d[j],
+                         (unsigned char)d[VSIZE - 1]);
             break;
         }
-    b->n++;
     return 0;
 }
 
 /* Every batch key holds the same generation: a transaction landed whole or
- * not at all.  Read in one snapshot with get_many. */
-static int check_batch(lmc *h)
+ * not at all.  Read in one snapshot with get_many.  Returns a BATCH_* value
+ * or the read's error; why names the first key that is wrong and what it
+ * holds, or the error's message. */
+static int check_batch(lmc *h, char *why, size_t cap)
 {
     lmc_key keys[BATCH];
     char names[BATCH][16];
@@ -301,11 +348,43 @@ static int check_batch(lmc *h)
         snprintf(names[i], sizeof names[i], "batch/%02d", i);
         keys[i] = (lmc_key){names[i], strlen(names[i])};
     }
-    batch_check b = {.n = 0};
+    batch_check b;
+    memset(&b, 0, sizeof b);
     int rc = lmc_get_many(h, keys, BATCH, batch_cb, &b);
-    if (rc)
+    if (rc) {
+        snprintf(why, cap, "lmc_get_many: %s (%s)", lmc_errname(rc), lmc_errmsg(h));
         return rc;
-    return b.bad ? -1 : 0;
+    }
+    if (b.missing == BATCH) {
+        snprintf(why, cap, "none of the %d keys is there, and no write found the map full",
+                 BATCH);
+        return BATCH_ABSENT;
+    }
+    if (b.why[0]) {
+        snprintf(why, cap, "%s (%d of the %d keys missing)", b.why, b.missing, BATCH);
+        return BATCH_TORN;
+    }
+    if (b.missing) {
+        snprintf(why, cap, "batch/%02zu is missing, batch/%02zu holds generation %s (%d of the "
+                 "%d keys missing), and no write found the map full", b.missing_at, b.first_at,
+                 b.first, b.missing, BATCH);
+        return BATCH_PARTIAL;
+    }
+    why[0] = 0;
+    return BATCH_WHOLE;
+}
+
+/* The batch is whole, or absent or partly removed after a set_many that
+ * failed: that needs a write that found the map full, which the cache counts
+ * before it gives up (a counter a killed writer leaves behind, unlike a count
+ * of the test's).  A mix of generations is never right. */
+static bool batch_ok(lmc *h, int r)
+{
+    if (r == BATCH_WHOLE)
+        return true;
+    lmc_stat st;
+    return (r == BATCH_ABSENT || r == BATCH_PARTIAL) && lmc_stats(h, &st) == 0 &&
+           st.counters.map_full > 0;
 }
 
 static void test_sigkill_writers_mid_transaction(void **state)
@@ -338,16 +417,17 @@ static void test_sigkill_writers_mid_transaction(void **state)
     /* A reader process runs through all the kills and checks every
      * snapshot it reads. */
     shared *s = shared_new();
-    pid_t reader = fork();
+    pid_t parent = getpid(), reader = fork();
     assert_true(reader >= 0);
     if (reader == 0) {
+        child_dies_with_parent(parent);
         lmc *h = NULL;
         CHILD_OK(lmc_open(&h, t->path, NULL));
         while (!atomic_load(&s->stop)) {
-            int rc = check_batch(h);
-            CHILD_CHECK(rc == 0 || rc == -1);
-            if (rc)
-                atomic_fetch_add(&s->failures, 1);
+            char why[300];
+            int rc = check_batch(h, why, sizeof why);
+            if (!batch_ok(h, rc) && atomic_fetch_add(&s->failures, 1) == 0)
+                fprintf(stderr, "reader: batch torn: %s\n", why);
             atomic_fetch_add(&s->reads, 1);
         }
         lmc_close(h);
@@ -377,11 +457,13 @@ static void test_sigkill_writers_mid_transaction(void **state)
         assert_int_equal(waitpid(w, &st, 0), w);
         assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
         /* The cache is consistent and immediately writable. */
-        int crc = check_batch(t->c);
-        if (crc != 0)
-            fail_msg("batch torn after kill %d: %s (%s)", k, crc == -1 ? "values differ" :
-                     lmc_errname(crc), crc == -1 ? "" : lmc_errmsg(t->c));
-        ASSERT_OK(lmc_incr(t->c, "parent-writes", 13, 1, NULL, 0));
+        char why[300];
+        if (!batch_ok(t->c, check_batch(t->c, why, sizeof why)))
+            fail_msg("batch torn after kill %d: %s", k, why);
+        int rc;
+        while (pinned_out(t->c, rc = lmc_incr(t->c, "parent-writes", 13, 1, NULL, 0)))
+            atomic_fetch_add(&s->pinned, 1);
+        ASSERT_OK(rc);
     }
     atomic_store(&s->stop, 1);
     wait_ok(reader);
@@ -394,6 +476,8 @@ static void test_sigkill_writers_mid_transaction(void **state)
      * their stale reader slots are cleared by a sweep. */
     lmc_stat st = stats_of(t->c);
     assert_true(st.counters.incrs >= (uint64_t)atomic_load(&s->progress));
+    /* A write retried for a stuck reader waited for it first. */
+    assert_true(atomic_load(&s->pinned) == 0 || st.counters.pin_waits > 0);
     assert_int_equal(st.processes, 1);
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(t->c, NULL, &r));
@@ -421,11 +505,12 @@ static void test_prefix_delete_while_others_read(void **state)
         ASSERT_OK(lmc_set_many(t->c, items, 500));
     }
     shared *s = shared_new();
-    pid_t pids[READERS];
+    pid_t pids[READERS], parent = getpid();
     for (int r = 0; r < READERS; r++) {
         pids[r] = fork();
         assert_true(pids[r] >= 0);
         if (pids[r] == 0) {
+            child_dies_with_parent(parent);
             lmc *h = NULL;
             CHILD_OK(lmc_open(&h, t->path, NULL));
             unsigned seed = (unsigned)getpid();

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -193,6 +194,17 @@ static __attribute__((unused)) void fake_clock_advance(int64_t ms)
             _exit(4);                                                                         \
         }                                                                                     \
     } while (0)
+
+/* In a child that runs until its parent tells it to stop: die with the
+ * parent.  A parent whose test fails leaves the test by a longjmp, without
+ * stopping its children, and a child left spinning would take a CPU for ever
+ * and keep the output of make (or of dpkg-buildpackage) open, so that the
+ * run never ends.  parent is getpid() of the parent, taken before fork. */
+static __attribute__((unused)) void child_dies_with_parent(pid_t parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(5);
+}
 
 /* Scale for timeouts (slow machines, valgrind): LMC_TEST_TIMEOUT_MULT. */
 static __attribute__((unused)) unsigned timeout_s(unsigned base)

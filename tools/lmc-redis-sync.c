@@ -22,9 +22,9 @@
  *   an invalidation of keys       lmc_delete of each key (which also ends
  *                                 its fill lease and refuses fills in
  *                                 progress);
- *   an invalidation with no keys  FLUSHDB or FLUSHALL: lmc_delete_prefix of
- *                                 every prefix (and every fill in progress
- *                                 is refused);
+ *   an invalidation with no keys  FLUSHDB or FLUSHALL: lmc_flush_prefix of
+ *                                 every prefix (O(1), and every fill in
+ *                                 progress is refused);
  *   a lost connection, a missed   the same flush, then reconnect with
  *   heartbeat, a broken redirect  exponential backoff; while disconnected,
  *                                 the prefixes are flushed again every
@@ -390,25 +390,26 @@ static void status_remove(void)
 }
 
 /* Flush every prefix from the cache; quiet for the repeated flushes while
- * disconnected.  0 if every prefix was flushed. */
+ * disconnected.  0 if every prefix was flushed.  lmc_flush_prefix makes
+ * the entries invisible to every worker at once, whatever their number
+ * (lmc-sweep deletes them later), so the window in which a worker can
+ * still read a value Redis no longer has ends when the call returns, not
+ * when a delete of the whole namespace would. */
 static int flush_all(int reason, int quiet)
 {
     st.flushes[reason]++;
-    uint64_t total = 0;
     int failed = 0;
     for (int i = 0; i < cfg.nprefixes; i++) {
-        uint64_t removed = 0;
-        int rc = lmc_delete_prefix(cache, cfg.prefixes[i], strlen(cfg.prefixes[i]), &removed);
-        total += removed;
+        int rc = lmc_flush_prefix(cache, cfg.prefixes[i], strlen(cfg.prefixes[i]));
         if (rc) {
             log_msg("flush of %s failed: %s (%s)", cfg.prefixes[i], lmc_strerror(rc),
                     lmc_errmsg(cache));
             failed = 1;
         }
     }
-    if (!quiet || total)
-        log_msg("flushed %" PRIu64 " entries under %d prefix%s (%s)", total, cfg.nprefixes,
-                cfg.nprefixes == 1 ? "" : "es", flush_reason[reason]);
+    if (!quiet)
+        log_msg("flushed %d prefix%s (%s)", cfg.nprefixes, cfg.nprefixes == 1 ? "" : "es",
+                flush_reason[reason]);
     return failed ? -1 : 0;
 }
 

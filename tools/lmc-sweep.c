@@ -206,7 +206,7 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
     *stopped = 0;
     for (unsigned slice = 0;; slice++) {
         lmc_sweep_options o = *base;
-        uint64_t deleted = tot->expired + tot->evicted_soonest + tot->evicted_lru;
+        uint64_t deleted = tot->expired + tot->flushed + tot->evicted_soonest + tot->evicted_lru;
         uint64_t elapsed_ms = (tool_mono_ns() - t0) / 1000000u;
         if (slice > 0) {
             if ((base->max_keys && deleted >= base->max_keys) ||
@@ -231,6 +231,7 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
             tot->fill_before = r.fill_before;
         tot->fill_after = r.fill_after;
         tot->expired += r.expired;
+        tot->flushed += r.flushed;
         tot->evicted_soonest += r.evicted_soonest;
         tot->evicted_lru += r.evicted_lru;
         tot->readers_cleared += r.readers_cleared;
@@ -245,7 +246,7 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
             tot->complete = 1;
             break;
         }
-        if (r.expired + r.evicted_soonest + r.evicted_lru == 0 && slice_ms < 3600000u)
+        if (r.expired + r.flushed + r.evicted_soonest + r.evicted_lru == 0 && slice_ms < 3600000u)
             slice_ms *= 2;
     }
     tot->elapsed_us = (tool_mono_ns() - t0) / 1000u;
@@ -263,18 +264,19 @@ static void print_pass(const config *cfg, const lmc_sweep_result *r, unsigned sl
         printf("\",\"time_ms\":%" PRId64 ",\"expired\":%" PRIu64 ",\"evicted\":%" PRIu64
                ",\"evicted_soonest\":%" PRIu64 ",\"evicted_lru\":%" PRIu64
                ",\"readers_cleared\":%" PRIu64 ",\"fill_before\":%.6f,\"fill_after\":%.6f"
-               ",\"elapsed_ms\":%.3f,\"transactions\":%" PRIu64 ",\"slices\":%u,\"complete\":%s}\n",
+               ",\"elapsed_ms\":%.3f,\"transactions\":%" PRIu64 ",\"flushed\":%" PRIu64
+               ",\"slices\":%u,\"complete\":%s}\n",
                tool_real_ms(), r->expired, evicted, r->evicted_soonest, r->evicted_lru,
                r->readers_cleared, r->fill_before, r->fill_after, (double)r->elapsed_us / 1000.0,
-               r->transactions, slices, r->complete ? "true" : "false");
+               r->transactions, r->flushed, slices, r->complete ? "true" : "false");
     } else {
         printf("expired=%" PRIu64 " evicted=%" PRIu64 " evicted_soonest=%" PRIu64
                " evicted_lru=%" PRIu64 " readers_cleared=%" PRIu64
                " fill_before=%.4f fill_after=%.4f elapsed_ms=%.3f transactions=%" PRIu64
-               " slices=%u complete=%s\n",
+               " flushed=%" PRIu64 " slices=%u complete=%s\n",
                r->expired, evicted, r->evicted_soonest, r->evicted_lru, r->readers_cleared,
                r->fill_before, r->fill_after, (double)r->elapsed_us / 1000.0, r->transactions,
-               slices, r->complete ? "yes" : "no");
+               r->flushed, slices, r->complete ? "yes" : "no");
     }
 }
 

@@ -44,6 +44,8 @@ static void usage(FILE *f)
             "  add KEY VALUE           store only if no live entry exists; else exit 1\n"
             "  del KEY                 delete; exit 1 if there was no live entry\n"
             "  del-prefix PREFIX       delete every key starting with PREFIX; print the count\n"
+            "  flush-prefix PREFIX     make every key starting with PREFIX miss at once ('': all);\n"
+            "                          lmc-sweep deletes them later\n"
             "  incr KEY [DELTA]        add DELTA (default 1, may be negative); print the result\n"
             "  touch KEY MS            give a live entry a new TTL (0: never expire); else exit 1\n"
             "  clear                   delete every entry\n"
@@ -120,8 +122,11 @@ static const command *find_command(const char *name);
 static void check_operands(config *cfg)
 {
     const char *name = cfg->cmd->name;
+    /* A flush takes any prefix: the empty one flushes everything, and one
+     * longer than any key matches nothing. */
     int keyed = strcmp(name, "clear") != 0 && strcmp(name, "info") != 0 &&
-                strcmp(name, "ls") != 0 && strcmp(name, "verify") != 0;
+                strcmp(name, "ls") != 0 && strcmp(name, "verify") != 0 &&
+                strcmp(name, "flush-prefix") != 0;
     if (keyed) {
         int prefix = strcmp(name, "del-prefix") == 0;
         const char *k = cfg->args[0];
@@ -422,6 +427,20 @@ static int cmd_del_prefix(lmc *c, const config *cfg)
     }
     printf("%" PRIu64 "\n", removed);
     return tool_flush_stdout() ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
+}
+
+/* flush-prefix PREFIX: every entry under PREFIX is gone at once for every
+ * process, whatever their number; lmc-sweep deletes them later.  Prints
+ * nothing: there is no count to give without the delete. */
+static int cmd_flush_prefix(lmc *c, const config *cfg)
+{
+    const char *prefix = cfg->args[0];
+    int rc = lmc_flush_prefix(c, prefix, strlen(prefix));
+    if (rc) {
+        tool_report(c, rc, "flush-prefix %s", prefix);
+        return TOOL_EXIT_ERROR;
+    }
+    return TOOL_EXIT_OK;
 }
 
 /* incr KEY [DELTA]: prints the new value; LMC_ENOTNUM and LMC_ERANGE are
@@ -761,6 +780,7 @@ static const command commands[] = {
     {"add", 2, 2, O_TTL, 0, cmd_add, "add KEY VALUE [--ttl MS]"},
     {"del", 1, 1, 0, 0, cmd_del, "del KEY"},
     {"del-prefix", 1, 1, 0, 0, cmd_del_prefix, "del-prefix PREFIX"},
+    {"flush-prefix", 1, 1, 0, 0, cmd_flush_prefix, "flush-prefix PREFIX"},
     {"incr", 1, 2, O_TTL, 0, cmd_incr, "incr KEY [DELTA] [--ttl MS]"},
     {"touch", 2, 2, 0, 0, cmd_touch, "touch KEY MS"},
     {"clear", 0, 0, 0, 0, cmd_clear, "clear"},
@@ -782,7 +802,8 @@ int main(int argc, char **argv)
 {
     tool_name = "lmc";
     tool_synopsis = "Usage: lmc PATH COMMAND [ARGS...] [OPTIONS]\n"
-                    "Commands: get set add del del-prefix incr touch clear ls info verify";
+                    "Commands: get set add del del-prefix flush-prefix incr touch clear ls info "
+                    "verify";
     config cfg;
     parse_args(argc, argv, &cfg);
     if (!cfg.cmd->run) {

@@ -62,9 +62,11 @@ import json
 import logging
 import os
 import pickle
+import socket
 import stat
 import time
 import typing as _t
+import weakref
 
 from cachelib.base import BaseCache
 
@@ -464,11 +466,10 @@ class LmcCache(BaseCache):
         return self.lmc.delete_prefix(full)
 
     def clear(self) -> bool:
+        # A flush: every worker misses the keys at once, whatever their
+        # number, and the sweeper deletes them later.
         try:
-            if self.key_prefix:
-                self.lmc.delete_prefix(self.key_prefix)
-            else:
-                self.lmc.clear()
+            self.lmc.flush_prefix(self.key_prefix)
         except Error as e:
             self._backend_error("clear", self.key_prefix, e)
             return False
@@ -527,6 +528,136 @@ class LmcCache(BaseCache):
 # Where lmc-redis-sync says, in the cache itself, that it keeps a prefix
 # coherent (a JSON entry with a TTL of three heartbeats; tools/lmc-redis-sync.c).
 SYNC_STATUS_KEY = "lmc-redis-sync/status/"
+
+# How much a read of a GET reply asks the socket for at first (redis-py's
+# socket_read_size); a value known to be larger is read in one call.
+_READ_SIZE = 65536
+
+# Every LmcRedisCache, so that a child made by fork() drops the connections
+# it inherited (weakly: a backend no longer used goes away).
+_REDIS_BACKENDS: "weakref.WeakSet[LmcRedisCache]" = weakref.WeakSet()
+
+
+def _redis_after_fork_in_child() -> None:
+    for b in list(_REDIS_BACKENDS):
+        b._forked()
+
+
+os.register_at_fork(after_in_child=_redis_after_fork_in_child)
+
+
+def _packed_get(kb: bytes, pttl: bool) -> bytes:
+    """GET of one key, and PTTL after it when asked, in RESP2: what
+    redis-py's pack_command would give, without its generic work."""
+    n = b"%d" % len(kb)
+    if pttl:
+        return b"".join((b"*2\r\n$3\r\nGET\r\n$", n, b"\r\n", kb,
+                         b"\r\n*2\r\n$4\r\nPTTL\r\n$", n, b"\r\n", kb, b"\r\n"))
+    return b"".join((b"*2\r\n$3\r\nGET\r\n$", n, b"\r\n", kb, b"\r\n"))
+
+
+class _Replies:
+    """The replies to one _packed_get, read from the socket with as few
+    recv() calls as the bytes allow (one for a value that fits in the first
+    read).  redis-py's parser reads a reply through a BytesIO, a line at a
+    time, and polls the socket once more when it takes a connection from its
+    pool; for a GET that is most of what the client spends."""
+
+    __slots__ = ("sock", "buf", "pos", "error")
+
+    def __init__(self, sock: _t.Any):
+        self.sock = sock
+        self.buf: _t.Any = b""
+        self.pos = 0
+
+    def _more(self, need: int = 0) -> None:
+        """Read at least one more byte, and at least `need` bytes when known."""
+        try:
+            data = self.sock.recv(max(_READ_SIZE, need))
+        except socket.timeout:
+            from redis.exceptions import TimeoutError
+
+            raise TimeoutError("Timeout reading from socket") from None
+        except OSError as e:
+            from redis.exceptions import ConnectionError
+
+            raise ConnectionError(f"Error while reading from socket: {e}") from None
+        if not data:
+            from redis.exceptions import ConnectionError
+
+            raise ConnectionError("Connection closed by server.")
+        if self.buf:
+            if type(self.buf) is bytes:  # a second read: grow in place from now on
+                self.buf = bytearray(self.buf)
+            self.buf += data
+        else:
+            self.buf = data
+
+    def _line(self) -> _t.Tuple[bytes, int]:
+        """The type byte and the rest of the next reply line, as an int."""
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                break
+            self._more()
+        kind = self.buf[self.pos:self.pos + 1]
+        head = bytes(self.buf[self.pos + 1:i])
+        self.pos = i + 2
+        if kind in (b"$", b":"):
+            try:
+                return kind, int(head)
+            except ValueError:
+                pass
+        elif kind == b"-":
+            self.error = head.decode("utf-8", "replace")
+            return kind, 0
+        elif kind == b"_" and not head:
+            return b"$", -1  # RESP3's null (a connection that said HELLO 3)
+        from redis.exceptions import InvalidResponse
+
+        raise InvalidResponse(f"Protocol Error: {kind + head!r}")
+
+    def value(self) -> _t.Tuple[_t.Optional[bytes], _t.Optional[str]]:
+        """A bulk string reply: (the bytes or None, None), or (None, the
+        error's text) for an error reply such as WRONGTYPE."""
+        kind, n = self._line()
+        if kind == b"-":
+            return None, self.error
+        if kind != b"$":
+            from redis.exceptions import InvalidResponse
+
+            raise InvalidResponse(f"Protocol Error: a {kind!r} reply to GET")
+        if n < 0:
+            return None, None
+        end = self.pos + n
+        while len(self.buf) < end + 2:
+            self._more(end + 2 - len(self.buf))
+        if type(self.buf) is bytes:
+            v = self.buf[self.pos:end]
+        else:
+            v = bytes(memoryview(self.buf)[self.pos:end])
+        self.pos = end + 2
+        return v, None
+
+    def integer(self) -> _t.Tuple[int, _t.Optional[str]]:
+        """An integer reply: (n, None), or (0, the error's text)."""
+        kind, n = self._line()
+        if kind == b"-":
+            return 0, self.error
+        if kind != b":":
+            from redis.exceptions import InvalidResponse
+
+            raise InvalidResponse(f"Protocol Error: a {kind!r} reply to PTTL")
+        return n, None
+
+    def done(self) -> None:
+        """Every byte read was part of these replies (else the connection
+        is out of step and must not be used again).  Bytes still to arrive
+        cannot be seen here; Redis sends nothing but the replies."""
+        if self.pos != len(self.buf):
+            from redis.exceptions import InvalidResponse
+
+            raise InvalidResponse("Protocol Error: more bytes than the replies")
 
 
 def _glob_escape(s: str) -> str:
@@ -670,6 +801,15 @@ class LmcRedisCache(BaseCache):
                              "(decode_responses=False)")
         self._redis_error = RedisError
         self._response_error = ResponseError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        self._connection_error = RedisConnectionError
+        # The connections of the get path (_redis_read), idle ones; a thread
+        # pops one and appends it back, both atomic under the GIL.
+        self._idle: _t.List[_t.Any] = []
+        kw = redis.connection_pool.connection_kwargs
+        self._key_encoding = (kw.get("encoding") or "utf-8", kw.get("encoding_errors") or "strict")
+        _REDIS_BACKENDS.add(self)
         self.counts = {"l1_hits": 0, "l2_hits": 0, "misses": 0, "fills": 0,
                        "fill_rejects": 0, "bypassed": 0, "redis_errors": 0,
                        "lease_waits": 0}
@@ -721,21 +861,69 @@ class LmcRedisCache(BaseCache):
         ttl = pttl / 1000.0
         return min(ttl, cap) if cap else ttl
 
-    def _get_pttl(self, k: str) -> _t.List[_t.Any]:
-        """GET and PTTL of one key, pipelined on one connection: one round
-        trip, and as cheap as a plain GET from Python (a redis-py pipeline
-        object, MULTI/EXEC or a Lua script cost 20-40 us more here)."""
-        pool = self.redis.connection_pool
-        conn = pool.get_connection("GET")
+    def _forked(self) -> None:
+        """In a child made by fork: the parent's connections are not ours to
+        use (dropping them closes this process's copy of their sockets)."""
+        self._idle = []
+
+    def _redis_read(self, k: str, pttl: bool) -> _t.Tuple[_t.Optional[bytes], int]:
+        """GET of one key, and its PTTL when asked, in one round trip: (the
+        value or None, the PTTL or -2 when not asked).
+
+        The get path's own use of redis-py: a connection of this backend's own
+        (made from the client's pool's settings, so AUTH, the database, TLS
+        and timeouts are the client's), the commands packed and the replies
+        read here.  redis-py's generic path (the pool's lock, getpid and
+        socket poll, pack_command, its line-by-line parser) made GET and
+        PTTL cost this process about 105,000 instructions; this costs about
+        10,000 (callgrind, bench/RESULTS-redis.md).  A connection that was
+        idle may have been closed by the server meanwhile (a restart): the
+        read is then tried once more on a new connection, as redis-py's pool
+        does when it polls the socket."""
+        kb = k.encode(*self._key_encoding)
+        packed = (_packed_get(kb, pttl),)
         try:
-            conn.send_packed_command(conn.pack_commands([("GET", k), ("PTTL", k)]))
-            return [conn.read_response(), conn.read_response()]
-        except BaseException:
-            # A reply may be left unread: this connection is done for.
-            conn.disconnect()
-            raise
-        finally:
-            pool.release(conn)
+            conn = self._idle.pop()
+            retry = True
+        except IndexError:
+            pool = self.redis.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            retry = False
+        while True:
+            try:
+                if conn._sock is None:
+                    retry = False  # connected now: a failure is not a stale socket
+                conn.send_packed_command(packed, False)
+                replies = _Replies(conn._sock)
+                raw, err = replies.value()
+                n = -2
+                if pttl:
+                    n, err2 = replies.integer()
+                    err = err or err2
+                replies.done()
+                break
+            except self._connection_error:
+                conn.disconnect()
+                if not retry:
+                    raise
+                retry = False
+            except BaseException:
+                # A reply may be left unread: this connection is done for.
+                conn.disconnect()
+                raise
+        if conn.health_check_interval:
+            # What redis-py's read_response does after a reply.
+            conn.next_health_check = time.time() + conn.health_check_interval
+        self._idle.append(conn)
+        if err is not None:
+            raise self._response_error(err)
+        return raw, n
+
+    def _get_pttl(self, k: str) -> _t.Tuple[_t.Optional[bytes], int]:
+        """GET and PTTL of one key, pipelined on one connection: one round
+        trip (a redis-py pipeline object, MULTI/EXEC or a Lua script cost
+        20-40 us more here)."""
+        return self._redis_read(k, True)
 
     def _from_redis(self, keys: _t.List[str], fill: bool) -> _t.List[_t.Optional[bytes]]:
         """Raw values of keys from Redis (one round trip), filling the L1."""
@@ -802,10 +990,11 @@ class LmcRedisCache(BaseCache):
     def _through(self, key: str, k: str) -> _t.Any:
         """A read of Redis that fills nothing."""
         try:
-            raw = self._from_redis([k], False)[0]
+            raw = self._redis_read(k, False)[0]
         except self._redis_error as e:
             self._redis_failed("get", key, e)
             return None
+        self.counts["l2_hits" if raw is not None else "misses"] += 1
         return self.serializer.loads(raw)
 
     def _fill_leased(self, key: str, k: str) -> _t.Any:
@@ -981,8 +1170,9 @@ class LmcRedisCache(BaseCache):
                 if cursor == 0:
                     break
         finally:
-            # Also after an error: what Redis removed must leave this L1 too.
-            self.lmc.delete_prefix(full)
+            # Also after an error: what Redis removed must leave this L1 too,
+            # at once for every worker (a flush), deleted later by the sweeper.
+            self.lmc.flush_prefix(full)
         return removed
 
     def clear(self) -> bool:
@@ -991,7 +1181,7 @@ class LmcRedisCache(BaseCache):
                 self.delete_prefix("")
             else:
                 self.redis.flushdb()
-                self.lmc.clear()
+                self.lmc.flush_prefix("")
         except self._redis_error as e:
             self._redis_failed("clear", self.key_prefix, e)
             return False

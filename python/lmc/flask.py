@@ -48,6 +48,7 @@ from functools import wraps
 from urllib.parse import quote, urlencode
 
 import flask
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, parse_etags, unquote_etag
 
@@ -129,7 +130,7 @@ class _Entry:
     must-revalidate), worked out once when the page is stored."""
 
     __slots__ = ("status", "headers", "vary", "cap", "cc_extra", "etag", "stored_at", "ttl",
-                 "grace", "length", "last_modified", "validators")
+                 "grace", "length", "last_modified", "validators", "validators_304")
 
     @classmethod
     def decode(cls, raw: _t.Optional[bytes]) -> _t.Optional["_Entry"]:
@@ -159,10 +160,13 @@ class _Entry:
             return None  # not a record of this module: treated as a miss
 
     def set_validators(self) -> None:
-        """The headers every answer of this record carries as they are."""
-        self.validators = [("ETag", self.etag), ("Last-Modified", http_date(self.last_modified))]
+        """The headers every answer of this record carries as they are: all
+        of them with a body or for HEAD, ETag and Vary with a 304."""
+        self.validators_304 = [("ETag", self.etag)]
         if self.vary:
-            self.validators.append(("Vary", self.vary))
+            self.validators_304.append(("Vary", self.vary))
+        self.validators = self.validators_304 + [
+            ("Last-Modified", http_date(self.last_modified))]
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -176,6 +180,39 @@ class _Entry:
 # immutable, so the decoded ones are kept (by value, so a new version of a
 # page is a new record).
 _decode = functools.lru_cache(maxsize=1024)(_Entry._decode)
+
+# What werkzeug strips from every 304 (werkzeug.http's entity headers, less
+# the two it keeps).
+_ENTITY_HEADERS = frozenset(("allow", "content-encoding", "content-language", "content-length",
+                             "content-md5", "content-range", "content-type", "last-modified"))
+
+
+@functools.lru_cache(maxsize=None)
+def _not_modified_class(response_class):
+    """The app's response class for the 304s of this module.
+
+    werkzeug makes a 304 cost more than a hit of a 2 KB page: its
+    get_wsgi_headers copies the headers (validating each again), then strips
+    the entity headers in a second copy, work a 304 built from stored
+    validators does not need.  This does the same stripping in one pass, and
+    leaves a 304 with a Location or Content-Location header (which werkzeug
+    rewrites) to werkzeug."""
+
+    class NotModified(response_class):
+        def get_wsgi_headers(self, environ):
+            kept = []
+            for k, v in self.headers.items():
+                lk = k.lower()
+                if lk in _ENTITY_HEADERS:
+                    continue
+                if lk == "location" or lk == "content-location":
+                    return super().get_wsgi_headers(environ)
+                kept.append((k, v))
+            return Headers(kept)
+
+    NotModified.__name__ = NotModified.__qualname__ = f"NotModified{response_class.__name__}"
+    return NotModified
+
 
 # Directives of a view's Cache-Control that every answer writes itself.
 _CC_OWN = frozenset(("public", "private", "max-age", "s-maxage", "stale-while-revalidate",
@@ -356,10 +393,16 @@ class HttpCache:
 
     # -- per-view counters --------------------------------------------------
 
-    def _count(self, endpoint: str, kind: str) -> None:
+    def _count(self, endpoint: str, kind: str, also: _t.Optional[str] = None) -> None:
+        """Count one answer of kind (and of `also`, a 304's not_modified, in
+        the same turn of the lock)."""
         with self._lock:
+            pending = self._pending
             k = (endpoint, kind)
-            self._pending[k] = self._pending.get(k, 0) + 1
+            pending[k] = pending.get(k, 0) + 1
+            if also is not None:
+                k = (endpoint, also)
+                pending[k] = pending.get(k, 0) + 1
             due = time.monotonic() - self._last_flush >= self.stats_interval
         if due:
             self.flush_stats()
@@ -624,18 +667,20 @@ class HttpCache:
         if e.cc_extra:
             cc += ", " + e.cc_extra
         common = [("Cache-Control", cc), ("Age", str(int(age))), ("X-Cache", xcache)]
-        common += e.validators
         kind = _KIND[xcache]
         response_class = flask.current_app.response_class
 
         if 200 <= e.status < 300 and self._not_modified(req, e):
-            self._count(endpoint, kind)
-            self._count(endpoint, "not_modified")
-            # content_type="" spares the constructor its default type, which
-            # werkzeug strips from a 304 with the other entity headers.
-            r = response_class(status=304, headers=common, content_type="")
+            self._count(endpoint, kind, "not_modified")
+            # Only ETag and Vary of the validators: werkzeug strips
+            # Last-Modified from a 304 with the other entity headers, so
+            # adding it would only be work undone.  content_type="" spares
+            # the constructor its default type for the same reason.
+            r = _not_modified_class(response_class)(status=304, headers=common + e.validators_304,
+                                                    content_type="")
             self._copy_fresh(r, fresh)
             return r
+        common += e.validators
 
         head = req.method == "HEAD"
         if body is None and not head:

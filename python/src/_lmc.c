@@ -20,10 +20,11 @@
  *   library's detailed message.
  *
  * The GIL: every call that can wait (all writes, which take LMDB's writer
- * mutex, plus open, close, sweep, delete_prefix, clear and stats) runs with
- * the GIL released, so other Python threads keep running while this one
- * waits for another process.  Reads keep the GIL: a hit never blocks (LMDB
- * readers take no lock on the hot path), and measurement showed that
+ * mutex, plus open, close, sweep, delete_prefix, flush_prefix, clear and
+ * stats) runs with the GIL released, so other Python threads keep running
+ * while this one waits for another process.  Reads keep the GIL: a hit
+ * never blocks (LMDB readers take no lock on the hot path), and
+ * measurement showed that
  * releasing and re-taking the GIL, plus the extra copy needed because a
  * Python object cannot be built without it, makes a get 26-30% slower in one
  * thread and brings no consistent gain with several (bench/python_bench.py,
@@ -989,6 +990,24 @@ static PyObject *Cache_delete_prefix(CacheObject *self, PyObject *prefix)
     return PyLong_FromUnsignedLongLong(removed);
 }
 
+/* flush_prefix(prefix): the empty prefix is every entry, as in the C call
+ * (no ValueError as in delete_prefix: a flush of everything is O(1) too). */
+static PyObject *Cache_flush_prefix(CacheObject *self, PyObject *prefix)
+{
+    lmc *h = handle(self);
+    if (!h)
+        return NULL;
+    pybuf p;
+    if (key_from(prefix, &p))
+        return NULL;
+    int rc;
+    WITHOUT_GIL(self, rc = lmc_flush_prefix(h, p.p, (size_t)p.n));
+    buf_release(&p);
+    if (rc)
+        return raise_lmc(h, rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Cache_clear(CacheObject *self, PyObject *unused)
 {
     (void)unused;
@@ -1666,6 +1685,7 @@ static PyObject *Cache_sweep(CacheObject *self, PyObject *args, PyObject *kwds)
         return raise_lmc(h, rc);
     PyObject *d = PyDict_New();
     if (!d || dict_set_steal(d, "expired", PyLong_FromUnsignedLongLong(r.expired)) ||
+        dict_set_steal(d, "flushed", PyLong_FromUnsignedLongLong(r.flushed)) ||
         dict_set_steal(d, "evicted_soonest", PyLong_FromUnsignedLongLong(r.evicted_soonest)) ||
         dict_set_steal(d, "evicted_lru", PyLong_FromUnsignedLongLong(r.evicted_lru)) ||
         dict_set_steal(d, "readers_cleared", PyLong_FromUnsignedLongLong(r.readers_cleared)) ||
@@ -1982,6 +2002,13 @@ static PyMethodDef Cache_methods[] = {
     {"delete_prefix", (PyCFunction)Cache_delete_prefix, METH_O,
      "delete_prefix(prefix) -> int\n\n"
      "Delete every entry whose key starts with prefix; returns how many."},
+    {"flush_prefix", (PyCFunction)Cache_flush_prefix, METH_O,
+     "flush_prefix(prefix) -> None\n\n"
+     "Make every entry whose key starts with prefix (b'' or '': every entry)\n"
+     "invisible at once to every process, however many there are; the sweeper\n"
+     "deletes them later.  Entries stored after the call are seen.  With 8\n"
+     "flushes pending, or a prefix over 64 bytes, it deletes them itself, as\n"
+     "delete_prefix() does."},
     {"clear", (PyCFunction)Cache_clear, METH_NOARGS, "clear() -> None\n\nDelete every entry."},
     METH_FAST("incr", Cache_incr,
               "incr(key, delta=1, timeout=None) -> int\n\n"

@@ -370,6 +370,26 @@ def test_delete_prefix_is_exact(cache):
     assert cache.delete_prefix("nothing/") == 0
 
 
+def test_flush_prefix_at_once_then_swept(cache):
+    for k in (b"view//items/1", b"view//items/2", b"view//items", b"view//other/1"):
+        cache.set(k, b"v")
+    assert cache.flush_prefix(b"view//items/") is None
+    assert sorted(cache.keys()) == [b"view//items", b"view//other/1"]
+    assert cache.get(b"view//items/1") is None
+    assert cache.add(b"view//items/2", b"new") is True   # absent for writes too
+    st = cache.stats()
+    assert st["flush_markers"] == 1 and st["prefix_flushes"] == 1
+    assert st["entries"] == 4                            # until the sweep
+    r = cache.sweep()
+    assert r["flushed"] == 1
+    assert cache.stats()["flush_markers"] == 0
+    assert cache.get(b"view//items/2") == b"new"
+    cache.flush_prefix("")                               # everything
+    assert cache.keys() == []
+    with pytest.raises(TypeError):
+        cache.flush_prefix(3)
+
+
 def test_delete_prefix_longer_than_448_bytes(cache):
     head = b"p" * 500
     cache.set(head + b"1", b"v")

@@ -179,6 +179,71 @@ def test_head_is_served_from_the_get_entry_without_the_body(app):
     assert app.runs["h"] == 2
 
 
+def test_a_304_and_a_head_copy_no_body_out_of_the_cache(app):
+    """What the cache copied out for each answer (its bytes_read counter):
+    a hit copies the body, a 304 and a HEAD only the page's header record,
+    however large the body."""
+    page = "x" * 200_000
+
+    @app.flask.get("/big")
+    @app.http.cached_response(60)
+    def big():
+        app.ran("big")
+        return page
+
+    etag = app.client.get("/big").headers["ETag"]
+    cache = app.http.cache
+
+    def copied(**kw):
+        before = cache.stats()["bytes_read"]
+        r = app.client.open("/big", **kw)
+        return r, cache.stats()["bytes_read"] - before
+
+    r, n = copied(method="GET")
+    assert r.status_code == 200 and r.headers["X-Cache"] == "HIT" and n >= len(page)
+    r, n = copied(method="GET", headers={"If-None-Match": etag})
+    assert r.status_code == 304 and 0 < n < 2000
+    r, n = copied(method="HEAD")
+    assert r.status_code == 200 and r.headers["Content-Length"] == str(len(page))
+    assert 0 < n < 2000
+    assert app.runs["big"] == 1
+
+
+def test_a_304_carries_the_validators_and_no_entity_header(app):
+    """A 304 has ETag, Vary, Cache-Control, Age and X-Cache, and none of the
+    headers that describe a body (RFC 9110 15.4.5), not even those an
+    after_request hook adds; a Location a hook adds comes out as werkzeug
+    gives it on any other response."""
+
+    @app.flask.get("/v")
+    @app.http.cached_response(60, vary=("Accept-Language",))
+    def v():
+        return "page"
+
+    hooked = {}
+
+    @app.flask.after_request
+    def hook(resp):
+        for k, val in hooked.items():
+            resp.headers[k] = val
+        return resp
+
+    etag = app.client.get("/v").headers["ETag"]
+    r = app.client.get("/v", headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.data == b""
+    assert r.headers["ETag"] == etag and r.headers["Vary"] == "Accept-Language"
+    assert {"Cache-Control", "Age", "X-Cache"} <= set(r.headers.keys())
+    for h in ("Content-Type", "Content-Length", "Last-Modified", "Content-Encoding"):
+        assert h not in r.headers, h
+    hooked.update({"Content-Type": "text/plain", "Content-Language": "fr", "X-Hook": "1",
+                   "Expires": "Thu, 01 Jan 1970 00:00:00 GMT", "Location": "/elsewhere"})
+    r = app.client.get("/v", headers={"If-None-Match": etag})
+    assert r.status_code == 304
+    assert "Content-Type" not in r.headers and "Content-Language" not in r.headers
+    assert r.headers["X-Hook"] == "1" and r.headers["Expires"].startswith("Thu, 01 Jan 1970")
+    assert r.headers["Location"] == app.client.get("/v").headers["Location"]
+
+
 # -- what is never stored or replayed ----------------------------------------
 
 

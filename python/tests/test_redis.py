@@ -481,3 +481,182 @@ def test_one_worker_per_host_reads_a_missing_key(env):
     assert [r[0] for r in results] == ["page"] * n
     assert reads.value == 1, f"{reads.value} workers read Redis"
     assert sum(r[1] for r in results) == n - 1
+
+
+# -- the get path's own reads of Redis (LmcRedisCache._redis_read) ----------
+
+def test_values_of_every_size_are_read_whole(env):
+    """The get path reads GET's reply itself: values that take one read or
+    many, an empty one, and bytes that look like the protocol, on the L1
+    miss path (GET and PTTL) and on the read-through path (GET alone)."""
+    server, host = env
+    a = host("a").start_sync()
+    through = host("b")                     # no sidecar: every get reads through
+    r = server.client()
+    values = {
+        "empty": b"",
+        "crlf": b"\r\n$5\r\n:1\r\n-ERR\r\n",
+        "small": b"x" * 100,
+        "two-reads": bytes(range(256)) * 800,      # 200 KB: more than one recv
+        "many-reads": b"\x00\xff" * (750 * 1024),  # 1.5 MB
+    }
+    for k, v in values.items():
+        r.set(PREFIX + k, v)
+    wait_for(lambda: "invalidated app/many-reads" in a.log_text(),
+             what="the invalidations of the writes")
+    for k, v in values.items():
+        assert a.cache.get(k) == v, k                # the L1 miss: GET and PTTL
+        assert through.cache.get(k) == v, k          # GET alone
+        assert a.cache.get(k) == v, k                # from the L1, or Redis again
+    pickled = {"page": "y" * 300_000, "n": [1, 2, 3]}
+    assert a.cache.set("pickled", pickled)
+    assert a.cache.get("pickled") == pickled and through.cache.get("pickled") == pickled
+    assert a.cache.get("none") is None and through.cache.get("none") is None
+    assert a.cache.counts["redis_errors"] == 0 and through.cache.counts["redis_errors"] == 0
+
+
+def test_a_restarted_redis_is_read_again_without_a_failed_get(env):
+    """An idle connection of the get path that the server closed (here by
+    a restart) is replaced before the get fails, as redis-py's pool does."""
+    server, host = env
+    a = host("a").start_sync()
+    through = host("b")
+    assert a.cache.set("k", "v")
+    filled(a, "k", "v")                     # the get path has a connection now
+    assert through.cache.get("k") == "v"
+    server.kill()
+    server.start()
+    wait_for(a.status_up, what="tracking to resume")
+    a.cache._status_until = 0
+    assert a.cache.set("k", "w")            # and its L1 entry dropped
+    errors = a.cache.counts["redis_errors"], through.cache.counts["redis_errors"]
+    assert a.cache.get("k") == "w" and through.cache.get("k") == "w"
+    assert (a.cache.counts["redis_errors"], through.cache.counts["redis_errors"]) == errors
+
+
+def test_a_timed_out_read_never_answers_the_next_get(env):
+    """A get whose Redis read times out gives up its connection: the reply
+    that arrives late must not be taken for the answer to the next get."""
+    server, host = env
+    host("a")
+    c = LmcRedisCache(server.url, os.path.join(server.dir, "a"), key_prefix=PREFIX,
+                      require_sync=False, redis_options={"socket_timeout": 0.3})
+    assert c.set("t1", "one") and c.set("t2", "two")
+    assert c.get("t1") == "one"             # a connection of the get path, then its fill
+    c.lmc.delete(PREFIX + "t1")
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert c.get("t1") is None          # timed out: logged, a miss
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert c.counts["redis_errors"] == 1
+    assert c.get("t2") == "two"
+    c.lmc.delete(PREFIX + "t1")
+    assert c.get("t1") == "one"
+
+
+def test_threads_and_forked_children_never_share_a_connection(env):
+    """Gets from several threads, and from a child forked while the parent
+    holds idle connections, each read their own replies."""
+    import multiprocessing
+    import threading
+
+    server, host = env
+    a = host("a").start_sync()
+    keys = [f"c{i}" for i in range(20)]
+    for k in keys:
+        assert a.cache.set(k, "value of " + k)
+    wait_for(lambda: "invalidated app/c19" in a.log_text(), what="the sets' invalidations")
+
+    def misses(cache, seconds, bad):
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            k = keys[i % len(keys)]
+            i += 1
+            cache.lmc.delete(PREFIX + k)    # an L1 miss each time
+            try:
+                v = cache.get(k)
+            except Exception as e:          # a reply out of step can raise too
+                v = e
+            if v != "value of " + k:
+                bad.append((k, v))
+
+    bad = []
+    threads = [threading.Thread(target=misses, args=(a.cache, 0.5, bad)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == [] and a.cache.counts["redis_errors"] == 0
+
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Event()
+
+    def child(q):
+        mine = []
+        go.set()
+        misses(a.cache, 1.0, mine)          # the parent's backend, inherited
+        q.put((mine[:5], a.cache.counts["redis_errors"]))
+
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    assert go.wait(10)
+    misses(a.cache, 1.0, bad)               # the parent at the same time
+    mine, errors = q.get(timeout=30)
+    p.join(10)
+    assert p.exitcode == 0
+    assert mine == [] and errors == 0
+    assert bad == [] and a.cache.counts["redis_errors"] == 0
+
+
+class _Trickle:
+    """A socket that hands out what it holds a few bytes per recv()."""
+
+    def __init__(self, data, step):
+        self.data, self.step, self.pos = data, step, 0
+
+    def recv(self, n):
+        out = self.data[self.pos:self.pos + min(n, self.step)]
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 65536])
+def test_replies_are_parsed_whatever_the_reads_cut(step):
+    """The get path's parser of GET and PTTL replies, fed by reads that cut
+    the bytes anywhere: values, nulls (RESP2's and RESP3's), error replies,
+    and bytes left over or missing, which must never pass for a reply."""
+    from redis.exceptions import ConnectionError, InvalidResponse
+
+    from lmc.cachelib import _Replies
+
+    def parse(data, pttl=True):
+        rep = _Replies(_Trickle(data, step))
+        out = [rep.value()]
+        if pttl:
+            out.append(rep.integer())
+        rep.done()
+        return out
+
+    assert parse(b"$5\r\nhe\r\no\r\n:1234\r\n") == [(b"he\r\no", None), (1234, None)]
+    assert parse(b"$0\r\n\r\n:-1\r\n") == [(b"", None), (-1, None)]
+    assert parse(b"$-1\r\n:-2\r\n") == [(None, None), (-2, None)]
+    assert parse(b"_\r\n:-2\r\n") == [(None, None), (-2, None)]
+    assert parse(b"$3\r\nabc\r\n", pttl=False) == [(b"abc", None)]
+    wrong = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    assert parse(wrong + b":-1\r\n") == [(None, wrong[1:-2].decode()), (-1, None)]
+    big = bytes(range(256)) * (1000 if step > 100 else 20)  # many reads either way
+    assert parse(b"$%d\r\n%s\r\n:5\r\n" % (len(big), big)) == [(big, None), (5, None)]
+    bad = [b"+OK\r\n:1\r\n", b"$x\r\n", b"$1\r\na\r\n$1\r\nb\r\n"]
+    if step > 100:
+        # Bytes beyond the replies, read with them: the connection is out of
+        # step.  (Bytes that arrive in a later read cannot be told apart
+        # from the next command's reply; Redis sends none.)
+        bad.append(b"$1\r\na\r\n:1\r\n:2\r\n")
+    for data in bad:
+        with pytest.raises(InvalidResponse):
+            parse(data)
+    with pytest.raises(ConnectionError):
+        parse(b"$10\r\nshort")   # the server closed the connection mid-reply

@@ -173,6 +173,20 @@ expect_eq "$("$LMC" "$C" del-prefix view//api/)" 0 "del-prefix again"
 expect_eq "$("$LMC" "$C" get view//about)" about "key outside the prefix"
 expect_eq "$("$LMC" "$C" get view//apix)" near-miss "key that only shares a shorter prefix"
 
+# --- flush-prefix: the same invalidation at once, reclaimed by lmc-sweep -----------
+"$LMC" "$C" set "view//api/a" a
+"$LMC" "$C" set "view//api/b" b
+expect_eq "$("$LMC" "$C" flush-prefix view//api/)" "" "flush-prefix prints nothing"
+expect_rc 1 "$LMC" "$C" get view//api/a
+expect_eq "$("$LMC" "$C" ls view//api/ | wc -l)" 0 "ls after flush-prefix"
+expect_eq "$("$LMC" "$C" get view//about)" about "key outside the flushed prefix"
+"$LMC" "$C" set "view//api/c" c
+expect_eq "$("$LMC" "$C" get view//api/c)" c "a key written after the flush"
+"$SWEEP" "$C" --once > /dev/null
+expect_eq "$("$LMC" "$C" get view//api/c)" c "a key written after the flush, swept"
+expect_rc 1 "$LMC" "$C" get view//api/b
+"$LMC" "$C" del view//api/c
+
 # --- info, clear -----------------------------------------------------------------
 n=$("$LMC" "$C" ls | wc -l)
 "$LMC" "$C" info > "$T/info"

@@ -85,14 +85,23 @@ poll_until 5 gone app/fence3
 expect_eq "$("$LMC" "$C" get app/stays)" x "an entry after a long key's invalidation"
 if grep -q 'flushing instead' "$LOG"; then fail "a long key made it flush"; fi
 
-# 2. FLUSHALL: a null invalidation flushes the prefix.
+# 2. FLUSHALL: a null invalidation flushes the prefix.  The flush is one
+# marker (lmc_flush_prefix): every entry misses as soon as the first does,
+# before anything is deleted; lmc-sweep then deletes them and retires it.
+i=0
+while [ $i -lt 100 ]; do "$LMC" "$C" set "app/bulk/$i" x; i=$((i + 1)); done
 "$LMC" "$C" set app/a 1
 "$LMC" "$C" set app/b 2
 R flushall >/dev/null
 poll_until 5 gone app/a
-poll_until 5 gone app/b
+gone app/b || fail "app/b still there once app/a missed after FLUSHALL"
+expect_eq "$("$LMC" "$C" ls app/ | grep -vc '^lmc-redis-sync/')" 0 "ls app/ after FLUSHALL"
 expect_eq "$("$LMC" "$C" get other/k)" kept "a key outside the prefix after FLUSHALL"
 grep -q 'null invalidation' "$LOG" || fail "FLUSHALL was not logged"
+"$LMC_BIN_DIR/lmc-stats" "$C" | grep -q '^flush_markers:1$' || fail "no flush marker after FLUSHALL"
+"$SWEEP" "$C" > /dev/null
+"$LMC_BIN_DIR/lmc-stats" "$C" | grep -q '^flush_markers:0$' || fail "the sweep left the marker"
+gone app/bulk/7 || fail "app/bulk/7 came back after the sweep"
 
 # 3. CLIENT KILL of the tracking connection, then of the invalidation one:
 # each flushes and tracking comes back, and works.

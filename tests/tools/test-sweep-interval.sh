@@ -44,8 +44,8 @@ expect_eq "$rc" 0 "exit status of lmc-sweep after SIGTERM"
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 keys = {"path", "time_ms", "expired", "evicted", "evicted_soonest", "evicted_lru",
-        "readers_cleared", "fill_before", "fill_after", "elapsed_ms", "transactions", "slices",
-        "complete"}
+        "readers_cleared", "fill_before", "fill_after", "elapsed_ms", "transactions", "flushed",
+        "slices", "complete"}
 for l in lines:
     p = json.loads(l)
     assert set(p) == keys, set(p) ^ keys
