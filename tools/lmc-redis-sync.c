@@ -450,6 +450,23 @@ static redisReply *command(redisContext *c, char *err, size_t cap, int argc, con
     return r;
 }
 
+/* A command of the connection's setup, its reply discarded: -1 with err
+ * naming the server (and, for a server that wants a password it was not
+ * given, where to give it). */
+static int setup_command(redisContext *c, char *err, size_t cap, int argc, const char **argv)
+{
+    redisReply *r = command(c, err, cap, argc, argv);
+    if (r) {
+        freeReplyObject(r);
+        return 0;
+    }
+    char why[512];
+    snprintf(why, sizeof why, "%s", err);
+    snprintf(err, cap, "%s: %s%s", redis_where(), why,
+             strstr(why, "NOAUTH") ? " (set --password-file or LMC_REDIS_PASSWORD)" : "");
+    return -1;
+}
+
 /* A connection, authenticated, named lmc-redis-sync:PID:ROLE in CLIENT
  * LIST (so that an operator, or a test, can tell whose it is). */
 static redisContext *connect_one(const char *role, char *err, size_t cap)
@@ -486,27 +503,11 @@ static redisContext *connect_one(const char *role, char *err, size_t cap)
     char name[64];
     snprintf(name, sizeof name, "lmc-redis-sync:%ld:%s", (long)getpid(), role);
     const char *setname[3] = {"CLIENT", "SETNAME", name};
-    redisReply *r = command(c, err, cap, 3, setname);
-    if (!r) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", err);
-        snprintf(err, cap, "%s: %s%s", redis_where(), why,
-                 strstr(why, "NOAUTH") ? " (set --password-file or LMC_REDIS_PASSWORD)" : "");
-        redisFree(c);
-        return NULL;
-    }
-    freeReplyObject(r);
     const char *ping[1] = {"PING"};
-    r = command(c, err, cap, 1, ping);
-    if (!r) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", err);
-        snprintf(err, cap, "%s: %s%s", redis_where(), why,
-                 strstr(why, "NOAUTH") ? " (set --password-file or LMC_REDIS_PASSWORD)" : "");
+    if (setup_command(c, err, cap, 3, setname) || setup_command(c, err, cap, 1, ping)) {
         redisFree(c);
         return NULL;
     }
-    freeReplyObject(r);
     return c;
 }
 
