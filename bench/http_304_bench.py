@@ -29,7 +29,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from http_bench import free_port, wait_http  # noqa: E402 (the throughput bench's helpers)
 PY = "/usr/bin/python3"
 CASES = ("hit 2 KB", "304 2 KB", "hit 110 KB", "304 110 KB")
 PATHS = {"2 KB": "/page", "110 KB": "/big"}
@@ -45,7 +46,6 @@ PATHS = {"2 KB": "/page", "110 KB": "/big"}
 def callers(cache_dir):
     """{case: call()} over one HttpCache app, every page cached and its
     ETag known; each call() makes one request and returns its status."""
-    sys.path.insert(0, HERE)
     from http_bench_app import make_app
     from werkzeug.test import EnvironBuilder
 
@@ -119,14 +119,6 @@ def instructions(case, n1=50, n2=250):
     return (run(n2) - run(n1)) / (n2 - n1)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def oncpu_ns(pids):
     total = 0
     for pid in pids:
@@ -142,8 +134,6 @@ def workers_of(master):
 
 
 def under_gunicorn(rounds, seconds):
-    import urllib.request
-
     d = tempfile.mkdtemp(prefix="lmc-304-bench-", dir="/dev/shm")
     port = free_port()
     env = dict(os.environ, LMC_BENCH_MODE="lmc-http", LMC_HTTP_PATH=os.path.join(d, "c"))
@@ -153,20 +143,14 @@ def under_gunicorn(rounds, seconds):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        etags = {}
+        etags = {size: wait_http(base + path, proc, "gunicorn")[1]["ETag"]
+                 for size, path in PATHS.items()}
+        # The first answer can come before gunicorn has forked every worker.
         deadline = time.monotonic() + 30
-        for size, path in PATHS.items():
-            while True:
-                try:
-                    with urllib.request.urlopen(base + path, timeout=2) as r:
-                        etags[size] = r.headers["ETag"]
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("gunicorn did not answer")
-                    time.sleep(0.05)
-        pids = workers_of(proc.pid)
-        assert len(pids) == 4, pids
+        while len(pids := workers_of(proc.pid)) < 4:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gunicorn started {len(pids)} of 4 workers")
+            time.sleep(0.05)
         per = {c: [] for c in CASES}
         for rnd in range(rounds + 1):
             for name in CASES:
