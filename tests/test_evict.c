@@ -300,6 +300,16 @@ static int fill_to(lmc *c, const char *prefix, double fill, int64_t ttl)
     }
 }
 
+/* The hot keys of the two tests below: spread through the key space (40
+ * prefixes), so that they sit among the cold ones in every run of entries. */
+#define HOT_KEYS 400
+
+static const char *hot_key(char *k, size_t cap, int i)
+{
+    snprintf(k, cap, "hot%02d/%04d", i % 40, i);
+    return k;
+}
+
 static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
 {
     tctx *t = *state;
@@ -308,17 +318,13 @@ static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
     char k[48], buf[128];
     /* Hot keys spread through the key space, then cold ones; time passes;
      * then only the hot keys are read. */
-    for (int i = 0; i < 400; i++) {
-        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
-        ASSERT_OK(put_s(c, k, "hot", LMC_TTL_NEVER));
-    }
+    for (int i = 0; i < HOT_KEYS; i++)
+        ASSERT_OK(put_s(c, hot_key(k, sizeof k, i), "hot", LMC_TTL_NEVER));
     fake_clock_advance(5000);
     int n = fill_to(c, "cold", 0.88, LMC_TTL_NEVER);
     fake_clock_advance(5000);
-    for (int i = 0; i < 400; i++) {
-        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
-        assert_non_null(get_s(c, k, buf, sizeof buf));
-    }
+    for (int i = 0; i < HOT_KEYS; i++)
+        assert_non_null(get_s(c, hot_key(k, sizeof k, i), buf, sizeof buf));
     lmc_stat before = stats_of(c);
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(c, NULL, &r));
@@ -327,11 +333,9 @@ static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
     assert_int_equal(r.complete, 1);
     lmc_stat after = stats_of(c);
     assert_true(after.fill <= 0.70);
-    for (int i = 0; i < 400; i++) {
-        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
-        if (!get_s(c, k, buf, sizeof buf))
+    for (int i = 0; i < HOT_KEYS; i++)
+        if (!get_s(c, hot_key(k, sizeof k, i), buf, sizeof buf))
             fail_msg("hot key %s was evicted", k);
-    }
     /* About (0.88 - 0.70) / 0.88 = 20% of the entries are excess; allow for
      * the granularity of runs, but not for a massacre. */
     double evicted = (double)r.evicted_lru / (double)before.entries;
@@ -350,8 +354,8 @@ static void *rewrite_hot_keys(void *p)
 {
     lmc *c = p;
     char k[48];
-    for (int i = 0; i < 400; i++) {
-        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
+    for (int i = 0; i < HOT_KEYS; i++) {
+        hot_key(k, sizeof k, i);
         if (lmc_set(c, k, strlen(k), "hot", 3, i % 2 ? LMC_TTL_KEEP : LMC_TTL_NEVER) != LMC_OK)
             return (void *)1;
     }
@@ -364,10 +368,8 @@ static void test_sweeper_keeps_rewritten_keys(void **state)
     fake_clock_install();
     lmc *c = open_map(t, 8192);
     char k[48], buf[128];
-    for (int i = 0; i < 400; i++) {
-        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
-        ASSERT_OK(put_s(c, k, "old", LMC_TTL_NEVER));
-    }
+    for (int i = 0; i < HOT_KEYS; i++)
+        ASSERT_OK(put_s(c, hot_key(k, sizeof k, i), "old", LMC_TTL_NEVER));
     fake_clock_advance(5000);
     fill_to(c, "cold", 0.88, LMC_TTL_NEVER);
     fake_clock_advance(5000);
@@ -380,9 +382,8 @@ static void test_sweeper_keeps_rewritten_keys(void **state)
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(c, NULL, &r));
     assert_true(r.evicted_lru > 0);
-    for (int i = 0; i < 400; i++) {
-        snprintf(k, sizeof k, "hot%02d/%04d", i % 40, i);
-        const char *v = get_s(c, k, buf, sizeof buf);
+    for (int i = 0; i < HOT_KEYS; i++) {
+        const char *v = get_s(c, hot_key(k, sizeof k, i), buf, sizeof buf);
         if (!v || strcmp(v, "hot") != 0)
             fail_msg("rewritten key %s was evicted", k);
     }

@@ -335,6 +335,25 @@ static int hold_view(void *arg, const lmc_value *v)
     return 0;
 }
 
+/* Once the child pid is inside its snapshot: flush app/ (and with sweep,
+ * reclaim its n entries and retire the marker), then let the child go on
+ * and wait for it. */
+static void flush_under_reader(tctx *t, pid_t pid, bool sweep, uint64_t n)
+{
+    gate_open_when(&H->in, 1);
+    ASSERT_OK(lmc_flush_prefix(t->c, "app/", 4));
+    if (sweep) {
+        lmc_sweep_result res;
+        ASSERT_OK(lmc_sweep(t->c, NULL, &res));
+        assert_int_equal(res.flushed, n);
+        /* Retired while the reader still holds its old snapshot: it reads
+         * the table before each new snapshot. */
+        assert_int_equal(stats_of(t->c).flush_markers, 0);
+    }
+    atomic_store(&H->done, 1);
+    wait_ok(pid);
+}
+
 static void snapshot_across(tctx *t, bool sweep)
 {
     t->c = open_cache(t, 16, 0);
@@ -349,18 +368,7 @@ static void snapshot_across(tctx *t, bool sweep)
         CHILD_OK(lmc_scan(t->c, "app/", 4, hold_scan, NULL));
         _exit(atomic_load(&H->seen) < 600 ? 0 : 1);
     }
-    gate_open_when(&H->in, 1);
-    ASSERT_OK(lmc_flush_prefix(t->c, "app/", 4));
-    if (sweep) {
-        lmc_sweep_result res;
-        ASSERT_OK(lmc_sweep(t->c, NULL, &res));
-        assert_int_equal(res.flushed, 600);
-        /* Retired while the reader still holds its old snapshot: it reads
-         * the table before each new snapshot. */
-        assert_int_equal(stats_of(t->c).flush_markers, 0);
-    }
-    atomic_store(&H->done, 1);
-    wait_ok(pid);
+    flush_under_reader(t, pid, sweep, 600);
     assert_true(atomic_load(&H->seen) <= 256 + 1);
 
     /* A get_view inside its snapshot across the flush (and reclaim) gets
@@ -378,16 +386,7 @@ static void snapshot_across(tctx *t, bool sweep)
         CHILD_CHECK(lmc_get(t->c, "app/0001", 8, buf, sizeof buf, &n) == LMC_NOTFOUND);
         _exit(0);
     }
-    gate_open_when(&H->in, 1);
-    ASSERT_OK(lmc_flush_prefix(t->c, "app/", 4));
-    if (sweep) {
-        lmc_sweep_result res;
-        ASSERT_OK(lmc_sweep(t->c, NULL, &res));
-        assert_int_equal(res.flushed, 10);
-        assert_int_equal(stats_of(t->c).flush_markers, 0);
-    }
-    atomic_store(&H->done, 1);
-    wait_ok(pid);
+    flush_under_reader(t, pid, sweep, 10);
 }
 
 static void test_flush_old_snapshot(void **state)
