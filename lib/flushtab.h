@@ -57,6 +57,7 @@
 #include "attrs.h"
 #include "format.h"
 #include "handle.h"
+#include "txn.h"
 
 #define LMC__FLUSH_SLOTS 8u
 #define LMC__FLUSH_PREFIX_MAX 64u
@@ -107,6 +108,16 @@ static inline void lmc__flush_view(const lmc__core *k, lmc__fview *v)
     v->n = 0;
     if (LMC__UNLIKELY(used))
         lmc__flush_copy(k->flush, used, v);
+}
+
+/* A read's snapshot: the markers pending now into v, then the calling
+ * thread's read txn renewed (end it with lmc__rend).  Every read begins
+ * here, so that the order the top of this file relies on (the table read
+ * before the snapshot) is kept in one place. */
+static inline int lmc__rbegin_flushed(lmc *h, lmc__fview *v, lmc__rtxn **r)
+{
+    lmc__flush_view(h->core, v);
+    return lmc__rbegin(h, r);
 }
 
 /* Whether the entry e was flushed, as v saw the table. */

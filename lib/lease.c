@@ -286,9 +286,8 @@ static int decide_read(lmc *c, acquire_arg *a)
 {
     lmc__core *k = c->core;
     lmc__fview fv;
-    lmc__flush_view(k, &fv);
     lmc__rtxn *r;
-    int rc = lmc__rbegin(c, &r);
+    int rc = lmc__rbegin_flushed(c, &fv, &r);
     if (rc)
         return rc;
     int64_t now = lmc__now_ms();
@@ -533,11 +532,10 @@ static int get_lease(lmc *c, const void *key, size_t klen, const lmc_lease_optio
     if (c->rdonly)
         beta = 0;
 
-    /* The flush markers, read before the snapshot (flushtab.h says why). */
+    /* The flush markers and the snapshot, in that order (flushtab.h). */
     lmc__fview fv;
-    lmc__flush_view(k, &fv);
     lmc__rtxn *r;
-    if (LMC__UNLIKELY((rc = lmc__rbegin(c, &r))))
+    if (LMC__UNLIKELY((rc = lmc__rbegin_flushed(c, &fv, &r))))
         return rc;
     MDB_val d;
     lmc__entry e;

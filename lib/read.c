@@ -110,9 +110,8 @@ static inline int get_copy(lmc *c, const void *key, size_t klen, void *buf, size
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     lmc__fview fv;
-    lmc__flush_view(c->core, &fv);
     lmc__rtxn *r;
-    if (LMC__UNLIKELY((rc = lmc__rbegin(c, &r))))
+    if (LMC__UNLIKELY((rc = lmc__rbegin_flushed(c, &fv, &r))))
         return rc;
     lmc__entry e;
     rc = lookup(c, r, &fv, &sk, key, klen, &e);
@@ -158,9 +157,8 @@ int lmc_get_alloc(lmc *c, const void *key, size_t klen, void **val, size_t *vlen
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     lmc__fview fv;
-    lmc__flush_view(c->core, &fv);
     lmc__rtxn *r;
-    if ((rc = lmc__rbegin(c, &r)))
+    if ((rc = lmc__rbegin_flushed(c, &fv, &r)))
         return rc;
     lmc__entry e;
     void *p = NULL;
@@ -186,9 +184,8 @@ int lmc_exists(lmc *c, const void *key, size_t klen)
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     lmc__fview fv;
-    lmc__flush_view(c->core, &fv);
     lmc__rtxn *r;
-    if ((rc = lmc__rbegin(c, &r)))
+    if ((rc = lmc__rbegin_flushed(c, &fv, &r)))
         return rc;
     lmc__entry e;
     rc = lookup(c, r, &fv, &sk, key, klen, &e);
@@ -232,9 +229,8 @@ int lmc_get_view(lmc *c, const void *key, size_t klen, lmc_view_fn fn, void *arg
     lmc__skey sk;
     lmc__skey_make(&sk, key, klen);
     lmc__fview fv;
-    lmc__flush_view(c->core, &fv);
     lmc__rtxn *r;
-    if ((rc = lmc__rbegin(c, &r)))
+    if ((rc = lmc__rbegin_flushed(c, &fv, &r)))
         return rc;
     lmc__entry e;
     if ((rc = lookup(c, r, &fv, &sk, key, klen, &e))) {
@@ -270,9 +266,8 @@ int lmc_get_many(lmc *c, const lmc_key *keys, size_t n, lmc_many_fn fn, void *ar
         return 0;
     lmc__core *k = c->core;
     lmc__fview fv;
-    lmc__flush_view(k, &fv);
     lmc__rtxn *r;
-    if ((rc = lmc__rbegin(c, &r)))
+    if ((rc = lmc__rbegin_flushed(c, &fv, &r)))
         return rc;
     uint64_t hits = 0, misses = 0, expired = 0, malformed = 0, bytes = 0;
     int64_t now = 0;
@@ -385,9 +380,8 @@ int lmc_scan(lmc *c, const void *prefix, size_t plen, lmc_scan_fn fn, void *arg)
     do {
         /* The markers again for each snapshot, read before it. */
         lmc__fview fv;
-        lmc__flush_view(c->core, &fv);
         lmc__rtxn *r;
-        if ((rc = lmc__rbegin(c, &r)))
+        if ((rc = lmc__rbegin_flushed(c, &fv, &r)))
             return rc;
         rc = scan_batch(c, r, &fv, &range, &at, fn, arg);
         lmc__rend(r);
