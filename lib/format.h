@@ -407,7 +407,7 @@ static inline bool lmc__range_holds(const lmc__range *r, const MDB_val *key, con
 typedef struct lmc__resume {
     bool set;
     size_t len;
-    unsigned char key[LMC__KEY_STORED_LONG];
+    unsigned char key[LMC__EXPKEY_MAX]; /* a stored key or an expiry row */
 } lmc__resume;
 
 static inline void lmc__resume_at(lmc__resume *r, const MDB_val *key)

@@ -353,6 +353,39 @@ static void test_prefix_and_clear_drop_index_rows(void **state)
     assert_int_equal(stats_of(c).entries_with_ttl, 0);
 }
 
+/* Regression: lmc_stats counts the expiry rows in read transactions of
+ * 65,536 rows and goes on from the row it stopped at, which it copied into
+ * a buffer sized for a stored key; the row of a long key is 9 bytes longer
+ * (its time before the stored key), so a long key's row at that boundary
+ * overran it (AddressSanitizer: stack-buffer-overflow).  65,536 short keys
+ * with a TTL, then one long key with the same TTL, which sorts after them
+ * and is row 65,537. */
+static void test_stats_count_rows_past_a_chunk(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc_options o = {.map_size = 64u << 20};
+    lmc *c = NULL;
+    ASSERT_OK(lmc_open(&c, t->path, &o));
+    t->c = c;
+    enum { N = 65536, BATCH = 4096 };
+    static char keys[BATCH][8];
+    lmc_item items[BATCH];
+    for (int b = 0; b < N / BATCH; b++) {
+        for (int j = 0; j < BATCH; j++) {
+            snprintf(keys[j], sizeof keys[j], "a%05d", b * BATCH + j);
+            items[j] = (lmc_item){keys[j], 6, "v", 1, 60000};
+        }
+        ASSERT_OK(lmc_set_many(c, items, BATCH));
+    }
+    char long_key[600];
+    memset(long_key, 'z', sizeof long_key);
+    ASSERT_OK(lmc_set(c, long_key, sizeof long_key, "v", 1, 60000));
+    lmc_stat st = stats_of(c);
+    assert_int_equal(st.entries, N + 1);
+    assert_int_equal(st.entries_with_ttl, N + 1);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -369,6 +402,7 @@ int main(void)
         T(test_writes_over_expired_entries),
         T(test_batch_reads_skip_expired),
         T(test_prefix_and_clear_drop_index_rows),
+        T(test_stats_count_rows_past_a_chunk),
     };
     return cmocka_run_group_tests_name("ttl", tests, NULL, NULL);
 }
