@@ -1,7 +1,8 @@
 /*
  * entry.c - every change of an entry inside a write transaction.  An entry
  * with a TTL has a row in the expiry index (format.h), which moves whenever
- * its expiry time changes and goes when the entry goes, so that sweeping
+ * its row time (the second in which it goes) changes and goes when the entry
+ * goes, so that sweeping
  * expired entries costs O(expired) and the index never points at nothing.
  * The change of the key and value byte totals is counted in the write's
  * context and added to the stats file after the commit (kept in LMDB they
@@ -16,9 +17,9 @@
 #include "flushtab.h"
 #include "lmdbmeta.h"
 
-/* The time of the expiry row of a stored entry about to go away or be
- * replaced (0 for none, or for a malformed entry, which lmc cannot account
- * for), and its bytes off the totals.  Read before the entry changes: old points into its
+/* The row time of a stored entry about to go away or be replaced (0 for
+ * none, or for a malformed entry, which lmc cannot account for), and its
+ * bytes off the totals.  Read before the entry changes: old points into its
  * page. */
 static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
 {
@@ -27,14 +28,14 @@ static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *o
         return 0;
     w->d_key_bytes -= (int64_t)e.klen;
     w->d_value_bytes -= (int64_t)e.vlen;
-    return lmc__entry_gone_at(e.expires_at, e.grace_ms);
+    return lmc__row_at(lmc__entry_gone_at(e.expires_at, e.grace_ms));
 }
 
-/* Put or delete the expiry row (expires_at, skey) of an entry. */
-static int row_put(lmc__wctx *w, uint64_t expires_at, const MDB_val *skey)
+/* Put or delete the expiry row (at, skey) of an entry. */
+static int row_put(lmc__wctx *w, uint64_t at, const MDB_val *skey)
 {
     unsigned char ek[LMC__EXPKEY_MAX];
-    MDB_val row = {lmc__expkey_make(ek, expires_at, skey), ek}, empty = {0, NULL};
+    MDB_val row = {lmc__expkey_make(ek, at, skey), ek}, empty = {0, NULL};
     int rc = mdb_put(w->txn, w->k->dbi_main, &row, &empty, 0);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (expiry row)");
@@ -42,10 +43,10 @@ static int row_put(lmc__wctx *w, uint64_t expires_at, const MDB_val *skey)
     return 0;
 }
 
-static int row_del(lmc__wctx *w, uint64_t expires_at, const MDB_val *skey)
+static int row_del(lmc__wctx *w, uint64_t at, const MDB_val *skey)
 {
     unsigned char ek[LMC__EXPKEY_MAX];
-    MDB_val row = {lmc__expkey_make(ek, expires_at, skey), ek};
+    MDB_val row = {lmc__expkey_make(ek, at, skey), ek};
     int rc = mdb_del(w->txn, w->k->dbi_main, &row, NULL);
     if (rc == 0)
         w->d_rows--;
@@ -56,8 +57,8 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
                      const void *val, size_t vlen, const lmc__emeta *m, const MDB_val *old)
 {
     lmc__core *k = w->k;
-    uint64_t old_exp = old ? entry_forget(w, &sk->v, old) : 0;
-    uint64_t expires_at = lmc__entry_gone_at(m->expires_at, m->grace_ms);
+    uint64_t old_at = old ? entry_forget(w, &sk->v, old) : 0;
+    uint64_t at = lmc__row_at(lmc__entry_gone_at(m->expires_at, m->grace_ms));
     /* The entry first, through the cursor while it still sits on the old one
      * (the rows share the tree: changing one would move the cursor). */
     MDB_val skey = sk->v;
@@ -71,11 +72,11 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
     lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, m);
-    /* Then its row, which moves only when the expiry time does. */
-    if (old_exp != expires_at) {
-        if (old_exp && (rc = row_del(w, old_exp, &sk->v)))
+    /* Then its row, which moves only when the row time does. */
+    if (old_at != at) {
+        if (old_at && (rc = row_del(w, old_at, &sk->v)))
             return rc;
-        if (expires_at && (rc = row_put(w, expires_at, &sk->v)))
+        if (at && (rc = row_put(w, at, &sk->v)))
             return rc;
     }
     w->d_key_bytes += (int64_t)klen;
@@ -83,10 +84,10 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     return 0;
 }
 
-/* Remove one entry; *expires_at gets its expiry time (0: none, or a
- * malformed entry), for the caller that counts evictions. */
+/* Remove one entry; *at gets its row time (0: no TTL, or a malformed
+ * entry), for the caller that counts evictions. */
 static int remove_one(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old,
-                      bool with_row, uint64_t *expires_at)
+                      bool with_row, uint64_t *at)
 {
     /* The row goes first, by key, while the cursor sits on the entry (LMDB
      * keeps every cursor of a transaction right when others change the
@@ -96,8 +97,8 @@ static int remove_one(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
     MDB_val k = {skey->mv_size, kb};
     memcpy(kb, skey->mv_data, skey->mv_size);
     int rc;
-    *expires_at = entry_forget(w, &k, old);
-    if (*expires_at && with_row && (rc = row_del(w, *expires_at, &k)))
+    *at = entry_forget(w, &k, old);
+    if (*at && with_row && (rc = row_del(w, *at, &k)))
         return rc;
     skey = &k;
     if (cur)
@@ -114,8 +115,8 @@ static int remove_one(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
 int lmc__entry_remove(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const MDB_val *old,
                       bool with_row)
 {
-    uint64_t exp;
-    return remove_one(w, cur, skey, old, with_row, &exp);
+    uint64_t at;
+    return remove_one(w, cur, skey, old, with_row, &at);
 }
 
 int lmc__entry_remove_range(lmc__wctx *w, MDB_cursor *cur, const lmc__range *r,
@@ -135,13 +136,13 @@ int lmc__entry_remove_range(lmc__wctx *w, MDB_cursor *cur, const lmc__range *r,
             lmc__resume_at(next, &key);
             break;
         }
-        uint64_t exp;
-        if ((rc = remove_one(w, cur, &key, &d, true, &exp)))
+        uint64_t at;
+        if ((rc = remove_one(w, cur, &key, &d, true, &at)))
             return rc;
         if (count >= 0)
             lmc__wcount(w, count, 1);
         else if (count == LMC__COUNT_EVICTIONS)
-            lmc__wcount(w, exp ? LMC__C_evictions_soonest : LMC__C_evictions_lru, 1);
+            lmc__wcount(w, at ? LMC__C_evictions_soonest : LMC__C_evictions_lru, 1);
         n++;
         rc = lmc__lmdb_next_after_del(cur, &key, &d);
     }

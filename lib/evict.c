@@ -2,8 +2,9 @@
  * evict.c - choosing what to evict and removing it, inside a transaction.
  *
  * Expired entries are garbage: they are read straight off the expiry index,
- * whose keys start with the big-endian expiry time, so removing N of them
- * costs O(N) and never a scan of the cache.
+ * whose keys start with the big-endian second in which the entry goes, so
+ * removing N of them costs O(N) and never a scan of the cache (beside the
+ * rows of the current second, checked one by one).
  *
  * Capacity eviction is different, because what runs out is pages, and a
  * B-tree gives a page back only when it is nearly empty: LMDB merges a leaf
@@ -40,21 +41,33 @@
 /* Expired entries, through the expiry index                                */
 /* ------------------------------------------------------------------------ */
 
-int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint64_t *removed)
+int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
+                       lmc__resume *next, uint64_t *removed)
 {
     lmc__core *k = w->k;
     MDB_cursor *cur;
     *removed = 0;
+    next->set = false;
     int rc = mdb_cursor_open(w->txn, k->dbi_main, &cur);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_cursor_open (expiry rows)");
-    MDB_val key = lmc__rows_start(), d;
-    uint64_t n = 0;
+    /* Rows are filed by the second in which their entry goes, rounded up
+     * (format.h): every row up to now is an expired entry's, the rows of
+     * the current second (up to lmc__row_at(now)) are checked against their
+     * entry's exact time, and no row after that can be an expired entry's.
+     * The live entries of the current second are stepped over, and count
+     * against the work of one call as the removals do. */
+    const uint64_t now = (uint64_t)w->now, last = lmc__row_at(now);
+    const uint64_t max_looked = budget * 4;
+    MDB_val key = from && from->set ? (MDB_val){from->len, (void *)(uintptr_t)from->key}
+                                    : lmc__rows_start(),
+            d;
+    uint64_t n = 0, looked = 0;
     rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
-    while (rc == 0 && n < budget && *(const unsigned char *)key.mv_data == LMC__NS_ROW) {
-        uint64_t exp;
+    while (rc == 0 && *(const unsigned char *)key.mv_data == LMC__NS_ROW) {
+        uint64_t at;
         MDB_val row_skey;
-        if (lmc__expkey_parse(&key, &exp, &row_skey) != 0) {
+        if (lmc__expkey_parse(&key, &at, &row_skey) != 0) {
             /* Not a row we wrote: drop it. */
             if ((rc = mdb_cursor_del(cur, 0)))
                 break;
@@ -62,9 +75,13 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
             rc = lmc__lmdb_next_after_del(cur, &key, &d);
             continue;
         }
-        bool expired = exp <= (uint64_t)w->now;
-        if (only_expired && !expired)
+        if (at > last)
             break;
+        if (n >= budget || looked >= max_looked) {
+            lmc__resume_at(next, &key);
+            break;
+        }
+        looked++;
         /* Copy the stored key out of the row's page before changing the
          * tree. */
         unsigned char sbuf[LMC__KEY_STORED_LONG];
@@ -73,8 +90,14 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
         MDB_val old;
         rc = mdb_get(w->txn, k->dbi_main, &skey, &old);
         lmc__entry e;
-        if (rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 &&
-            lmc__entry_gone_at(e.expires_at, e.grace_ms) == exp) {
+        bool its = rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 &&
+                   lmc__row_at(lmc__entry_gone_at(e.expires_at, e.grace_ms)) == at;
+        if (its && lmc__entry_gone_at(e.expires_at, e.grace_ms) > now) {
+            /* Live, going later in the current second: its row stays. */
+            rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+            continue;
+        }
+        if (its) {
             /* The entry goes by key, while the cursor sits on its row (LMDB
              * keeps every cursor of a transaction right when others change
              * the tree), and the row through the cursor after it. */
@@ -82,7 +105,7 @@ int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint6
                 mdb_cursor_close(cur);
                 return rc;
             }
-            lmc__wcount(w, expired ? LMC__C_evictions_expired : LMC__C_evictions_soonest, 1);
+            lmc__wcount(w, LMC__C_evictions_expired, 1);
             n++;
         } else if (rc != 0 && rc != MDB_NOTFOUND) {
             break;
@@ -317,7 +340,8 @@ int lmc__evict_for_room(lmc__wctx *w, void *p)
     const uint64_t budget = *a->budget;
     a->removed = 0;
     uint64_t n = 0;
-    int rc = lmc__evict_by_expiry(w, true, budget, &n);
+    lmc__resume after;
+    int rc = lmc__evict_expired(w, budget, NULL, &after, &n);
     if (rc || n) {
         a->removed = n;
         return rc;

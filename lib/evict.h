@@ -15,9 +15,13 @@
 #include "format.h"
 #include "handle.h"
 
-/* Walk the expiry index from the soonest entry: remove expired entries (and,
- * unless only_expired, live ones too) until budget removals. */
-int lmc__evict_by_expiry(lmc__wctx *w, bool only_expired, uint64_t budget, uint64_t *removed);
+/* Walk the expiry index from its first row (or from *from, where an earlier
+ * call stopped; from may be NULL) and remove the expired entries, with rows
+ * that point at nothing, until budget removals or 4 x budget rows looked at;
+ * *next gets where to go on, unset when no expired entry is left after
+ * *from. */
+int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
+                       lmc__resume *next, uint64_t *removed);
 
 /* A run: consecutive entries (about three leaf pages), the unit of capacity
  * eviction, scored by its most valuable member (evict.c explains why). */

@@ -34,18 +34,18 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
         memcpy(p, val, vlen);
 }
 
-size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey)
+size_t lmc__expkey_make(unsigned char *dst, uint64_t at, const MDB_val *skey)
 {
     dst[0] = LMC__NS_ROW;
     for (int i = 8; i >= 1; i--) {
-        dst[i] = (unsigned char)(expires_at & 0xff);
-        expires_at >>= 8;
+        dst[i] = (unsigned char)(at & 0xff);
+        at >>= 8;
     }
     memcpy(dst + 9, skey->mv_data, skey->mv_size);
     return 9 + skey->mv_size;
 }
 
-int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey)
+int lmc__expkey_parse(const MDB_val *row, uint64_t *at, MDB_val *skey)
 {
     if (!lmc__is_row_key(row) || row->mv_size > LMC__EXPKEY_MAX)
         return -1;
@@ -53,7 +53,7 @@ int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey)
     uint64_t v = 0;
     for (int i = 1; i <= 8; i++)
         v = (v << 8) | p[i];
-    *expires_at = v;
+    *at = v;
     skey->mv_size = row->mv_size - 9;
     skey->mv_data = (void *)(uintptr_t)(p + 9);
     return lmc__is_entry_key(skey) ? 0 : -1;

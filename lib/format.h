@@ -20,8 +20,9 @@
 
 /* Format of the entries; stored in the meta database and checked on open.
  * Format 3 keeps the expiry rows in the main database (format 2 had them in
- * a named database "expiry"). */
-#define LMC__FORMAT_VERSION 3u
+ * a named database "expiry"); format 4 files each row under the second in
+ * which its entry goes (lmc__row_at), not the millisecond. */
+#define LMC__FORMAT_VERSION 4u
 
 /*
  * Stored keys.  Entries live in LMDB's main (unnamed) database, next to the
@@ -275,13 +276,35 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
 /* Expiry rows                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* An expiry row is a key of the main database with empty data:
- * LMC__NS_ROW | BE64(expires_at) | stored key, so that the rows are ordered
- * by expiry time.  Returns its length (at most LMC__EXPKEY_MAX). */
-size_t lmc__expkey_make(unsigned char *dst, uint64_t expires_at, const MDB_val *skey);
-/* The expiry time and stored key of a row's key (skey points into it);
- * -1 if it is not a row lmc writes. */
-int lmc__expkey_parse(const MDB_val *row, uint64_t *expires_at, MDB_val *skey);
+/*
+ * An expiry row is a key of the main database with empty data:
+ * LMC__NS_ROW | BE64(row time) | stored key, so that the rows are ordered
+ * by expiry time.  The row time is the time the entry may go
+ * (lmc__entry_gone_at) rounded up to a whole second: a set with a TTL that
+ * replaces an entry going in the same second (a hot key rewritten with the
+ * same TTL, a session touched on every request) leaves its row where it is,
+ * and so costs one B-tree update instead of three (the entry, the old row
+ * deleted, the new row put).  The exact time stays in the entry's header,
+ * which every read checks; only the sweeper and eviction read the rows, and
+ * they check the header of each row of the current second (evict.c).
+ * Rounded up, a row's time is never before its entry's, so every row of a
+ * second that has passed is an expired entry's.
+ */
+#define LMC__ROW_QUANTUM_MS 1000u
+
+/* The row time of an entry that may go at gone_at (0: never; no row). */
+static inline uint64_t lmc__row_at(uint64_t gone_at)
+{
+    return gone_at ? (gone_at + LMC__ROW_QUANTUM_MS - 1) / LMC__ROW_QUANTUM_MS * LMC__ROW_QUANTUM_MS
+                   : 0;
+}
+
+/* Makes the row of the entry of stored key skey whose row time is at;
+ * returns its length (at most LMC__EXPKEY_MAX). */
+size_t lmc__expkey_make(unsigned char *dst, uint64_t at, const MDB_val *skey);
+/* The row time and stored key of a row's key (skey points into it); -1 if
+ * it is not a row lmc writes. */
+int lmc__expkey_parse(const MDB_val *row, uint64_t *at, MDB_val *skey);
 
 /* Whether a key of the main database is an expiry row's. */
 static inline bool lmc__is_row_key(const MDB_val *k)

@@ -305,11 +305,11 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
             if (!ts)
                 return bad(v, "entry '%s' (node %u of page %llu) has a TTL but no expiry row",
                            show_key(key.p, key.n, kb, sizeof kb), i, (unsigned long long)pg);
-            uint64_t gone = lmc__entry_gone_at(e.expires_at, e.grace_ms);
-            if (ts->exp != gone)
+            uint64_t at = lmc__row_at(lmc__entry_gone_at(e.expires_at, e.grace_ms));
+            if (ts->exp != at)
                 return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
                            show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp,
-                           (unsigned long long)gone);
+                           (unsigned long long)at);
             ts->matched = 1;
         } else if (ts) {
             return bad(v, "the expiry row of '%s' at %llu ms belongs to an entry without a TTL",
@@ -318,8 +318,8 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
         return true;
     }
     if (v->kind == TREE_MAIN && key.n >= 1 && key.p[0] == LMC__NS_ROW) {
-        /* NS_ROW | BE64(expires_at) | stored key -> nothing; its entry, met
-         * later in the walk, must exist and expire at that time. */
+        /* NS_ROW | BE64(row time) | stored key -> nothing; its entry, met
+         * later in the walk, must exist and go in that second. */
         MDB_val row = {key.n, (void *)(uintptr_t)key.p}, skey;
         uint64_t at;
         if (lmc__expkey_parse(&row, &at, &skey) != 0 || data.n != 0)

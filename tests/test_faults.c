@@ -4,7 +4,9 @@
  * once with a single failure and once with every later allocation failing
  * too), and LMDB errors injected with -Wl,--wrap (MDB_MAP_FULL, EIO,
  * MDB_READERS_FULL, MDB_CORRUPTED).  Each must give a clear code and message,
- * leak nothing (the ASan build checks) and leave the cache consistent.
+ * leak nothing (the ASan build checks) and leave the cache consistent.  The
+ * same wrap also counts the expiry rows that writes put, which no public
+ * call shows.
  */
 #include "util.h"
 
@@ -47,8 +49,13 @@ static bool fault_fire(fault *f)
 }
 
 int __real_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags);
+/* Expiry rows put (their keys start with 0xFE, lib/format.h). */
+static unsigned long row_puts;
+
 int __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags)
 {
+    if (key->mv_size && *(const unsigned char *)key->mv_data == 0xFE)
+        row_puts++;
     if (fault_fire(&f_put))
         return f_put.rc;
     return __real_mdb_put(txn, dbi, key, data, flags);
@@ -575,6 +582,34 @@ static void test_writes_under_allocation_failures(void **state)
     alloc_loop(t, &sweep, true);
 }
 
+/* A set with a TTL that replaces an entry going in the same second leaves
+ * its expiry row where it is (one B-tree update instead of three); one that
+ * goes in another second moves it. */
+static void test_rewrite_in_the_same_second_moves_no_row(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install(); /* on a whole second */
+    t->c = open_cache(t, 4, 0);
+    fake_clock_advance(100);
+    unsigned long before = row_puts;
+    ASSERT_OK(put_s(t->c, "k", "1", 60000)); /* goes at +60100, row at +61000 */
+    assert_int_equal(row_puts - before, 1);
+    for (int i = 0; i < 8; i++) {
+        fake_clock_advance(100); /* goes up to +60900: the same row */
+        ASSERT_OK(put_s(t->c, "k", "2", 60000));
+    }
+    ASSERT_OK(lmc_touch(t->c, "k", 1, 60000));
+    assert_int_equal(row_puts - before, 1);
+    fake_clock_advance(200); /* goes at +61100: the next second */
+    ASSERT_OK(put_s(t->c, "k", "3", 60000));
+    assert_int_equal(row_puts - before, 2);
+    lmc_verify_result v;
+    ASSERT_OK(lmc_verify(t->c, NULL, &v));
+    assert_int_equal(v.expiry_rows, 1);
+    char buf[8];
+    assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "3");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -590,6 +625,7 @@ int main(void)
         T(test_open_under_allocation_failures),
         T(test_reads_under_allocation_failures),
         T(test_writes_under_allocation_failures),
+        T(test_rewrite_in_the_same_second_moves_no_row),
     };
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
 }

@@ -386,6 +386,99 @@ static void test_stats_count_rows_past_a_chunk(void **state)
     assert_int_equal(st.entries_with_ttl, N + 1);
 }
 
+/* The index in the library's own terms must agree with the entries. */
+static void assert_index_exact(lmc *c, uint64_t with_ttl)
+{
+    lmc_verify_result v;
+    ASSERT_OK(lmc_verify(c, NULL, &v));
+    assert_int_equal(v.entries_with_ttl, with_ttl);
+    assert_int_equal(v.expiry_rows, with_ttl);
+}
+
+/* Expiry rows are filed by the second in which their entry goes, so the
+ * rows of the current second hold entries that have gone and entries that
+ * have not, in key order.  A sweep checks each against its exact time:
+ * here the live ones come first in key order and outnumber what one
+ * transaction looks at (4 x batch), so the pass steps over them across
+ * transactions and still removes exactly the expired, in one call. */
+static void test_sweep_is_exact_within_a_second(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char k[32], buf[16];
+    /* The fake clock starts on a whole second: every entry goes within the
+     * next one (100..892 ms), k000 last. */
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        ASSERT_OK(put_s(c, k, "v", 892 - 8 * i));
+    }
+    fake_clock_advance(500); /* k049 (892 - 392 ms) and after have gone */
+    lmc_sweep_options o = {.batch = 8};
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    assert_int_equal(r.expired, 51);
+    assert_int_equal(r.complete, 1);
+    assert_true(r.transactions > 2); /* it did step over the live rows */
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        if (892 - 8 * i <= 500)
+            assert_null(get_s(c, k, buf, sizeof buf));
+        else
+            assert_string_equal(get_s(c, k, buf, sizeof buf), "v");
+    }
+    assert_int_equal(stats_of(c).entries_with_ttl, 49);
+    assert_index_exact(c, 49);
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    assert_int_equal(r.expired, 0);
+    fake_clock_advance(500); /* the second is over: the rest have gone */
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    assert_int_equal(r.expired, 49);
+    assert_index_exact(c, 0);
+}
+
+/* A set that replaces an entry going in the same second keeps the row
+ * where it is; the entry then goes at its new time, not the old one.  A
+ * set whose entry goes in another second moves the row, and leaves none
+ * behind. */
+static void test_rewrite_within_and_across_a_second(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_ttl(t, 0);
+    char buf[16];
+    lmc_sweep_result r;
+    fake_clock_advance(100);
+    ASSERT_OK(put_s(c, "s", "1", 1000)); /* goes at +1100 */
+    fake_clock_advance(300);
+    ASSERT_OK(put_s(c, "s", "2", 1000)); /* goes at +1400: the same second */
+    assert_index_exact(c, 1);
+    fake_clock_advance(800); /* +1200: past the first time, not the second */
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+    assert_string_equal(get_s(c, "s", buf, sizeof buf), "2");
+    fake_clock_advance(199);
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+    fake_clock_advance(1);
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 1);
+    assert_null(get_s(c, "s", buf, sizeof buf));
+
+    ASSERT_OK(put_s(c, "m", "1", 500)); /* +1900: goes in the second to +2000 */
+    fake_clock_advance(300);
+    ASSERT_OK(put_s(c, "m", "2", 500)); /* +2200: the next second */
+    assert_index_exact(c, 1);
+    fake_clock_advance(400); /* +2100: the old second is over */
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+    assert_string_equal(get_s(c, "m", buf, sizeof buf), "2");
+    ASSERT_OK(put_s(c, "m", "3", LMC_TTL_NEVER)); /* no TTL: no row */
+    assert_index_exact(c, 0);
+    fake_clock_advance(1000);
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_int_equal(r.expired, 0);
+    assert_string_equal(get_s(c, "m", buf, sizeof buf), "3");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -403,6 +496,8 @@ int main(void)
         T(test_batch_reads_skip_expired),
         T(test_prefix_and_clear_drop_index_rows),
         T(test_stats_count_rows_past_a_chunk),
+        T(test_sweep_is_exact_within_a_second),
+        T(test_rewrite_within_and_across_a_second),
     };
     return cmocka_run_group_tests_name("ttl", tests, NULL, NULL);
 }
