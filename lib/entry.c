@@ -1,8 +1,8 @@
 /*
  * entry.c - every change of an entry inside a write transaction.  An entry
- * with a TTL has a row in the expiry index (format.h), which moves whenever
- * its row time (the second in which it goes) changes and goes when the entry
- * goes, so that sweeping
+ * with a TTL has a row in the expiry index (format.h), which moves when its
+ * expiry time moves earlier or more than the row lag allows later, and goes
+ * when the entry goes, so that sweeping
  * expired entries costs O(expired) and the index never points at nothing.
  * The change of the key and value byte totals is counted in the write's
  * context and added to the stats file after the commit (kept in LMDB they
@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "alloc.h"
 #include "entry.h"
 #include "error.h"
 #include "flushtab.h"
@@ -28,7 +29,7 @@ static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *o
         return 0;
     w->d_key_bytes -= (int64_t)e.klen;
     w->d_value_bytes -= (int64_t)e.vlen;
-    return lmc__row_at(lmc__entry_gone_at(e.expires_at, e.grace_ms));
+    return lmc__entry_row_at(&e);
 }
 
 /* Put or delete the expiry row (at, skey) of an entry. */
@@ -58,11 +59,22 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
 {
     lmc__core *k = w->k;
     uint64_t old_at = old ? entry_forget(w, &sk->v, old) : 0;
-    uint64_t at = lmc__row_at(lmc__entry_gone_at(m->expires_at, m->grace_ms));
-    /* The entry first, through the cursor while it still sits on the old one
-     * (the rows share the tree: changing one would move the cursor). */
+    uint64_t at = lmc__entry_gone_at(m->expires_at, m->grace_ms);
     MDB_val skey = sk->v;
     MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long, lmc__emeta_ext(m)), NULL};
+    /* The old row stays if the entry goes no earlier than it and at most
+     * LMC__ROW_LAG_MAX ms later (format.h), for an entry that stays in its
+     * leaf page: the sweeper files a lagging row again by rewriting its
+     * entry's header, which must not need pages of its own on a full map. */
+    lmc__emeta mm = *m;
+    mm.row_lag = 0;
+    bool keep = old_at && (at == old_at ||
+                           (at > old_at && at - old_at <= LMC__ROW_LAG_MAX &&
+                            lmc__lmdb_value_pages(k->psize, skey.mv_size, d.mv_size) == 0));
+    if (keep)
+        mm.row_lag = (uint16_t)(at - old_at);
+    /* The entry first, through the cursor while it still sits on the old one
+     * (the rows share the tree: changing one would move the cursor). */
     int rc;
     if (old && w->cur && old->mv_data == w->cur_at)
         rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
@@ -71,9 +83,9 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     w->cur_at = NULL;
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
-    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, m);
-    /* Then its row, which moves only when the row time does. */
-    if (old_at != at) {
+    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, &mm);
+    /* Then its row, unless it stays. */
+    if (!keep) {
         if (old_at && (rc = row_del(w, old_at, &sk->v)))
             return rc;
         if (at && (rc = row_put(w, at, &sk->v)))
@@ -82,6 +94,37 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     w->d_key_bytes += (int64_t)klen;
     w->d_value_bytes += (int64_t)vlen;
     return 0;
+}
+
+int lmc__entry_refile(lmc__wctx *w, const MDB_val *skey)
+{
+    MDB_val old;
+    int rc = mdb_get(w->txn, w->k->dbi_main, (MDB_val *)(uintptr_t)skey, &old);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_get (refiling an expiry row)");
+    lmc__entry e;
+    if (lmc__entry_parse(skey, &old, &e) != 0)
+        return 0; /* malformed: it has no row (entry_forget) */
+    uint64_t gone = lmc__entry_gone_at(e.expires_at, e.grace_ms);
+    if (e.row_lag == 0)
+        return gone ? row_put(w, gone, skey) : 0;
+    /* The same entry with a row lag of 0, from a copy: the put may move the
+     * old bytes.  A lagging entry stays in its leaf page (lmc__entry_store),
+     * so the copy is small and the put needs no pages of its own. */
+    unsigned char small[4096], *buf = small;
+    if (old.mv_size > sizeof small && !(buf = lmc__malloc(old.mv_size)))
+        return lmc__err(w->h, LMC_ENOMEM, "out of memory refiling an expiry row");
+    memcpy(buf, old.mv_data, old.mv_size);
+    memset(buf + 2, 0, 2);
+    MDB_val d = {old.mv_size, buf};
+    rc = mdb_put(w->txn, w->k->dbi_main, (MDB_val *)(uintptr_t)skey, &d, 0);
+    if (buf != small)
+        lmc__free(buf);
+    if (rc)
+        return lmc__mdb_err(w->h, rc, "mdb_put (refiling an expiry row)");
+    return row_put(w, gone, skey);
 }
 
 /* Remove one entry; *at gets its row time (0: no TTL, or a malformed

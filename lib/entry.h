@@ -65,6 +65,11 @@ typedef int (*lmc__wop)(lmc__wctx *w, void *arg);
 int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
                      const void *val, size_t vlen, const lmc__emeta *m, const MDB_val *old);
 
+/* Put the expiry row of the entry under skey at the entry's time, its row
+ * lag set to 0 (format.h): for a walk of the expiry index that found the old
+ * row lagging and removed it. */
+int lmc__entry_refile(lmc__wctx *w, const MDB_val *skey);
+
 /* Remove the entry under skey whose stored data is old: through cur if it is
  * not NULL (it must be positioned on the entry), else by key; with its
  * expiry row unless the caller removes that row itself (with_row false: a

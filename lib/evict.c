@@ -2,9 +2,8 @@
  * evict.c - choosing what to evict and removing it, inside a transaction.
  *
  * Expired entries are garbage: they are read straight off the expiry index,
- * whose keys start with the big-endian second in which the entry goes, so
- * removing N of them costs O(N) and never a scan of the cache (beside the
- * rows of the current second, checked one by one).
+ * whose keys start with the big-endian expiry time, so removing N of them
+ * costs O(N) and never a scan of the cache.
  *
  * Capacity eviction is different, because what runs out is pages, and a
  * B-tree gives a page back only when it is nearly empty: LMDB merges a leaf
@@ -41,27 +40,53 @@
 /* Expired entries, through the expiry index                                */
 /* ------------------------------------------------------------------------ */
 
-int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
-                       lmc__resume *next, uint64_t *removed)
+/* The stored keys of lagging rows, filed again once the walk is over. */
+typedef struct refiles {
+    unsigned char *buf;
+    size_t len, cap;
+} refiles;
+
+static bool refiles_add(refiles *r, const MDB_val *skey)
+{
+    size_t need = r->len + sizeof(uint16_t) + skey->mv_size;
+    if (need > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        unsigned char *b = lmc__malloc(cap);
+        if (!b)
+            return false;
+        if (r->len)
+            memcpy(b, r->buf, r->len);
+        lmc__free(r->buf);
+        r->buf = b;
+        r->cap = cap;
+    }
+    uint16_t n = (uint16_t)skey->mv_size;
+    memcpy(r->buf + r->len, &n, sizeof n);
+    memcpy(r->buf + r->len + sizeof n, skey->mv_data, n);
+    r->len = need;
+    return true;
+}
+
+int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, bool *more)
 {
     lmc__core *k = w->k;
     MDB_cursor *cur;
     *removed = 0;
-    next->set = false;
+    *more = false;
     int rc = mdb_cursor_open(w->txn, k->dbi_main, &cur);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_cursor_open (expiry rows)");
-    /* Rows are filed by the second in which their entry goes, rounded up
-     * (format.h): every row up to now is an expired entry's, the rows of
-     * the current second (up to lmc__row_at(now)) are checked against their
-     * entry's exact time, and no row after that can be an expired entry's.
-     * The live entries of the current second are stepped over, and count
-     * against the work of one call as the removals do. */
-    const uint64_t now = (uint64_t)w->now, last = lmc__row_at(now);
-    const uint64_t max_looked = budget * 4;
-    MDB_val key = from && from->set ? (MDB_val){from->len, (void *)(uintptr_t)from->key}
-                                    : lmc__rows_start(),
-            d;
+    /* A row's time is never later than its entry's (format.h), so the walk
+     * ends at the first row after now.  A row up to now is an expired
+     * entry's, or lags behind a live one: that row goes now and is put
+     * again at its entry's time after the walk (the rows share the tree
+     * with the cursor), so that the next walk does not meet it again.
+     * Rows filed again count against the work of one call, as removals do. */
+    const uint64_t now = (uint64_t)w->now, max_looked = budget * 4;
+    refiles rf = {NULL, 0, 0};
+    MDB_val key = lmc__rows_start(), d;
     uint64_t n = 0, looked = 0;
     rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
     while (rc == 0 && *(const unsigned char *)key.mv_data == LMC__NS_ROW) {
@@ -75,10 +100,10 @@ int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
             rc = lmc__lmdb_next_after_del(cur, &key, &d);
             continue;
         }
-        if (at > last)
+        if (at > now)
             break;
         if (n >= budget || looked >= max_looked) {
-            lmc__resume_at(next, &key);
+            *more = true;
             break;
         }
         looked++;
@@ -91,20 +116,18 @@ int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
         rc = mdb_get(w->txn, k->dbi_main, &skey, &old);
         lmc__entry e;
         bool its = rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 &&
-                   lmc__row_at(lmc__entry_gone_at(e.expires_at, e.grace_ms)) == at;
+                   lmc__entry_row_at(&e) == at;
         if (its && lmc__entry_gone_at(e.expires_at, e.grace_ms) > now) {
-            /* Live, going later in the current second: its row stays. */
-            rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
-            continue;
-        }
-        if (its) {
+            if (!refiles_add(&rf, &skey)) {
+                rc = lmc__err(w->h, LMC_ENOMEM, "out of memory walking the expiry index");
+                goto out;
+            }
+        } else if (its) {
             /* The entry goes by key, while the cursor sits on its row (LMDB
              * keeps every cursor of a transaction right when others change
              * the tree), and the row through the cursor after it. */
-            if ((rc = lmc__entry_remove(w, NULL, &skey, &old, false))) {
-                mdb_cursor_close(cur);
-                return rc;
-            }
+            if ((rc = lmc__entry_remove(w, NULL, &skey, &old, false)))
+                goto out;
             lmc__wcount(w, LMC__C_evictions_expired, 1);
             n++;
         } else if (rc != 0 && rc != MDB_NOTFOUND) {
@@ -116,11 +139,26 @@ int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
         w->d_rows--;
         rc = lmc__lmdb_next_after_del(cur, &key, &d);
     }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rc = lmc__mdb_err(w->h, rc, "evicting through the expiry index");
+        goto out;
+    }
+    rc = 0;
     mdb_cursor_close(cur);
+    cur = NULL;
+    for (size_t off = 0; rc == 0 && off < rf.len;) {
+        uint16_t len;
+        memcpy(&len, rf.buf + off, sizeof len);
+        MDB_val skey = {len, rf.buf + off + sizeof len};
+        rc = lmc__entry_refile(w, &skey);
+        off += sizeof len + len;
+    }
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    lmc__free(rf.buf);
     *removed = n;
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmc__mdb_err(w->h, rc, "evicting through the expiry index");
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -340,8 +378,8 @@ int lmc__evict_for_room(lmc__wctx *w, void *p)
     const uint64_t budget = *a->budget;
     a->removed = 0;
     uint64_t n = 0;
-    lmc__resume after;
-    int rc = lmc__evict_expired(w, budget, NULL, &after, &n);
+    bool more;
+    int rc = lmc__evict_expired(w, budget, &n, &more);
     if (rc || n) {
         a->removed = n;
         return rc;

@@ -15,13 +15,12 @@
 #include "format.h"
 #include "handle.h"
 
-/* Walk the expiry index from its first row (or from *from, where an earlier
- * call stopped; from may be NULL) and remove the expired entries, with rows
- * that point at nothing, until budget removals or 4 x budget rows looked at;
- * *next gets where to go on, unset when no expired entry is left after
- * *from. */
-int lmc__evict_expired(lmc__wctx *w, uint64_t budget, const lmc__resume *from,
-                       lmc__resume *next, uint64_t *removed);
+/* Walk the expiry index from its first row and remove the expired entries,
+ * with rows that point at nothing, and file the rows that lag behind a live
+ * entry again at its time, until budget removals or 4 x budget rows looked
+ * at; *more is whether the walk stopped there, before the rows of the
+ * future. */
+int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, bool *more);
 
 /* A run: consecutive entries (about three leaf pages), the unit of capacity
  * eviction, scored by its most valuable member (evict.c explains why). */

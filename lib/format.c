@@ -15,8 +15,7 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
     bool ext = lmc__emeta_ext(m);
     dst[0] = LMC__ENTRY_FORMAT;
     dst[1] = (unsigned char)((is_long ? LMC__EF_LONGKEY : 0) | (ext ? LMC__EF_EXT : 0));
-    dst[2] = 0;
-    dst[3] = 0;
+    memcpy(dst + 2, &m->row_lag, 2);
     memcpy(dst + 4, &fkl, 4);
     memcpy(dst + 8, &m->expires_at, 8);
     memcpy(dst + 16, &m->version, 8);

@@ -20,8 +20,8 @@
 
 /* Format of the entries; stored in the meta database and checked on open.
  * Format 3 keeps the expiry rows in the main database (format 2 had them in
- * a named database "expiry"); format 4 files each row under the second in
- * which its entry goes (lmc__row_at), not the millisecond. */
+ * a named database "expiry"); format 4 lets a row lag behind its entry's
+ * time (the row lag of the header, below). */
 #define LMC__FORMAT_VERSION 4u
 
 /*
@@ -165,7 +165,8 @@ static inline int lmc__key_cmp(const void *a, size_t al, const void *b, size_t b
  * memcpy because LMDB only 2-byte-aligns values.
  *   0  u8  format (LMC__ENTRY_FORMAT)
  *   1  u8  flags  (LMC__EF_*)
- *   2  u16 reserved, zero
+ *   2  u16 row lag: the entry's expiry row is filed this many ms before
+ *      the time the entry goes (see "Expiry rows"); 0 without a TTL
  *   4  u32 length of the whole key (long keys), else 0
  *   8  u64 expires_at, ms since the Unix epoch, 0 = never
  *  16  u64 version, for compare-and-swap
@@ -186,6 +187,7 @@ typedef struct lmc__entry {
     uint64_t version;
     uint32_t grace_ms;
     uint32_t fill_ms;
+    uint16_t row_lag;
     const unsigned char *key; /* the whole user key */
     size_t klen;
     const unsigned char *val;
@@ -198,6 +200,7 @@ typedef struct lmc__emeta {
     uint64_t version;
     uint32_t grace_ms;
     uint32_t fill_ms;
+    uint16_t row_lag; /* set by lmc__entry_store, which files the row */
 } lmc__emeta;
 
 /* Parse a stored entry; returns 0, or -1 if it is malformed.  Every pointer
@@ -209,6 +212,7 @@ static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__e
         return -1;
     uint32_t fkl;
     unsigned flags = p[1];
+    memcpy(&e->row_lag, p + 2, 2);
     memcpy(&fkl, p + 4, 4);
     memcpy(&e->expires_at, p + 8, 8);
     memcpy(&e->version, p + 16, 8);
@@ -279,24 +283,27 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
 /*
  * An expiry row is a key of the main database with empty data:
  * LMC__NS_ROW | BE64(row time) | stored key, so that the rows are ordered
- * by expiry time.  The row time is the time the entry may go
- * (lmc__entry_gone_at) rounded up to a whole second: a set with a TTL that
- * replaces an entry going in the same second (a hot key rewritten with the
- * same TTL, a session touched on every request) leaves its row where it is,
- * and so costs one B-tree update instead of three (the entry, the old row
- * deleted, the new row put).  The exact time stays in the entry's header,
- * which every read checks; only the sweeper and eviction read the rows, and
- * they check the header of each row of the current second (evict.c).
- * Rounded up, a row's time is never before its entry's, so every row of a
- * second that has passed is an expired entry's.
+ * by time.  The row time is the time the entry goes (lmc__entry_gone_at)
+ * less the header's row lag, so it is never later than the entry's: every
+ * row up to now that is its entry's is an expired entry's, or one whose
+ * row lags.  A set with a TTL that replaces an entry going at most
+ * LMC__ROW_LAG_MAX ms after the old row's time (a hot key rewritten with
+ * the same TTL, a session touched on every request) keeps that row and
+ * records the lag: one B-tree update instead of three (the entry, the old
+ * row deleted, the new one put).  Rows are still put at the exact time, so
+ * they arrive in time order and fill their pages at the end of the range.
+ * A walk of the index that finds a lagging row due files it again at its
+ * entry's time (evict.c), which rewrites the entry's header; so only
+ * entries that stay in their leaf page may lag, and the rewrite never needs
+ * pages of its own.
  */
-#define LMC__ROW_QUANTUM_MS 1000u
+#define LMC__ROW_LAG_MAX 65535u
 
-/* The row time of an entry that may go at gone_at (0: never; no row). */
-static inline uint64_t lmc__row_at(uint64_t gone_at)
+/* The row time of entry e (0: no TTL, no row). */
+static inline uint64_t lmc__entry_row_at(const lmc__entry *e)
 {
-    return gone_at ? (gone_at + LMC__ROW_QUANTUM_MS - 1) / LMC__ROW_QUANTUM_MS * LMC__ROW_QUANTUM_MS
-                   : 0;
+    uint64_t gone = lmc__entry_gone_at(e->expires_at, e->grace_ms);
+    return gone > e->row_lag ? gone - e->row_lag : gone;
 }
 
 /* Makes the row of the entry of stored key skey whose row time is at;

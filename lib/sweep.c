@@ -64,19 +64,16 @@ static bool runs_stop(void *arg, uint64_t removed)
     return over_budget(arg, removed);
 }
 
-/* Where the walk of the expiry index is; next is adopted once the
- * transaction has committed, so that one retried after a full map starts
- * from the same row. */
 typedef struct expire_arg {
     unsigned batch;
     uint64_t removed;
-    lmc__resume from, next;
+    bool more;
 } expire_arg;
 
 static int op_expire(lmc__wctx *w, void *p)
 {
     expire_arg *a = p;
-    return lmc__evict_expired(w, a->batch, &a->from, &a->next, &a->removed);
+    return lmc__evict_expired(w, a->batch, &a->removed, &a->more);
 }
 
 /* Read every entry as runs, in read transactions of a bounded size. */
@@ -211,9 +208,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
     r.complete = 1;
 
     /* Expired entries. */
-    expire_arg ea;
-    ea.batch = o->batch;
-    ea.from.set = false;
+    expire_arg ea = {o->batch, 0, false};
     for (;;) {
         s.deleted = r.expired;
         if (over_budget(&s, 0)) {
@@ -226,9 +221,8 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
             goto out;
         r.transactions++;
         r.expired += ea.removed;
-        if (!ea.next.set)
+        if (!ea.more)
             break;
-        ea.from = ea.next;
     }
 
     /* Entries that lmc_flush_prefix made invisible, and then their markers.

@@ -305,7 +305,7 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
             if (!ts)
                 return bad(v, "entry '%s' (node %u of page %llu) has a TTL but no expiry row",
                            show_key(key.p, key.n, kb, sizeof kb), i, (unsigned long long)pg);
-            uint64_t at = lmc__row_at(lmc__entry_gone_at(e.expires_at, e.grace_ms));
+            uint64_t at = lmc__entry_row_at(&e);
             if (ts->exp != at)
                 return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
                            show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp,
@@ -319,7 +319,7 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
     }
     if (v->kind == TREE_MAIN && key.n >= 1 && key.p[0] == LMC__NS_ROW) {
         /* NS_ROW | BE64(row time) | stored key -> nothing; its entry, met
-         * later in the walk, must exist and go in that second. */
+         * later in the walk, must exist and have that row time. */
         MDB_val row = {key.n, (void *)(uintptr_t)key.p}, skey;
         uint64_t at;
         if (lmc__expkey_parse(&row, &at, &skey) != 0 || data.n != 0)

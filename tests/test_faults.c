@@ -582,30 +582,37 @@ static void test_writes_under_allocation_failures(void **state)
     alloc_loop(t, &sweep, true);
 }
 
-/* A set with a TTL that replaces an entry going in the same second leaves
- * its expiry row where it is (one B-tree update instead of three); one that
- * goes in another second moves it. */
-static void test_rewrite_in_the_same_second_moves_no_row(void **state)
+/* A set with a TTL that replaces an entry going a little later keeps its
+ * expiry row where it is (one B-tree update instead of three), and so does
+ * a touch; once the entry would go more than LMC__ROW_LAG_MAX ms after the
+ * row, the row moves.  An entry with pages of its own always moves its row
+ * (the sweeper could not file it again without pages on a full map). */
+static void test_rewrite_soon_after_moves_no_row(void **state)
 {
     tctx *t = *state;
-    fake_clock_install(); /* on a whole second */
+    fake_clock_install();
     t->c = open_cache(t, 4, 0);
-    fake_clock_advance(100);
     unsigned long before = row_puts;
-    ASSERT_OK(put_s(t->c, "k", "1", 60000)); /* goes at +60100, row at +61000 */
+    ASSERT_OK(put_s(t->c, "k", "1", 60000));
     assert_int_equal(row_puts - before, 1);
     for (int i = 0; i < 8; i++) {
-        fake_clock_advance(100); /* goes up to +60900: the same row */
+        fake_clock_advance(8000); /* up to 64,000 ms after the row */
         ASSERT_OK(put_s(t->c, "k", "2", 60000));
     }
-    ASSERT_OK(lmc_touch(t->c, "k", 1, 60000));
+    ASSERT_OK(lmc_touch(t->c, "k", 1, 61535)); /* 65,535 after: the most */
     assert_int_equal(row_puts - before, 1);
-    fake_clock_advance(200); /* goes at +61100: the next second */
-    ASSERT_OK(put_s(t->c, "k", "3", 60000));
+    fake_clock_advance(1);
+    ASSERT_OK(put_s(t->c, "k", "3", 61535));
     assert_int_equal(row_puts - before, 2);
+    static char bigval[8192];
+    memset(bigval, 'b', sizeof bigval);
+    ASSERT_OK(lmc_set(t->c, "big", 3, bigval, sizeof bigval, 60000));
+    fake_clock_advance(1);
+    ASSERT_OK(lmc_set(t->c, "big", 3, bigval, sizeof bigval, 60000));
+    assert_int_equal(row_puts - before, 4);
     lmc_verify_result v;
     ASSERT_OK(lmc_verify(t->c, NULL, &v));
-    assert_int_equal(v.expiry_rows, 1);
+    assert_int_equal(v.expiry_rows, 2);
     char buf[8];
     assert_string_equal(get_s(t->c, "k", buf, sizeof buf), "3");
 }
@@ -625,7 +632,7 @@ int main(void)
         T(test_open_under_allocation_failures),
         T(test_reads_under_allocation_failures),
         T(test_writes_under_allocation_failures),
-        T(test_rewrite_in_the_same_second_moves_no_row),
+        T(test_rewrite_soon_after_moves_no_row),
     };
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
 }

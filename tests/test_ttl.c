@@ -395,88 +395,84 @@ static void assert_index_exact(lmc *c, uint64_t with_ttl)
     assert_int_equal(v.expiry_rows, with_ttl);
 }
 
-/* Expiry rows are filed by the second in which their entry goes, so the
- * rows of the current second hold entries that have gone and entries that
- * have not, in key order.  A sweep checks each against its exact time:
- * here the live ones come first in key order and outnumber what one
- * transaction looks at (4 x batch), so the pass steps over them across
- * transactions and still removes exactly the expired, in one call. */
-static void test_sweep_is_exact_within_a_second(void **state)
+/* A set with a TTL that replaces an entry going a little later keeps the
+ * old row, which then lags behind its entry (lib/format.h).  When it comes
+ * due the sweeper must not take the live entry for an expired one: it files
+ * the row again at the entry's time, across transactions when there are
+ * more than one looks at (4 x batch), and removes exactly the entries that
+ * have gone, which here sit between the lagging ones. */
+static void test_lagging_rows_are_filed_again(void **state)
 {
     tctx *t = *state;
     lmc *c = open_ttl(t, 0);
     char k[32], buf[16];
-    /* The fake clock starts on a whole second: every entry goes within the
-     * next one (100..892 ms), k000 last. */
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "k%03d", i);
-        ASSERT_OK(put_s(c, k, "v", 892 - 8 * i));
+        ASSERT_OK(put_s(c, k, "v", 1000));
     }
-    fake_clock_advance(500); /* k049 (892 - 392 ms) and after have gone */
+    fake_clock_advance(500);
+    for (int i = 0; i < 100; i += 2) { /* the even ones now go at +1500 */
+        snprintf(k, sizeof k, "k%03d", i);
+        ASSERT_OK(put_s(c, k, "w", 1000));
+    }
+    assert_index_exact(c, 100);
+    fake_clock_advance(700); /* +1200: every row is due, half the entries gone */
     lmc_sweep_options o = {.batch = 8};
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(c, &o, &r));
-    assert_int_equal(r.expired, 51);
+    assert_int_equal(r.expired, 50);
     assert_int_equal(r.complete, 1);
-    assert_true(r.transactions > 2); /* it did step over the live rows */
+    assert_true(r.transactions > 4); /* 100 rows, at most 32 per transaction */
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof k, "k%03d", i);
-        if (892 - 8 * i <= 500)
+        if (i % 2)
             assert_null(get_s(c, k, buf, sizeof buf));
         else
-            assert_string_equal(get_s(c, k, buf, sizeof buf), "v");
+            assert_string_equal(get_s(c, k, buf, sizeof buf), "w");
     }
-    assert_int_equal(stats_of(c).entries_with_ttl, 49);
-    assert_index_exact(c, 49);
+    assert_index_exact(c, 50);
+    /* Filed again at +1500: the next pass has nothing to look at. */
     ASSERT_OK(lmc_sweep(c, &o, &r));
     assert_int_equal(r.expired, 0);
-    fake_clock_advance(500); /* the second is over: the rest have gone */
+    assert_int_equal(r.transactions, 1);
+    fake_clock_advance(299);
     ASSERT_OK(lmc_sweep(c, &o, &r));
-    assert_int_equal(r.expired, 49);
+    assert_int_equal(r.expired, 0);
+    fake_clock_advance(1);
+    ASSERT_OK(lmc_sweep(c, &o, &r));
+    assert_int_equal(r.expired, 50);
     assert_index_exact(c, 0);
 }
 
-/* A set that replaces an entry going in the same second keeps the row
- * where it is; the entry then goes at its new time, not the old one.  A
- * set whose entry goes in another second moves the row, and leaves none
- * behind. */
-static void test_rewrite_within_and_across_a_second(void **state)
+/* A row lags at most LMC__ROW_LAG_MAX ms and never runs ahead of its entry:
+ * a set that makes the entry go earlier, or much later, moves the row, and
+ * leaves none behind. */
+static void test_row_lag_bounds(void **state)
 {
     tctx *t = *state;
     lmc *c = open_ttl(t, 0);
     char buf[16];
     lmc_sweep_result r;
-    fake_clock_advance(100);
-    ASSERT_OK(put_s(c, "s", "1", 1000)); /* goes at +1100 */
-    fake_clock_advance(300);
-    ASSERT_OK(put_s(c, "s", "2", 1000)); /* goes at +1400: the same second */
+    ASSERT_OK(put_s(c, "m", "1", 1000));
+    fake_clock_advance(65535); /* goes 65,535 ms after its row: the most */
+    ASSERT_OK(put_s(c, "m", "2", 1000));
+    fake_clock_advance(1); /* one more: the row moves */
+    ASSERT_OK(put_s(c, "m", "3", 1000));
     assert_index_exact(c, 1);
-    fake_clock_advance(800); /* +1200: past the first time, not the second */
-    ASSERT_OK(lmc_sweep(c, NULL, &r));
-    assert_int_equal(r.expired, 0);
-    assert_string_equal(get_s(c, "s", buf, sizeof buf), "2");
-    fake_clock_advance(199);
-    ASSERT_OK(lmc_sweep(c, NULL, &r));
-    assert_int_equal(r.expired, 0);
-    fake_clock_advance(1);
+    ASSERT_OK(put_s(c, "m", "4", 10)); /* earlier than its row: it moves */
+    assert_index_exact(c, 1);
+    fake_clock_advance(10);
     ASSERT_OK(lmc_sweep(c, NULL, &r));
     assert_int_equal(r.expired, 1);
-    assert_null(get_s(c, "s", buf, sizeof buf));
-
-    ASSERT_OK(put_s(c, "m", "1", 500)); /* +1900: goes in the second to +2000 */
-    fake_clock_advance(300);
-    ASSERT_OK(put_s(c, "m", "2", 500)); /* +2200: the next second */
-    assert_index_exact(c, 1);
-    fake_clock_advance(400); /* +2100: the old second is over */
-    ASSERT_OK(lmc_sweep(c, NULL, &r));
-    assert_int_equal(r.expired, 0);
-    assert_string_equal(get_s(c, "m", buf, sizeof buf), "2");
-    ASSERT_OK(put_s(c, "m", "3", LMC_TTL_NEVER)); /* no TTL: no row */
+    assert_null(get_s(c, "m", buf, sizeof buf));
+    ASSERT_OK(put_s(c, "n", "1", 1000));
+    fake_clock_advance(100);
+    ASSERT_OK(put_s(c, "n", "2", LMC_TTL_NEVER)); /* no TTL: no row */
     assert_index_exact(c, 0);
-    fake_clock_advance(1000);
+    fake_clock_advance(5000);
     ASSERT_OK(lmc_sweep(c, NULL, &r));
     assert_int_equal(r.expired, 0);
-    assert_string_equal(get_s(c, "m", buf, sizeof buf), "3");
+    assert_string_equal(get_s(c, "n", buf, sizeof buf), "2");
 }
 
 int main(void)
@@ -496,8 +492,8 @@ int main(void)
         T(test_batch_reads_skip_expired),
         T(test_prefix_and_clear_drop_index_rows),
         T(test_stats_count_rows_past_a_chunk),
-        T(test_sweep_is_exact_within_a_second),
-        T(test_rewrite_within_and_across_a_second),
+        T(test_lagging_rows_are_filed_again),
+        T(test_row_lag_bounds),
     };
     return cmocka_run_group_tests_name("ttl", tests, NULL, NULL);
 }
