@@ -475,6 +475,67 @@ static void test_row_lag_bounds(void **state)
     assert_string_equal(get_s(c, "n", buf, sizeof buf), "2");
 }
 
+/* Filing lagging rows again rewrites their entries' headers, which needs
+ * pages: on a map so full that writes evict, a sweep that finds every row
+ * lagging must still succeed, keep every live entry and leave the index
+ * exact. */
+static void test_lagging_rows_filed_again_on_a_full_map(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc_options o = {.map_size = 2u << 20};
+    lmc *c = NULL;
+    ASSERT_OK(lmc_open(&c, t->path, &o));
+    t->c = c;
+    char k[32], v[200], buf[256];
+    memset(v, 'v', sizeof v);
+    v[sizeof v - 1] = 0;
+    enum { N = 2000 };
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "t%05d", i);
+        ASSERT_OK(put_s(c, k, v, 10000));
+    }
+    /* Entries without TTL until the writes have to evict (entries with a
+     * TTL first): the map is full. */
+    for (int i = 0; stats_of(c).counters.evictions_soonest == 0; i++) {
+        assert_true(i < 100000);
+        snprintf(k, sizeof k, "n%06d", i);
+        ASSERT_OK(put_s(c, k, v, LMC_TTL_NEVER));
+    }
+    fake_clock_advance(5000);
+    bool live[N];
+    uint64_t n_live = 0;
+    for (int i = 0; i < N; i++) { /* rows stay at +10000, entries go at +15000 */
+        snprintf(k, sizeof k, "t%05d", i);
+        live[i] = get_s(c, k, buf, sizeof buf) != NULL;
+        if (live[i])
+            ASSERT_OK(put_s(c, k, v, 10000));
+    }
+    for (int i = 0; i < N; i++) { /* the rewrites may have evicted some */
+        snprintf(k, sizeof k, "t%05d", i);
+        live[i] = live[i] && get_s(c, k, buf, sizeof buf) != NULL;
+        n_live += live[i];
+    }
+    assert_true(n_live > N / 2);
+    assert_index_exact(c, n_live);
+    fake_clock_advance(5001); /* every row is due, no entry has gone */
+    lmc_sweep_options so = {.flags = LMC_SWEEP_NOEVICT};
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, &so, &r));
+    assert_int_equal(r.expired, 0);
+    assert_int_equal(r.complete, 1);
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "t%05d", i);
+        if (live[i])
+            assert_string_equal(get_s(c, k, buf, sizeof buf), v);
+    }
+    assert_index_exact(c, n_live);
+    fake_clock_advance(5000);
+    ASSERT_OK(lmc_sweep(c, &so, &r));
+    assert_int_equal(r.expired, n_live);
+    assert_index_exact(c, 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -494,6 +555,7 @@ int main(void)
         T(test_stats_count_rows_past_a_chunk),
         T(test_lagging_rows_are_filed_again),
         T(test_row_lag_bounds),
+        T(test_lagging_rows_filed_again_on_a_full_map),
     };
     return cmocka_run_group_tests_name("ttl", tests, NULL, NULL);
 }
