@@ -775,12 +775,17 @@ typedef struct lmc_sweep_result {
                                    or their holder gone */
     uint64_t flushed;         /**< entries removed that lmc_flush_prefix() had
                                    made invisible */
-    uint64_t reserved[2];
+    uint64_t rows_refiled;    /**< expiry rows that lagged behind an entry
+                                   rewritten with a later expiry, found due
+                                   and filed again at the entry's time (the
+                                   entry stays) */
+    uint64_t reserved[1];
 } lmc_sweep_result;
 
 /**
  * @brief One sweeper pass: clear stale reader slots, delete expired entries
- * through the expiry index, the entries lmc_flush_prefix() made invisible
+ * through the expiry index (filing again the rows that lag behind entries
+ * rewritten with a later expiry, see rows_refiled), the entries lmc_flush_prefix() made invisible
  * (then retiring its markers) and the fill leases that can no longer be filled
  * (past their lease time, or their holder gone), and if fill is above the
  * high watermark evict down to the low one (soonest-to-expire first, then

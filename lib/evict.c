@@ -69,11 +69,12 @@ static bool refiles_add(refiles *r, const MDB_val *skey)
     return true;
 }
 
-int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, bool *more)
+int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, uint64_t *refiled,
+                       bool *more)
 {
     lmc__core *k = w->k;
     MDB_cursor *cur;
-    *removed = 0;
+    *removed = *refiled = 0;
     *more = false;
     int rc = mdb_cursor_open(w->txn, k->dbi_main, &cur);
     if (rc)
@@ -146,7 +147,7 @@ int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, bool *m
     rc = 0;
     mdb_cursor_close(cur);
     cur = NULL;
-    for (size_t off = 0; rc == 0 && off < rf.len;) {
+    for (size_t off = 0; rc == 0 && off < rf.len; (*refiled)++) {
         uint16_t len;
         memcpy(&len, rf.buf + off, sizeof len);
         MDB_val skey = {len, rf.buf + off + sizeof len};
@@ -377,9 +378,9 @@ int lmc__evict_for_room(lmc__wctx *w, void *p)
     lmc__core *k = w->k;
     const uint64_t budget = *a->budget;
     a->removed = 0;
-    uint64_t n = 0;
+    uint64_t n = 0, refiled;
     bool more;
-    int rc = lmc__evict_expired(w, budget, &n, &more);
+    int rc = lmc__evict_expired(w, budget, &n, &refiled, &more);
     if (rc || n) {
         a->removed = n;
         return rc;

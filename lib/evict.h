@@ -15,12 +15,13 @@
 #include "format.h"
 #include "handle.h"
 
-/* Walk the expiry index from its first row and remove the expired entries,
- * with rows that point at nothing, and file the rows that lag behind a live
- * entry again at its time, until budget removals or 4 x budget rows looked
- * at; *more is whether the walk stopped there, before the rows of the
- * future. */
-int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, bool *more);
+/* Walk the expiry index from its first row and remove the expired entries
+ * (*removed of them), with rows that point at nothing, and file the rows that
+ * lag behind a live entry again at its time (*refiled), until budget removals
+ * or 4 x budget rows looked at; *more is whether the walk stopped there,
+ * before the rows of the future. */
+int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, uint64_t *refiled,
+                       bool *more);
 
 /* A run: consecutive entries (about three leaf pages), the unit of capacity
  * eviction, scored by its most valuable member (evict.c explains why). */

@@ -66,14 +66,14 @@ static bool runs_stop(void *arg, uint64_t removed)
 
 typedef struct expire_arg {
     unsigned batch;
-    uint64_t removed;
+    uint64_t removed, refiled;
     bool more;
 } expire_arg;
 
 static int op_expire(lmc__wctx *w, void *p)
 {
     expire_arg *a = p;
-    return lmc__evict_expired(w, a->batch, &a->removed, &a->more);
+    return lmc__evict_expired(w, a->batch, &a->removed, &a->refiled, &a->more);
 }
 
 /* Read every entry as runs, in read transactions of a bounded size. */
@@ -208,7 +208,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
     r.complete = 1;
 
     /* Expired entries. */
-    expire_arg ea = {o->batch, 0, false};
+    expire_arg ea = {o->batch, 0, 0, false};
     for (;;) {
         s.deleted = r.expired;
         if (over_budget(&s, 0)) {
@@ -221,6 +221,7 @@ int lmc_sweep(lmc *c, const lmc_sweep_options *opts, lmc_sweep_result *res)
             goto out;
         r.transactions++;
         r.expired += ea.removed;
+        r.rows_refiled += ea.refiled;
         if (!ea.more)
             break;
     }

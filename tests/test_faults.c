@@ -592,8 +592,10 @@ static int op_sweep_noevict(tctx *t, int step)
     lmc_sweep_options o = {.flags = LMC_SWEEP_NOEVICT};
     lmc_sweep_result r;
     int rc = lmc_sweep(t->c, &o, &r);
-    if (rc == LMC_OK)
+    if (rc == LMC_OK) {
         assert_int_equal(r.expired, 0);
+        assert_int_equal(r.rows_refiled, 300);
+    }
     return rc;
 }
 

@@ -421,6 +421,7 @@ static void test_lagging_rows_are_filed_again(void **state)
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(c, &o, &r));
     assert_int_equal(r.expired, 50);
+    assert_int_equal(r.rows_refiled, 50);
     assert_int_equal(r.complete, 1);
     assert_true(r.transactions > 4); /* 100 rows, at most 32 per transaction */
     for (int i = 0; i < 100; i++) {
@@ -434,6 +435,7 @@ static void test_lagging_rows_are_filed_again(void **state)
     /* Filed again at +1500: the next pass has nothing to look at. */
     ASSERT_OK(lmc_sweep(c, &o, &r));
     assert_int_equal(r.expired, 0);
+    assert_int_equal(r.rows_refiled, 0);
     assert_int_equal(r.transactions, 1);
     fake_clock_advance(299);
     ASSERT_OK(lmc_sweep(c, &o, &r));
@@ -523,6 +525,7 @@ static void test_lagging_rows_filed_again_on_a_full_map(void **state)
     lmc_sweep_result r;
     ASSERT_OK(lmc_sweep(c, &so, &r));
     assert_int_equal(r.expired, 0);
+    assert_int_equal(r.rows_refiled, n_live);
     assert_int_equal(r.complete, 1);
     for (int i = 0; i < N; i++) {
         snprintf(k, sizeof k, "t%05d", i);

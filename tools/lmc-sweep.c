@@ -232,6 +232,7 @@ static int run_pass(lmc *c, const config *cfg, lmc_sweep_result *tot, int *stopp
         tot->fill_after = r.fill_after;
         tot->expired += r.expired;
         tot->flushed += r.flushed;
+        tot->rows_refiled += r.rows_refiled;
         tot->evicted_soonest += r.evicted_soonest;
         tot->evicted_lru += r.evicted_lru;
         tot->readers_cleared += r.readers_cleared;
@@ -265,18 +266,19 @@ static void print_pass(const config *cfg, const lmc_sweep_result *r, unsigned sl
                ",\"evicted_soonest\":%" PRIu64 ",\"evicted_lru\":%" PRIu64
                ",\"readers_cleared\":%" PRIu64 ",\"fill_before\":%.6f,\"fill_after\":%.6f"
                ",\"elapsed_ms\":%.3f,\"transactions\":%" PRIu64 ",\"flushed\":%" PRIu64
-               ",\"slices\":%u,\"complete\":%s}\n",
+               ",\"rows_refiled\":%" PRIu64 ",\"slices\":%u,\"complete\":%s}\n",
                tool_real_ms(), r->expired, evicted, r->evicted_soonest, r->evicted_lru,
                r->readers_cleared, r->fill_before, r->fill_after, (double)r->elapsed_us / 1000.0,
-               r->transactions, r->flushed, slices, r->complete ? "true" : "false");
+               r->transactions, r->flushed, r->rows_refiled, slices,
+               r->complete ? "true" : "false");
     } else {
         printf("expired=%" PRIu64 " evicted=%" PRIu64 " evicted_soonest=%" PRIu64
                " evicted_lru=%" PRIu64 " readers_cleared=%" PRIu64
                " fill_before=%.4f fill_after=%.4f elapsed_ms=%.3f transactions=%" PRIu64
-               " flushed=%" PRIu64 " slices=%u complete=%s\n",
+               " flushed=%" PRIu64 " rows_refiled=%" PRIu64 " slices=%u complete=%s\n",
                r->expired, evicted, r->evicted_soonest, r->evicted_lru, r->readers_cleared,
                r->fill_before, r->fill_after, (double)r->elapsed_us / 1000.0, r->transactions,
-               r->flushed, slices, r->complete ? "yes" : "no");
+               r->flushed, r->rows_refiled, slices, r->complete ? "yes" : "no");
     }
 }
 

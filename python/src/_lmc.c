@@ -1686,6 +1686,7 @@ static PyObject *Cache_sweep(CacheObject *self, PyObject *args, PyObject *kwds)
     PyObject *d = PyDict_New();
     if (!d || dict_set_steal(d, "expired", PyLong_FromUnsignedLongLong(r.expired)) ||
         dict_set_steal(d, "flushed", PyLong_FromUnsignedLongLong(r.flushed)) ||
+        dict_set_steal(d, "rows_refiled", PyLong_FromUnsignedLongLong(r.rows_refiled)) ||
         dict_set_steal(d, "evicted_soonest", PyLong_FromUnsignedLongLong(r.evicted_soonest)) ||
         dict_set_steal(d, "evicted_lru", PyLong_FromUnsignedLongLong(r.evicted_lru)) ||
         dict_set_steal(d, "readers_cleared", PyLong_FromUnsignedLongLong(r.readers_cleared)) ||

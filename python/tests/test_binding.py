@@ -382,6 +382,7 @@ def test_flush_prefix_at_once_then_swept(cache):
     assert st["entries"] == 4                            # until the sweep
     r = cache.sweep()
     assert r["flushed"] == 1
+    assert r["rows_refiled"] == 0                        # no entry was rewritten with a TTL
     assert cache.stats()["flush_markers"] == 0
     assert cache.get(b"view//items/2") == b"new"
     cache.flush_prefix("")                               # everything

@@ -53,7 +53,8 @@ json_check "$T/after.json" 'j["entries"] == 7' 'j["entries_with_ttl"] == 4' \
 
 # A second pass has nothing to do.
 "$SWEEP" "$C" --once --json > "$T/pass2.json"
-json_check "$T/pass2.json" 'j["expired"] == 0' 'j["evicted"] == 0' 'j["complete"] is True'
+json_check "$T/pass2.json" 'j["expired"] == 0' 'j["evicted"] == 0' 'j["complete"] is True' \
+    '"rows_refiled" in j'
 
 # The text form reports the same numbers on one line.
 for i in 1 2; do

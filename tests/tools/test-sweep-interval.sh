@@ -45,7 +45,7 @@ import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 keys = {"path", "time_ms", "expired", "evicted", "evicted_soonest", "evicted_lru",
         "readers_cleared", "fill_before", "fill_after", "elapsed_ms", "transactions", "flushed",
-        "slices", "complete"}
+        "rows_refiled", "slices", "complete"}
 for l in lines:
     p = json.loads(l)
     assert set(p) == keys, set(p) ^ keys
