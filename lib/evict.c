@@ -40,6 +40,27 @@
 /* Expired entries, through the expiry index                                */
 /* ------------------------------------------------------------------------ */
 
+/* Make room for need bytes in the growing buffer *buf of *cap bytes, len of
+ * them in use (first: its size when it is first allocated); false when out
+ * of memory, the buffer as it was. */
+static bool buf_reserve(unsigned char **buf, size_t *cap, size_t len, size_t need, size_t first)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : first;
+    while (c < need)
+        c *= 2;
+    unsigned char *b = lmc__malloc(c);
+    if (!b)
+        return false;
+    if (len)
+        memcpy(b, *buf, len);
+    lmc__free(*buf);
+    *buf = b;
+    *cap = c;
+    return true;
+}
+
 /* The stored keys of lagging rows, filed again once the walk is over. */
 typedef struct refiles {
     unsigned char *buf;
@@ -49,19 +70,8 @@ typedef struct refiles {
 static bool refiles_add(refiles *r, const MDB_val *skey)
 {
     size_t need = r->len + sizeof(uint16_t) + skey->mv_size;
-    if (need > r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 4096;
-        while (cap < need)
-            cap *= 2;
-        unsigned char *b = lmc__malloc(cap);
-        if (!b)
-            return false;
-        if (r->len)
-            memcpy(b, r->buf, r->len);
-        lmc__free(r->buf);
-        r->buf = b;
-        r->cap = cap;
-    }
+    if (!buf_reserve(&r->buf, &r->cap, r->len, need, 4096))
+        return false;
     uint16_t n = (uint16_t)skey->mv_size;
     memcpy(r->buf + r->len, &n, sizeof n);
     memcpy(r->buf + r->len + sizeof n, skey->mv_data, n);
@@ -175,19 +185,8 @@ void lmc__runs_free(lmc__runs *r)
 
 static int arena_put(lmc__runs *r, const void *p, size_t n, size_t *off)
 {
-    if (r->alen + n > r->acap) {
-        size_t cap = r->acap ? r->acap * 2 : 16384;
-        while (cap < r->alen + n)
-            cap *= 2;
-        unsigned char *a = lmc__malloc(cap);
-        if (!a)
-            return LMC_ENOMEM;
-        if (r->alen)
-            memcpy(a, r->arena, r->alen);
-        lmc__free(r->arena);
-        r->arena = a;
-        r->acap = cap;
-    }
+    if (!buf_reserve(&r->arena, &r->acap, r->alen, r->alen + n, 16384))
+        return LMC_ENOMEM;
     memcpy(r->arena + r->alen, p, n);
     *off = r->alen;
     r->alen += n;

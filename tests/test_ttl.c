@@ -364,10 +364,7 @@ static void test_stats_count_rows_past_a_chunk(void **state)
 {
     tctx *t = *state;
     fake_clock_install();
-    lmc_options o = {.map_size = 64u << 20};
-    lmc *c = NULL;
-    ASSERT_OK(lmc_open(&c, t->path, &o));
-    t->c = c;
+    lmc *c = t->c = open_cache(t, 64, 0);
     enum { N = 65536, BATCH = 4096 };
     static char keys[BATCH][8];
     lmc_item items[BATCH];
@@ -485,10 +482,7 @@ static void test_lagging_rows_filed_again_on_a_full_map(void **state)
 {
     tctx *t = *state;
     fake_clock_install();
-    lmc_options o = {.map_size = 2u << 20};
-    lmc *c = NULL;
-    ASSERT_OK(lmc_open(&c, t->path, &o));
-    t->c = c;
+    lmc *c = t->c = open_cache(t, 2, 0);
     char k[32], v[200], buf[256];
     memset(v, 'v', sizeof v);
     v[sizeof v - 1] = 0;
