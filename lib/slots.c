@@ -263,8 +263,8 @@ int lmc__totals_rescan(const lmc *h, lmc__core *k)
         mdb_txn_abort(txn);
         return lmc__mdb_err(h, rc, "mdb_cursor_open (recount)");
     }
-    /* From the first row on: the rows, then the entries. */
-    MDB_val key = lmc__rows_start(), d;
+    /* From the first entry on: the entries, then the rows (format.h). */
+    MDB_val key = lmc__entries_start(), d;
     int64_t kb = 0, vb = 0, rows = 0;
     rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
     while (rc == 0 && (lmc__is_row_key(&key) || lmc__is_entry_key(&key))) {

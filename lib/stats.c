@@ -22,9 +22,9 @@
 /*
  * The entries of the cache and those with a TTL.  LMDB counts the keys of
  * the main database, which holds lmc's own few keys (the record of "meta",
- * the tick), the expiry rows and the entries, in that order: the rows are
- * counted (one per entry with a TTL), in read transactions of a bounded
- * size, and the rest follows.  The transactions are not one snapshot, so
+ * the tick, the fill leases), the entries and the expiry rows, in that
+ * order: the rows are counted (one per entry with a TTL), in read
+ * transactions of a bounded size, and the entries are what is left.  The transactions are not one snapshot, so
  * under concurrent writes the figures are as exact as a gauge needs.
  */
 static int count_entries(lmc *c, uint64_t *entries, uint64_t *with_ttl)
@@ -48,6 +48,11 @@ static int count_entries(lmc *c, uint64_t *entries, uint64_t *with_ttl)
     while (rc == 0 && !lmc__is_row_key(&key) && !lmc__is_entry_key(&key)) {
         own++;
         rc = mdb_cursor_get(cur, &key, &d, MDB_NEXT);
+    }
+    /* The rows come after the entries (format.h). */
+    if (rc == 0) {
+        key = lmc__rows_start();
+        rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
     }
     for (unsigned n = 0; rc == 0 && lmc__is_row_key(&key); n++) {
         if (n == LMC__COUNT_CHUNK) {

@@ -169,17 +169,18 @@ static bool node_data(vctx *v, uint64_t pg, unsigned i, const unsigned char *nod
 }
 
 /*
- * The expiry rows, collected in the walk of the main tree (they sort before
- * the entries) so that each entry finds its row in O(1) (rows come in expiry
- * order, so looking each up in the tree would cost a descent per entry).
+ * The entries with a TTL, collected in the walk of the main tree (they sort
+ * before the expiry rows) so that each row finds its entry in O(1) (rows
+ * come in expiry order, so looking each entry up in the tree would cost a
+ * descent per row).
  * Open addressing on a hash of the stored key; the keys point into the map,
  * which the snapshot keeps as it is.
  */
 typedef struct ttl_slot {
     const unsigned char *key; /* NULL: an empty slot */
     uint32_t klen;
-    uint32_t matched;         /* its entry was found, with this time */
-    uint64_t exp;
+    uint32_t matched;         /* its row was found, with this time */
+    uint64_t exp;             /* the row time the entry's header gives */
 } ttl_slot;
 
 static size_t ttl_home(const vctx *v, vkey k)
@@ -207,7 +208,7 @@ static bool ttl_add(vctx *v, vkey k, uint64_t exp)
         ttl_slot *old = v->ttl, *nt = lmc__calloc(cap, sizeof *nt);
         if (!nt) {
             v->oom = true;
-            return bad(v, "out of memory for the index of %zu expiry rows", v->ttl_n);
+            return bad(v, "out of memory for the index of %zu entries with a TTL", v->ttl_n);
         }
         size_t oldcap = v->ttl_cap;
         v->ttl = nt;
@@ -299,39 +300,37 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
                            (unsigned long long)pg);
         }
         v->res->entries++;
-        ttl_slot *ts = ttl_find(v, key);
         if (e.expires_at) {
             v->res->entries_with_ttl++;
-            if (!ts)
-                return bad(v, "entry '%s' (node %u of page %llu) has a TTL but no expiry row",
+            if (ttl_find(v, key))
+                return bad(v, "entry '%s' (node %u of page %llu) appears twice in the tree",
                            show_key(key.p, key.n, kb, sizeof kb), i, (unsigned long long)pg);
-            uint64_t at = lmc__entry_row_at(&e);
-            if (ts->exp != at)
-                return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
-                           show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp,
-                           (unsigned long long)at);
-            ts->matched = 1;
-        } else if (ts) {
-            return bad(v, "the expiry row of '%s' at %llu ms belongs to an entry without a TTL",
-                       show_key(key.p, key.n, kb, sizeof kb), (unsigned long long)ts->exp);
+            if (!ttl_add(v, key, lmc__entry_row_at(&e)))
+                return false;
         }
         return true;
     }
     if (v->kind == TREE_MAIN && key.n >= 1 && key.p[0] == LMC__NS_ROW) {
         /* NS_ROW | BE64(row time) | stored key -> nothing; its entry, met
-         * later in the walk, must exist and have that row time. */
+         * earlier in the walk, must have a TTL and that row time. */
         MDB_val row = {key.n, (void *)(uintptr_t)key.p}, skey;
         uint64_t at;
         if (lmc__expkey_parse(&row, &at, &skey) != 0 || data.n != 0)
             return bad(v, "expiry row %u of page %llu is malformed", i, (unsigned long long)pg);
         vkey sk = {skey.mv_data, skey.mv_size};
         ttl_slot *ts = ttl_find(v, sk);
-        if (ts)
+        if (!ts)
+            return bad(v, "the expiry row of '%s' at %llu ms has no entry with a TTL",
+                       show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)at);
+        if (ts->matched)
             return bad(v, "'%s' has two expiry rows, at %llu and %llu ms",
                        show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)ts->exp,
                        (unsigned long long)at);
-        if (!ttl_add(v, sk, at))
-            return false;
+        if (ts->exp != at)
+            return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
+                       show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)at,
+                       (unsigned long long)ts->exp);
+        ts->matched = 1;
         v->res->expiry_rows++;
         return true;
     }
@@ -518,14 +517,13 @@ static bool walk_all(vctx *v, const unsigned char *meta)
         if (!walk_tree(v, name, TREE_OTHER, &v->others[i]))
             return false;
     }
-    /* Every entry with a TTL matched its row; a row left unmatched names
-     * no entry. */
+    /* Every row matched its entry; an entry left unmatched has no row. */
     for (size_t i = 0; i < v->ttl_cap; i++) {
         const ttl_slot *ts = &v->ttl[i];
         char kb[200];
         if (ts->key && !ts->matched)
-            return bad(v, "the expiry row of '%s' at %llu ms has no entry",
-                       show_key(ts->key, ts->klen, kb, sizeof kb), (unsigned long long)ts->exp);
+            return bad(v, "entry '%s' has a TTL but no expiry row",
+                       show_key(ts->key, ts->klen, kb, sizeof kb));
     }
     uint64_t accounted = LMC__NUM_METAS + v->res->tree_pages + v->res->overflow_pages +
                          v->res->free_pages;

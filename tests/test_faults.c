@@ -49,12 +49,12 @@ static bool fault_fire(fault *f)
 }
 
 int __real_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags);
-/* Expiry rows put (their keys start with 0xFE, lib/format.h). */
+/* Expiry rows put (their keys start with 0xFF, lib/format.h). */
 static unsigned long row_puts;
 
 int __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsigned flags)
 {
-    if (key->mv_size && *(const unsigned char *)key->mv_data == 0xFE)
+    if (key->mv_size && *(const unsigned char *)key->mv_data == 0xFF)
         row_puts++;
     if (fault_fire(&f_put))
         return f_put.rc;
