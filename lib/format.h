@@ -43,15 +43,17 @@
  * that goes after every key of the page (mdb_page_split then leaves the
  * old page full and starts the new one with the new key); any other split
  * cuts the page in the middle.  Rows of one TTL arrive in time order, so
- * at the end of the tree they fill their pages; in front of the entries
- * (format 4), every new row went before the first entries of its page,
- * every split was a middle one and row pages stayed about 40% full: 1,000,000
- * sets with a TTL in random key order took 18% more pages, and each set with
- * a TTL that moved its row 11% more instructions (bench/RESULTS.md).  The
- * price is on the other side: entries whose keys arrive in ascending order
- * now go before the first row and split in the middle, where they used to
- * pack; cache keys rarely arrive in order.  The fill leases
- * (LMC__NS_LEASE, 0xFD, below) come before the entries.
+ * at the end of the tree they go after every row of the last page (rows of
+ * the same millisecond are ordered by key, so only those interleave); in
+ * front of the entries (format 4), every new row went before the first
+ * entries of its page and every split was a middle one.  Measured on
+ * 1,000,000 sets with a TTL (bench/RESULTS.md): 8% fewer tree pages for
+ * keys that arrive in order, 1% for keys in random order (whose entry
+ * pages dominate), and a set with a TTL 8% fewer instructions.  Entries
+ * whose keys arrive in ascending order now split in the middle when the
+ * rows follow them in the same page; they still pack where a page holds
+ * no row.  The fill leases (LMC__NS_LEASE, 0xFD, below) come before the
+ * entries.
  *
  * LMDB keys stop at 511 bytes and an expiry row adds 9, so a user key of
  * LMC__KEY_INLINE bytes or more is stored as its first LMC__KEY_INLINE bytes
