@@ -108,6 +108,10 @@ int bench_dataset_make(bench_dataset *ds, uint32_t n, size_t vsize);
 /* The same with the first n - nprefix keys as above and the last nprefix
  * keys "view//api/products/NNNNNNN" (for prefix invalidation). */
 int bench_dataset_make_prefix(bench_dataset *ds, uint32_t n, uint32_t nprefix, size_t vsize);
+/* The keys of bench_dataset_make in a random order (a permutation drawn from
+ * seed): the order cache keys usually arrive in, and the one that leaves a
+ * B-tree's pages least full. */
+int bench_dataset_make_shuffled(bench_dataset *ds, uint32_t n, size_t vsize, uint64_t seed);
 void bench_dataset_free(bench_dataset *ds);
 
 /* Write v as exactly `digits` decimal digits (zero-padded) at p. */
@@ -312,6 +316,9 @@ void bench_scale_fail(bench_scale_out *o, const char *section, const char *fmt, 
 void bench_scale_prefix(bench_cfg *cfg, const bench_scale_opts *so, bool with_ttl,
                         bench_scale_out *o);
 void bench_scale_sweep(bench_cfg *cfg, const bench_scale_opts *so, bench_scale_out *o);
+/* Bytes per entry of lmc after loading keys in random order, with and
+ * without a TTL. */
+void bench_scale_order(bench_cfg *cfg, const bench_scale_opts *so, bench_scale_out *o);
 /* Open time and bytes per entry of the lmc cache and raw LMDB env currently
  * loaded in cfg with ds. */
 void bench_scale_open(bench_cfg *cfg, const bench_dataset *ds, const bench_scale_opts *so,

@@ -123,6 +123,25 @@ int bench_dataset_make(bench_dataset *ds, uint32_t n, size_t vsize)
     return 0;
 }
 
+int bench_dataset_make_shuffled(bench_dataset *ds, uint32_t n, size_t vsize, uint64_t seed)
+{
+    if (dataset_alloc(ds, n, vsize))
+        return -1;
+    for (uint32_t i = 0; i < n; i++)
+        key_write(ds, i, "view//api/items?page=", i);
+    /* Fisher-Yates over the key slots; every key has the same length, so
+     * swapping the slots' bytes is enough. */
+    char tmp[BENCH_KSTRIDE];
+    for (uint32_t i = n; i > 1; i--) {
+        uint32_t j = (uint32_t)(bench_rand(&seed) % i);
+        char *a = ds->keys + (size_t)(i - 1) * BENCH_KSTRIDE, *b = ds->keys + (size_t)j * BENCH_KSTRIDE;
+        memcpy(tmp, a, BENCH_KSTRIDE);
+        memcpy(a, b, BENCH_KSTRIDE);
+        memcpy(b, tmp, BENCH_KSTRIDE);
+    }
+    return 0;
+}
+
 int bench_dataset_make_prefix(bench_dataset *ds, uint32_t n, uint32_t nprefix, size_t vsize)
 {
     if (dataset_alloc(ds, n, vsize))
