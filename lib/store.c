@@ -9,9 +9,12 @@
  */
 #include "fmacros.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "call.h"
 #include "entry.h"
 #include "error.h"
@@ -236,13 +239,77 @@ int lmc_set_if_gen(lmc *c, const void *key, size_t klen, const void *val, size_t
 typedef struct many_arg {
     const lmc_item *items;
     size_t n;
+    size_t *order; /* the items' indexes in key order; NULL: as given */
 } many_arg;
+
+typedef struct many_key {
+    const void *key;
+    size_t klen;
+    size_t idx;
+} many_key;
+
+/* Key order, as the stored keys sort for every key shorter than
+ * LMC__KEY_INLINE (for longer ones only roughly, which is enough); equal
+ * keys in the order given, so that the last of them still wins. */
+static int many_key_cmp(const void *pa, const void *pb)
+{
+    const many_key *a = pa, *b = pb;
+    int c = lmc__key_cmp(a->key, a->klen, b->key, b->klen);
+    if (c)
+        return c;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/*
+ * The order in which set_many stores its items when some of them have a
+ * TTL: by key.  Their expiry rows all share the batch's time, so they sort
+ * by key among themselves; put in the order given (random, for most
+ * batches), each goes into the middle of the last row page, which LMDB then
+ * splits in the middle; put in key order, each goes after every row of
+ * that page, which LMDB packs (format.h).  1,000,000 entries with a TTL in
+ * random key order, stored 1,000 per call, take 7% fewer pages, and the
+ * sort costs about 4% more instructions per item (bench/RESULTS.md).
+ * Without TTLs the order changes no page and the sort would only cost, so
+ * the items go in the order given, as they do for a batch of one or when
+ * memory is short (NULL: the same entries are stored either way).  The
+ * caller frees the array.
+ */
+static size_t *many_order(const lmc *c, const lmc_item *items, size_t n)
+{
+    if (n < 2 || n > SIZE_MAX / sizeof(many_key))
+        return NULL;
+    bool rows = false;
+    for (size_t i = 0; i < n && !rows; i++) {
+        int64_t t = items[i].ttl_ms;
+        rows = t > 0 || t == LMC_TTL_KEEP || (t == LMC_TTL_DEFAULT && c->default_ttl_ms > 0);
+    }
+    if (!rows)
+        return NULL;
+    many_key *keys = lmc__malloc(n * sizeof *keys);
+    size_t *order = keys ? lmc__malloc(n * sizeof *order) : NULL;
+    if (!order) {
+        lmc__free(keys);
+        return NULL;
+    }
+    bool sorted = true;
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = (many_key){items[i].key, items[i].klen, i};
+        if (i && sorted && many_key_cmp(&keys[i - 1], &keys[i]) > 0)
+            sorted = false;
+    }
+    if (!sorted)
+        qsort(keys, n, sizeof *keys, many_key_cmp);
+    for (size_t i = 0; i < n; i++)
+        order[i] = keys[i].idx;
+    lmc__free(keys);
+    return order;
+}
 
 static int op_set_many(lmc__wctx *w, void *p)
 {
     many_arg *a = p;
     for (size_t i = 0; i < a->n; i++) {
-        const lmc_item *it = &a->items[i];
+        const lmc_item *it = &a->items[a->order ? a->order[i] : i];
         lmc__skey sk;
         lmc__skey_make(&sk, it->key, it->klen);
         lmc__found f;
@@ -330,8 +397,9 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
             rc = lmc__err(c, LMC_ETOOBIG, "the %zu items together can never fit in the map", n);
     }
     if (rc == 0 && n > 0) {
-        many_arg a = {items, n};
+        many_arg a = {items, n, many_order(c, items, n)};
         rc = lmc__write(c, op_set_many, &a, pages, NULL, NULL);
+        lmc__free(a.order);
     }
     if (rc != LMC_ETOOBIG && rc != LMC_ENOSPC)
         return rc;

@@ -726,6 +726,85 @@ static void test_set_many_is_all_or_nothing(void **state)
     assert_int_equal(st.entries_with_ttl, 1);
 }
 
+static int expiry_cb(void *arg, const lmc_value *v)
+{
+    *(int64_t *)arg = v->expires_at_ms;
+    return 0;
+}
+
+/* set_many stores its items in key order (store.c), which must not change
+ * what it stores: of items with the same key the last one given wins, an
+ * LMC_TTL_KEEP item keeps the TTL an earlier item of the batch gave, and long
+ * keys that share their first LMC__KEY_INLINE bytes stay apart. */
+static void test_set_many_in_any_order_the_last_of_a_key_wins(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 8, 0);
+    char la[600], lb[600];
+    memset(la, 'L', sizeof la);
+    memcpy(lb, la, sizeof lb);
+    la[sizeof la - 1] = 'a';
+    lb[sizeof lb - 1] = 'b';
+    lmc_item items[] = {
+        {"k3", 2, "x", 1, 0},          {"k1", 2, "a", 1, 0},
+        {lb, sizeof lb, "B", 1, 0},    {"k3", 2, "y", 1, 0},
+        {"k2", 2, "t", 1, 50000},      {"k1", 2, "b", 1, 0},
+        {"k4", 2, "v", 1, 50000},      {la, sizeof la, "A", 1, 0},
+        {"k3", 2, "z", 1, 60000},      {"k4", 2, "w", 1, LMC_TTL_KEEP},
+        {"k0", 2, "first", 5, 0},      {"k2", 2, "u", 1, LMC_TTL_NEVER},
+    };
+    ASSERT_OK(lmc_set_many(t->c, items, sizeof items / sizeof items[0]));
+    char buf[8];
+    assert_string_equal(get_s(t->c, "k0", buf, sizeof buf), "first");
+    assert_string_equal(get_s(t->c, "k1", buf, sizeof buf), "b");
+    assert_string_equal(get_s(t->c, "k2", buf, sizeof buf), "u");
+    assert_string_equal(get_s(t->c, "k3", buf, sizeof buf), "z");
+    assert_string_equal(get_s(t->c, "k4", buf, sizeof buf), "w");
+    size_t vl;
+    ASSERT_OK(lmc_get(t->c, la, sizeof la, buf, sizeof buf, &vl));
+    assert_true(vl == 1 && buf[0] == 'A');
+    ASSERT_OK(lmc_get(t->c, lb, sizeof lb, buf, sizeof buf, &vl));
+    assert_true(vl == 1 && buf[0] == 'B');
+    int64_t e2 = -1, e3 = -1, e4 = -1;
+    ASSERT_OK(lmc_get_view(t->c, "k2", 2, expiry_cb, &e2));
+    ASSERT_OK(lmc_get_view(t->c, "k3", 2, expiry_cb, &e3));
+    ASSERT_OK(lmc_get_view(t->c, "k4", 2, expiry_cb, &e4));
+    assert_int_equal(e2, 0);
+    assert_true(e3 > 0 && e4 > 0 && e3 - e4 >= 9000 && e3 - e4 <= 10000);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.counters.sets, sizeof items / sizeof items[0]);
+    assert_int_equal(st.entries, 7);
+    assert_int_equal(st.entries_with_ttl, 2);
+    lmc_verify_result r;
+    ASSERT_OK(lmc_verify(t->c, NULL, &r));
+    assert_int_equal(r.expiry_rows, 2);
+
+    /* A large batch in random order, half of it with a TTL: every value
+     * where it belongs, and an index that verify accepts. */
+    enum { N = 3000 };
+    static lmc_item big[N];
+    static char keys[N][16], vals[N][16];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int kl = snprintf(keys[i], sizeof keys[i], "r%llu", (unsigned long long)(x % 100000));
+        int vlen = snprintf(vals[i], sizeof vals[i], "v%d", i);
+        big[i] = (lmc_item){keys[i], (size_t)kl, vals[i], (size_t)vlen, i % 2 ? 50000 : 0};
+    }
+    ASSERT_OK(lmc_set_many(t->c, big, N));
+    for (int i = 0; i < N; i++) {
+        int last = i;
+        for (int j = i + 1; j < N; j++)
+            if (strcmp(keys[j], keys[i]) == 0)
+                last = j;
+        char got[16];
+        assert_string_equal(get_s(t->c, keys[i], got, sizeof got), vals[last]);
+    }
+    ASSERT_OK(lmc_verify(t->c, NULL, &r));
+}
+
 typedef struct scan_ctx {
     int n;
     int stop_after;
@@ -1182,6 +1261,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_callbacks_nest_across_caches, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_set_many_is_all_or_nothing, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_set_many_in_any_order_the_last_of_a_key_wins,
+                                        setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_clear, setup_dir, teardown_dir),
