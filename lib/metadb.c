@@ -93,7 +93,10 @@ int lmc__meta_load(const lmc *h, lmc__core *k, lmc__meta_state *ms)
     }
     if (fmt != LMC__FORMAT_VERSION) {
         mdb_txn_abort(txn);
-        return lmc__err(h, LMC_EVERSION, "%s has entry format %u; this library reads format %u",
+        return lmc__err(h, LMC_EVERSION, "%s has entry format %u; this library reads format %u "
+                        "(stop the processes that use it with the other lmc version, then "
+                        "recreate it: lmc_open with LMC_OPEN_RESET, or remove the directory; "
+                        "its entries are lost, which a cache can afford)",
                         k->path, fmt, LMC__FORMAT_VERSION);
     }
     size_t n = meta_get(txn, k->dbi_meta, "boot_id", ms->boot, sizeof ms->boot - 1);

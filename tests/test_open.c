@@ -238,6 +238,8 @@ static void test_other_format_version(void **state)
     make_cache(t, 4, 3);
     uint32_t fmt = 99;
     raw_meta_put(t->path, "format", &fmt, sizeof fmt);
+    ASSERT_RC(try_open(t, 0), LMC_EVERSION);
+    expect_msg("LMC_OPEN_RESET");
     expect_corrupt_then_reset(t, LMC_EVERSION, "format 99");
 }
 
