@@ -24,8 +24,9 @@
  * the main database, which holds lmc's own few keys (the record of "meta",
  * the tick, the fill leases), the entries and the expiry rows, in that
  * order: the rows are counted (one per entry with a TTL), in read
- * transactions of a bounded size, and the entries are what is left.  The transactions are not one snapshot, so
- * under concurrent writes the figures are as exact as a gauge needs.
+ * transactions of a bounded size, and the entries are what is left.  The
+ * transactions are not one snapshot, so under concurrent writes the figures
+ * are as exact as a gauge needs.
  */
 static int count_entries(lmc *c, uint64_t *entries, uint64_t *with_ttl)
 {

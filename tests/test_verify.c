@@ -286,6 +286,102 @@ static void test_verify_arguments(void **state)
     ASSERT_OK(lmc_verify(t->c, NULL, NULL));
 }
 
+/* Opens the cache's LMDB environment directly, for records lmc would never
+ * write. */
+static void raw_begin(const char *path, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
+{
+    assert_int_equal(mdb_env_create(env), 0);
+    mdb_env_set_maxdbs(*env, 4);
+    assert_int_equal(mdb_env_open(*env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(*env, NULL, 0, txn), 0);
+    assert_int_equal(mdb_dbi_open(*txn, NULL, 0, dbi), 0);
+}
+
+static void raw_end(MDB_env *env, MDB_txn *txn)
+{
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* The expiry row key of stored key 0xFE | k at time at (format.h). */
+static size_t row_key(unsigned char *r, uint64_t at, const char *k)
+{
+    r[0] = 0xFF;
+    for (int i = 0; i < 8; i++)
+        r[1 + i] = (unsigned char)(at >> (8 * (7 - i)));
+    r[9] = 0xFE;
+    memcpy(r + 10, k, strlen(k));
+    return 10 + strlen(k);
+}
+
+static void expect_verify_says(tctx *t, const char *needle)
+{
+    lmc *c = open_cache(t, 8, 0);
+    lmc_verify_result r;
+    ASSERT_RC(lmc_verify(c, NULL, &r), LMC_ECORRUPT);
+    if (!strstr(lmc_errmsg(c), needle))
+        fail_msg("message '%s' does not say '%s'", lmc_errmsg(c), needle);
+    lmc_close(c);
+}
+
+/* The rows come after the entries in the walk: each row must find its
+ * entry with a TTL and that entry's row time, and every entry with a TTL
+ * its row. */
+static void test_rows_and_entries_must_match(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_cache(t, 8, 0);
+    ASSERT_OK(put_s(c, "a", "1", 60000));
+    ASSERT_OK(put_s(c, "b", "2", 0));
+    lmc_verify_result r;
+    ASSERT_OK(lmc_verify(c, NULL, &r));
+    assert_int_equal(r.expiry_rows, 1);
+    lmc_close(c);
+
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    unsigned char rk[64];
+    MDB_val empty = {0, NULL};
+    /* A row whose entry does not exist, then one whose entry has no TTL. */
+    const char *orphans[] = {"z", "b"};
+    for (int i = 0; i < 2; i++) {
+        raw_begin(t->path, &env, &txn, &dbi);
+        MDB_val k = {row_key(rk, 12345, orphans[i]), rk};
+        assert_int_equal(mdb_put(txn, dbi, &k, &empty, 0), 0);
+        raw_end(env, txn);
+        expect_verify_says(t, "has no entry with a TTL");
+        raw_begin(t->path, &env, &txn, &dbi);
+        assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+        raw_end(env, txn);
+    }
+    /* The row of "a" at another time, beside its own, then alone. */
+    raw_begin(t->path, &env, &txn, &dbi);
+    MDB_val own = {1, rk}, d;
+    rk[0] = 0xFF;
+    MDB_cursor *cur;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &own, &d, MDB_SET_RANGE), 0);
+    assert_true(own.mv_size == 11 && ((unsigned char *)own.mv_data)[10] == 'a');
+    unsigned char ownk[16];
+    memcpy(ownk, own.mv_data, own.mv_size);
+    own.mv_data = ownk;
+    mdb_cursor_close(cur);
+    MDB_val late = {row_key(rk, UINT64_MAX / 2, "a"), rk};
+    assert_int_equal(mdb_put(txn, dbi, &late, &empty, 0), 0);
+    raw_end(env, txn);
+    expect_verify_says(t, "has two expiry rows");
+    raw_begin(t->path, &env, &txn, &dbi);
+    assert_int_equal(mdb_del(txn, dbi, &own, NULL), 0);
+    raw_end(env, txn);
+    expect_verify_says(t, "the expiry row of 'a' says");
+    /* No row at all. */
+    raw_begin(t->path, &env, &txn, &dbi);
+    assert_int_equal(mdb_del(txn, dbi, &late, NULL), 0);
+    raw_end(env, txn);
+    expect_verify_says(t, "has a TTL but no expiry row");
+}
+
 /* A writer process sets (with and without TTL, small and overflow values),
  * deletes and prefix-deletes on a small map, so that it also evicts, while
  * this process verifies again and again: every check must be clean. */
@@ -511,6 +607,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_healthy_caches_verify_clean),
         T(test_verify_arguments),
+        T(test_rows_and_entries_must_match),
         T(test_clean_under_a_concurrent_writer),
         T(test_damage_is_reported_not_a_crash),
         T(test_a_crashing_check_is_reported),
