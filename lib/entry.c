@@ -19,24 +19,34 @@
 #include "lmdbmeta.h"
 
 /* The row time of a stored entry about to go away or be replaced (0 for
- * none, or for a malformed entry, which lmc cannot account for), and its
- * bytes off the totals.  Read before the entry changes: old points into its
- * page. */
-static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old)
+ * none, or for a malformed entry, which lmc cannot account for) and its row
+ * sequence, and its bytes off the totals.  Read before the entry changes:
+ * old points into its page. */
+static uint64_t entry_forget(lmc__wctx *w, const MDB_val *skey, const MDB_val *old,
+                             uint16_t *seq)
 {
     lmc__entry e;
+    *seq = 0;
     if (lmc__entry_parse(skey, old, &e) != 0)
         return 0;
     w->d_key_bytes -= (int64_t)e.klen;
     w->d_value_bytes -= (int64_t)e.vlen;
+    *seq = e.row_seq;
     return lmc__entry_row_at(&e);
 }
 
-/* Put or delete the expiry row (at, skey) of an entry. */
-static int row_put(lmc__wctx *w, uint64_t at, const MDB_val *skey)
+/* The row sequence of a row filed now: the low bits of this transaction's
+ * version (format.h, "Expiry rows"). */
+static uint16_t row_seq_now(const lmc__wctx *w)
+{
+    return (uint16_t)(w->version & 0xffff);
+}
+
+/* Put or delete the expiry row (at, seq, skey) of an entry. */
+static int row_put(lmc__wctx *w, uint64_t at, uint16_t seq, const MDB_val *skey)
 {
     unsigned char ek[LMC__EXPKEY_MAX];
-    MDB_val row = {lmc__expkey_make(ek, at, skey), ek}, empty = {0, NULL};
+    MDB_val row = {lmc__expkey_make(ek, at, seq, skey), ek}, empty = {0, NULL};
     int rc = mdb_put(w->txn, w->k->dbi_main, &row, &empty, 0);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (expiry row)");
@@ -44,10 +54,10 @@ static int row_put(lmc__wctx *w, uint64_t at, const MDB_val *skey)
     return 0;
 }
 
-static int row_del(lmc__wctx *w, uint64_t at, const MDB_val *skey)
+static int row_del(lmc__wctx *w, uint64_t at, uint16_t seq, const MDB_val *skey)
 {
     unsigned char ek[LMC__EXPKEY_MAX];
-    MDB_val row = {lmc__expkey_make(ek, at, skey), ek};
+    MDB_val row = {lmc__expkey_make(ek, at, seq, skey), ek};
     int rc = mdb_del(w->txn, w->k->dbi_main, &row, NULL);
     if (rc == 0)
         w->d_rows--;
@@ -58,7 +68,8 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
                      const void *val, size_t vlen, const lmc__emeta *m, const MDB_val *old)
 {
     lmc__core *k = w->k;
-    uint64_t old_at = old ? entry_forget(w, &sk->v, old) : 0;
+    uint16_t old_seq = 0;
+    uint64_t old_at = old ? entry_forget(w, &sk->v, old, &old_seq) : 0;
     uint64_t at = lmc__entry_gone_at(m->expires_at, m->grace_ms);
     MDB_val skey = sk->v;
     MDB_val d = {lmc__entry_size(klen, vlen, sk->is_long, lmc__emeta_ext(m)), NULL};
@@ -68,11 +79,14 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
      * entry's header, which must not need pages of its own on a full map. */
     lmc__emeta mm = *m;
     mm.row_lag = 0;
+    mm.row_seq = at ? row_seq_now(w) : 0;
     bool keep = old_at && (at == old_at ||
                            (at > old_at && at - old_at <= LMC__ROW_LAG_MAX &&
                             lmc__lmdb_value_pages(k->psize, skey.mv_size, d.mv_size) == 0));
-    if (keep)
+    if (keep) {
         mm.row_lag = (uint16_t)(at - old_at);
+        mm.row_seq = old_seq;
+    }
     /* The entry first, through the cursor while it still sits on the old one
      * (the rows share the tree: changing one would move the cursor). */
     int rc;
@@ -86,9 +100,9 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, &mm);
     /* Then its row, unless it stays. */
     if (!keep) {
-        if (old_at && (rc = row_del(w, old_at, &sk->v)))
+        if (old_at && (rc = row_del(w, old_at, old_seq, &sk->v)))
             return rc;
-        if (at && (rc = row_put(w, at, &sk->v)))
+        if (at && (rc = row_put(w, at, mm.row_seq, &sk->v)))
             return rc;
     }
     w->d_key_bytes += (int64_t)klen;
@@ -109,22 +123,25 @@ int lmc__entry_refile(lmc__wctx *w, const MDB_val *skey)
         return 0; /* malformed: it has no row (entry_forget) */
     uint64_t gone = lmc__entry_gone_at(e.expires_at, e.grace_ms);
     if (e.row_lag == 0)
-        return gone ? row_put(w, gone, skey) : 0;
-    /* The same entry with a row lag of 0, from a copy: the put may move the
-     * old bytes.  A lagging entry stays in its leaf page (lmc__entry_store),
-     * so the copy is small and the put needs no pages of its own. */
+        return gone ? row_put(w, gone, e.row_seq, skey) : 0;
+    /* The same entry with a row lag of 0 and the sequence of now, from a
+     * copy: the put may move the old bytes.  A lagging entry stays in its
+     * leaf page (lmc__entry_store), so the copy is small and the put needs
+     * no pages of its own. */
+    uint16_t seq = row_seq_now(w);
     unsigned char small[4096], *buf = small;
     if (old.mv_size > sizeof small && !(buf = lmc__malloc(old.mv_size)))
         return lmc__err(w->h, LMC_ENOMEM, "out of memory refiling an expiry row");
     memcpy(buf, old.mv_data, old.mv_size);
     memset(buf + 2, 0, 2);
+    memcpy(buf + 4, &seq, 2);
     MDB_val d = {old.mv_size, buf};
     rc = mdb_put(w->txn, w->k->dbi_main, (MDB_val *)(uintptr_t)skey, &d, 0);
     if (buf != small)
         lmc__free(buf);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (refiling an expiry row)");
-    return row_put(w, gone, skey);
+    return row_put(w, gone, seq, skey);
 }
 
 /* Remove one entry; *at gets its row time (0: no TTL, or a malformed
@@ -140,8 +157,9 @@ static int remove_one(lmc__wctx *w, MDB_cursor *cur, const MDB_val *skey, const 
     MDB_val k = {skey->mv_size, kb};
     memcpy(kb, skey->mv_data, skey->mv_size);
     int rc;
-    *at = entry_forget(w, &k, old);
-    if (*at && with_row && (rc = row_del(w, *at, &k)))
+    uint16_t seq;
+    *at = entry_forget(w, &k, old, &seq);
+    if (*at && with_row && (rc = row_del(w, *at, seq, &k)))
         return rc;
     skey = &k;
     if (cur)

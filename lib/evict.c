@@ -102,8 +102,9 @@ int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, uint64_
     rc = mdb_cursor_get(cur, &key, &d, MDB_SET_RANGE);
     while (rc == 0 && *(const unsigned char *)key.mv_data == LMC__NS_ROW) {
         uint64_t at;
+        uint16_t seq;
         MDB_val row_skey;
-        if (lmc__expkey_parse(&key, &at, &row_skey) != 0) {
+        if (lmc__expkey_parse(&key, &at, &seq, &row_skey) != 0) {
             /* Not a row we wrote: drop it. */
             if ((rc = mdb_cursor_del(cur, 0)))
                 break;
@@ -127,7 +128,7 @@ int lmc__evict_expired(lmc__wctx *w, uint64_t budget, uint64_t *removed, uint64_
         rc = mdb_get(w->txn, k->dbi_main, &skey, &old);
         lmc__entry e;
         bool its = rc == 0 && lmc__entry_parse(&skey, &old, &e) == 0 &&
-                   lmc__entry_row_at(&e) == at;
+                   lmc__entry_row_at(&e) == at && e.row_seq == seq;
         if (its && lmc__entry_gone_at(e.expires_at, e.grace_ms) > now) {
             if (!refiles_add(&rf, &skey)) {
                 rc = lmc__err(w->h, LMC_ENOMEM, "out of memory walking the expiry index");
@@ -409,10 +410,11 @@ int lmc__evict_for_room(lmc__wctx *w, void *p)
     if (rc == 0 && mdb_cursor_open(w->txn, k->dbi_main, &xc) == 0) {
         MDB_val xk = lmc__rows_start(), xd, skey;
         uint64_t exp;
+        uint16_t seq;
         lmc__resume from;
         from.set = false;
         if (mdb_cursor_get(xc, &xk, &xd, MDB_SET_RANGE) == 0 &&
-            lmc__expkey_parse(&xk, &exp, &skey) == 0)
+            lmc__expkey_parse(&xk, &exp, &seq, &skey) == 0)
             lmc__resume_at(&from, &skey);
         mdb_cursor_close(xc);
         if (from.set) {

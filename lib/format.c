@@ -11,12 +11,13 @@
 void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_long,
                       const void *val, size_t vlen, const lmc__emeta *m)
 {
-    uint32_t fkl = is_long ? (uint32_t)klen : 0;
+    uint16_t kl16 = is_long ? (uint16_t)(klen - 1) : 0; /* klen <= LMC_MAX_KEY = 65536 */
     bool ext = lmc__emeta_ext(m);
     dst[0] = LMC__ENTRY_FORMAT;
     dst[1] = (unsigned char)((is_long ? LMC__EF_LONGKEY : 0) | (ext ? LMC__EF_EXT : 0));
     memcpy(dst + 2, &m->row_lag, 2);
-    memcpy(dst + 4, &fkl, 4);
+    memcpy(dst + 4, &m->row_seq, 2);
+    memcpy(dst + 6, &kl16, 2);
     memcpy(dst + 8, &m->expires_at, 8);
     memcpy(dst + 16, &m->version, 8);
     unsigned char *p = dst + LMC__HDR_SIZE;
@@ -33,18 +34,20 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
         memcpy(p, val, vlen);
 }
 
-size_t lmc__expkey_make(unsigned char *dst, uint64_t at, const MDB_val *skey)
+size_t lmc__expkey_make(unsigned char *dst, uint64_t at, uint16_t seq, const MDB_val *skey)
 {
     dst[0] = LMC__NS_ROW;
     for (int i = 8; i >= 1; i--) {
         dst[i] = (unsigned char)(at & 0xff);
         at >>= 8;
     }
-    memcpy(dst + 9, skey->mv_data, skey->mv_size);
-    return 9 + skey->mv_size;
+    dst[9] = (unsigned char)(seq >> 8);
+    dst[10] = (unsigned char)(seq & 0xff);
+    memcpy(dst + 11, skey->mv_data, skey->mv_size);
+    return 11 + skey->mv_size;
 }
 
-int lmc__expkey_parse(const MDB_val *row, uint64_t *at, MDB_val *skey)
+int lmc__expkey_parse(const MDB_val *row, uint64_t *at, uint16_t *seq, MDB_val *skey)
 {
     if (!lmc__is_row_key(row) || row->mv_size > LMC__EXPKEY_MAX)
         return -1;
@@ -53,8 +56,9 @@ int lmc__expkey_parse(const MDB_val *row, uint64_t *at, MDB_val *skey)
     for (int i = 1; i <= 8; i++)
         v = (v << 8) | p[i];
     *at = v;
-    skey->mv_size = row->mv_size - 9;
-    skey->mv_data = (void *)(uintptr_t)(p + 9);
+    *seq = (uint16_t)((p[9] << 8) | p[10]);
+    skey->mv_size = row->mv_size - 11;
+    skey->mv_data = (void *)(uintptr_t)(p + 11);
     return lmc__is_entry_key(skey) ? 0 : -1;
 }
 

@@ -22,7 +22,8 @@
  * Format 3 keeps the expiry rows in the main database (format 2 had them in
  * a named database "expiry"); format 4 lets a row lag behind its entry's
  * time (the row lag of the header, below); format 5 files the rows after
- * the entries instead of before them (see "Stored keys"). */
+ * the entries instead of before them (see "Stored keys") and orders those
+ * of one millisecond by a row sequence kept in the header. */
 #define LMC__FORMAT_VERSION 5u
 
 /*
@@ -42,11 +43,11 @@
  * last (0xFF), because LMDB packs a page only when it splits it for a key
  * that goes after every key of the page (mdb_page_split then leaves the
  * old page full and starts the new one with the new key); any other split
- * cuts the page in the middle.  Rows of one TTL arrive in time order, so
- * at the end of the tree they go after every row of the last page (rows of
- * the same millisecond are ordered by key, so only those interleave); in
- * front of the entries (format 4), every new row went before the first
- * entries of its page and every split was a middle one.  Measured on
+ * cuts the page in the middle.  Rows of one TTL arrive in time order (and
+ * those of one millisecond in the order of their row sequence, see "Expiry
+ * rows"), so at the end of the tree they go after every row of the last
+ * page; in front of the entries (format 4), every new row went before the
+ * first entries of its page and every split was a middle one.  Measured on
  * 1,000,000 sets with a TTL (bench/RESULTS.md): 8% fewer tree pages for
  * keys that arrive in order, 1% for keys in random order (whose entry
  * pages dominate), and a set with a TTL 8% fewer instructions.  Entries
@@ -55,7 +56,7 @@
  * no row.  The fill leases (LMC__NS_LEASE, 0xFD, below) come before the
  * entries.
  *
- * LMDB keys stop at 511 bytes and an expiry row adds 9, so a user key of
+ * LMDB keys stop at 511 bytes and an expiry row adds 11, so a user key of
  * LMC__KEY_INLINE bytes or more is stored as its first LMC__KEY_INLINE bytes
  * followed by a 16-byte hash of the whole key, and the whole key is kept in
  * the value to confirm a hit.
@@ -65,7 +66,7 @@
 #define LMC__KEY_INLINE 448u
 #define LMC__KEY_HASH 16u
 #define LMC__KEY_STORED_LONG (1u + LMC__KEY_INLINE + LMC__KEY_HASH)
-#define LMC__EXPKEY_MAX (1u + 8u + LMC__KEY_STORED_LONG)
+#define LMC__EXPKEY_MAX (1u + 8u + 2u + LMC__KEY_STORED_LONG)
 
 /* The key of the commit that only moves LMDB's transaction id on (write.c). */
 #define LMC__TICK_KEY "lmc:tick"
@@ -178,7 +179,9 @@ static inline int lmc__key_cmp(const void *a, size_t al, const void *b, size_t b
  *   1  u8  flags  (LMC__EF_*)
  *   2  u16 row lag: the entry's expiry row is filed this many ms before
  *      the time the entry goes (see "Expiry rows"); 0 without a TTL
- *   4  u32 length of the whole key (long keys), else 0
+ *   4  u16 row sequence: with the row time, where the expiry row sorts
+ *      among the rows of the same millisecond (see "Expiry rows")
+ *   6  u16 length of the whole key less 1 (long keys), else 0
  *   8  u64 expires_at, ms since the Unix epoch, 0 = never
  *  16  u64 version, for compare-and-swap
  * The extension, only for entries written through a fill lease (lease.c),
@@ -199,6 +202,7 @@ typedef struct lmc__entry {
     uint32_t grace_ms;
     uint32_t fill_ms;
     uint16_t row_lag;
+    uint16_t row_seq;
     const unsigned char *key; /* the whole user key */
     size_t klen;
     const unsigned char *val;
@@ -211,7 +215,8 @@ typedef struct lmc__emeta {
     uint64_t version;
     uint32_t grace_ms;
     uint32_t fill_ms;
-    uint16_t row_lag; /* set by lmc__entry_store, which files the row */
+    uint16_t row_lag; /* set by lmc__entry_store, which files the row, */
+    uint16_t row_seq; /* ... and so is this */
 } lmc__emeta;
 
 /* Parse a stored entry; returns 0, or -1 if it is malformed.  Every pointer
@@ -221,10 +226,12 @@ static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__e
     const unsigned char *p = d->mv_data;
     if (LMC__UNLIKELY(d->mv_size < LMC__HDR_SIZE || p[0] != LMC__ENTRY_FORMAT))
         return -1;
-    uint32_t fkl;
+    uint16_t kl16;
     unsigned flags = p[1];
     memcpy(&e->row_lag, p + 2, 2);
-    memcpy(&fkl, p + 4, 4);
+    memcpy(&e->row_seq, p + 4, 2);
+    memcpy(&kl16, p + 6, 2);
+    size_t fkl = (flags & LMC__EF_LONGKEY) ? (size_t)kl16 + 1 : kl16;
     memcpy(&e->expires_at, p + 8, 8);
     memcpy(&e->version, p + 16, 8);
     size_t off = LMC__HDR_SIZE;
@@ -245,7 +252,7 @@ static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__e
         e->key = p + off;
         e->klen = fkl;
     } else {
-        if (LMC__UNLIKELY(fkl != 0 || skey->mv_size < 2 || skey->mv_size > LMC__KEY_INLINE))
+        if (LMC__UNLIKELY(kl16 != 0 || skey->mv_size < 2 || skey->mv_size > LMC__KEY_INLINE))
             return -1;
         e->key = (const unsigned char *)skey->mv_data + 1;
         e->klen = skey->mv_size - 1;
@@ -293,8 +300,15 @@ void lmc__entry_write(unsigned char *dst, const void *key, size_t klen, int is_l
 
 /*
  * An expiry row is a key of the main database with empty data:
- * LMC__NS_ROW | BE64(row time) | stored key, so that the rows are ordered
- * by time.  The row time is the time the entry goes (lmc__entry_gone_at)
+ * LMC__NS_ROW | BE64(row time) | BE16(row sequence) | stored key, so that
+ * the rows are ordered by time, and those of one millisecond in the order
+ * they were filed: the sequence is the low 16 bits of the version of the
+ * transaction that filed the row, which grows with every commit of every
+ * process (it wraps every 65,536 commits, which costs one row out of order,
+ * never a wrong one).  Rows filed in order go after every row of the last
+ * page, which LMDB packs (see "Stored keys"); ordered by key within a
+ * millisecond, rows of a writer doing 20 sets per millisecond filled their
+ * pages to 52% (bench/RESULTS.md).  The row time is the time the entry goes (lmc__entry_gone_at)
  * less the header's row lag, so it is never later than the entry's: every
  * row up to now that is its entry's is an expired entry's, or one whose
  * row lags.  A set with a TTL that replaces an entry going at most
@@ -317,17 +331,17 @@ static inline uint64_t lmc__entry_row_at(const lmc__entry *e)
     return gone > e->row_lag ? gone - e->row_lag : gone;
 }
 
-/* Makes the row of the entry of stored key skey whose row time is at;
- * returns its length (at most LMC__EXPKEY_MAX). */
-size_t lmc__expkey_make(unsigned char *dst, uint64_t at, const MDB_val *skey);
-/* The row time and stored key of a row's key (skey points into it); -1 if
- * it is not a row lmc writes. */
-int lmc__expkey_parse(const MDB_val *row, uint64_t *at, MDB_val *skey);
+/* Makes the row of the entry of stored key skey whose row time is at and
+ * row sequence seq; returns its length (at most LMC__EXPKEY_MAX). */
+size_t lmc__expkey_make(unsigned char *dst, uint64_t at, uint16_t seq, const MDB_val *skey);
+/* The row time, row sequence and stored key of a row's key (skey points
+ * into it); -1 if it is not a row lmc writes. */
+int lmc__expkey_parse(const MDB_val *row, uint64_t *at, uint16_t *seq, MDB_val *skey);
 
 /* Whether a key of the main database is an expiry row's. */
 static inline bool lmc__is_row_key(const MDB_val *k)
 {
-    return k->mv_size > 9 && *(const unsigned char *)k->mv_data == LMC__NS_ROW;
+    return k->mv_size > 11 && *(const unsigned char *)k->mv_data == LMC__NS_ROW;
 }
 
 /* Where the rows start: every row sorts at or after this key. */

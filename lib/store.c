@@ -263,7 +263,8 @@ static int many_key_cmp(const void *pa, const void *pb)
 /*
  * The order in which set_many stores its items when some of them have a
  * TTL: by key.  The expiry rows of items with the same TTL share a time (the
- * batch's clock plus the TTL), so they sort by key among themselves; put in
+ * batch's clock plus the TTL) and a row sequence (the transaction's, format.h),
+ * so they sort by key among themselves; put in
  * the order given (random, for most batches), each goes into the middle of
  * the last row page, which LMDB then splits in the middle; put in key order,
  * each goes after every row of that page, which LMDB packs (format.h).  1,000,000 entries with a TTL in

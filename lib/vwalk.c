@@ -179,7 +179,8 @@ static bool node_data(vctx *v, uint64_t pg, unsigned i, const unsigned char *nod
 typedef struct ttl_slot {
     const unsigned char *key; /* NULL: an empty slot */
     uint32_t klen;
-    uint32_t matched;         /* its row was found, with this time */
+    uint16_t matched;         /* its row was found, with this time */
+    uint16_t seq;             /* the row sequence the entry's header gives */
     uint64_t exp;             /* the row time the entry's header gives */
 } ttl_slot;
 
@@ -201,7 +202,7 @@ static ttl_slot *ttl_find(const vctx *v, vkey k)
     }
 }
 
-static bool ttl_add(vctx *v, vkey k, uint64_t exp)
+static bool ttl_add(vctx *v, vkey k, uint64_t exp, uint16_t seq)
 {
     if (2 * (v->ttl_n + 1) > v->ttl_cap) {
         size_t cap = v->ttl_cap ? 2 * v->ttl_cap : 1024;
@@ -231,6 +232,7 @@ static bool ttl_add(vctx *v, vkey k, uint64_t exp)
     v->ttl[j].klen = (uint32_t)k.n;
     v->ttl[j].matched = 0;
     v->ttl[j].exp = exp;
+    v->ttl[j].seq = seq;
     v->ttl_n++;
     return true;
 }
@@ -305,17 +307,19 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
             if (ttl_find(v, key))
                 return bad(v, "entry '%s' (node %u of page %llu) appears twice in the tree",
                            show_key(key.p, key.n, kb, sizeof kb), i, (unsigned long long)pg);
-            if (!ttl_add(v, key, lmc__entry_row_at(&e)))
+            if (!ttl_add(v, key, lmc__entry_row_at(&e), e.row_seq))
                 return false;
         }
         return true;
     }
     if (v->kind == TREE_MAIN && key.n >= 1 && key.p[0] == LMC__NS_ROW) {
-        /* NS_ROW | BE64(row time) | stored key -> nothing; its entry, met
-         * earlier in the walk, must have a TTL and that row time. */
+        /* NS_ROW | BE64(row time) | BE16(row sequence) | stored key ->
+         * nothing; its entry, met earlier in the walk, must have a TTL and
+         * that row time and sequence. */
         MDB_val row = {key.n, (void *)(uintptr_t)key.p}, skey;
         uint64_t at;
-        if (lmc__expkey_parse(&row, &at, &skey) != 0 || data.n != 0)
+        uint16_t seq;
+        if (lmc__expkey_parse(&row, &at, &seq, &skey) != 0 || data.n != 0)
             return bad(v, "expiry row %u of page %llu is malformed", i, (unsigned long long)pg);
         vkey sk = {skey.mv_data, skey.mv_size};
         ttl_slot *ts = ttl_find(v, sk);
@@ -326,10 +330,11 @@ static bool check_record(vctx *v, uint64_t pg, unsigned i, const unsigned char *
             return bad(v, "'%s' has two expiry rows, at %llu and %llu ms",
                        show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)ts->exp,
                        (unsigned long long)at);
-        if (ts->exp != at)
-            return bad(v, "the expiry row of '%s' says %llu ms, the entry %llu",
-                       show_key(sk.p, sk.n, kb, sizeof kb), (unsigned long long)at,
-                       (unsigned long long)ts->exp);
+        if (ts->exp != at || ts->seq != seq)
+            return bad(v, "the expiry row of '%s' says %llu ms (sequence %u), the entry %llu "
+                       "(sequence %u)", show_key(sk.p, sk.n, kb, sizeof kb),
+                       (unsigned long long)at, (unsigned)seq, (unsigned long long)ts->exp,
+                       (unsigned)ts->seq);
         ts->matched = 1;
         v->res->expiry_rows++;
         return true;

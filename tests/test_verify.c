@@ -303,15 +303,18 @@ static void raw_end(MDB_env *env, MDB_txn *txn)
     mdb_env_close(env);
 }
 
-/* The expiry row key of stored key 0xFE | k at time at (format.h). */
+/* The expiry row key of stored key 0xFE | k at time at, sequence 7
+ * (format.h). */
 static size_t row_key(unsigned char *r, uint64_t at, const char *k)
 {
     r[0] = 0xFF;
     for (int i = 0; i < 8; i++)
         r[1 + i] = (unsigned char)(at >> (8 * (7 - i)));
-    r[9] = 0xFE;
-    memcpy(r + 10, k, strlen(k));
-    return 10 + strlen(k);
+    r[9] = 0;
+    r[10] = 7;
+    r[11] = 0xFE;
+    memcpy(r + 12, k, strlen(k));
+    return 12 + strlen(k);
 }
 
 static void expect_verify_says(tctx *t, const char *needle)
@@ -362,7 +365,7 @@ static void test_rows_and_entries_must_match(void **state)
     MDB_cursor *cur;
     assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
     assert_int_equal(mdb_cursor_get(cur, &own, &d, MDB_SET_RANGE), 0);
-    assert_true(own.mv_size == 11 && ((unsigned char *)own.mv_data)[10] == 'a');
+    assert_true(own.mv_size == 13 && ((unsigned char *)own.mv_data)[12] == 'a');
     unsigned char ownk[16];
     memcpy(ownk, own.mv_data, own.mv_size);
     own.mv_data = ownk;
@@ -375,11 +378,69 @@ static void test_rows_and_entries_must_match(void **state)
     assert_int_equal(mdb_del(txn, dbi, &own, NULL), 0);
     raw_end(env, txn);
     expect_verify_says(t, "the expiry row of 'a' says");
-    /* No row at all. */
+    /* Its own time, another sequence. */
+    unsigned char other[16];
+    memcpy(other, ownk, sizeof ownk);
+    other[10] ^= 1;
+    MDB_val oseq = {own.mv_size, other};
     raw_begin(t->path, &env, &txn, &dbi);
     assert_int_equal(mdb_del(txn, dbi, &late, NULL), 0);
+    assert_int_equal(mdb_put(txn, dbi, &oseq, &empty, 0), 0);
+    raw_end(env, txn);
+    expect_verify_says(t, "(sequence");
+    /* No row at all. */
+    raw_begin(t->path, &env, &txn, &dbi);
+    assert_int_equal(mdb_del(txn, dbi, &oseq, NULL), 0);
     raw_end(env, txn);
     expect_verify_says(t, "has a TTL but no expiry row");
+}
+
+/* Rows are filed in the order of their sets, also within one millisecond
+ * (the row sequence, format.h): keys set from "z" down to "a" with one TTL
+ * come out of the index from "z" down to "a", which by key alone they
+ * would not whenever two of them share a millisecond.  The sequence is the
+ * low 16 bits of the version and wraps (one row out of order), so the
+ * sets start where no wrap is near. */
+static void test_rows_keep_the_order_of_their_sets(void **state)
+{
+    tctx *t = *state;
+    lmc *c = open_cache(t, 8, 0);
+    char buf[4];
+    size_t vl;
+    uint64_t ver;
+    ASSERT_OK(put_s(c, "probe", "v", 0));
+    ASSERT_OK(lmc_get_cas(c, "probe", 5, buf, sizeof buf, &vl, &ver));
+    if ((ver & 0xffff) > 65536 - 200)
+        for (uint64_t i = 0; i < 65536 - (ver & 0xffff) + 10; i++)
+            ASSERT_OK(put_s(c, "probe", "v", 0));
+    for (char ch = 'z'; ch >= 'a'; ch--) {
+        char k[2] = {ch, 0};
+        ASSERT_OK(put_s(c, k, "v", 600000));
+    }
+    lmc_verify_result r;
+    ASSERT_OK(lmc_verify(c, NULL, &r));
+    assert_int_equal(r.expiry_rows, 26);
+    lmc_close(c);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    raw_begin(t->path, &env, &txn, &dbi);
+    MDB_cursor *cur;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    unsigned char first = 0xFF;
+    MDB_val k = {1, &first}, d;
+    int rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    char want = 'z';
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT), want--) {
+        const unsigned char *p = k.mv_data;
+        assert_int_equal(k.mv_size, 13);
+        assert_int_equal(p[11], 0xFE);
+        if (p[12] != (unsigned char)want)
+            fail_msg("row of '%c' where '%c' was expected", p[12], want);
+    }
+    assert_int_equal(want, 'a' - 1);
+    mdb_cursor_close(cur);
+    raw_end(env, txn);
 }
 
 /* A writer process sets (with and without TTL, small and overflow values),
@@ -608,6 +669,7 @@ int main(void)
         T(test_healthy_caches_verify_clean),
         T(test_verify_arguments),
         T(test_rows_and_entries_must_match),
+        T(test_rows_keep_the_order_of_their_sets),
         T(test_clean_under_a_concurrent_writer),
         T(test_damage_is_reported_not_a_crash),
         T(test_a_crashing_check_is_reported),
