@@ -89,18 +89,19 @@ static void dfile_close(dfile *f)
     close(f->fd);
 }
 
-/* The rightmost leaf of the subtree at pg whose first key is an entry's
- * (first byte 0xFE; the expiry rows after them start with 0xFF); 0 if there
- * is none. */
-static uint64_t entry_leaf_in(const dfile *f, uint64_t pg)
+/* A leaf of the subtree at pg whose first key starts with byte first (the
+ * entries 0xFE, the expiry rows after them 0xFF), searched from the right
+ * or from the left; 0 if there is none. */
+static uint64_t leaf_in(const dfile *f, uint64_t pg, unsigned char first, bool from_right)
 {
     const unsigned char *p = pg_at(f, pg);
     if (!(g16(p + 10) & 1)) {
         const unsigned char *n = pg_node(p, 0);
-        return g16(n + 6) >= 2 && n[8] == 0xFE ? pg : 0;
+        return g16(n + 6) >= 2 && n[8] == first ? pg : 0;
     }
-    for (unsigned i = pg_n(p); i-- > 0;) {
-        uint64_t leaf = entry_leaf_in(f, node_child(pg_node(p, i)));
+    for (unsigned j = 0; j < pg_n(p); j++) {
+        unsigned i = from_right ? pg_n(p) - 1 - j : j;
+        uint64_t leaf = leaf_in(f, node_child(pg_node(p, i)), first, from_right);
         if (leaf)
             return leaf;
     }
@@ -110,7 +111,7 @@ static uint64_t entry_leaf_in(const dfile *f, uint64_t pg)
 /* A leaf of the main tree holding entries: the rightmost one. */
 static uint64_t main_leaf(const dfile *f)
 {
-    uint64_t pg = entry_leaf_in(f, f->main_root);
+    uint64_t pg = leaf_in(f, f->main_root, 0xFE, true);
     assert_true(pg != 0);
     return pg;
 }
@@ -138,28 +139,10 @@ static uint64_t overflow_page(const dfile *f)
     return overflow_in(f, f->main_root);
 }
 
-/* A leaf of the subtree at pg whose first key is an expiry row's (the
- * rows live in the main tree under a first byte 0xFF, after the entries'
- * 0xFE); 0 if there is none. */
-static uint64_t row_leaf_in(const dfile *f, uint64_t pg)
-{
-    const unsigned char *p = pg_at(f, pg);
-    if (!(g16(p + 10) & 1)) {
-        const unsigned char *n = pg_node(p, 0);
-        return g16(n + 6) > 9 && n[8] == 0xFF ? pg : 0;
-    }
-    for (unsigned i = 0; i < pg_n(p); i++) {
-        uint64_t leaf = row_leaf_in(f, node_child(pg_node(p, i)));
-        if (leaf)
-            return leaf;
-    }
-    return 0;
-}
-
 /* A leaf of the expiry index. */
 static uint64_t expiry_leaf(const dfile *f)
 {
-    uint64_t pg = row_leaf_in(f, f->main_root);
+    uint64_t pg = leaf_in(f, f->main_root, 0xFF, false);
     assert_true(pg != 0);
     return pg;
 }
