@@ -231,7 +231,7 @@ static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__e
     memcpy(&e->row_lag, p + 2, 2);
     memcpy(&e->row_seq, p + 4, 2);
     memcpy(&kl16, p + 6, 2);
-    size_t fkl = (flags & LMC__EF_LONGKEY) ? (size_t)kl16 + 1 : kl16;
+    size_t fkl;
     memcpy(&e->expires_at, p + 8, 8);
     memcpy(&e->version, p + 16, 8);
     size_t off = LMC__HDR_SIZE;
@@ -246,6 +246,7 @@ static inline int lmc__entry_parse(const MDB_val *skey, const MDB_val *d, lmc__e
         off += LMC__EXT_SIZE;
     }
     if (LMC__UNLIKELY(flags & LMC__EF_LONGKEY)) {
+        fkl = (size_t)kl16 + 1;
         if (skey->mv_size != LMC__KEY_STORED_LONG || fkl < LMC__KEY_INLINE ||
             fkl > LMC_MAX_KEY || d->mv_size - off < fkl)
             return -1;
