@@ -150,7 +150,7 @@ $(B)/tests/%: tests/%.c tests/util.h $(STATIC)
 
 $(B)/tests/test_model: tests/model.h
 
-FAULT_WRAP := -Wl,--wrap=mdb_put -Wl,--wrap=mdb_txn_commit -Wl,--wrap=mdb_txn_begin \
+FAULT_WRAP := -Wl,--wrap=mdb_put -Wl,--wrap=mdb_cursor_put -Wl,--wrap=mdb_txn_commit -Wl,--wrap=mdb_txn_begin \
               -Wl,--wrap=mdb_get -Wl,--wrap=mdb_cursor_get
 
 deps:

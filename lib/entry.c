@@ -92,6 +92,12 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     int rc;
     if (old && w->cur && old->mv_data == w->cur_at)
         rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
+    else if (w->cur)
+        /* A new key, through the cursor a lookup left next to where it
+         * goes: LMDB searches only that leaf page when the key falls
+         * between its first and last keys, and the whole tree otherwise
+         * (the cursor may have moved since; the answer is the same). */
+        rc = mdb_cursor_put(w->cur, &skey, &d, MDB_RESERVE);
     else
         rc = mdb_put(w->txn, k->dbi_main, &skey, &d, MDB_RESERVE);
     w->cur_at = NULL;
@@ -221,12 +227,19 @@ int lmc__entry_find(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t k
     int rc = w->cur ? 0 : mdb_cursor_open(w->txn, w->k->dbi_main, &w->cur);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_cursor_open");
+    /* MDB_SET_RANGE rather than MDB_SET_KEY: on a miss it still leaves the
+     * cursor on the key after this one, in the leaf page where this one
+     * would go, so that storing it (lmc__entry_store) searches that page
+     * only instead of the whole tree again.  MDB_SET_KEY leaves a cursor
+     * that missed unpositioned. */
     MDB_val k = sk->v;
-    rc = mdb_cursor_get(w->cur, &k, &f->old, MDB_SET_KEY);
+    rc = mdb_cursor_get(w->cur, &k, &f->old, MDB_SET_RANGE);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_cursor_get");
+    if (k.mv_size != sk->v.mv_size || memcmp(k.mv_data, sk->v.mv_data, k.mv_size) != 0)
+        return 0;
     f->exists = true;
     w->cur_at = f->old.mv_data;
     if (lmc__entry_parse(&sk->v, &f->old, &f->e) != 0) {

@@ -805,6 +805,94 @@ static void test_set_many_in_any_order_the_last_of_a_key_wins(void **state)
     ASSERT_OK(lmc_verify(t->c, NULL, &r));
 }
 
+/* A new key is stored through the cursor its lookup left next to where it
+ * goes (lib/entry.c), and a lookup that found its key overwrites through
+ * it: new keys between present ones, before and after all of them, over
+ * many leaf pages, in one transaction (set_many, with and without TTLs) and
+ * one per key (set, add), with overwrites in between.  Every value must be
+ * the last one stored, the keys in order, the totals and the index exact. */
+static void test_new_keys_among_present_ones_go_where_they_belong(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 16, 0);
+    enum { N = 6000 };
+    static lmc_item items[N];
+    static char keys[N][16];
+    static int last[N]; /* value stored last under key i: -1 none */
+    char v[160];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "n%05d", i);
+        last[i] = -1;
+    }
+    /* Every third key first, in key order, so that the others fall between
+     * them on every leaf page. */
+    int n = 0;
+    for (int i = 0; i < N; i += 3) {
+        items[n++] = (lmc_item){keys[i], 6, v, 100, 0};
+        last[i] = 100;
+    }
+    ASSERT_OK(lmc_set_many(t->c, items, (size_t)n));
+    /* Then a batch in random order: new keys, present ones, half with a
+     * TTL, and keys before and after every present one. */
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    n = 0;
+    for (int j = 0; j < N / 2; j++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int i = (int)(x % N);
+        int len = 1 + (int)((x >> 32) % 150);
+        items[n++] = (lmc_item){keys[i], 6, v, (size_t)len, j % 2 ? 60000 : 0};
+        last[i] = len;
+    }
+    static char first[] = "a", after[] = "z";
+    items[n++] = (lmc_item){first, 1, v, 7, 0};
+    items[n++] = (lmc_item){after, 1, v, 9, 60000};
+    ASSERT_OK(lmc_set_many(t->c, items, (size_t)n));
+    /* Then one key per transaction, alternately set and add. */
+    for (int j = 0; j < N / 3; j++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int i = (int)(x % N);
+        int len = 1 + (int)((x >> 32) % 150);
+        if (j % 2) {
+            int rc = lmc_add(t->c, keys[i], 6, v, (size_t)len, 0);
+            assert_int_equal(rc, last[i] < 0 ? LMC_OK : LMC_EXISTS);
+            if (rc == LMC_OK)
+                last[i] = len;
+        } else {
+            ASSERT_OK(lmc_set(t->c, keys[i], 6, v, (size_t)len, j % 4 ? 60000 : 0));
+            last[i] = len;
+        }
+    }
+    uint64_t present = 2, bytes = 16;
+    char buf[160];
+    size_t vl;
+    for (int i = 0; i < N; i++) {
+        int rc = lmc_get(t->c, keys[i], 6, buf, sizeof buf, &vl);
+        if (last[i] < 0) {
+            assert_int_equal(rc, LMC_NOTFOUND);
+            continue;
+        }
+        ASSERT_OK(rc);
+        assert_int_equal(vl, (size_t)last[i]);
+        present++;
+        bytes += (uint64_t)last[i];
+    }
+    ASSERT_OK(lmc_get(t->c, "a", 1, buf, sizeof buf, &vl));
+    assert_int_equal(vl, 7);
+    ASSERT_OK(lmc_get(t->c, "z", 1, buf, sizeof buf, &vl));
+    assert_int_equal(vl, 9);
+    lmc_stat st = stats_of(t->c);
+    assert_int_equal(st.entries, present);
+    assert_int_equal(st.value_bytes, bytes);
+    lmc_verify_result r;
+    ASSERT_OK(lmc_verify(t->c, NULL, &r));
+    assert_int_equal(r.entries, present);
+}
+
 typedef struct scan_ctx {
     int n;
     int stop_after;
@@ -1262,6 +1350,8 @@ int main(void)
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_set_many_is_all_or_nothing, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_set_many_in_any_order_the_last_of_a_key_wins,
+                                        setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_new_keys_among_present_ones_go_where_they_belong,
                                         setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),

@@ -61,6 +61,18 @@ int __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data, unsig
     return __real_mdb_put(txn, dbi, key, data, flags);
 }
 
+/* Entries go in through the lookup's cursor (lib/entry.c): the same fault,
+ * so that a test injects into every put of the main database alike. */
+int __real_mdb_cursor_put(MDB_cursor *cur, MDB_val *key, MDB_val *data, unsigned flags);
+int __wrap_mdb_cursor_put(MDB_cursor *cur, MDB_val *key, MDB_val *data, unsigned flags)
+{
+    if (key->mv_size && *(const unsigned char *)key->mv_data == 0xFF)
+        row_puts++;
+    if (fault_fire(&f_put))
+        return f_put.rc;
+    return __real_mdb_cursor_put(cur, key, data, flags);
+}
+
 int __real_mdb_txn_commit(MDB_txn *txn);
 int __wrap_mdb_txn_commit(MDB_txn *txn)
 {
