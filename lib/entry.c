@@ -42,12 +42,26 @@ static uint16_t row_seq_now(const lmc__wctx *w)
     return (uint16_t)(w->version & 0xffff);
 }
 
-/* Put or delete the expiry row (at, seq, skey) of an entry. */
+/* Put or delete the expiry row (at, seq, skey) of an entry.  A new row
+ * sorts after nearly every row there is (its time is now plus a TTL, its
+ * sequence this transaction's), so it goes in through a cursor of its own
+ * that stays on the last row put: LMDB then finds its place from that leaf
+ * page, without a search from the root; a row that does not fall there
+ * costs the full search it would cost anyway.  The cursor is opened for
+ * the second row of a transaction: for one row alone, opening it (a malloc
+ * and a free) costs more than it saves. */
 static int row_put(lmc__wctx *w, uint64_t at, uint16_t seq, const MDB_val *skey)
 {
     unsigned char ek[LMC__EXPKEY_MAX];
     MDB_val row = {lmc__expkey_make(ek, at, seq, skey), ek}, empty = {0, NULL};
-    int rc = mdb_put(w->txn, w->k->dbi_main, &row, &empty, 0);
+    int rc = 0;
+    if (!w->rcur && w->rows_put && (rc = mdb_cursor_open(w->txn, w->k->dbi_main, &w->rcur)))
+        return lmc__mdb_err(w->h, rc, "mdb_cursor_open (expiry rows)");
+    w->rows_put++;
+    if (w->rcur)
+        rc = mdb_cursor_put(w->rcur, &row, &empty, 0);
+    else
+        rc = mdb_put(w->txn, w->k->dbi_main, &row, &empty, 0);
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (expiry row)");
     w->d_rows++;

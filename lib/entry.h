@@ -33,6 +33,8 @@ typedef struct lmc__wctx {
     const MDB_val *written;  /* stored key of the entry stored, kept by the
                                 eviction that may follow the commit */
     MDB_cursor *cur;         /* entries cursor of lookups, or NULL */
+    MDB_cursor *rcur;        /* expiry rows cursor of row puts, or NULL */
+    unsigned rows_put;       /* expiry rows put so far */
     const void *cur_at;      /* data of the entry cur is positioned on */
 } lmc__wctx;
 

@@ -319,7 +319,8 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
         w.stamp = NULL;
         w.stamp_ref_set = false;
         w.written = NULL;
-        w.cur = NULL;
+        w.cur = w.rcur = NULL;
+        w.rows_put = 0;
         w.cur_at = NULL;
         w.counted = 0;
         int rc = lmc__wbegin(h, &w.txn);
@@ -330,6 +331,8 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
         rc = op(&w, arg);
         if (w.cur)
             mdb_cursor_close(w.cur);
+        if (w.rcur)
+            mdb_cursor_close(w.rcur);
         uint64_t left = UINT64_MAX;
         bool low = false;
         uint64_t target = atomic_load_explicit(&k->room->headroom, memory_order_relaxed);
