@@ -7,7 +7,7 @@
  * same place.  Entries written under a range while it is being deleted may
  * or may not go; those that were there when the call began are gone when it
  * returns.  Prefix deletes and clears also end the fill leases of their
- * ranges (lease.c says why).
+ * ranges (lease.h says why).
  */
 #include "fmacros.h"
 

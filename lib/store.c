@@ -112,7 +112,7 @@ static int op_delete(lmc__wctx *w, void *p)
     del_arg *a = p;
     int rc;
     /* A delete also ends the key's fill lease, so that a value computed
-     * before it is not stored after it (lease.c). */
+     * before it is not stored after it (lease.h). */
     a->lease_ended = false;
     if (!a->quiet && !a->version && (rc = lmc__lease_drop(w, &a->sk->v, &a->lease_ended)))
         return rc;
