@@ -173,6 +173,19 @@ bool lmc__lease_entry_of(const lmc__skey *sk, const void *key, size_t klen, cons
            (!sk->is_long || lmc__entry_key_matches(e, key, klen)) && !lmc__flush_hides(fv, e);
 }
 
+int lmc__lease_find(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
+                    lmc__found *f, lmc__entry *e, bool *have)
+{
+    *have = false;
+    int rc = lmc__entry_find(w, sk, key, klen, f);
+    if (rc)
+        return rc;
+    lmc__fview fv;
+    lmc__flush_view(w->k, &fv);
+    *have = f->exists && f->mine && lmc__lease_entry_of(sk, key, klen, &f->old, &fv, e);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Removal by the other writes                                              */
 /* ------------------------------------------------------------------------ */

@@ -32,6 +32,12 @@ int lmc__lease_entry_state(const lmc__entry *e, int64_t now);
 bool lmc__lease_entry_of(const lmc__skey *sk, const void *key, size_t klen, const MDB_val *d,
                          const lmc__fview *fv, lmc__entry *e);
 
+/* In write w: look the key up (*f, for a store over it) and say with *have
+ * whether it holds an entry of this key that no flush marker hides, parsed
+ * into *e.  0 or a code. */
+int lmc__lease_find(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
+                    lmc__found *f, lmc__entry *e, bool *have);
+
 /* Whether a lease record still holds: none, held (its holder alive and its
  * time not past), its holder dead, or past its time. */
 enum { LMC__LR_NONE, LMC__LR_HELD, LMC__LR_DEAD, LMC__LR_EXPIRED };

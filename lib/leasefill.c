@@ -15,7 +15,6 @@
 #include "clock.h"
 #include "entry.h"
 #include "error.h"
-#include "flushtab.h"
 #include "format.h"
 #include "lease.h"
 #include "write.h"
@@ -63,17 +62,15 @@ static int op_fill(lmc__wctx *w, void *p)
     if (rc)
         return rc;
     lmc__found f;
-    if ((rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f)))
+    lmc__entry e;
+    bool have;
+    if ((rc = lmc__lease_find(w, a->sk, a->key, a->klen, &f, &e, &have)))
         return rc;
     /* Written since the grant (a set, or another fill): the value computed
      * under this lease is older than what is there.  An entry gone since
      * (expired and swept, or evicted) is no change: the lease's end by a
      * delete is what a delete is. */
-    lmc__fview fv;
-    lmc__flush_view(w->k, &fv);
-    lmc__entry e;
-    if (f.exists && f.mine && lmc__lease_entry_of(a->sk, a->key, a->klen, &f.old, &fv, &e) &&
-        e.version != lr.entry_version) {
+    if (have && e.version != lr.entry_version) {
         a->written = true;
         w->result = LMC_ECHANGED;
         return 0; /* the lease's end commits */
@@ -104,13 +101,11 @@ static int op_abandon(lmc__wctx *w, void *p)
     if (rc || !a->count)
         return rc;
     lmc__found f;
-    if ((rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f)))
-        return rc;
-    lmc__fview fv;
-    lmc__flush_view(w->k, &fv);
     lmc__entry e;
-    if (f.exists && f.mine && lmc__lease_entry_of(a->sk, a->key, a->klen, &f.old, &fv, &e) &&
-        lmc__lease_entry_state(&e, w->now) == LMC__ES_GRACE)
+    bool have;
+    if ((rc = lmc__lease_find(w, a->sk, a->key, a->klen, &f, &e, &have)))
+        return rc;
+    if (have && lmc__lease_entry_state(&e, w->now) == LMC__ES_GRACE)
         lmc__wcount(w, LMC__C_refresh_failures, 1);
     return 0;
 }

@@ -195,12 +195,10 @@ static int op_acquire(lmc__wctx *w, void *p)
     if (rc)
         return rc;
     lmc__found f;
-    if ((rc = lmc__entry_find(w, a->sk, a->key, a->klen, &f)))
-        return rc;
-    lmc__fview fv;
-    lmc__flush_view(k, &fv);
     lmc__entry e;
-    bool have = f.exists && f.mine && lmc__lease_entry_of(a->sk, a->key, a->klen, &f.old, &fv, &e);
+    bool have;
+    if ((rc = lmc__lease_find(w, a->sk, a->key, a->klen, &f, &e, &have)))
+        return rc;
     int st = have ? lmc__lease_entry_state(&e, w->now) : LMC__ES_NONE;
     int ls = lmc__lease_state(k, &lr, have_lease, w->now);
     a->stale = st == LMC__ES_GRACE;
