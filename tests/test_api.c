@@ -732,6 +732,14 @@ static int expiry_cb(void *arg, const lmc_value *v)
     return 0;
 }
 
+/* The next of a reproducible sequence of pseudo-random numbers (xorshift64). */
+static uint64_t xorshift(uint64_t x)
+{
+    x ^= x << 13;
+    x ^= x >> 7;
+    return x ^ x << 17;
+}
+
 /* set_many stores its items in key order (store.c), which must not change
  * what it stores: of items with the same key the last one given wins, an
  * LMC_TTL_KEEP item keeps the TTL an earlier item of the batch gave, and long
@@ -786,9 +794,7 @@ static void test_set_many_in_any_order_the_last_of_a_key_wins(void **state)
     static char keys[N][16], vals[N][16];
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < N; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        x = xorshift(x);
         int kl = snprintf(keys[i], sizeof keys[i], "r%llu", (unsigned long long)(x % 100000));
         int vlen = snprintf(vals[i], sizeof vals[i], "v%d", i);
         big[i] = (lmc_item){keys[i], (size_t)kl, vals[i], (size_t)vlen, i % 2 ? 50000 : 0};
@@ -838,9 +844,7 @@ static void test_new_keys_among_present_ones_go_where_they_belong(void **state)
     uint64_t x = 0x2545f4914f6cdd1dULL;
     n = 0;
     for (int j = 0; j < N / 2; j++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        x = xorshift(x);
         int i = (int)(x % N);
         int len = 1 + (int)((x >> 32) % 150);
         items[n++] = (lmc_item){keys[i], 6, v, (size_t)len, j % 2 ? 60000 : 0};
@@ -852,9 +856,7 @@ static void test_new_keys_among_present_ones_go_where_they_belong(void **state)
     ASSERT_OK(lmc_set_many(t->c, items, (size_t)n));
     /* Then one key per transaction, alternately set and add. */
     for (int j = 0; j < N / 3; j++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        x = xorshift(x);
         int i = (int)(x % N);
         int len = 1 + (int)((x >> 32) % 150);
         if (j % 2) {
