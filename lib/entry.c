@@ -78,6 +78,12 @@ static int row_del(lmc__wctx *w, uint64_t at, uint16_t seq, const MDB_val *skey)
     return rc && rc != MDB_NOTFOUND ? lmc__mdb_err(w->h, rc, "mdb_del (expiry row)") : 0;
 }
 
+/* The largest entry lmc__entry_store writes on the stack before LMDB copies
+ * it in: the most a node of a 4 KiB page holds, beyond which LMDB stores the
+ * value on pages of its own, where one more copy would cost more than the
+ * search it saves. */
+#define ENTRY_STAGED_MAX 2048
+
 int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t klen,
                      const void *val, size_t vlen, const lmc__emeta *m, const MDB_val *old)
 {
@@ -104,7 +110,19 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     /* The entry first, through the cursor while it still sits on the old one
      * (the rows share the tree: changing one would move the cursor). */
     int rc;
-    if (old && w->cur && old->mv_data == w->cur_at)
+    unsigned char small[ENTRY_STAGED_MAX];
+    bool staged = false;
+    if (old && w->cur && old->mv_data == w->cur_at && d.mv_size <= sizeof small) {
+        /* LMDB 0.9 takes the cursor's position as it stands only when the
+         * flags are exactly MDB_CURRENT; MDB_CURRENT | MDB_RESERVE searches
+         * the leaf page again, about a tenth of a whole set.  So an entry
+         * that fits in a leaf is written here first and copied in by LMDB;
+         * copying it twice costs less than the search. */
+        lmc__entry_write(small, key, klen, sk->is_long, val, vlen, &mm);
+        d.mv_data = small;
+        staged = true;
+        rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT);
+    } else if (old && w->cur && old->mv_data == w->cur_at)
         rc = mdb_cursor_put(w->cur, &skey, &d, MDB_CURRENT | MDB_RESERVE);
     else if (w->cur)
         /* A new key, through the cursor a lookup left next to where it
@@ -117,7 +135,8 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     w->cur_at = NULL;
     if (rc)
         return lmc__mdb_err(w->h, rc, "mdb_put (entry)");
-    lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, &mm);
+    if (!staged)
+        lmc__entry_write(d.mv_data, key, klen, sk->is_long, val, vlen, &mm);
     /* Then its row, unless it stays. */
     if (!keep) {
         if (old_at && (rc = row_del(w, old_at, old_seq, &sk->v)))

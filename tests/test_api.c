@@ -895,6 +895,45 @@ static void test_new_keys_among_present_ones_go_where_they_belong(void **state)
     assert_int_equal(r.entries, present);
 }
 
+/* An overwrite of a present key writes a small entry on the stack first and
+ * has LMDB copy it in, and a large one in place (lib/entry.c): values of
+ * every size around that limit, growing and shrinking, short and long keys
+ * (a long key is stored inside its entry), with and without a TTL.  Every
+ * read must give the bytes of the last set, and the totals and the expiry
+ * index must stay exact. */
+static void test_overwrites_of_every_size_read_back_exactly(void **state)
+{
+    tctx *t = *state;
+    t->c = open_cache(t, 8, 0);
+    static const size_t sizes[] = {0,    1,    100,  1900, 1990, 2000, 2010, 2020, 2030,
+                                   2040, 2048, 2100, 4000, 9000, 2035, 2000, 3,    0};
+    enum { NS = sizeof sizes / sizeof sizes[0], MAXV = 9000 };
+    static char v[MAXV], got[MAXV];
+    static char longkey[600];
+    memset(longkey, 'L', sizeof longkey);
+    struct { const char *k; size_t kl; } keys[] = {{"short", 5}, {longkey, sizeof longkey}};
+    for (size_t ki = 0; ki < 2; ki++) {
+        for (size_t i = 0; i < NS; i++) {
+            for (size_t j = 0; j < sizes[i]; j++)
+                v[j] = (char)(i * 31 + j * 7 + ki);
+            ASSERT_OK(lmc_set(t->c, keys[ki].k, keys[ki].kl, v, sizes[i], i % 3 ? 60000 : 0));
+            size_t n = 99;
+            ASSERT_OK(lmc_get(t->c, keys[ki].k, keys[ki].kl, got, sizeof got, &n));
+            assert_int_equal(n, sizes[i]);
+            assert_memory_equal(got, v, sizes[i]);
+            lmc_stat st = stats_of(t->c);
+            assert_int_equal(st.entries, ki + 1);
+            assert_int_equal(st.value_bytes, sizes[i]);
+            assert_int_equal(st.entries_with_ttl, i % 3 ? 1 : 0);
+        }
+        /* The first key stays, with an empty value, beside the second. */
+        ASSERT_OK(lmc_set(t->c, keys[ki].k, keys[ki].kl, NULL, 0, 0));
+    }
+    lmc_verify_result r;
+    ASSERT_OK(lmc_verify(t->c, NULL, &r));
+    assert_int_equal(r.entries, 2);
+}
+
 typedef struct scan_ctx {
     int n;
     int stop_after;
@@ -1355,6 +1394,8 @@ int main(void)
                                         setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_new_keys_among_present_ones_go_where_they_belong,
                                         setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_overwrites_of_every_size_read_back_exactly, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_scan, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_delete_prefix, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_clear, setup_dir, teardown_dir),
