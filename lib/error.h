@@ -46,12 +46,12 @@ static inline int lmc__answer(const lmc *h, int code)
 
 /* Record the message of a failed call on h (may be NULL) for this thread,
  * "LMC_NAME: " and the text, and return code. */
-int lmc__err(const lmc *h, int code, const char *fmt, ...) LMC__PRINTF(3, 4);
+int lmc__err(const lmc *h, int code, const char *fmt, ...) LMC__PRINTF(3, 4) LMC__COLD;
 /* Map an LMDB result to an lmc code with a message naming the call
  * (MDB_MAP_FULL becomes LMC__EMAPFULL, without a message). */
-int lmc__mdb_err(const lmc *h, int mdb_rc, const char *what);
+int lmc__mdb_err(const lmc *h, int mdb_rc, const char *what) LMC__COLD;
 /* Map an errno value to an lmc code with a message. */
-int lmc__sys_err(const lmc *h, int err, const char *fmt, ...) LMC__PRINTF(3, 4);
+int lmc__sys_err(const lmc *h, int err, const char *fmt, ...) LMC__PRINTF(3, 4) LMC__COLD;
 int lmc__code_from_mdb(int mdb_rc);
 /* The message of the last failed call of this thread, whatever handle it
  * was made on; "" for an answer. */
