@@ -50,6 +50,7 @@
 #include "metadb.h"
 #include "recency.h"
 #include "slots.h"
+#include "space.h"
 #include "txn.h"
 
 /* LMDB flags of every read-write process.  They must be identical in all
@@ -350,6 +351,8 @@ again:;
     mdb_env_stat(k->env, &mst);
     k->map_size = info.me_mapsize;
     k->psize = mst.ms_psize;
+    k->total_pages = k->map_size / k->psize;
+    k->reserve_pages = lmc__reserve_pages_of(k->total_pages);
     mdb_env_get_maxreaders(k->env, &k->max_readers);
 
     /* 5. Storage for every page LMDB maps, before anything but LMDB's own

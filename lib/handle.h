@@ -48,7 +48,9 @@ typedef struct lmc__slot {
 /* What the writers of every process know about the room left in the map
  * (write.c), kept in the stats file's header. */
 typedef struct lmc__room {
-    _Atomic uint32_t tick;      /* writes, to space out the room checks */
+    _Atomic uint32_t unused;    /* was a count of writes (the transaction id
+                                   is one); kept so that the layout of the
+                                   stats file stays that of older versions */
     _Atomic uint32_t near_full; /* few free pages left: every write checks */
     _Atomic uint64_t headroom;  /* free pages the writers evict back to */
 } lmc__room;
@@ -124,6 +126,9 @@ typedef struct lmc__core {
     lmc__perm perm;              /* permission rules of the open, for reopen */
     uint64_t map_size;
     unsigned psize;
+    uint64_t total_pages;        /* map_size / psize, fixed at open (a division
+                                    costs every write dozens of cycles) */
+    uint64_t reserve_pages;      /* lmc__reserve_pages_of(total_pages) */
     unsigned max_readers;
     bool on_tmpfs;
     pid_t pid;                   /* process that opened env */

@@ -112,17 +112,6 @@ uint64_t lmc__used_pages_write(lmc__core *k, MDB_txn *txn, bool recount)
     return 2 + tree_pages(txn, 0) + tree_pages(txn, k->dbi_main) + k->meta_pages;
 }
 
-uint64_t lmc__reserve_pages(const lmc__core *k)
-{
-    /* A delete of one entry copies about ten pages (two trees of depth
-     * three, the main tree's root, the free list); a few writes and an
-     * eviction must fit between two checks. */
-    uint64_t total = k->map_size / k->psize, r = total / 64;
-    if (r < 64)
-        r = 64;
-    return r < total / 4 ? r : total / 4;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Readers                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -206,7 +195,7 @@ int lmc__space_get(lmc *h, lmc__space *sp)
     sp->oldest = rd.oldest && rd.oldest < sp->last_txnid ? rd.oldest : sp->last_txnid;
     MDB_envinfo info;
     mdb_env_info(k->env, &info);
-    sp->total_pages = k->map_size / k->psize;
+    sp->total_pages = k->total_pages;
     uint64_t hwm = info.me_last_pgno + 1;
     sp->tail_pages = sp->total_pages > hwm ? sp->total_pages - hwm : 0;
     /* Walk the free list from its newest record back to the oldest

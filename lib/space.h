@@ -30,8 +30,23 @@ typedef struct lmc__readers {
 void lmc__readers_get(lmc__core *k, lmc__readers *r);
 
 /* Pages kept free so that deletes always find the pages they copy first:
- * 1/64 of the map, at least 64 pages, at most a quarter of it. */
-uint64_t lmc__reserve_pages(const lmc__core *k);
+ * 1/64 of a map of total pages, at least 64 pages, at most a quarter of it.
+ * A delete of one entry copies about ten pages (two trees of depth three,
+ * the main tree's root, the free list); a few writes and an eviction must
+ * fit between two checks. */
+static inline uint64_t lmc__reserve_pages_of(uint64_t total)
+{
+    uint64_t r = total / 64;
+    if (r < 64)
+        r = 64;
+    return r < total / 4 ? r : total / 4;
+}
+
+/* The reserve of k's map, worked out when it was opened. */
+static inline uint64_t lmc__reserve_pages(const lmc__core *k)
+{
+    return k->reserve_pages;
+}
 /* Pages in use as txn sees them (the trees and the meta pages); O(1). */
 uint64_t lmc__used_pages(const lmc__core *k, MDB_txn *txn);
 /* The same inside a write transaction, with the meta database's pages as

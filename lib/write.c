@@ -71,7 +71,7 @@ uint64_t lmc__entry_pages(const lmc__core *k, size_t klen, size_t vlen, int is_l
 
 uint64_t lmc__usable_pages(const lmc__core *k)
 {
-    uint64_t total = k->map_size / k->psize, keep = lmc__reserve_pages(k) + LMC__FIXED_PAGES;
+    uint64_t total = k->total_pages, keep = lmc__reserve_pages(k) + LMC__FIXED_PAGES;
     return total > keep ? total - keep : 0;
 }
 
@@ -139,20 +139,22 @@ static bool is_answer(int rc)
  * so that the map never fills to the last page: on a completely full map
  * even a delete cannot get the pages it must copy before it frees any.  The
  * count of writes and the flag are shared, so that several writers cannot
- * together eat the room between the checks each of them makes.
+ * together eat the room between the checks each of them makes: the count is
+ * LMDB's transaction id, which every write of every process moves on by
+ * one, so that keeping it costs no store to a line the processes share.
  */
 static uint64_t room_left(lmc__wctx *w, uint64_t target)
 {
     lmc__core *k = w->k;
     lmc__room *room = k->room;
-    unsigned tick = atomic_fetch_add_explicit(&room->tick, 1, memory_order_relaxed);
+    size_t tick = mdb_txn_id(w->txn);
     if ((tick & 15) != 0 && lmc__wcounted(w, LMC__C_bytes_written) <= k->psize &&
         !atomic_load_explicit(&room->near_full, memory_order_relaxed))
         return UINT64_MAX;
     /* The meta database is recounted on every 16th check, and on every one
      * once the map is nearly full. */
     bool near_now = atomic_load_explicit(&room->near_full, memory_order_relaxed);
-    uint64_t total = k->map_size / k->psize;
+    uint64_t total = k->total_pages;
     uint64_t used = lmc__used_pages_write(k, w->txn, near_now || (tick & 255) == 0);
     uint64_t left = used < total ? total - used : 0;
     uint32_t near = left < 4 * target;
@@ -413,7 +415,7 @@ int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect, unsigned
     if (rc)
         return rc;
     uint64_t budget = lmc__evict_budget(k, r->txn, want_pages);
-    uint64_t total = k->map_size / k->psize, used = lmc__used_pages(k, r->txn);
+    uint64_t total = k->total_pages, used = lmc__used_pages(k, r->txn);
     lmc__rend(r);
     /* Deleting copies pages before it frees any, up to two leaves and their
      * branches per entry when the entries are scattered (expired entries
