@@ -171,19 +171,15 @@ int lmc_lease_fill(lmc *c, const lmc_lease *lease, const void *key, size_t klen,
      * takes over now rather than after the lease time.  The fill's error is
      * what the caller gets. */
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
+    snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(rc));
     unsigned one = 1;
     int drc = lmc__write_deletes(c, op_abandon, &a, &one);
     if (a.ended)
         lmc__lease_wake(c->core, &sk.v);
-    const char *m = msg, *name = lmc_errname(rc);
-    size_t nl = strlen(name);
-    if (strncmp(m, name, nl) == 0 && m[nl] == ':')
-        m += nl + 2;
     if (drc == 0 || drc == LMC_ECHANGED)
-        return lmc__err(c, rc, "%s; the lease ended", m);
+        return lmc__err(c, rc, "%s; the lease ended", msg);
     return lmc__err(c, rc, "%s; the lease could not be ended either (%s): it lapses after its "
-                    "lease time", m, lmc_errname(drc));
+                    "lease time", msg, lmc_errname(drc));
 }
 
 int lmc_lease_abandon(lmc *c, const lmc_lease *lease, const void *key, size_t klen)

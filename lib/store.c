@@ -158,11 +158,7 @@ static int store_failed(lmc *c, int rc, const lmc__skey *sk, const void *key, si
                         const uint64_t *version)
 {
     char msg[512];
-    const char *m = lmc_errmsg(c), *name = lmc_errname(rc);
-    size_t nl = strlen(name);
-    if (strncmp(m, name, nl) == 0 && m[nl] == ':')
-        m += nl + 2;
-    snprintf(msg, sizeof msg, "%s", m);
+    snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(rc));
     int drc = lmc__delete_one(c, sk, key, klen, version, true);
     if (drc == LMC_NOTFOUND)
         return lmc__err(c, rc, "%s", msg);
@@ -421,12 +417,11 @@ int lmc_set_many(lmc *c, const lmc_item *items, size_t n)
      * were the new one.
      */
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", lmc_errmsg(c));
+    snprintf(msg, sizeof msg, "%s", lmc__errmsg_detail(rc));
     unlink_arg u = {items, n, 0};
     unsigned one = 1;
     int drc = n > 0 ? lmc__write_deletes(c, op_unlink_many, &u, &one) : LMC_NOTFOUND;
-    size_t skip = strlen(lmc_errname(rc)) + 2;
-    const char *m = strlen(msg) > skip ? msg + skip : msg;
+    const char *m = msg;
     if (drc == LMC_OK || drc == LMC_NOTFOUND)
         return lmc__err(c, rc, "%s; %zu values they were to replace were removed", m, u.removed);
     int orc = LMC_OK;

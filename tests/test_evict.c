@@ -160,6 +160,8 @@ static void test_a_failed_store_leaves_no_stale_value(void **state)
     ASSERT_OK(put_s(c, "set", "old", 0));
     ASSERT_RC(lmc_set(c, "set", 3, h, huge, 0), LMC_ETOOBIG);
     assert_non_null(strstr(lmc_errmsg(c), "was removed"));
+    /* The store's own message, under its code's name once. */
+    assert_true(strncmp(lmc_errmsg(c), "LMC_ETOOBIG: an entry of ", 25) == 0);
     assert_null(get_s(c, "set", buf, sizeof buf));
 
     ASSERT_OK(put_s(c, "rep", "old", 0));

@@ -518,6 +518,7 @@ static void test_bad_input(void **state)
     ASSERT_RC(lmc_lease_fill(t->c, &big_g.lease, "huge", 4, huge, hn, 0, 0), LMC_ETOOBIG);
     free(huge);
     assert_true(strstr(lmc_errmsg(t->c), "the lease ended") != NULL);
+    assert_true(strncmp(lmc_errmsg(t->c), "LMC_ETOOBIG: an entry of ", 25) == 0);
     EXPECT_OUTCOME(lease_get(t->c, "huge", NULL), LMC_LEASE_FILL);
 
     /* A read-only handle gets hits, never early refreshes, and takes no
