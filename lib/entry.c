@@ -17,6 +17,7 @@
 #include "error.h"
 #include "flushtab.h"
 #include "lmdbmeta.h"
+#include "recency.h"
 
 /* The row time of a stored entry about to go away or be replaced (0 for
  * none, or for a malformed entry, which lmc cannot account for) and its row
@@ -100,6 +101,8 @@ int lmc__entry_store(lmc__wctx *w, const lmc__skey *sk, const void *key, size_t 
     lmc__emeta mm = *m;
     mm.row_lag = 0;
     mm.row_seq = at ? row_seq_now(w) : 0;
+    if (!at) /* a write is an access: its time goes into the header */
+        lmc__emeta_set_written(&mm, lmc__recency_now(k, w->now));
     bool keep = old_at && (at == old_at ||
                            (at > old_at && at - old_at <= LMC__ROW_LAG_MAX &&
                             lmc__lmdb_value_pages(k->psize, skey.mv_size, d.mv_size) == 0));
@@ -162,6 +165,8 @@ int lmc__entry_refile(lmc__wctx *w, const MDB_val *skey)
     if (lmc__entry_parse(skey, &old, &e) != 0)
         return 0; /* malformed: it has no row (entry_forget) */
     uint64_t gone = lmc__entry_gone_at(e.expires_at, e.grace_ms);
+    if (!gone)
+        return 0; /* no TTL, no row: its bytes 2 to 5 are its write time */
     if (e.row_lag == 0)
         return gone ? row_put(w, gone, e.row_seq, skey) : 0;
     /* The same entry with a row lag of 0 and the sequence of now, from a

@@ -27,9 +27,6 @@ typedef struct lmc__wctx {
     uint64_t cdelta[LMC__NCTR]; /* counter deltas, applied after commit; only
                                    those in counted are set */
     int result;              /* returned by the write after a commit */
-    const MDB_val *stamp;    /* key to stamp in the recency array after commit */
-    uint32_t stamp_ref;      /* its cell and tag, when stamp_ref_set */
-    bool stamp_ref_set;      /* (lmc__recency_prefetch gave them before the txn) */
     const MDB_val *written;  /* stored key of the entry stored, kept by the
                                 eviction that may follow the commit */
     MDB_cursor *cur;         /* entries cursor of lookups, or NULL */

@@ -297,7 +297,12 @@ int lmc__runs_scan(lmc *h, MDB_txn *txn, const lmc__resume *start, uint64_t max_
                 max_exp = e.expires_at;
         } else {
             no_ttl = true;
+            /* Its last read (the recency array) or its last write (its
+             * header), whichever came later. */
             uint32_t rec = lmc__recency_of(k, &key, now_ms);
+            uint32_t wrec = lmc__recency_score(k, lmc__entry_written(&e), now_ms);
+            if (wrec > rec)
+                rec = wrec;
             if (rec > max_rec)
                 max_rec = rec;
         }

@@ -88,8 +88,6 @@ static int op_fill(lmc__wctx *w, void *p)
     lmc__wcount(w, LMC__C_sets, 1);
     lmc__wcount(w, LMC__C_bytes_written, a->vlen);
     w->written = &a->sk->v;
-    if (!exp)
-        w->stamp = &a->sk->v;
     return 0;
 }
 

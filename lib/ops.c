@@ -159,8 +159,6 @@ static int op_incr(lmc__wctx *w, void *p)
     lmc__wcount(w, LMC__C_sets, 1);
     lmc__wcount(w, LMC__C_bytes_written, n);
     w->written = &a->sk->v;
-    if (!exp)
-        w->stamp = &a->sk->v;
     a->result = next;
     return 0;
 }
@@ -213,11 +211,8 @@ static int op_touch(lmc__wctx *w, void *p)
     rc = lmc__entry_store(w, a->sk, a->key, a->klen, copy, n, &m, &f.old);
     if (copy != small)
         lmc__free(copy);
-    if (rc == 0) {
+    if (rc == 0)
         w->written = &a->sk->v;
-        if (!exp)
-            w->stamp = &a->sk->v;
-    }
     return rc;
 }
 

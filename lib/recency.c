@@ -3,7 +3,7 @@
  * LRU eviction of entries without TTL.
  *
  * Recording an access in LMDB would turn every get into a write transaction,
- * serialised on LMDB's one writer lock, so access times live in a
+ * serialised on LMDB's one writer lock, so the access times of reads live in a
  * separate mmapped file, "recency": an array of 32-bit cells indexed by a
  * hash of the stored key.  A cell holds the time of the last access in 64 ms
  * units since the cache was created (0 = never) and a 6-bit tag of the key
@@ -11,7 +11,9 @@
  * stale, so a hot key costs one shared-memory write per 64 ms however often
  * it is read.  Keys that share a cell share it: a key whose tag is not the
  * cell's counts as coldest, and the eviction order is approximate, which is
- * all LRU needs.
+ * all LRU needs.  A write records its time in the entry it stores instead
+ * (format.h): a cell stamped after every set was a cache miss per set, and
+ * the eviction scores an entry by the later of the two.
  *
  * Stamping a cell costs a cache miss (the array is megabytes, indexed at
  * random), so reads queue their stamps per thread and write them in batches
@@ -118,28 +120,6 @@ void lmc__stamp_flush(const lmc__core *k, lmc__rtxn *r)
         if (atomic_load_explicit(cell, memory_order_relaxed) != v)
             atomic_store_explicit(cell, v, memory_order_relaxed);
     }
-}
-
-void lmc__stamp_key(lmc *h, const MDB_val *skey)
-{
-    lmc__core *k = h->core;
-    lmc__rtxn *r = k->recency ? pthread_getspecific(k->tkey) : NULL;
-    if (r)
-        lmc__stamp(k, r, skey);
-    else
-        lmc__recency_touch(k, skey, lmc__coarse_ms());
-}
-
-void lmc__stamp_ref(lmc *h, uint32_t ref)
-{
-    lmc__core *k = h->core;
-    if (!k->recency)
-        return;
-    lmc__rtxn *r = pthread_getspecific(k->tkey);
-    if (r)
-        lmc__stamp_queue(k, r, ref);
-    else
-        lmc__recency_touch_ref(k, ref, lmc__coarse_ms());
 }
 
 void lmc__stamp_flush_mine(lmc__core *k)

@@ -57,24 +57,19 @@ static inline uint32_t lmc__recency_value(uint32_t now, uint32_t ref)
     return (now << LMC__REC_TAG_BITS) | (ref >> 24);
 }
 
-/* Stamp the access time of skey now, writing only when the stored value is
- * stale, so that a hot key costs one shared-memory write per 64 ms. */
-static inline void lmc__recency_touch_ref(const lmc__core *k, uint32_t ref, int64_t now_ms)
+/* How recent time t (lmc__recency_now units, 0 = unknown) is, for
+ * comparisons: larger is more recent, 0 is never or unknown. */
+static inline uint32_t lmc__recency_score(const lmc__core *k, uint32_t t, int64_t now_ms)
 {
-    _Atomic uint32_t *cell = lmc__recency_cellp(k, ref);
-    uint32_t v = lmc__recency_value(lmc__recency_now(k, now_ms), ref);
-    if (atomic_load_explicit(cell, memory_order_relaxed) != v)
-        atomic_store_explicit(cell, v, memory_order_relaxed);
+    if (t == 0)
+        return 0;
+    uint32_t age = (lmc__recency_now(k, now_ms) - t) & LMC__REC_TIME_MASK;
+    return LMC__REC_TIME_MASK - age;
 }
 
-static inline void lmc__recency_touch(const lmc__core *k, const MDB_val *skey, int64_t now_ms)
-{
-    if (k->recency)
-        lmc__recency_touch_ref(k, lmc__recency_ref(k, skey), now_ms);
-}
-
-/* How recently skey was used, for comparisons: larger is more recent, 0 is
- * never or unknown (its cell holds another key's time). */
+/* How recently skey was read, as lmc__recency_score: 0 also when its cell
+ * holds another key's time.  (Writes record their time in the entry's
+ * header instead, format.h.) */
 static inline uint32_t lmc__recency_of(const lmc__core *k, const MDB_val *skey, int64_t now_ms)
 {
     if (!k->recency)
@@ -83,8 +78,7 @@ static inline uint32_t lmc__recency_of(const lmc__core *k, const MDB_val *skey, 
     uint32_t v = atomic_load_explicit(lmc__recency_cellp(k, ref), memory_order_relaxed);
     if (v == 0 || (v & LMC__REC_TAG_MASK) != ref >> 24)
         return 0;
-    uint32_t age = (lmc__recency_now(k, now_ms) - (v >> LMC__REC_TAG_BITS)) & LMC__REC_TIME_MASK;
-    return LMC__REC_TIME_MASK - age;
+    return lmc__recency_score(k, v >> LMC__REC_TAG_BITS, now_ms);
 }
 
 /* Write a thread's pending stamps to the shared array. */
@@ -116,31 +110,6 @@ static inline void lmc__stamp(const lmc__core *k, lmc__rtxn *r, const MDB_val *s
     if (k->recency)
         lmc__stamp_queue(k, r, lmc__recency_ref(k, skey));
 }
-
-/* Stamp skey from a write: through the thread's queue if it has one. */
-void lmc__stamp_key(lmc *h, const MDB_val *skey);
-
-/*
- * The cell a write will stamp, asked for before its transaction begins: a
- * thread that only writes has no queue, so its stamp goes straight to the
- * cell, a random line of an array of megabytes (16 MiB for a 1 GiB map),
- * and a cache and TLB miss after every commit.  Prefetched here, the miss
- * overlaps the transaction.  Returns the ref for lmc__stamp_ref (0 without
- * a recency array, where stamping does nothing).
- */
-static inline uint32_t lmc__recency_prefetch(const lmc__core *k, const MDB_val *skey)
-{
-    if (!k->recency)
-        return 0;
-    uint32_t ref = lmc__recency_ref(k, skey);
-    /* Into every level of the cache (locality 3): the stamp comes a whole
-     * transaction later, and a non-temporal prefetch would be gone by then. */
-    __builtin_prefetch((const void *)(uintptr_t)lmc__recency_cellp(k, ref), 1, 3);
-    return ref;
-}
-
-/* lmc__stamp_key with the ref lmc__recency_prefetch returned for the key. */
-void lmc__stamp_ref(lmc *h, uint32_t ref);
 
 int lmc__recency_open(lmc__core *k, int dirfd, bool create, unsigned mode, const lmc *h);
 void lmc__recency_close(lmc__core *k);

@@ -21,7 +21,6 @@
 #include "format.h"
 #include "gen.h"
 #include "lease.h"
-#include "recency.h"
 #include "store.h"
 #include "write.h"
 
@@ -37,8 +36,6 @@ typedef struct store_arg {
     int mode;
     uint64_t version; /* of MODE_CAS; the token of MODE_GEN */
     unsigned bucket;  /* of MODE_GEN */
-    uint32_t ref;     /* the key's recency cell, prefetched (recency.h) */
-    bool ref_set;     /* ... if the store was expected to stamp it */
 } store_arg;
 
 static int op_store(lmc__wctx *w, void *p)
@@ -89,11 +86,6 @@ static int op_store(lmc__wctx *w, void *p)
         lmc__wcount(w, LMC__C_sets, 1);
         lmc__wcount(w, LMC__C_bytes_written, a->vlen);
         w->written = &a->sk->v;
-        if (!exp) {
-            w->stamp = &a->sk->v; /* a write is an access */
-            w->stamp_ref = a->ref;
-            w->stamp_ref_set = a->ref_set; /* not for a kept TTL of none */
-        }
     }
     return rc;
 }
@@ -179,13 +171,7 @@ static int store(lmc *c, const void *key, size_t klen, const void *val, size_t v
     rc = lmc__check_size(c, klen, vlen, sk.is_long);
     if (rc == 0) {
         unsigned bucket = mode == MODE_GEN ? lmc__gen_bucket(key, klen) : 0;
-        /* Only an entry without a TTL is stamped (evict.c finds the others
-         * by their expiry rows), so only then is the cell worth fetching. */
-        int64_t ttl = ttl_ms == LMC_TTL_DEFAULT || ttl_ms == LMC_TTL_KEEP ? c->default_ttl_ms
-                                                                          : ttl_ms;
-        bool never = ttl == LMC_TTL_NEVER;
-        uint32_t ref = never ? lmc__recency_prefetch(c->core, &sk.v) : 0;
-        store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version, bucket, ref, never};
+        store_arg a = {&sk, key, klen, val, vlen, ttl_ms, mode, version, bucket};
         uint64_t pages = lmc__entry_pages(c->core, klen, vlen, sk.is_long);
         /* A value of pages of its own needs them contiguous, and the value it
          * replaces holds such pages until the new one commits: on a full
@@ -321,8 +307,6 @@ static int op_set_many(lmc__wctx *w, void *p)
                               f.exists ? &f.old : NULL);
         if (rc)
             return rc;
-        if (!exp)
-            lmc__recency_touch(w->k, &sk.v, w->now);
         lmc__wcount(w, LMC__C_sets, 1);
         lmc__wcount(w, LMC__C_bytes_written, it->vlen);
     }

@@ -318,8 +318,6 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
         w.k = k;
         w.d_key_bytes = w.d_value_bytes = w.d_rows = 0;
         w.result = 0;
-        w.stamp = NULL;
-        w.stamp_ref_set = false;
         w.written = NULL;
         w.cur = w.rcur = NULL;
         w.rows_put = 0;
@@ -352,12 +350,6 @@ static int write_loop(lmc *h, lmc__wop op, void *arg, unsigned *batch, uint64_t 
                 lmc__totals_add(k, w.d_key_bytes, w.d_value_bytes, w.d_rows);
                 if (st.waited_us)
                     lmc__count(k, LMC__C_pin_wait_us, st.waited_us);
-                /* Stamped after the commit: a cache miss has no business
-                 * inside the writer lock. */
-                if (w.stamp && w.stamp_ref_set)
-                    lmc__stamp_ref(h, w.stamp_ref);
-                else if (w.stamp)
-                    lmc__stamp_key(h, w.stamp);
                 /* Low on free pages: evict back to the headroom now, while
                  * evicting is still possible.  Best effort: this write
                  * itself succeeded.  The headroom decays back to twice the
@@ -406,9 +398,9 @@ int lmc__write_deletes(lmc *h, lmc__wop op, void *arg, unsigned *batch)
 int lmc__make_room(lmc *h, uint64_t want_pages, const MDB_val *protect, unsigned round)
 {
     lmc__core *k = h->core;
-    /* This thread's queued stamps include the entry its write just stored:
-     * without them the eviction after a commit could pick that very entry
-     * as the coldest. */
+    /* This thread's queued stamps (of its reads) count: without them the
+     * eviction could pick an entry the thread just read as the coldest.  The
+     * entry its write just stored carries its own time (format.h). */
     lmc__stamp_flush_mine(k);
     lmc__rtxn *r;
     int rc = lmc__rbegin(h, &r);

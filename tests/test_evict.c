@@ -7,8 +7,12 @@
  */
 #include "util.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static lmc *open_map(tctx *t, unsigned kib)
 {
@@ -349,8 +353,8 @@ static void test_sweeper_keeps_hot_keys_and_does_not_overshoot(void **state)
 }
 
 /* Rewrites the hot keys of the test below from a thread of its own, which
- * has no read transaction: its stamps go straight to the recency cells.
- * Every other one with LMC_TTL_KEEP, which over an entry without TTL stores
+ * has no read transaction (and so no queue of recency stamps): each write
+ * records its time in the entry.  Every other one with LMC_TTL_KEEP, which over an entry without TTL stores
  * one without TTL too, though the call did not say so. */
 static void *rewrite_hot_keys(void *p)
 {
@@ -388,6 +392,60 @@ static void test_sweeper_keeps_rewritten_keys(void **state)
         const char *v = get_s(c, hot_key(k, sizeof k, i), buf, sizeof buf);
         if (!v || strcmp(v, "hot") != 0)
             fail_msg("rewritten key %s was evicted", k);
+    }
+}
+
+/* Zero the recency array of the cache at t->path, as if other keys had
+ * taken the cells of every key: what a sweeper then knows of recency is only
+ * what the entries themselves carry. */
+static void forget_recency_cells(tctx *t)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/recency", t->path);
+    int fd = open(p, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_true(st.st_size > 0);
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    memset(m, 0, (size_t)st.st_size);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+}
+
+/* A write is an access even when the recency array has lost it: the time of
+ * the last write of an entry without TTL is kept in the entry, so keys
+ * written after the cold ones survive a sweep whose cells tell nothing.
+ * They sort before the cold keys, where runs that look equally cold would
+ * be evicted first. */
+static void test_sweeper_keeps_written_keys_without_their_cells(void **state)
+{
+    tctx *t = *state;
+    fake_clock_install();
+    lmc *c = open_map(t, 8192);
+    char k[48], buf[128];
+    for (int i = 0; i < HOT_KEYS; i++) {
+        snprintf(k, sizeof k, "a-hot%02d/%04d", i % 40, i);
+        ASSERT_OK(put_s(c, k, "old", LMC_TTL_NEVER));
+    }
+    fake_clock_advance(5000);
+    fill_to(c, "cold", 0.88, LMC_TTL_NEVER);
+    fake_clock_advance(5000);
+    for (int i = 0; i < HOT_KEYS; i++) {
+        snprintf(k, sizeof k, "a-hot%02d/%04d", i % 40, i);
+        ASSERT_OK(put_s(c, k, "hot", i % 2 ? LMC_TTL_KEEP : LMC_TTL_NEVER));
+    }
+    forget_recency_cells(t);
+    lmc_sweep_result r;
+    ASSERT_OK(lmc_sweep(c, NULL, &r));
+    assert_true(r.evicted_lru > 0);
+    assert_true(r.fill_after <= 0.70);
+    for (int i = 0; i < HOT_KEYS; i++) {
+        snprintf(k, sizeof k, "a-hot%02d/%04d", i % 40, i);
+        const char *v = get_s(c, k, buf, sizeof buf);
+        if (!v || strcmp(v, "hot") != 0)
+            fail_msg("key %s, written after every cold key, was evicted", k);
     }
 }
 
@@ -457,6 +515,7 @@ int main(void)
         T(test_entries_with_ttl_go_before_entries_without),
         T(test_sweeper_keeps_hot_keys_and_does_not_overshoot),
         T(test_sweeper_keeps_rewritten_keys),
+        T(test_sweeper_keeps_written_keys_without_their_cells),
         T(test_sweeper_evicts_soonest_to_expire_first),
         T(test_sweep_without_eviction_leaves_live_entries),
     };
