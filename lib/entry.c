@@ -168,7 +168,7 @@ int lmc__entry_refile(lmc__wctx *w, const MDB_val *skey)
     if (!gone)
         return 0; /* no TTL, no row: its bytes 2 to 5 are its write time */
     if (e.row_lag == 0)
-        return gone ? row_put(w, gone, e.row_seq, skey) : 0;
+        return row_put(w, gone, e.row_seq, skey);
     /* The same entry with a row lag of 0 and the sequence of now, from a
      * copy: the put may move the old bytes.  A lagging entry stays in its
      * leaf page (lmc__entry_store), so the copy is small and the put needs
