@@ -9,6 +9,10 @@
 #   make bench-ttl-layout  sets with a TTL with the expiry rows in a named
 #                       database (lmc now) or in the main one (bench/ttl_layout.c,
 #                       raw LMDB only, about 15 s)
+#   make bench-evict    the quality of eviction: lmc's hit ratio on a full map
+#                       under a Zipf workload against exact LRU and random
+#                       eviction at the same size (bench/evict_quality.c,
+#                       ~1 min; EVICT_ARGS for options)
 #   make bench-callgrind instructions per get, set, set with a TTL and add, of
 #                       lmc and raw LMDB, and per hit of lmc_get_lease_view, by
 #                       callgrind (bench/callgrind.sh, ~4 min)
@@ -45,9 +49,11 @@
 
 BENCH_DIR := $(B)/bench
 BENCH_BIN := $(BENCH_DIR)/lmcbench
-BENCH_SRC := $(filter-out bench/flags.c bench/ttl_layout.c,$(wildcard bench/*.c))
+BENCH_SRC := $(filter-out bench/flags.c bench/ttl_layout.c bench/evict_quality.c,$(wildcard bench/*.c))
 BENCH_FLAGS_BIN := $(BENCH_DIR)/flags
 BENCH_TTL_BIN := $(BENCH_DIR)/ttl_layout
+BENCH_EVICT_BIN := $(BENCH_DIR)/evict_quality
+EVICT_ARGS ?=
 BENCH_OBJ := $(patsubst bench/%.c,$(BENCH_DIR)/%.o,$(BENCH_SRC))
 BENCH_CONFIG := $(BENCH_DIR)/bench_config.h
 BENCH_ARGS ?=
@@ -67,9 +73,9 @@ EXTRA_DEB_PKGS += libhiredis-dev libmemcached-dev redis-server memcached
 TEST_EXTRA += bench-quick
 # The driver builds without the optional libraries, so `make all` builds it
 # and a change that breaks it shows up at once.
-ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN)
+ALL_EXTRA += $(BENCH_BIN) $(BENCH_FLAGS_BIN) $(BENCH_TTL_BIN) $(BENCH_EVICT_BIN)
 
-.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-callgrind \
+.PHONY: bench bench-quick bench-flags bench-ttl-layout bench-capacity bench-callgrind bench-evict \
         bench-config-force bench-redis bench-redis-instructions bench-http-304 bench-flush
 
 bench-callgrind: $(BENCH_BIN)
@@ -114,6 +120,14 @@ $(BENCH_TTL_BIN): bench/ttl_layout.c
 
 bench-ttl-layout: $(BENCH_TTL_BIN)
 	$(Q)$(BENCH_TTL_BIN)
+
+$(BENCH_EVICT_BIN): bench/evict_quality.c $(STATIC)
+	@mkdir -p $(@D)
+	$(E) "  CC      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
+
+bench-evict: $(BENCH_EVICT_BIN)
+	$(Q)$(BENCH_EVICT_BIN) $(EVICT_ARGS)
 
 bench: $(BENCH_BIN)
 	$(Q)sh bench/run.sh $(BENCH_BIN) $(BENCH_ARGS)
