@@ -281,7 +281,8 @@ int main(int argc, char **argv)
         default: usage(argv[0]); return 2;
         }
     }
-    if (c.keys < 2 || c.ops < 2 || c.map_mib < 1 || c.sweep_every < 1 || c.zipf < 0) {
+    if (c.keys < 2 || c.ops < 2 || c.map_mib < 1 || c.sweep_every < 1 || c.zipf < 0 ||
+        c.value_bytes < 1) {
         usage(argv[0]);
         return 2;
     }
@@ -307,6 +308,11 @@ int main(int argc, char **argv)
     }
     if (rc)
         return 1;
+    if (cap == 0) {
+        fprintf(stderr, "evict_quality: no sweep ran in the measured half (raise --ops or lower "
+                        "--sweep-every)\n");
+        return 2;
+    }
     uint64_t measured = c.ops - c.ops / 2;
     char ratebuf[32];
     if (c.rate)
