@@ -9,7 +9,9 @@
  * runs (the writers also evict by themselves when the map fills).  The first
  * half of the operations warms the cache; the hit ratio is that of the
  * second half.  Popular keys are spread through the key space (ranks are
- * shuffled onto key names), as they are in real caches.  The figure to read
+ * shuffled onto key names), as they are in most caches; with --clustered
+ * they sit next to each other (key i has rank i), as when one prefix is
+ * hot.  The figure to read
  * is "share": where lmc lands between random eviction (0) and exact LRU (1).
  *
  *   make bench-evict          (EVICT_ARGS="--zipf 0.8 --keys 400000" ...)
@@ -39,6 +41,7 @@ typedef struct cfg {
     unsigned sweep_every;
     uint64_t seed;
     unsigned rate; /* operations per second, 0 = as fast as it goes */
+    bool clustered; /* popular keys next to each other in key order */
     const char *dir;
 } cfg;
 
@@ -74,7 +77,7 @@ static uint32_t *make_trace(const cfg *c)
     uint64_t s = c->seed | 1;
     for (unsigned i = 0; i < c->keys; i++)
         perm[i] = i;
-    for (unsigned i = c->keys - 1; i > 0; i--) {
+    for (unsigned i = c->keys - 1; i > 0 && !c->clustered; i--) {
         unsigned j = (unsigned)(rnd(&s) % (i + 1));
         uint32_t x = perm[i];
         perm[i] = perm[j];
@@ -251,6 +254,7 @@ static void usage(const char *me)
     fprintf(stderr,
             "usage: %s [--dir DIR] [--keys N] [--ops N] [--zipf S] [--map-mib N]\n"
             "          [--value-bytes N] [--sweep-every N] [--seed N] [--rate OPS_PER_S]\n"
+            "          [--clustered]\n"
             "The hit ratio of lmc on a full map under a Zipf workload, against exact LRU\n"
             "and random eviction simulated with lmc's mean number of entries.\n",
             me);
@@ -258,12 +262,12 @@ static void usage(const char *me)
 
 int main(int argc, char **argv)
 {
-    cfg c = {200000, 4000000, 0.9, 16, 100, 20000, 42, 0, NULL};
+    cfg c = {200000, 4000000, 0.9, 16, 100, 20000, 42, 0, false, NULL};
     static const struct option lo[] = {
         {"dir", required_argument, 0, 'd'},         {"keys", required_argument, 0, 'k'},
         {"ops", required_argument, 0, 'n'},         {"zipf", required_argument, 0, 'z'},
         {"map-mib", required_argument, 0, 'm'},     {"value-bytes", required_argument, 0, 'v'},
-        {"sweep-every", required_argument, 0, 's'}, {"seed", required_argument, 0, 'r'}, {"rate", required_argument, 0, 'R'},
+        {"sweep-every", required_argument, 0, 's'}, {"seed", required_argument, 0, 'r'}, {"rate", required_argument, 0, 'R'}, {"clustered", no_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "d:h", lo, NULL)) != -1) {
@@ -277,6 +281,7 @@ int main(int argc, char **argv)
         case 's': c.sweep_every = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'r': c.seed = strtoull(optarg, NULL, 10); break;
         case 'R': c.rate = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'C': c.clustered = true; break;
         case 'h': usage(argv[0]); return 0;
         default: usage(argv[0]); return 2;
         }
