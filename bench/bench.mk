@@ -121,10 +121,10 @@ $(BENCH_TTL_BIN): bench/ttl_layout.c
 bench-ttl-layout: $(BENCH_TTL_BIN)
 	$(Q)$(BENCH_TTL_BIN)
 
-$(BENCH_EVICT_BIN): bench/evict_quality.c $(STATIC)
+$(BENCH_EVICT_BIN): bench/evict_quality.c bench/bench.h $(BENCH_CONFIG) $(STATIC)
 	@mkdir -p $(@D)
 	$(E) "  CC      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
+	$(Q)$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
 bench-evict: $(BENCH_EVICT_BIN)
 	$(Q)$(BENCH_EVICT_BIN) $(EVICT_ARGS)

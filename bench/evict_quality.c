@@ -18,7 +18,8 @@
  *
  * Single process: what is measured is the eviction policy, not speed.
  */
-#define _GNU_SOURCE
+#include "bench.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -45,20 +46,9 @@ typedef struct cfg {
     const char *dir;
 } cfg;
 
-static uint64_t rnd(uint64_t *s)
-{
-    /* xorshift64*: fast, and the same trace for the same seed. */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 static double rnd01(uint64_t *s)
 {
-    return (double)(rnd(s) >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(bench_rand(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 /* The trace: key ids, the same for lmc and for the simulations. */
@@ -78,7 +68,7 @@ static uint32_t *make_trace(const cfg *c)
     for (unsigned i = 0; i < c->keys; i++)
         perm[i] = i;
     for (unsigned i = c->keys - 1; i > 0 && !c->clustered; i--) {
-        unsigned j = (unsigned)(rnd(&s) % (i + 1));
+        unsigned j = (unsigned)(bench_rand(&s) % (i + 1));
         uint32_t x = perm[i];
         perm[i] = perm[j];
         perm[j] = x;
@@ -168,7 +158,7 @@ static uint64_t sim_random(const cfg *c, const uint32_t *t, uint64_t cap)
             continue;
         }
         if (size == cap) {
-            uint64_t i = rnd(&s) % size;
+            uint64_t i = bench_rand(&s) % size;
             pos[slots[i]] = -1;
             slots[i] = k;
             pos[k] = (int64_t)i;
