@@ -257,7 +257,8 @@ int main(int argc, char **argv)
         {"dir", required_argument, 0, 'd'},         {"keys", required_argument, 0, 'k'},
         {"ops", required_argument, 0, 'n'},         {"zipf", required_argument, 0, 'z'},
         {"map-mib", required_argument, 0, 'm'},     {"value-bytes", required_argument, 0, 'v'},
-        {"sweep-every", required_argument, 0, 's'}, {"seed", required_argument, 0, 'r'}, {"rate", required_argument, 0, 'R'}, {"clustered", no_argument, 0, 'C'},
+        {"sweep-every", required_argument, 0, 's'}, {"seed", required_argument, 0, 'r'},
+        {"rate", required_argument, 0, 'R'},        {"clustered", no_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "d:h", lo, NULL)) != -1) {
