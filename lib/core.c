@@ -430,6 +430,7 @@ again:;
         goto fail;
     }
     k->key_live = true;
+    atomic_store_explicit(&k->rtxn_serial, lmc__rtxn_serial_next(), memory_order_relaxed);
     if (!rdonly && exists && k->stats_fresh && (rc = lmc__totals_rescan(h, k)))
         goto fail;
     if (!rdonly) {

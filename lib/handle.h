@@ -101,6 +101,8 @@ typedef struct lmc__core {
     MDB_dbi dbi_main, dbi_meta;
     _Atomic unsigned gen;        /* == lmc__fork_gen while valid in this process */
     pthread_key_t tkey;          /* -> lmc__rtxn of the calling thread */
+    _Atomic uint64_t rtxn_serial; /* names tkey's current read txns for the
+                                     threads' one-entry caches (txn.h) */
     lmc__slot *slot;             /* this process's stats slot */
     _Atomic uint64_t *gate;      /* writer gate in the stats file, or NULL */
     _Atomic int64_t *byte_totals; /* key and value bytes and expiry rows, in the

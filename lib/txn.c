@@ -26,6 +26,14 @@
 #include "recency.h"
 #include "txn.h"
 
+_Thread_local lmc__rtxn_cache lmc__tl_rtxn __attribute__((tls_model("initial-exec")));
+
+uint64_t lmc__rtxn_serial_next(void)
+{
+    static _Atomic uint64_t last;
+    return atomic_fetch_add_explicit(&last, 1, memory_order_relaxed) + 1;
+}
+
 void lmc__rtxn_lock(lmc__core *k)
 {
     pthread_mutex_lock(&k->rtxn_lock);
@@ -59,6 +67,10 @@ void lmc__rtxn_destructor(void *p)
     bool mine = r->pid == getpid() && r->gen == atomic_load(&k->gen);
     rtxn_unlink(k, r);
     pthread_mutex_unlock(&k->rtxn_lock);
+    /* Another key's destructor may still call lmc on this thread; it must
+     * not find the txn freed here. */
+    if (lmc__tl_rtxn.r == r)
+        lmc__tl_rtxn = (lmc__rtxn_cache){0, NULL};
     if (mine) {
         lmc__stamp_flush(k, r);
         mdb_txn_abort(r->txn);
@@ -71,6 +83,8 @@ void lmc__rtxn_release_all(lmc__core *k, bool owned)
     pthread_mutex_lock(&k->rtxn_lock);
     lmc__rtxn *r = k->rtxns;
     k->rtxns = NULL;
+    /* Every thread's cached pointer to one of these txns stops matching. */
+    atomic_store_explicit(&k->rtxn_serial, lmc__rtxn_serial_next(), memory_order_relaxed);
     pthread_mutex_unlock(&k->rtxn_lock);
     while (r) {
         lmc__rtxn *next = r->next;
@@ -118,6 +132,7 @@ int lmc__rtxn_create(lmc *h, lmc__rtxn **out)
         lmc__free(r);
         return lmc__sys_err(h, rc, "pthread_setspecific");
     }
+    lmc__tl_rtxn = (lmc__rtxn_cache){atomic_load_explicit(&k->rtxn_serial, memory_order_relaxed), r};
     pthread_mutex_lock(&k->rtxn_lock);
     r->next = k->rtxns;
     if (r->next)

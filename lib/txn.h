@@ -11,7 +11,9 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "attrs.h"
 #include "error.h"
@@ -20,10 +22,42 @@
 /* First read on this thread: create its txn (txn.c). */
 int lmc__rtxn_create(lmc *h, lmc__rtxn **out);
 
+/*
+ * Each thread remembers the read txn of the cache it read last, so that a
+ * get finds it with two thread-local loads instead of pthread_getspecific
+ * (a call and four dependent loads).  The entry is keyed by the core's
+ * rtxn_serial, not by its address: serials come from one process-wide
+ * counter, are never 0 and never reused, and a core takes a new one whenever
+ * its txns are freed (close, a failed open, a child after fork), so an entry
+ * left behind by a closed cache can never match a cache opened later at the
+ * same address.  The thread-exit destructor clears the entry of the txn it
+ * frees.
+ */
+typedef struct lmc__rtxn_cache {
+    uint64_t serial;
+    lmc__rtxn *r;
+} lmc__rtxn_cache;
+
+extern _Thread_local lmc__rtxn_cache lmc__tl_rtxn __attribute__((tls_model("initial-exec")));
+
+/* A new serial for a core (txn.c). */
+uint64_t lmc__rtxn_serial_next(void);
+
+static inline lmc__rtxn *lmc__rtxn_mine(lmc__core *k)
+{
+    uint64_t serial = atomic_load_explicit(&k->rtxn_serial, memory_order_relaxed);
+    if (LMC__LIKELY(lmc__tl_rtxn.serial == serial))
+        return lmc__tl_rtxn.r;
+    lmc__rtxn *r = pthread_getspecific(k->tkey);
+    if (r)
+        lmc__tl_rtxn = (lmc__rtxn_cache){serial, r};
+    return r;
+}
+
 /* The calling thread's read txn, renewed; end it with lmc__rend(). */
 static inline int lmc__rbegin(lmc *h, lmc__rtxn **out)
 {
-    lmc__rtxn *r = pthread_getspecific(h->core->tkey);
+    lmc__rtxn *r = lmc__rtxn_mine(h->core);
     if (LMC__UNLIKELY(!r))
         return lmc__rtxn_create(h, out);
     int rc = mdb_txn_renew(r->txn);

@@ -2,7 +2,8 @@
  * test_threads.c - one handle used by many threads at once (run under
  * ThreadSanitizer by `make test`): exact results of concurrent writes,
  * reads that never see torn values, reader slots released when threads
- * exit, per-thread error messages, fork() while other threads work, and
+ * exit, reads that never find a freed read txn (thread exit, close and
+ * reopen), per-thread error messages, fork() while other threads work, and
  * prefix flushes while other threads read and write.
  */
 #include "util.h"
@@ -141,6 +142,82 @@ static void test_thread_exit_releases_reader_slot(void **state)
     lmc_stat st = stats_of(t->c);
     assert_int_equal(st.max_readers, 8);
     assert_true(st.readers <= 2);
+}
+
+/* A get from the destructor of a thread-specific key created after the
+ * cache was opened: glibc runs it after lmc's own destructor has freed the
+ * thread's read txn, and the get must not find that txn again. */
+static lmc *dtor_cache;
+static int dtor_rc = -1;
+static size_t dtor_len;
+
+static void get_in_destructor(void *p)
+{
+    char buf[8];
+    (void)p;
+    dtor_rc = lmc_get(dtor_cache, "k", 1, buf, sizeof buf, &dtor_len);
+}
+
+static void *get_then_exit(void *p)
+{
+    pthread_key_t *key = p;
+    char buf[8];
+    size_t n;
+    if (lmc_get(dtor_cache, "k", 1, buf, sizeof buf, &n) != 0)
+        return (void *)1;
+    pthread_setspecific(*key, buf); /* any non-NULL value runs the destructor */
+    return NULL;
+}
+
+static void test_a_get_after_the_thread_txn_was_freed(void **state)
+{
+    tctx *t = *state;
+    lmc_options o = {.map_size = 4u << 20, .max_readers = 8};
+    ASSERT_OK(lmc_open(&t->c, t->path, &o));
+    ASSERT_OK(put_s(t->c, "k", "value", 0));
+    pthread_key_t key;
+    assert_int_equal(pthread_key_create(&key, get_in_destructor), 0);
+    dtor_cache = t->c;
+    for (int i = 0; i < 20; i++) {
+        dtor_rc = -1;
+        pthread_t th;
+        void *ret;
+        assert_int_equal(pthread_create(&th, NULL, get_then_exit, &key), 0);
+        assert_int_equal(pthread_join(th, &ret), 0);
+        assert_null(ret);
+        ASSERT_OK(dtor_rc);
+        assert_int_equal(dtor_len, 5);
+    }
+    pthread_key_delete(key);
+    /* The txns the destructor's gets created were released too. */
+    assert_true(stats_of(t->c).readers <= 2);
+}
+
+/* One thread that reads a cache, closes it and opens another, again and
+ * again: the new cache's core may be allocated where the old one was, and
+ * its reads must use its own txns, never a freed one of the closed cache. */
+static void test_reopening_in_one_thread_uses_the_new_cache(void **state)
+{
+    tctx *t = *state;
+    char other[320], buf[32];
+    snprintf(other, sizeof other, "%s/other", t->dir);
+    lmc_options o = {.map_size = 4u << 20};
+    lmc *b = NULL;
+    ASSERT_OK(lmc_open(&b, other, &o));
+    ASSERT_OK(put_s(b, "k", "other", 0));
+    for (int i = 0; i < 30; i++) {
+        const char *path = i % 2 ? other : t->path;
+        ASSERT_OK(lmc_open(&t->c, path, &o));
+        if (i < 2)
+            ASSERT_OK(put_s(t->c, "k", i % 2 ? "other" : "first", 0));
+        assert_string_equal(get_s(t->c, "k", buf, sizeof buf), i % 2 ? "other" : "first");
+        /* Alternate with a cache that stays open. */
+        assert_string_equal(get_s(b, "k", buf, sizeof buf), "other");
+        assert_string_equal(get_s(t->c, "k", buf, sizeof buf), i % 2 ? "other" : "first");
+        lmc_close(t->c);
+        t->c = NULL;
+    }
+    lmc_close(b);
 }
 
 static void *hold_slot(void *p)
@@ -358,6 +435,8 @@ int main(void)
         T(test_threads_share_one_handle),
         T(test_readers_and_writers_in_threads),
         T(test_thread_exit_releases_reader_slot),
+        T(test_a_get_after_the_thread_txn_was_freed),
+        T(test_reopening_in_one_thread_uses_the_new_cache),
         T(test_reader_table_full),
         T(test_error_messages_are_per_thread),
         T(test_fork_while_threads_work),
